@@ -1,0 +1,11 @@
+/**
+ * The public contract of tollgate: types for sibling Workers and outside programs, the
+ * capnweb client, and the error-code helpers. Nothing here imports `src/` at run time.
+ */
+export type * from "./rate-limits";
+export type * from "./credits";
+export type * from "./path-stats";
+export type * from "./gateway";
+export type * from "./admin";
+export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
+export { connect, type ConnectOptions, type Transport } from "./client";

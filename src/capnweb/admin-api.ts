@@ -1,0 +1,37 @@
+import { RpcTarget } from "cloudflare:workers";
+import type { AdminApi, Principal } from "../../rpc/admin";
+import type { Env } from "../env";
+import { CreditsService } from "../services/credits-service";
+import { GatewayService } from "../services/gateway-service";
+import { PathStatsService } from "../services/path-stats-service";
+import { RateLimitsService } from "../services/rate-limits-service";
+
+/** What `authenticate(adminToken)` hands to a capnweb caller: every domain. */
+export class AdminApiTarget extends RpcTarget implements AdminApi {
+  readonly #env: Env;
+
+  constructor(env: Env) {
+    super();
+    this.#env = env;
+  }
+
+  whoami(): Principal {
+    return { role: "admin" };
+  }
+
+  rateLimits(): RateLimitsService {
+    return new RateLimitsService(this.#env);
+  }
+
+  credits(): CreditsService {
+    return new CreditsService();
+  }
+
+  pathStats(): PathStatsService {
+    return new PathStatsService();
+  }
+
+  gateway(): GatewayService {
+    return new GatewayService();
+  }
+}

@@ -1,0 +1,38 @@
+import { RpcTarget } from "cloudflare:workers";
+import type { TollgateRpc } from "../../rpc/admin";
+import type { Env } from "../env";
+import { ServiceError } from "../errors";
+import { AdminApiTarget } from "./admin-api";
+import { secretsEqual } from "./constant-time";
+
+/** Longest token accepted; anything longer is refused before it is hashed. */
+const MAX_TOKEN_LENGTH = 4_096;
+
+/**
+ * The main object of a capnweb session at `/rpc`. Nothing is reachable before
+ * `authenticate`, which exchanges a token for a capability (the capability *is* the
+ * permission: there is no ambient session state to forget to check).
+ */
+export class TollgateRpcRoot extends RpcTarget implements TollgateRpc {
+  readonly #env: Env;
+
+  constructor(env: Env) {
+    super();
+    this.#env = env;
+  }
+
+  async authenticate(token: string): Promise<AdminApiTarget> {
+    if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      throw unauthenticated();
+    }
+    const adminToken = this.#env.TOLLGATE_ADMIN_TOKEN;
+    if (adminToken !== undefined && adminToken.length > 0 && (await secretsEqual(token, adminToken))) {
+      return new AdminApiTarget(this.#env);
+    }
+    throw unauthenticated();
+  }
+}
+
+function unauthenticated(): ServiceError {
+  return new ServiceError("UNAUTHENTICATED", "the token is not valid");
+}

@@ -1,0 +1,33 @@
+import { WorkerEntrypoint } from "cloudflare:workers";
+import type { Principal } from "../../rpc/admin";
+import type { Env } from "../env";
+import { CreditsService } from "../services/credits-service";
+import { GatewayService } from "../services/gateway-service";
+import { PathStatsService } from "../services/path-stats-service";
+import { RateLimitsService } from "../services/rate-limits-service";
+
+/**
+ * `Admin`: every capability, for an operator's own Worker. Binding it grants full control,
+ * so bind it only where that is intended. The same surface is `AdminApi` over capnweb.
+ */
+export class Admin extends WorkerEntrypoint<Env> {
+  whoami(): Principal {
+    return { role: "admin" };
+  }
+
+  rateLimits(): RateLimitsService {
+    return new RateLimitsService(this.env);
+  }
+
+  credits(): CreditsService {
+    return new CreditsService();
+  }
+
+  pathStats(): PathStatsService {
+    return new PathStatsService();
+  }
+
+  gateway(): GatewayService {
+    return new GatewayService();
+  }
+}

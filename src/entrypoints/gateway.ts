@@ -1,0 +1,27 @@
+import { WorkerEntrypoint } from "cloudflare:workers";
+import type { AuthorizeInput, AuthorizeResult, GatewayApi, SettleInput } from "../../rpc/gateway";
+import { serveRpc } from "../capnweb/serve-rpc";
+import type { Env } from "../env";
+import { GatewayService } from "../services/gateway-service";
+
+/**
+ * `Gateway`, the default entrypoint: the hot path for API gateways (`authorize`/`settle`),
+ * and the Worker's only HTTP surface, capnweb at `/rpc`. Every other path is 404.
+ */
+export class Gateway extends WorkerEntrypoint<Env> implements GatewayApi {
+  readonly #service = new GatewayService();
+
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/rpc") return serveRpc(request, this.env);
+    return Response.json({ error: { code: "NOT_FOUND", message: "no such route; tollgate serves capnweb at /rpc" } }, { status: 404 });
+  }
+
+  authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+    return this.#service.authorize(input);
+  }
+
+  settle(input: SettleInput): Promise<{ balance: number }> {
+    return this.#service.settle(input);
+  }
+}

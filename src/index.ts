@@ -1,0 +1,16 @@
+/**
+ * tollgate: exact, cheap per-request state for API gateways.
+ *
+ * Entrypoints (each a capability a sibling Worker binds to): `Gateway` (default; also
+ * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
+ * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`.
+ */
+export { Gateway as default } from "./entrypoints/gateway";
+export { RateLimits } from "./entrypoints/rate-limits";
+export { Credits } from "./entrypoints/credits";
+export { PathStats } from "./entrypoints/path-stats";
+export { Admin } from "./entrypoints/admin";
+export { RateLimiterDO } from "./objects/rate-limiter-do";
+export { CreditLedgerDO } from "./objects/credit-ledger-do";
+export { PathCollectorDO } from "./objects/path-collector-do";
+export { AggregatorDO } from "./objects/aggregator-do";

@@ -1,0 +1,73 @@
+import { all, run } from "./sql";
+
+/**
+ * One schema step. Steps are append-only: once released, a step is never edited or
+ * removed; a change is a new step. `version` counts from 1 without gaps.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  up(sql: SqlStorage): void;
+}
+
+const LEDGER = `CREATE TABLE IF NOT EXISTS _migrations (
+  component TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  applied_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (component, version)
+)`;
+
+/**
+ * Brings `component`'s schema up to date, synchronously, one transaction per step, and
+ * returns the version reached. Meant for a Durable Object's constructor: the object answers
+ * nothing until its schema is current, and a failing step rolls back and throws.
+ *
+ * Several components (an object's own tables, the task scheduler's) share one `_migrations`
+ * table, each with its own version sequence.
+ */
+export function applyMigrations(
+  storage: DurableObjectStorage,
+  component: string,
+  migrations: readonly Migration[],
+  nowMs: number = Date.now(),
+): number {
+  assertContiguous(component, migrations);
+  const sql = storage.sql;
+  sql.exec(LEDGER);
+  const current = currentVersion(sql, component);
+  for (const step of migrations) {
+    if (step.version <= current) continue;
+    storage.transactionSync(() => {
+      step.up(sql);
+      run(
+        sql,
+        "INSERT INTO _migrations (component, version, name, applied_at_ms) VALUES (?, ?, ?, ?)",
+        component,
+        step.version,
+        step.name,
+        nowMs,
+      );
+    });
+  }
+  return migrations.length === 0 ? current : Math.max(current, migrations.at(-1)!.version);
+}
+
+/** The version `component` is at; 0 for a fresh object. */
+export function currentVersion(sql: SqlStorage, component: string): number {
+  sql.exec(LEDGER);
+  const rows = all<{ version: number | null }>(
+    sql,
+    "SELECT MAX(version) AS version FROM _migrations WHERE component = ?",
+    component,
+  );
+  return rows[0]?.version ?? 0;
+}
+
+function assertContiguous(component: string, migrations: readonly Migration[]): void {
+  migrations.forEach((step, index) => {
+    if (step.version !== index + 1) {
+      throw new Error(`migrations of ${component} must be numbered 1..n; step ${index} is ${step.version}`);
+    }
+  });
+}
