@@ -1,0 +1,19 @@
+import type { RateLimitsApi } from "../rpc/rate-limits";
+import type { Env as TollgateEnv } from "../src/env";
+import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
+import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
+import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
+
+declare global {
+  namespace Cloudflare {
+    interface Env extends TollgateEnv {
+      MIGRATION_PROBE: DurableObjectNamespace<MigrationProbeDO>;
+      SCHEDULER_PROBE: DurableObjectNamespace<SchedulerProbeDO>;
+      TEST_RATE_LIMITER: DurableObjectNamespace<TestRateLimiterDO>;
+      /** Self binding to the `RateLimits` entrypoint, as a sibling Worker would declare it. */
+      LIMITS: Service & RateLimitsApi;
+      /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
+      EXAMPLE_GATEWAY: Fetcher;
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { build } from "esbuild";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { defineConfig } from "vitest/config";
+
+/** The admin token the tests authenticate with; production reads it from a secret. */
+export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+
+/**
+ * tollgate runs inside the pool's test runner Worker, whose name the pool derives from the
+ * (empty) project name. The main Worker's own binding may say "tollgate" (the pool maps its
+ * own name to itself); an auxiliary Worker has to name the runner.
+ */
+const RUNNER_WORKER = "vitest-pool-workers-runner-";
+
+/** Bundles the example gateway so it can run as an auxiliary Worker beside tollgate. */
+async function bundleExampleGateway(): Promise<string> {
+  const outdir = join(import.meta.dirname, "node_modules", ".cache", "tollgate-test");
+  mkdirSync(outdir, { recursive: true });
+  const outfile = join(outdir, "example-gateway.mjs");
+  await build({
+    entryPoints: [join(import.meta.dirname, "examples/gateway/src/index.ts")],
+    bundle: true,
+    format: "esm",
+    target: "es2022",
+    platform: "neutral",
+    outfile,
+    logLevel: "warning",
+  });
+  return outfile;
+}
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(async () => ({
+      main: "./test/fixtures/worker.ts",
+      wrangler: { configPath: "./wrangler.toml" },
+      // Re-exported through test/fixtures/worker.ts, so the pool cannot see them by itself.
+      additionalExports: {
+        RateLimits: "WorkerEntrypoint",
+        Credits: "WorkerEntrypoint",
+        PathStats: "WorkerEntrypoint",
+        Admin: "WorkerEntrypoint",
+      },
+      miniflare: {
+        bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+        durableObjects: {
+          MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
+          SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
+          TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
+        },
+        serviceBindings: {
+          // The way a sibling Worker binds tollgate: a named entrypoint of the service.
+          LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
+          EXAMPLE_GATEWAY: "example-gateway",
+        },
+        workers: [
+          {
+            name: "example-gateway",
+            modules: true,
+            scriptPath: await bundleExampleGateway(),
+            compatibilityDate: "2026-05-01",
+            bindings: { IP_POLICY: "per-ip" },
+            serviceBindings: { LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" } },
+          },
+        ],
+      },
+    })),
+  ],
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
