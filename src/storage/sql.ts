@@ -21,7 +21,11 @@ export function one<T extends Row>(sql: SqlStorage, query: string, ...bindings: 
   return row;
 }
 
-/** Runs a statement and returns how many rows it wrote. */
+/**
+ * Runs one INSERT, UPDATE or DELETE and returns how many rows it changed. (The cursor's
+ * `rowsWritten` also counts index writes, so it is not a row count.)
+ */
 export function run(sql: SqlStorage, query: string, ...bindings: unknown[]): number {
-  return sql.exec(query, ...bindings).rowsWritten;
+  sql.exec(query, ...bindings);
+  return sql.exec<{ changed: number }>("SELECT changes() AS changed").one().changed;
 }
