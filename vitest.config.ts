@@ -4,8 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
-/** The admin token the tests authenticate with; production reads it from a secret. */
-export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+import { TEST_ADMIN_TOKEN } from "./test/fixtures/constants";
 
 /**
  * tollgate runs inside the pool's test runner Worker, whose name the pool derives from the
@@ -53,6 +52,7 @@ export default defineConfig({
         serviceBindings: {
           // The way a sibling Worker binds tollgate: a named entrypoint of the service.
           LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
+          CREDITS: { name: "tollgate", entrypoint: "Credits" },
           EXAMPLE_GATEWAY: "example-gateway",
         },
         workers: [

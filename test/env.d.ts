@@ -1,3 +1,4 @@
+import type { CreditsApi } from "../rpc/credits";
 import type { RateLimitsApi } from "../rpc/rate-limits";
 import type { Env as TollgateEnv } from "../src/env";
 import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
@@ -12,6 +13,7 @@ declare global {
       TEST_RATE_LIMITER: DurableObjectNamespace<TestRateLimiterDO>;
       /** Self binding to the `RateLimits` entrypoint, as a sibling Worker would declare it. */
       LIMITS: Service & RateLimitsApi;
+      CREDITS: Service & CreditsApi;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
     }

@@ -1,0 +1,71 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { errorCodeOf } from "../rpc/errors";
+
+async function thrown(promise: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    const { message, details } = error as { message: string; details?: unknown };
+    return { code: errorCodeOf(error), message, details };
+  }
+  throw new Error("expected the call to throw");
+}
+
+describe("the RateLimits entrypoint through a service binding", () => {
+  const rules = [{ name: "minute", algorithm: "fixed_window" as const, limit: 2, periodMs: 366 * 86_400_000 }];
+
+  it("checks, peeks and resets the way a sibling Worker calls it", async () => {
+    const subject = "key:sibling";
+    expect(await env.LIMITS.check({ subject, rules })).toMatchObject({ allowed: true, remaining: 1 });
+    expect(await env.LIMITS.check({ subject, rules })).toMatchObject({ allowed: true, remaining: 0 });
+    const denied = await env.LIMITS.check({ subject, rules });
+    expect(denied).toMatchObject({ allowed: false, deniedBy: ["minute"] });
+    expect(denied.headers["Retry-After"]).toMatch(/^\d+$/);
+    expect(await env.LIMITS.reset({ subject })).toEqual({ cleared: 1 });
+    expect(await env.LIMITS.peek({ subject, rules })).toMatchObject({ allowed: true, remaining: 2 });
+  });
+
+  it("delivers INVALID_ARGUMENT with its code and details to the caller", async () => {
+    const error = await thrown(env.LIMITS.check({ subject: "key:bad", rules, cost: -3 }));
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.message).toMatch(/^\[INVALID_ARGUMENT\] invalid check input at cost/);
+    expect(error.details).toEqual([{ path: "cost", message: "must be at least 0" }]);
+  });
+});
+
+describe("entrypoints whose capabilities have not landed yet", () => {
+  it("answer UNIMPLEMENTED, clearly", async () => {
+    const error = await thrown(env.CREDITS.createAccount({ name: "x" }));
+    expect(error.code).toBe("UNIMPLEMENTED");
+    expect(error.message).toContain("Credits.createAccount");
+  });
+});
+
+describe("the example gateway, an auxiliary Worker with its own LIMITS binding", () => {
+  it("passes requests to its upstream with rate-limit headers, then answers 429 with Retry-After", async () => {
+    const ip = "198.51.100.77";
+    const get = () => env.EXAMPLE_GATEWAY.fetch("http://gateway/hello", { headers: { "CF-Connecting-IP": ip } });
+    const first = await get();
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ message: "hello from the upstream API" });
+    expect(first.headers.get("RateLimit-Policy")).toBe('"minute";q=100;w=60');
+    expect(first.headers.get("X-RateLimit-Remaining")).toBe("99");
+
+    // The per-ip policy admits 100 a minute (sliding window); a minute boundary in the middle
+    // can only admit fewer in the first 100, never more, so send until the first 429.
+    let denied: Response | undefined;
+    for (let i = 0; i < 200 && denied === undefined; i++) {
+      const response = await get();
+      if (response.status === 429) denied = response;
+      else await response.body?.cancel();
+    }
+    expect(denied).toBeDefined();
+    expect(Number(denied!.headers.get("Retry-After"))).toBeGreaterThan(0);
+    expect(denied!.headers.get("RateLimit")).toMatch(/^"minute";r=0;t=\d+$/);
+    expect(await denied!.json()).toMatchObject({ error: { code: "RATE_LIMITED" } });
+
+    const otherIp = await env.EXAMPLE_GATEWAY.fetch("http://gateway/hello", { headers: { "CF-Connecting-IP": "198.51.100.78" } });
+    expect(otherIp.status).toBe(200);
+  });
+});
