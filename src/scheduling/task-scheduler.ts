@@ -7,11 +7,15 @@ export type TaskHandler = (payload: unknown, nowMs: number) => void | Promise<vo
 
 export type TaskHandlers = Readonly<Record<string, TaskHandler>>;
 
+/** A JSON object, shallowly typed (deep recursive types defeat the RPC stub typings). */
+export type JsonObject = Record<string, string | number | boolean | null | object>;
+
 export interface Task {
   id: string;
   kind: string;
   dueMs: number;
-  payload: unknown;
+  /** Whatever was scheduled, after a round trip through JSON. */
+  payload: JsonObject | string | number | boolean | null;
   attempts: number;
   lastError: string | null;
   parkedAtMs: number | null;
@@ -189,7 +193,7 @@ function toTask(row: TaskRow): Task {
     id: row.id,
     kind: row.kind,
     dueMs: row.due_ms,
-    payload: JSON.parse(row.payload),
+    payload: JSON.parse(row.payload) as Task["payload"],
     attempts: row.attempts,
     lastError: row.last_error,
     parkedAtMs: row.parked_at_ms,

@@ -1,0 +1,32 @@
+/**
+ * Calling tollgate from Node (or any program outside Workers) over capnweb.
+ *
+ *   TOLLGATE_URL=http://127.0.0.1:8787/rpc TOLLGATE_TOKEN=<admin token> npx tsx examples/node/client.ts
+ */
+import { connect, errorCodeOf } from "../../rpc";
+
+const url = process.env.TOLLGATE_URL ?? "http://127.0.0.1:8787/rpc";
+const token = process.env.TOLLGATE_TOKEN ?? "";
+const subject = "key:node-demo";
+const rules = [{ name: "minute", algorithm: "sliding_window" as const, limit: 5, periodMs: 60_000 }];
+
+// HTTP batch: authenticate and check travel in one request (promise pipelining).
+const decision = await connect(url, { token }).rateLimits().check({ subject, rules });
+console.log("one round trip:", { allowed: decision.allowed, remaining: decision.remaining });
+
+// Errors arrive with their code, never a stack.
+try {
+  await connect(url, { token }).rateLimits().check({ subject, rules, cost: -1 });
+} catch (error) {
+  console.log("bad input is refused with code", errorCodeOf(error));
+}
+
+// WebSocket: one session for many calls (Node 22+ has a global WebSocket).
+if (typeof WebSocket !== "undefined") {
+  using api = connect(url, { token, transport: "websocket" });
+  const limits = api.rateLimits();
+  for (let i = 0; i < 3; i++) {
+    const { allowed, remaining } = await limits.peek({ subject, rules });
+    console.log("websocket peek:", { allowed, remaining });
+  }
+}
