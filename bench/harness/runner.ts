@@ -1,0 +1,195 @@
+/**
+ * Runs the registered scenarios against one workerd process and collects the rows, the
+ * targets' verdicts, memory and the machine it ran on. Writes nothing: bench/run.ts does.
+ */
+import { cpus, loadavg, totalmem } from "node:os";
+import { SCENARIOS } from "../scenarios/index";
+import { judgeTargets, type TargetResult } from "../targets";
+import { summarize } from "./stats";
+import type { BenchContext, DriveResult, Json, LoopBounds, MeasureSpec, Mode, Params, Row } from "./types";
+import { startRuntime } from "./workerd";
+
+/** How long and how hard each mode measures. */
+export const MODES: Record<Mode, ModeSettings> = {
+  quick: { concurrencyLevels: [1, 16], rounds: 2, windowMs: 500, warmupMs: 200, maxOps: 20_000, budgetMs: 100_000 },
+  full: { concurrencyLevels: [1, 8, 32, 128], rounds: 3, windowMs: 1_500, warmupMs: 300, maxOps: 200_000, budgetMs: 13 * 60_000 },
+  test: { concurrencyLevels: [4], rounds: 1, windowMs: 250, warmupMs: 50, maxOps: 5_000, budgetMs: 30_000 },
+};
+
+export interface ModeSettings {
+  concurrencyLevels: number[];
+  /** Each measurement alternates op and ceiling this many times. */
+  rounds: number;
+  /** Length of one measured window. */
+  windowMs: number;
+  /** Untimed warm-up before each measurement (object creation, JIT). */
+  warmupMs: number;
+  /** Cap on the calls of one window, whatever its length. */
+  maxOps: number;
+  /** The whole run stops measuring after this; remaining scenarios are reported as skipped. */
+  budgetMs: number;
+}
+
+export interface RunOptions {
+  mode: Mode;
+  /** Scenario ids to run; all when absent. */
+  only?: string[];
+  log?: (line: string) => void;
+}
+
+export interface BenchResults {
+  mode: Mode;
+  date: string;
+  durationMs: number;
+  settings: ModeSettings;
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryBytes: number;
+    node: string;
+    workerd: string;
+    miniflare: string;
+    platform: string;
+    loadAverageAtStart: number[];
+  };
+  rows: Row[];
+  targets: TargetResult[];
+  memory: {
+    workerdPeakRssBytes: number | null;
+    workerdRssAtEndBytes: number | null;
+    byScenario: Array<{ scenario: string; peakRssBytes: number | null }>;
+  };
+  skipped: string[];
+}
+
+class BudgetExceeded extends Error {}
+
+export async function runBench(options: RunOptions): Promise<BenchResults> {
+  const settings = MODES[options.mode];
+  const log = options.log ?? (() => {});
+  const started = Date.now();
+  const deadline = started + settings.budgetMs;
+  const runtime = await startRuntime();
+  const rows: Row[] = [];
+  const skipped: string[] = [];
+  const byScenario: BenchResults["memory"]["byScenario"] = [];
+  const runId = `bench-${started.toString(36)}`;
+
+  const drive = async (op: string, params: Params, bounds: LoopBounds): Promise<DriveResult> => {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new BudgetExceeded(`run budget of ${settings.budgetMs} ms spent`);
+    const limited = { ...bounds, durationMs: Math.min(bounds.durationMs, left) };
+    return runtime.post<DriveResult>("/run", { op, params, ...limited }, limited.durationMs + 60_000);
+  };
+  const call = async (op: string, params: Params): Promise<Json> =>
+    (await runtime.post<{ result: Json }>("/call", { op, params }, 60_000)).result;
+
+  const ctx: BenchContext = {
+    mode: options.mode,
+    runId,
+    concurrencyLevels: settings.concurrencyLevels,
+    drive,
+    call,
+    record: (row) => void rows.push(row),
+    unavailable: (id, group, label) => void rows.push({ id, group, label, note: "not available yet" }),
+    async measure(spec: MeasureSpec): Promise<Row> {
+      const bounds = (durationMs: number): LoopBounds => ({
+        concurrency: spec.concurrency,
+        durationMs,
+        maxOps: Math.min(spec.maxOps ?? settings.maxOps, settings.maxOps),
+      });
+      const paramsFor = async (round: number) => ({ ...spec.params, ...((await spec.beforeRound?.(round)) ?? {}) });
+
+      // Warm-up (round 0): objects created, code compiled; nothing recorded.
+      const warm = await paramsFor(0);
+      await drive(spec.op, warm, bounds(settings.warmupMs));
+      if (spec.ceiling) await drive(spec.ceiling.op, spec.ceiling.params, bounds(settings.warmupMs));
+
+      const mine: DriveResult[] = [];
+      const theirs: DriveResult[] = [];
+      for (let round = 1; round <= settings.rounds; round++) {
+        const params = await paramsFor(round);
+        // Alternate which goes first, so drift on a shared machine hits both alike.
+        const ceilingFirst = spec.ceiling !== undefined && round % 2 === 0;
+        if (ceilingFirst) theirs.push(await drive(spec.ceiling!.op, spec.ceiling!.params, bounds(settings.windowMs)));
+        mine.push(await drive(spec.op, params, bounds(settings.windowMs)));
+        if (spec.ceiling && !ceilingFirst) theirs.push(await drive(spec.ceiling.op, spec.ceiling.params, bounds(settings.windowMs)));
+      }
+
+      const measured = summarize(mine);
+      const extra: Record<string, Json> = { ...spec.extra };
+      if (spec.ceiling) {
+        const ceiling = summarize(theirs);
+        measured.ratioToCeiling = ceiling.opsPerSec > 0 ? measured.opsPerSec / ceiling.opsPerSec : 0;
+        if (ceiling.p50Ms > 0) measured.p50RatioToCeiling = measured.p50Ms / ceiling.p50Ms;
+        if (ceiling.meanMs > 0) measured.meanRatioToCeiling = measured.meanMs / ceiling.meanMs;
+        extra.ceilingOpsPerSec = Math.round(ceiling.opsPerSec);
+        extra.ceilingP50Ms = ceiling.p50Ms;
+        extra.ceilingMeanMs = Math.round(ceiling.meanMs * 1_000) / 1_000;
+      }
+      const firstError = [...mine, ...theirs].find((result) => result.firstError)?.firstError;
+      const row: Row = {
+        id: spec.id,
+        group: spec.group,
+        label: spec.label,
+        ...(spec.route ? { route: spec.route } : {}),
+        concurrency: spec.concurrency,
+        measured,
+        extra,
+        ...(firstError ? { note: `errors: ${firstError}` } : {}),
+      };
+      rows.push(row);
+      log(`  ${spec.label} @${spec.concurrency}: ${Math.round(measured.opsPerSec)} ops/s, mean ${measured.meanMs.toFixed(2)} ms` +
+        (measured.ratioToCeiling !== undefined ? `, ${measured.ratioToCeiling.toFixed(2)} × ceiling` : ""));
+      return row;
+    },
+  };
+
+  const loadAverageAtStart = loadavg();
+  try {
+    for (const scenario of SCENARIOS) {
+      if (options.only && !options.only.includes(scenario.id)) continue;
+      if (Date.now() >= deadline) {
+        skipped.push(scenario.id);
+        continue;
+      }
+      log(`${scenario.title}`);
+      runtime.memory.takeWindowPeak();
+      try {
+        await scenario.run(ctx);
+      } catch (error) {
+        if (!(error instanceof BudgetExceeded)) throw error;
+        skipped.push(`${scenario.id} (partly: run budget spent)`);
+      }
+      byScenario.push({ scenario: scenario.id, peakRssBytes: runtime.memory.takeWindowPeak() ?? null });
+    }
+    const end = runtime.memory.read();
+    const cpuList = cpus();
+    return {
+      mode: options.mode,
+      date: new Date(started).toISOString(),
+      durationMs: Date.now() - started,
+      settings,
+      machine: {
+        cpus: cpuList.length,
+        cpuModel: cpuList[0]?.model.trim() ?? "unknown",
+        memoryBytes: totalmem(),
+        node: process.version,
+        workerd: runtime.workerdVersion,
+        miniflare: runtime.miniflareVersion,
+        platform: `${process.platform} ${process.arch}`,
+        loadAverageAtStart: loadAverageAtStart.map((value) => Math.round(value * 100) / 100),
+      },
+      rows,
+      targets: judgeTargets(rows),
+      memory: {
+        workerdPeakRssBytes: end?.peakBytes ?? null,
+        workerdRssAtEndBytes: end?.rssBytes ?? null,
+        byScenario,
+      },
+      skipped,
+    };
+  } finally {
+    await runtime.dispose();
+  }
+}
