@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=check,kv-counter] [-- --no-write]`
+ * `npm run bench [-- --quick] [--only=check,kv-counter] [--disk] [--no-write]`
  *
  * Starts tollgate and the load driver on workerd (loopback only), runs every registered
  * scenario, prints the table, writes bench/results.json (bench/results-quick.json for
@@ -19,7 +19,13 @@ const only = args.find((arg) => arg.startsWith("--only="))?.slice("--only=".leng
 
 process.env.WRANGLER_SEND_METRICS ??= "false";
 
-const results = await runBench({ mode: quick ? "quick" : "full", ...(only ? { only } : {}), log: (line) => console.log(line) });
+const storage = args.includes("--disk") ? "disk" : undefined;
+const results = await runBench({
+  mode: quick ? "quick" : "full",
+  ...(only ? { only } : {}),
+  ...(storage ? { storage } : {}),
+  log: (line) => console.log(line),
+});
 console.log("\n" + renderText(results));
 
 if (write) {

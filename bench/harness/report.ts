@@ -20,6 +20,9 @@ function notes(row: Row): string {
   if (extra.entries !== undefined && extra.entriesAfter !== undefined) {
     parts.push(`window ${int(Number(extra.entries))}→${int(Number(extra.entriesAfter))}`);
   }
+  for (const [key, value] of Object.entries(extra)) {
+    if (key.startsWith("× ")) parts.push(`${Number(value).toFixed(2)} ${key}`);
+  }
   if (typeof extra.storedBytes === "number") parts.push(`${kib(extra.storedBytes)} stored/subject`);
   if (row.note) parts.push(row.note);
   return parts.join("; ");
@@ -55,7 +58,8 @@ function groups(rows: readonly Row[]): Map<string, Row[]> {
 function machineLine(results: BenchResults): string {
   const m = results.machine;
   return `${m.cpus} × ${m.cpuModel}, ${mib(m.memoryBytes)} RAM, ${m.platform}, Node ${m.node}, workerd ${m.workerd} ` +
-    `(miniflare ${m.miniflare}); load average at start ${m.loadAverageAtStart.join(" / ")}`;
+    `(miniflare ${m.miniflare}); Durable Object storage ${m.storage === "memory" ? "on tmpfs" : "on disk"}; ` +
+    `load average at start ${m.loadAverageAtStart.join(" / ")}`;
 }
 
 function memoryLines(results: BenchResults): string[] {

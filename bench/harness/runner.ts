@@ -2,7 +2,9 @@
  * Runs the registered scenarios against one workerd process and collects the rows, the
  * targets' verdicts, memory and the machine it ran on. Writes nothing: bench/run.ts does.
  */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
 import { SCENARIOS } from "../scenarios/index";
 import { judgeTargets, type TargetResult } from "../targets";
 import { summarize } from "./stats";
@@ -34,6 +36,12 @@ export interface RunOptions {
   mode: Mode;
   /** Scenario ids to run; all when absent. */
   only?: string[];
+  /**
+   * Where workerd keeps Durable Object storage. "memory" (default where /dev/shm exists):
+   * a tmpfs directory, so a commit costs what SQLite costs, not what this machine's disk
+   * takes to fsync. "disk": the OS temp directory, as `wrangler dev` would use.
+   */
+  storage?: "memory" | "disk";
   log?: (line: string) => void;
 }
 
@@ -51,6 +59,8 @@ export interface BenchResults {
     miniflare: string;
     platform: string;
     loadAverageAtStart: number[];
+    /** Where Durable Object storage lived during the run (see RunOptions.storage). */
+    storage: "memory" | "disk";
   };
   rows: Row[];
   targets: TargetResult[];
@@ -69,7 +79,21 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
   const log = options.log ?? (() => {});
   const started = Date.now();
   const deadline = started + settings.budgetMs;
-  const runtime = await startRuntime();
+  const storage = options.storage ?? (existsSync("/dev/shm") ? "memory" : "disk");
+  // miniflare puts its per-instance storage under os.tmpdir(), which follows TMPDIR.
+  const previousTmp = process.env.TMPDIR;
+  const tmp = storage === "memory" ? mkdtempSync(join("/dev/shm", "tollgate-bench-")) : undefined;
+  if (tmp) process.env.TMPDIR = tmp;
+  const runtime = await startRuntime().catch((error: unknown) => {
+    restoreTmp();
+    throw error;
+  });
+  function restoreTmp() {
+    if (!tmp) return;
+    if (previousTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = previousTmp;
+    rmSync(tmp, { recursive: true, force: true });
+  }
   const rows: Row[] = [];
   const skipped: string[] = [];
   const byScenario: BenchResults["memory"]["byScenario"] = [];
@@ -101,33 +125,42 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
       const paramsFor = async (round: number) => ({ ...spec.params, ...((await spec.beforeRound?.(round)) ?? {}) });
 
       // Warm-up (round 0): objects created, code compiled; nothing recorded.
+      const others = [...(spec.ceiling ? [{ name: "ceiling", ...spec.ceiling }] : []), ...(spec.references ?? [])];
       const warm = await paramsFor(0);
       await drive(spec.op, warm, bounds(settings.warmupMs));
-      if (spec.ceiling) await drive(spec.ceiling.op, spec.ceiling.params, bounds(settings.warmupMs));
+      for (const other of others) await drive(other.op, other.params, bounds(settings.warmupMs));
 
       const mine: DriveResult[] = [];
-      const theirs: DriveResult[] = [];
+      const theirs: DriveResult[][] = others.map(() => []);
       for (let round = 1; round <= settings.rounds; round++) {
         const params = await paramsFor(round);
-        // Alternate which goes first, so drift on a shared machine hits both alike.
-        const ceilingFirst = spec.ceiling !== undefined && round % 2 === 0;
-        if (ceilingFirst) theirs.push(await drive(spec.ceiling!.op, spec.ceiling!.params, bounds(settings.windowMs)));
-        mine.push(await drive(spec.op, params, bounds(settings.windowMs)));
-        if (spec.ceiling && !ceilingFirst) theirs.push(await drive(spec.ceiling.op, spec.ceiling.params, bounds(settings.windowMs)));
+        // Rotate who goes first, so drift on a shared machine hits every op alike.
+        const order = [-1, ...others.map((_, i) => i)];
+        const shift = (round - 1) % order.length;
+        for (const which of [...order.slice(shift), ...order.slice(0, shift)]) {
+          if (which === -1) mine.push(await drive(spec.op, params, bounds(settings.windowMs)));
+          else theirs[which]!.push(await drive(others[which]!.op, others[which]!.params, bounds(settings.windowMs)));
+        }
       }
 
       const measured = summarize(mine);
       const extra: Record<string, Json> = { ...spec.extra };
-      if (spec.ceiling) {
-        const ceiling = summarize(theirs);
-        measured.ratioToCeiling = ceiling.opsPerSec > 0 ? measured.opsPerSec / ceiling.opsPerSec : 0;
-        if (ceiling.p50Ms > 0) measured.p50RatioToCeiling = measured.p50Ms / ceiling.p50Ms;
-        if (ceiling.meanMs > 0) measured.meanRatioToCeiling = measured.meanMs / ceiling.meanMs;
-        extra.ceilingOpsPerSec = Math.round(ceiling.opsPerSec);
-        extra.ceilingP50Ms = ceiling.p50Ms;
-        extra.ceilingMeanMs = Math.round(ceiling.meanMs * 1_000) / 1_000;
-      }
-      const firstError = [...mine, ...theirs].find((result) => result.firstError)?.firstError;
+      others.forEach((other, i) => {
+        const reference = summarize(theirs[i]!);
+        const ratio = reference.opsPerSec > 0 ? measured.opsPerSec / reference.opsPerSec : 0;
+        if (other.name === "ceiling") {
+          measured.ratioToCeiling = ratio;
+          if (reference.p50Ms > 0) measured.p50RatioToCeiling = measured.p50Ms / reference.p50Ms;
+          if (reference.meanMs > 0) measured.meanRatioToCeiling = measured.meanMs / reference.meanMs;
+          extra.ceilingOpsPerSec = Math.round(reference.opsPerSec);
+          extra.ceilingP50Ms = reference.p50Ms;
+          extra.ceilingMeanMs = Math.round(reference.meanMs * 1_000) / 1_000;
+        } else {
+          extra[`× ${other.name}`] = Math.round(ratio * 100) / 100;
+          extra[`${other.name} ops/s`] = Math.round(reference.opsPerSec);
+        }
+      });
+      const firstError = [...mine, ...theirs.flat()].find((result) => result.firstError)?.firstError;
       const row: Row = {
         id: spec.id,
         group: spec.group,
@@ -179,6 +212,7 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
         miniflare: runtime.miniflareVersion,
         platform: `${process.platform} ${process.arch}`,
         loadAverageAtStart: loadAverageAtStart.map((value) => Math.round(value * 100) / 100),
+        storage,
       },
       rows,
       targets: judgeTargets(rows),
@@ -191,5 +225,6 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
     };
   } finally {
     await runtime.dispose();
+    restoreTmp();
   }
 }

@@ -16,6 +16,8 @@ export interface BenchRateLimiterStub {
   peek(input: PeekInput): Promise<Decision>;
   /** The ceiling: the same object, reached the same way, doing nothing. */
   noop(): Promise<null>;
+  /** The ceiling of a call that persists: one storage write, nothing else. */
+  noopWrite(): Promise<null>;
   /** `ctx.storage.sql.databaseSize` of this subject's object. */
   storedBytes(): Promise<number>;
 }
@@ -43,7 +45,7 @@ export interface DriverEnv {
   /** `{ service: "tollgate", entrypoint: "RateLimits" }`: the shipped entrypoint. */
   LIMITS: RateLimitsApi;
   /** `{ service: "tollgate", entrypoint: "BenchCeiling" }`: the same hop, to a no-op. */
-  CEILING: { noop(input: { subject: string }): Promise<null> };
+  CEILING: { noop(input: { subject: string }): Promise<null>; noopWrite(input: { subject: string }): Promise<null> };
   /** `RateLimiterDO` bound by `script_name = "tollgate"` (DO RPC, no entrypoint). */
   RATE_LIMITER: NamespaceLike<BenchRateLimiterStub>;
   SEED_LIMITER: NamespaceLike<SeedLimiterStub>;
@@ -135,6 +137,11 @@ export interface MeasureSpec {
   concurrency: number;
   /** When set, this op is measured in alternation with the ceiling op on the same route. */
   ceiling?: { op: string; params: Params };
+  /**
+   * Further reference ops measured in the same alternation; the row gets
+   * `extra["× <name>"]` = its throughput ÷ the reference's.
+   */
+  references?: Array<{ name: string; op: string; params: Params }>;
   /** Overrides the mode's per-measurement op cap. */
   maxOps?: number;
   /** Called before every round (untimed), e.g. to prefill fresh subjects. */

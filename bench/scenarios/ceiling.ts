@@ -11,6 +11,12 @@ export const CEILING_OPS: Record<"entrypoint" | "do-rpc", string> = {
   "do-rpc": "ceiling.do-rpc",
 };
 
+/** The same, to a method that persists one value: the floor any state-changing call pays. */
+export const WRITE_CEILING_OPS: Record<"entrypoint" | "do-rpc", string> = {
+  entrypoint: "ceiling.write.entrypoint",
+  "do-rpc": "ceiling.write.do-rpc",
+};
+
 export const ROUTES = ["entrypoint", "do-rpc"] as const satisfies readonly Route[];
 
 /** How many subjects (objects) a hot-path scenario spreads its calls over. */
@@ -24,6 +30,12 @@ const ops: Record<string, AnyOp> = {
   // DO RPC from the sibling (RateLimiterDO bound by script_name) → noop()
   "ceiling.do-rpc": {
     call: (env, params: Params, _state, i) => env.RATE_LIMITER.getByName(subjectAt(params, i)).noop(),
+  },
+  "ceiling.write.entrypoint": {
+    call: (env, params: Params, _state, i) => env.CEILING.noopWrite({ subject: subjectAt(params, i) }),
+  },
+  "ceiling.write.do-rpc": {
+    call: (env, params: Params, _state, i) => env.RATE_LIMITER.getByName(subjectAt(params, i)).noopWrite(),
   },
   "ceiling.stored-bytes": {
     call: (env, params: Params) => env.RATE_LIMITER.getByName(subjectAt(params, 0)).storedBytes(),
@@ -46,6 +58,17 @@ export const ceiling: Scenario = {
           params,
           route,
           concurrency,
+        });
+        // Not the issue's ceiling: a diagnostic that separates storage commits from tollgate's own work.
+        await ctx.measure({
+          id: `ceiling.write.${route}`,
+          group: "ceiling",
+          label: route === "entrypoint" ? "one storage write via entrypoint" : "one storage write via DO RPC",
+          op: WRITE_CEILING_OPS[route],
+          params,
+          route,
+          concurrency,
+          ceiling: { op: CEILING_OPS[route], params },
         });
       }
     }

@@ -5,7 +5,7 @@
 import type { CheckInput, Rule } from "../../rpc/rate-limits";
 import { subjectAt } from "../harness/stats";
 import type { AnyOp, DriverEnv, Params, Scenario } from "../harness/types";
-import { CEILING_OPS, HOT_PATH_SUBJECTS, ROUTES } from "./ceiling";
+import { CEILING_OPS, HOT_PATH_SUBJECTS, ROUTES, WRITE_CEILING_OPS } from "./ceiling";
 
 /** Limits high enough that no call is ever denied: a denial would be a cheaper path. */
 export const ONE_RULE: Rule[] = [{ name: "hour", algorithm: "sliding_window", limit: 1_000_000_000, periodMs: 3_600_000 }];
@@ -59,6 +59,7 @@ export const rateLimitCheck: Scenario = {
             route,
             concurrency,
             ceiling: { op: CEILING_OPS[route], params },
+            references: [{ name: "write ceiling", op: WRITE_CEILING_OPS[route], params }],
           });
         }
       }

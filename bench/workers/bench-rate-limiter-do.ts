@@ -11,6 +11,15 @@ export class BenchRateLimiterDO extends RateLimiterDO {
     return null;
   }
 
+  /**
+   * The ceiling of a call that must persist something: one synchronous KV write, which
+   * the output gate holds the reply for until it is committed, as it does for `check`.
+   */
+  async noopWrite(): Promise<null> {
+    this.ctx.storage.kv.put("bench:last-write", Date.now());
+    return null;
+  }
+
   /** Bytes this subject occupies on disk (SQLite pages, including tollgate's internal tables). */
   async storedBytes(): Promise<number> {
     return this.ctx.storage.sql.databaseSize;
