@@ -8,10 +8,10 @@ import { TEST_ADMIN_TOKEN } from "./test/fixtures/constants";
 
 /**
  * tollgate runs inside the pool's test runner Worker, whose name the pool derives from the
- * (empty) project name. The main Worker's own binding may say "tollgate" (the pool maps its
- * own name to itself); an auxiliary Worker has to name the runner.
+ * project name ("workers" below). The main Worker's own binding may say "tollgate" (the pool
+ * maps its own name to itself); an auxiliary Worker has to name the runner.
  */
-const RUNNER_WORKER = "vitest-pool-workers-runner-";
+const RUNNER_WORKER = "vitest-pool-workers-runner-workers";
 
 /** Bundles the example gateway so it can run as an auxiliary Worker beside tollgate. */
 async function bundleExampleGateway(): Promise<string> {
@@ -30,7 +30,8 @@ async function bundleExampleGateway(): Promise<string> {
   return outfile;
 }
 
-export default defineConfig({
+/** The Workers project: every test under test/, inside workerd. */
+const workers = {
   plugins: [
     cloudflareTest(async () => ({
       main: "./test/fixtures/worker.ts",
@@ -69,8 +70,19 @@ export default defineConfig({
     })),
   ],
   test: {
+    name: "workers",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+  },
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      workers,
+      // The bench harness's own test: Node, starting its own workerd (see bench/harness.test.ts).
+      { test: { name: "bench", include: ["bench/**/*.test.ts"], environment: "node", testTimeout: 120_000 } },
+    ],
   },
 });
