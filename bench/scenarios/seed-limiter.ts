@@ -3,8 +3,9 @@
  * as its window holds 100, 1,000 and 10,000 entries, next to tollgate's sliding_window on
  * the same route (DO RPC, one hop from the sibling). sliding_log has a slot of its own.
  *
- * Each level uses fresh subjects prefilled to N entries (untimed), and caps the calls so
+ * Each round uses fresh subjects prefilled to N entries (untimed), and caps the calls so
  * no subject receives more than N/10: every measured call sees a window of N to 1.1 N.
+ * Both designs get the same subjects, prefill, caps and concurrency.
  */
 import type { Rule } from "../../rpc/rate-limits";
 import { subjectAt } from "../harness/stats";
@@ -83,8 +84,12 @@ export const seedLimiter: Scenario = {
   title: "Baseline: the seeds' sample limiter as its window fills",
   ops,
   async run(ctx) {
-    const subjects = ctx.mode === "full" ? 100 : 50;
+    // Enough subjects that a level's calls fill the measured window even at N = 100, where
+    // each subject may take only N/10 of them.
+    const callsPerRound = ctx.mode === "full" ? 4_000 : 1_500;
     for (const entries of WINDOW_LEVELS) {
+      const perSubject = Math.max(1, Math.floor(entries / 10));
+      const subjects = Math.max(20, Math.ceil(callsPerRound / perSubject));
       for (const design of ["seed-limiter", "sliding-window"] as const) {
         const label = design === "seed-limiter" ? "seeds' limiter (JSON array, get/put)" : "tollgate sliding_window";
         let prefix = "";
@@ -96,7 +101,7 @@ export const seedLimiter: Scenario = {
           params: {},
           route: "do-rpc",
           concurrency: CONCURRENCY,
-          maxOps: subjects * Math.max(1, Math.floor(entries / 10)),
+          maxOps: subjects * perSubject,
           extra: { entries, subjects },
           // Fresh, prefilled subjects every round: the window never grows past 1.1 N.
           beforeRound: async (round) => {
