@@ -35,6 +35,14 @@ const ops: Record<string, AnyOp> = {
     call: (env: DriverEnv, params: Params, _state, i) =>
       admitted(env.RATE_LIMITER.getByName(subjectAt(params, i)).check(input(params, i))),
   },
+  // Diagnostic: the same validation, rule resolution and state read as check, no write.
+  "peek.entrypoint": {
+    call: (env: DriverEnv, params: Params, _state, i) => env.LIMITS.peek(input(params, i)),
+  },
+  "peek.do-rpc": {
+    call: (env: DriverEnv, params: Params, _state, i) =>
+      env.RATE_LIMITER.getByName(subjectAt(params, i)).peek(input(params, i)),
+  },
   "check.stored-bytes": {
     call: (env: DriverEnv, params: Params) => env.RATE_LIMITER.getByName(subjectAt(params, 0)).storedBytes(),
   },
@@ -61,6 +69,22 @@ export const rateLimitCheck: Scenario = {
             ceiling: { op: CEILING_OPS[route], params },
             references: [{ name: "write ceiling", op: WRITE_CEILING_OPS[route], params }],
           });
+        }
+      }
+      if (name === "1-rule") {
+        for (const route of ROUTES) {
+          for (const concurrency of ctx.concurrencyLevels) {
+            await ctx.measure({
+              id: `tollgate.peek.${name}.${route}`,
+              group: "tollgate",
+              label: `peek, one rule, no write: diagnostic (${route === "entrypoint" ? "RateLimits entrypoint" : "DO RPC"})`,
+              op: `peek.${route}`,
+              params,
+              route,
+              concurrency,
+              ceiling: { op: CEILING_OPS[route], params },
+            });
+          }
         }
       }
       ctx.record({
