@@ -30,3 +30,14 @@ export function subjectAt(params: Params, index: number): string {
   const count = typeof params.subjects === "number" && params.subjects > 0 ? params.subjects : 1;
   return `${String(params.prefix)}:${index % count}`;
 }
+
+/**
+ * Releases an RPC result now instead of at garbage collection (workerd warns about results
+ * left undisposed). Results without a disposer are left alone.
+ */
+export function disposeResult(result: unknown): void {
+  if (result === null || typeof result !== "object") return;
+  const key = (Symbol as unknown as { dispose?: symbol }).dispose;
+  const disposer = key === undefined ? undefined : (result as Record<symbol, unknown>)[key];
+  if (typeof disposer === "function") disposer.call(result);
+}

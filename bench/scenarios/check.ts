@@ -22,9 +22,11 @@ function input(params: Params, index: number): CheckInput {
   return { subject: subjectAt(params, index), rules: params.rules as unknown as Rule[] };
 }
 
-async function admitted(decision: Promise<{ allowed: boolean; deniedBy: string[] }>): Promise<void> {
+/** The decision, after making sure it admitted the call (the driver disposes it). */
+async function admitted<T extends { allowed: boolean; deniedBy: string[] }>(decision: Promise<T>): Promise<T> {
   const result = await decision;
   if (!result.allowed) throw new Error(`check denied by ${result.deniedBy.join(", ")}; the measurement would be of the wrong path`);
+  return result;
 }
 
 const ops: Record<string, AnyOp> = {

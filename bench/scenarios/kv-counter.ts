@@ -5,7 +5,7 @@
  * a lower bound on what production KV loses (reads there may be up to 60 s stale).
  */
 import type { Rule } from "../../rpc/rate-limits";
-import { summarize } from "../harness/stats";
+import { disposeResult, summarize } from "../harness/stats";
 import type { AnyOp, DriverEnv, Json, Params, Scenario } from "../harness/types";
 
 /** Never denies in a run, and one window covers any run (fixed windows align to epoch multiples). */
@@ -29,10 +29,13 @@ const ops: Record<string, AnyOp> = {
     async call(env: DriverEnv, params: Params) {
       const decision = await env.LIMITS.check({ subject: String(params.subject), rules: [COUNTING_RULE] });
       if (!decision.allowed) throw new Error("counting rule denied a call");
+      return decision;
     },
     async finish(env: DriverEnv, params: Params) {
       const decision = await env.LIMITS.peek({ subject: String(params.subject), rules: [COUNTING_RULE] });
-      return { counted: COUNTING_RULE.limit - decision.remaining };
+      const counted = COUNTING_RULE.limit - decision.remaining;
+      disposeResult(decision);
+      return { counted };
     },
   },
 };

@@ -8,7 +8,7 @@
  * Both designs get the same subjects, prefill, caps and concurrency.
  */
 import type { Rule } from "../../rpc/rate-limits";
-import { subjectAt } from "../harness/stats";
+import { disposeResult, subjectAt } from "../harness/stats";
 import type { AnyOp, DriverEnv, Json, Params, Scenario } from "../harness/types";
 
 export const WINDOW_LEVELS = [100, 1_000, 10_000];
@@ -35,6 +35,7 @@ const ops: Record<string, AnyOp> = {
         windowMs: WINDOW_MS,
       });
       if (!result.allowed) throw new Error("seed limiter denied a call");
+      return result;
     },
   },
   "seed-limiter.prefill": {
@@ -56,17 +57,19 @@ const ops: Record<string, AnyOp> = {
       const subject = subjectAt(params, i);
       const decision = await env.RATE_LIMITER.getByName(subject).check({ subject, rules: [slidingRule(Number(params.entries))] });
       if (!decision.allowed) throw new Error("sliding_window denied a call");
+      return decision;
     },
   },
   "sliding-window.prefill": {
     async call(env: DriverEnv, params: Params) {
       const entries = Number(params.entries);
       const subjects = Array.from({ length: Number(params.subjects) }, (_, i) => subjectAt(params, i));
-      await Promise.all(
+      const decisions = await Promise.all(
         subjects.map((subject) =>
           env.RATE_LIMITER.getByName(subject).check({ subject, rules: [slidingRule(entries)], cost: entries }),
         ),
       );
+      decisions.forEach(disposeResult);
     },
   },
   "sliding-window.inspect": {
@@ -74,7 +77,9 @@ const ops: Record<string, AnyOp> = {
       const subject = subjectAt(params, 0);
       const stub = env.RATE_LIMITER.getByName(subject);
       const decision = await stub.peek({ subject, rules: [slidingRule(Number(params.entries))] });
-      return { entries: limitFor(Number(params.entries)) - decision.remaining, storedBytes: await stub.storedBytes() };
+      const entries = limitFor(Number(params.entries)) - decision.remaining;
+      disposeResult(decision);
+      return { entries, storedBytes: await stub.storedBytes() };
     },
   },
 };

@@ -7,6 +7,7 @@
  * POST /call { op, params }                                  → { result }
  */
 import type { AnyOp, DriveResult, DriverEnv, Json, LoopBounds, Params } from "../harness/types";
+import { disposeResult } from "../harness/stats";
 import { allOps } from "../scenarios/index";
 
 /** A measurement may never outlive this, whatever it asked for. */
@@ -65,8 +66,9 @@ async function drive(env: DriverEnv, op: AnyOp, params: Params, limits: LoopBoun
       const index = issued++;
       const t0 = performance.now();
       try {
-        await op.call(env, params, state, index);
+        const result = await op.call(env, params, state, index);
         latenciesMs.push(performance.now() - t0);
+        disposeResult(result);
       } catch (error) {
         errors++;
         firstError ??= String((error as Error)?.message ?? error);
