@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { unstable_readConfig } from "wrangler";
-import type { DriveResult, Json, LoopBounds, Params } from "./types";
+import type { LoopBounds, Params } from "./types";
 
 const root = join(import.meta.dirname, "..", "..");
 
@@ -128,7 +128,6 @@ export async function startRuntime(): Promise<BenchRuntime> {
   };
 }
 
-export type { DriveResult, Json };
 
 /** The workerd child of this Node process (miniflare spawns exactly one). */
 function findWorkerdPid(): number | undefined {
