@@ -10,7 +10,7 @@ let server: DevServer;
 let rpcUrl: string;
 
 beforeAll(async () => {
-  server = await startTollgate({ TOLLGATE_ADMIN_TOKEN: TOKEN });
+  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
   rpcUrl = `${server.url}/rpc`;
 }, 120_000);
 

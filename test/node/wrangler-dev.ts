@@ -5,7 +5,18 @@ import { join } from "node:path";
 
 export interface DevServer {
   url: string;
-  stop(): Promise<void>;
+  /** The on-disk state directory, reusable by a later server. */
+  stateDir: string;
+  /** Stops the server gracefully and, unless `keepState`, deletes its state. */
+  stop(options?: { keepState?: boolean }): Promise<void>;
+  /** Kills wrangler and workerd at once (SIGKILL to the process group), as a crash would. */
+  crash(): Promise<void>;
+}
+
+export interface StartOptions {
+  vars: Record<string, string>;
+  /** Reuse an earlier server's state instead of starting fresh. */
+  stateDir?: string;
 }
 
 const root = join(import.meta.dirname, "..", "..");
@@ -14,9 +25,9 @@ const root = join(import.meta.dirname, "..", "..");
  * Starts `wrangler dev` for tollgate on a free loopback port with fresh on-disk state and the
  * given secrets, and resolves once it is ready. Used by tests that need a real HTTP endpoint.
  */
-export async function startTollgate(vars: Record<string, string>): Promise<DevServer> {
+export async function startTollgate({ vars, stateDir }: StartOptions): Promise<DevServer> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const state = mkdtempSync(join(tmpdir(), "tollgate-dev-"));
+  const state = stateDir ?? mkdtempSync(join(tmpdir(), "tollgate-dev-"));
   const args = [
     "dev",
     "--ip", "127.0.0.1",
@@ -30,17 +41,27 @@ export async function startTollgate(vars: Record<string, string>): Promise<DevSe
     cwd: root,
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group, so a crash can take workerd down with wrangler.
+    detached: true,
   });
   await waitForReady(child, port);
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
   return {
     url: `http://127.0.0.1:${port}`,
-    async stop() {
+    stateDir: state,
+    async stop(options) {
       if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once("exit", resolve));
         child.kill("SIGTERM");
         await exited;
       }
-      rmSync(state, { recursive: true, force: true });
+      if (!options?.keepState) rmSync(state, { recursive: true, force: true });
+    },
+    async crash() {
+      process.kill(-child.pid!, "SIGKILL");
+      await exited;
     },
   };
 }
