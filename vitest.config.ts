@@ -47,7 +47,8 @@ export default defineConfig({
               Admin: "WorkerEntrypoint",
             },
             miniflare: {
-              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+              // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
+              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "" },
               durableObjects: {
                 MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
