@@ -484,14 +484,17 @@ export class RateLimiterDO extends TollgateObject {
   private async pruneReplays(nowMs: number): Promise<void> {
     run(this.sql, "DELETE FROM check_replays WHERE expires_at_ms <= ?", nowMs);
     const next = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM check_replays")?.next;
-    if (next != null) await this.scheduler.schedule("prune-replays", next + CLEANUP_SLACK_MS, null, "prune-replays", "earliest");
+    // "replace", not "earliest": the running task's own row is due earlier and would win,
+    // and then be deleted as done, leaving the remaining keys unpruned.
+    if (next != null) await this.scheduler.schedule("prune-replays", next + CLEANUP_SLACK_MS, null, "prune-replays", "replace");
   }
 
   /** Frees the slots of leases whose TTL has passed; idempotent. */
   private async expireLeases(nowMs: number): Promise<void> {
     run(this.sql, "DELETE FROM leases WHERE expires_at_ms <= ?", nowMs);
     const next = one<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM leases").next;
-    if (next !== null) await this.scheduler.schedule("expire-leases", next, null, "expire-leases", "earliest");
+    // "replace": see pruneReplays.
+    if (next !== null) await this.scheduler.schedule("expire-leases", next, null, "expire-leases", "replace");
   }
 }
 
