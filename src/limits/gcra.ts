@@ -21,7 +21,7 @@ export function evaluateGcra(rule: Rule, stored: LimiterState | undefined, nowMs
   let retryAfterMs = 0;
   if (!allowed) {
     retryAfterMs = cost > (rule.burst ?? limit)
-      ? Math.max(ceilDiv(debt, limit), periodMs)
+      ? Math.max(ceilDiv(debt, limit), ceilDiv(periodMs, limit))
       : ceilDiv(debt + cost * periodMs - capacity, limit);
   }
   return {
