@@ -172,8 +172,11 @@ describe("overrides", () => {
     const subject = "override:policy";
     const stub = limiter(subject);
     const tight = [rule("token_bucket", 1, "tight")];
-    expect((await stub.check({ subject, policy: "per-ip" })).limit).toBe(100);
+    const keyed = await stub.check({ subject, policy: "per-ip", idempotencyKey: "before-override" });
+    expect(keyed.limit).toBe(100);
     expect(await stub.setOverride({ subject, rules: tight })).toMatchObject({ subject, rules: tight });
+    // A retry of a call made before the override is still a replay of its first decision.
+    expect(await stub.check({ subject, policy: "per-ip", idempotencyKey: "before-override" })).toEqual(keyed);
     const first = await stub.check({ subject, policy: "per-ip" });
     expect(first.rules.map((r) => r.name)).toEqual(["tight"]);
     await evictDurableObject(stub);

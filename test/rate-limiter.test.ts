@@ -54,6 +54,27 @@ describe("RateLimiterDO", () => {
     });
   });
 
+  it("makes the same decisions with an eviction between every two calls as without", async () => {
+    const rules = [...everyAlgorithm(6), { ...fixed(4, "shadowed"), shadow: true }];
+    const costs = [1, 2, 0, 3, 1, 1, 2, 1];
+    const run = async (subject: string, evict: boolean) => {
+      const stub = limiter(subject);
+      const seen: unknown[] = [];
+      for (const [i, cost] of costs.entries()) {
+        const decision = await stub.check({ subject, rules, cost, idempotencyKey: `k${i}` });
+        seen.push([decision.allowed, decision.remaining, decision.deniedBy, decision.rules.map((r) => [r.remaining, r.wouldHaveDenied])]);
+        if (evict) await evictDurableObject(stub);
+        if (i === 4) {
+          await stub.refund({ subject, rules, cost: 2, idempotencyKey: "refund" });
+          if (evict) await evictDurableObject(stub);
+        }
+      }
+      seen.push(await stub.check({ subject, rules, cost: 2, idempotencyKey: "k1" }).then((d) => d.remaining));
+      return seen;
+    };
+    expect(await run("evict:each", true)).toEqual(await run("evict:never", false));
+  });
+
   it("keeps a sliding log to one row per admitted millisecond and drops it when the rule changes algorithm", async () => {
     const subject = "log-storage";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);

@@ -76,13 +76,16 @@ export class RateLimiterDO extends TollgateObject {
   async check(input: unknown): Promise<Decision> {
     const parsed = parseInput(checkInputSchema, input, "check input");
     this.assertSubject(parsed.subject);
-    const rules = this.rulesFor(parsed);
+    const named = this.namedRules(parsed);
+    const rules = this.currentOverride() ?? named;
     const cost = parsed.cost ?? 1;
     const nowMs = Date.now();
     if (cost === 0) return this.decide(rules, 1, false, nowMs).decision;
 
+    // The fingerprint is of what the caller asked, so a retry stays a replay even if an
+    // override was set or cleared in between.
     const key = parsed.idempotencyKey;
-    const fingerprint = JSON.stringify({ rules, cost });
+    const fingerprint = JSON.stringify({ rules: named, cost });
     if (key !== undefined) {
       const replay = this.findReplay(key, fingerprint, nowMs);
       if (replay !== undefined) return replay as Decision;
@@ -141,10 +144,11 @@ export class RateLimiterDO extends TollgateObject {
   async refund(input: unknown): Promise<RefundResult> {
     const parsed = parseInput(refundInputSchema, input, "refund input");
     this.assertSubject(parsed.subject);
-    const rules = this.rulesFor(parsed);
+    const named = this.namedRules(parsed);
+    const rules = this.currentOverride() ?? named;
     const nowMs = Date.now();
     const key = parsed.idempotencyKey;
-    const fingerprint = JSON.stringify({ refund: { rules, cost: parsed.cost } });
+    const fingerprint = JSON.stringify({ refund: { rules: named, cost: parsed.cost } });
     const replay = this.findReplay(key, fingerprint, nowMs);
     if (replay !== undefined) return replay as RefundResult;
 
@@ -299,8 +303,13 @@ export class RateLimiterDO extends TollgateObject {
 
   /** The call's own rules or policy, unless the subject has an override, which wins. */
   private rulesFor(input: { rules?: Rule[]; policy?: string }): readonly Rule[] {
-    const named = resolveRules(input, loadPolicies(this.env.RATE_LIMIT_POLICIES));
+    const named = this.namedRules(input);
     return this.currentOverride() ?? named;
+  }
+
+  /** The rules the call names (inline or by policy); validated even when an override wins. */
+  private namedRules(input: { rules?: Rule[]; policy?: string }): readonly Rule[] {
+    return resolveRules(input, loadPolicies(this.env.RATE_LIMIT_POLICIES));
   }
 
   /** An object serves exactly the subject it is named after; a mismatch is a caller bug. */

@@ -132,3 +132,20 @@ describe("gcra", () => {
     expect(evaluateRule(rule, refundRule(rule, state, T0 + 1, 5).state, T0 + 1, 0).remaining).toBe(2);
   });
 });
+
+describe("a burst straddling a window boundary", () => {
+  const limit = 10;
+  const at = (offset: number, cost = 1) => ({ at: T0 + minute + offset, cost });
+  const admittedOf = (rule: Rule) =>
+    run(rule, [...Array.from({ length: 15 }, () => at(-1)), ...Array.from({ length: 15 }, () => at(0))]).filter((o) => o.allowed).length;
+
+  it("admits up to 2 x limit with fixed_window, and no more than each other algorithm allows", () => {
+    const rule = (algorithm: Rule["algorithm"]): Rule => ({ name: "r", algorithm, limit, periodMs: minute });
+    expect(admittedOf(rule("fixed_window"))).toBe(2 * limit);
+    expect(admittedOf(rule("sliding_window"))).toBe(limit);
+    expect(admittedOf(rule("sliding_log"))).toBe(limit);
+    expect(admittedOf(rule("token_bucket"))).toBe(limit);
+    // gcra refills smoothly: 1 ms at 10 per minute adds nothing.
+    expect(admittedOf(rule("gcra"))).toBe(limit);
+  });
+});
