@@ -26,6 +26,11 @@ export interface Rule {
   blockMs?: number;
   /** Evaluated and reported (with a count of calls it would have denied), never denies. */
   shadow?: boolean;
+  /**
+   * Charge this rule for denied calls too (default false: a denied call charges nothing), never
+   * beyond full, so a client that keeps calling while denied stays denied until it slows down.
+   */
+  countDenied?: boolean;
 }
 
 export interface CheckInput {

@@ -87,6 +87,26 @@ describe("RateLimiterDO", () => {
     expect(await stub.storedLog()).toEqual([]);
   });
 
+  it("persists a countDenied charge to a sliding log, trimming its oldest entry, across an eviction", async () => {
+    const subject = "log-count-denied";
+    const stub = env.TEST_RATE_LIMITER.getByName(subject);
+    const rules: Rule[] = [{ ...log(3), countDenied: true }];
+    /** Waits for the clock to move (it advances across I/O), so calls land in distinct milliseconds. */
+    const nextMs = async () => {
+      const start = Date.now();
+      while (Date.now() === start) await stub.peek({ subject, rules });
+    };
+    await stub.check({ subject, rules, cost: 2 });
+    await nextMs();
+    await stub.check({ subject, rules });
+    await nextMs();
+    expect((await stub.check({ subject, rules })).allowed).toBe(false);
+    await evictDurableObject(stub);
+    const rows = await stub.storedLog();
+    expect(rows.map((row) => row.cost)).toEqual([1, 1, 1]);
+    expect((await stub.peek({ subject, rules })).remaining).toBe(0);
+  });
+
   it("charges every rule or none, across algorithms: a denial by one rule leaves the others untouched", async () => {
     const subject = "all-or-nothing-mixed";
     const stub = limiter(subject);

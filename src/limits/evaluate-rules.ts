@@ -1,14 +1,14 @@
 import type { Block, Decision, Rule, RuleState } from "../../rpc/rate-limits";
-import { evaluateFixedWindow, refundFixedWindow } from "./fixed-window";
-import { evaluateGcra, refundGcra } from "./gcra";
+import { chargeDeniedFixedWindow, evaluateFixedWindow, refundFixedWindow } from "./fixed-window";
+import { chargeDeniedGcra, evaluateGcra, refundGcra } from "./gcra";
 import { rateLimitHeaders } from "./headers";
-import type { LimiterState, RefundOutcome, RuleOutcome } from "./rule-state";
-import { evaluateSlidingLog, refundSlidingLog } from "./sliding-log";
-import { evaluateSlidingWindow, refundSlidingWindow } from "./sliding-window";
-import { evaluateTokenBucket, refundTokenBucket } from "./token-bucket";
+import type { LimiterState, RefundOutcome, RuleOutcome, StateChange } from "./rule-state";
+import { chargeDeniedSlidingLog, evaluateSlidingLog, refundSlidingLog } from "./sliding-log";
+import { chargeDeniedSlidingWindow, evaluateSlidingWindow, refundSlidingWindow } from "./sliding-window";
+import { chargeDeniedTokenBucket, evaluateTokenBucket, refundTokenBucket } from "./token-bucket";
 
 /** A rule's state to store, and when it stops mattering. */
-export type StateWrite = { state: LimiterState; expiresAtMs: number };
+export type StateWrite = StateChange;
 
 /** What the subject's object knows besides rule state. */
 export interface EvaluationContext {
@@ -20,7 +20,7 @@ export interface EvaluationContext {
 
 export interface Evaluation {
   decision: Decision;
-  /** Rule name -> state to store. Empty when the check was denied or cost nothing. */
+  /** Rule name -> state to store. Empty when the check cost nothing, or was denied and no rule has `countDenied`. */
   writes: Map<string, StateWrite>;
   /** A block this call started (a rule with `blockMs` denied it), to store. */
   newBlock?: Block;
@@ -35,7 +35,9 @@ export interface Evaluation {
  * state shows what enforcing it would have done; it never denies, but the calls it would
  * have denied are counted.
  *
- * A denial by a rule with `blockMs` blocks the subject for that long (the longest, if several).
+ * Denied calls are not counted, except by rules with `countDenied`, which are charged anyway,
+ * never beyond full. A denial by a rule with `blockMs` blocks the subject for that long (the
+ * longest, if several).
  * With `charge: false` (a peek) nothing is written and each rule reports what remains
  * before the call.
  */
@@ -62,6 +64,15 @@ export function evaluateRules(
     }
   }
 
+  // countDenied: a denied (not blocked) call is still charged to the rules that ask for it.
+  const penalized = new Map<string, StateChange>();
+  if (counts && !allowed) {
+    for (const { rule } of outcomes) {
+      if (rule.countDenied) penalized.set(rule.name, chargeDenied(rule, states.get(rule.name), nowMs, cost));
+    }
+    for (const [name, change] of penalized) writes.set(name, change);
+  }
+
   let newBlock: Block | undefined;
   if (counts) {
     for (const { rule } of denying) {
@@ -77,7 +88,14 @@ export function evaluateRules(
   // Reported state: what each rule shows after this call. When nothing was charged, a rule
   // that would have admitted shows its pre-call remaining (a denying rule never charges).
   const ruleStates: RuleState[] = outcomes.map(({ rule, outcome }) => {
-    const reported = charged || !outcome.allowed ? outcome : evaluateRule(rule, states.get(rule.name), nowMs, 0);
+    const penalty = penalized.get(rule.name);
+    const reported = penalty !== undefined
+      ? evaluateRule(rule, penalty.state, nowMs, 0)
+      : charged || !outcome.allowed ? outcome : evaluateRule(rule, states.get(rule.name), nowMs, 0);
+    // A denying rule that was charged anyway now needs longer before it admits the same call.
+    const retryAfterMs = penalty !== undefined && !outcome.allowed
+      ? evaluateRule(rule, penalty.state, nowMs, cost).retryAfterMs
+      : outcome.retryAfterMs;
     const state: RuleState = {
       name: rule.name,
       algorithm: rule.algorithm,
@@ -86,7 +104,7 @@ export function evaluateRules(
       allowed: outcome.allowed,
       remaining: reported.remaining,
       resetAt: reported.resetAt,
-      retryAfterMs: outcome.retryAfterMs,
+      retryAfterMs,
       shadow: rule.shadow === true,
     };
     if (rule.burst !== undefined) state.burst = rule.burst;
@@ -98,9 +116,10 @@ export function evaluateRules(
 
   const blocked = active ?? newBlock;
   const binding = tightest(ruleStates.filter((state) => !state.shadow)) ?? tightest(ruleStates)!;
+  const deniedBy = denying.map(({ rule }) => rule.name);
   const retryAfterMs = Math.max(
     0,
-    ...denying.map(({ outcome }) => outcome.retryAfterMs),
+    ...ruleStates.filter((state) => deniedBy.includes(state.name)).map((state) => state.retryAfterMs),
     blocked === undefined ? 0 : blocked.untilMs - nowMs,
   );
   const decision: Decision = {
@@ -109,7 +128,7 @@ export function evaluateRules(
     limit: binding.limit,
     resetAt: binding.resetAt,
     retryAfterMs,
-    deniedBy: denying.map(({ rule }) => rule.name),
+    deniedBy,
     rules: ruleStates,
     headers: {},
   };
@@ -132,6 +151,22 @@ export function evaluateRule(rule: Rule, state: LimiterState | undefined, nowMs:
       return evaluateTokenBucket(rule, state, nowMs, cost);
     case "gcra":
       return evaluateGcra(rule, state, nowMs, cost);
+  }
+}
+
+/** The `countDenied` charge of a denied call: as if admitted, but never beyond a full rule. */
+export function chargeDenied(rule: Rule, state: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  switch (rule.algorithm) {
+    case "fixed_window":
+      return chargeDeniedFixedWindow(rule, state, nowMs, cost);
+    case "sliding_window":
+      return chargeDeniedSlidingWindow(rule, state, nowMs, cost);
+    case "sliding_log":
+      return chargeDeniedSlidingLog(rule, state, nowMs, cost);
+    case "token_bucket":
+      return chargeDeniedTokenBucket(rule, state, nowMs, cost);
+    case "gcra":
+      return chargeDeniedGcra(rule, state, nowMs, cost);
   }
 }
 

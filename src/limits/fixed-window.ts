@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, windowStart } from "./rule-state";
+import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange, windowStart } from "./rule-state";
 
 /**
  * Fixed window: at most `limit` units per epoch-aligned window of `periodMs`. Exact: the
@@ -38,6 +38,18 @@ export function refundFixedWindow(rule: Rule, stored: LimiterState | undefined, 
   return {
     refunded,
     state: { algorithm: "fixed_window", periodMs: rule.periodMs, windowStartMs: start, count: count - refunded, previousCount: 0 },
+    expiresAtMs: start + rule.periodMs,
+  };
+}
+
+/** `countDenied`: a denied call still counts, up to a full window (never beyond the limit). */
+export function chargeDeniedFixedWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const start = windowStart(nowMs, rule.periodMs);
+  const state = compatibleState(stored, "fixed_window", rule.periodMs);
+  const count = state && state.windowStartMs === start ? state.count : 0;
+  const after = Math.min(rule.limit, count + cost);
+  return {
+    state: { algorithm: "fixed_window", periodMs: rule.periodMs, windowStartMs: start, count: after, previousCount: 0 },
     expiresAtMs: start + rule.periodMs,
   };
 }

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome } from "./rule-state";
+import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
 
 /**
  * GCRA (generic cell rate algorithm, as in redis-cell): one unit is emitted every
@@ -41,6 +41,21 @@ export function refundGcra(rule: Rule, stored: LimiterState | undefined, nowMs: 
   const level = Math.max(0, debt - refunded * rule.periodMs);
   return {
     refunded,
+    state: { algorithm: "gcra", periodMs: rule.periodMs, level, atMs: nowMs },
+    expiresAtMs: nowMs + ceilDiv(level, rule.limit),
+  };
+}
+
+/**
+ * `countDenied`: a denied call still adds its cost to the debt, up to the full allowance, so
+ * a client that calls faster than one unit per emission interval stays denied until it pauses.
+ */
+export function chargeDeniedGcra(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const capacity = (rule.burst ?? rule.limit) * rule.periodMs;
+  const debt = debtAt(rule, stored, nowMs);
+  // min() before multiplying keeps the product a safe integer.
+  const level = Math.min(capacity, debt + Math.min(cost, rule.burst ?? rule.limit) * rule.periodMs);
+  return {
     state: { algorithm: "gcra", periodMs: rule.periodMs, level, atMs: nowMs },
     expiresAtMs: nowMs + ceilDiv(level, rule.limit),
   };

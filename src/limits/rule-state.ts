@@ -54,11 +54,15 @@ export interface RuleOutcome {
   expiresAtMs: number;
 }
 
-/** What a refund gave back to one rule, and the state to store. */
-export interface RefundOutcome {
-  refunded: number;
+/** A rule's new state, and when it stops mattering. */
+export interface StateChange {
   state: LimiterState;
   expiresAtMs: number;
+}
+
+/** What a refund gave back to one rule, and the state to store. */
+export interface RefundOutcome extends StateChange {
+  refunded: number;
 }
 
 /** The start of the epoch-aligned window containing `nowMs`. */

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { compatibleState, type LimiterState, type LogEntry, type RefundOutcome, type RuleOutcome } from "./rule-state";
+import { compatibleState, type LimiterState, type LogEntry, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
 
 /**
  * The largest `limit` a `sliding_log` rule may have. The log keeps one row per admitted call
@@ -52,6 +52,29 @@ export function refundSlidingLog(rule: Rule, stored: LimiterState | undefined, n
     refunded: cost - left,
     state: { algorithm: "sliding_log", periodMs: rule.periodMs, entries },
     expiresAtMs: (entries.at(-1)?.atMs ?? nowMs) + rule.periodMs,
+  };
+}
+
+/**
+ * `countDenied`: a denied call is logged at `now` anyway, and as many of the oldest units are
+ * dropped as keep the log at `limit`: a client that keeps trying keeps its log full of recent
+ * calls, and the log never grows beyond `limit` units.
+ */
+export function chargeDeniedSlidingLog(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const entries = liveEntries(stored, rule.periodMs, nowMs).map((entry) => ({ ...entry }));
+  const added = Math.min(cost, rule.limit);
+  let excess = total(entries) + added - rule.limit;
+  while (excess > 0 && entries.length > 0) {
+    const first = entries[0]!;
+    const take = Math.min(excess, first.cost);
+    first.cost -= take;
+    excess -= take;
+    if (first.cost === 0) entries.shift();
+  }
+  const after = added > 0 ? append(entries, nowMs, added) : entries;
+  return {
+    state: { algorithm: "sliding_log", periodMs: rule.periodMs, entries: after },
+    expiresAtMs: (after.at(-1)?.atMs ?? nowMs) + rule.periodMs,
   };
 }
 

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, windowStart } from "./rule-state";
+import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange, windowStart } from "./rule-state";
 
 /**
  * Sliding window counter: the previous window's count, weighted by how much of it still
@@ -71,6 +71,21 @@ export function refundSlidingWindow(rule: Rule, stored: LimiterState | undefined
       count: current - fromCurrent,
       previousCount: previous - fromPrevious,
     },
+    expiresAtMs: start + 2 * periodMs,
+  };
+}
+
+/**
+ * `countDenied`: a denied call still counts in the current window, up to `limit`, so a client
+ * that keeps trying also weighs on the next window.
+ */
+export function chargeDeniedSlidingWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const { periodMs } = rule;
+  const start = windowStart(nowMs, periodMs);
+  const { current, previous } = countsAt(compatibleState(stored, "sliding_window", periodMs), start, periodMs);
+  const after = Math.min(rule.limit, current + cost);
+  return {
+    state: { algorithm: "sliding_window", periodMs, windowStartMs: start, count: after, previousCount: previous },
     expiresAtMs: start + 2 * periodMs,
   };
 }

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome } from "./rule-state";
+import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
 
 /**
  * Token bucket with whole refills: the bucket holds up to `burst` tokens (default `limit`)
@@ -47,6 +47,17 @@ export function refundTokenBucket(rule: Rule, stored: LimiterState | undefined, 
   return {
     refunded,
     state: { algorithm: "token_bucket", periodMs: rule.periodMs, level, atMs: level >= capacity ? nowMs : cycleStartMs },
+    expiresAtMs: level >= capacity ? nowMs : cycleStartMs + ceilDiv(capacity - level, rule.limit) * rule.periodMs,
+  };
+}
+
+/** `countDenied`: a denied call still takes what tokens are left, emptying the bucket at worst. */
+export function chargeDeniedTokenBucket(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const capacity = rule.burst ?? rule.limit;
+  const { tokens, cycleStartMs } = refill(rule, stored, nowMs);
+  const level = Math.max(0, tokens - cost);
+  return {
+    state: { algorithm: "token_bucket", periodMs: rule.periodMs, level, atMs: cycleStartMs },
     expiresAtMs: level >= capacity ? nowMs : cycleStartMs + ceilDiv(capacity - level, rule.limit) * rule.periodMs,
   };
 }

@@ -413,8 +413,9 @@ export class RateLimiterDO extends TollgateObject {
 
   /**
    * Stores a log that differs from the stored one only at its ends: a check drops expired
-   * entries from the front and appends (or merges into) the last; a refund trims the back.
-   * So only the ends are written, never the whole log.
+   * entries from the front and appends (or merges into) the last; a refund trims the back; a
+   * `countDenied` charge trims the front and appends. So only the two end entries are
+   * written, never the whole log.
    */
   private saveLog(name: string, entries: readonly LogEntry[]): void {
     const first = entries[0];
@@ -424,14 +425,16 @@ export class RateLimiterDO extends TollgateObject {
       return;
     }
     run(this.sql, "DELETE FROM rule_log WHERE rule_name = ? AND (at_ms < ? OR at_ms > ?)", name, first.atMs, last.atMs);
-    run(
-      this.sql,
-      `INSERT INTO rule_log (rule_name, at_ms, cost) VALUES (?, ?, ?)
-       ON CONFLICT (rule_name, at_ms) DO UPDATE SET cost = excluded.cost`,
-      name,
-      last.atMs,
-      last.cost,
-    );
+    for (const entry of first === last ? [last] : [first, last]) {
+      run(
+        this.sql,
+        `INSERT INTO rule_log (rule_name, at_ms, cost) VALUES (?, ?, ?)
+         ON CONFLICT (rule_name, at_ms) DO UPDATE SET cost = excluded.cost`,
+        name,
+        entry.atMs,
+        entry.cost,
+      );
+    }
   }
 
   /** The stored answer to a retried call, or undefined for a new key; CONFLICT if the key was used differently. */

@@ -30,6 +30,7 @@ export const ruleSchema = v.pipe(
     burst: v.optional(integer(1, RULE_BOUNDS.maxLimit)),
     blockMs: v.optional(integer(1, RULE_BOUNDS.maxPeriodMs)),
     shadow: v.optional(v.boolean()),
+    countDenied: v.optional(v.boolean()),
   }),
   v.check(
     (rule) => Number.isSafeInteger(rule.limit * rule.periodMs),

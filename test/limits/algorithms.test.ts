@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../rpc/rate-limits";
-import { evaluateRule, refundRule } from "../../src/limits/evaluate-rules";
+import { evaluateRule, evaluateRules, refundRule } from "../../src/limits/evaluate-rules";
 import type { LimiterState, RuleOutcome } from "../../src/limits/rule-state";
 
 const minute = 60_000;
@@ -147,5 +147,47 @@ describe("a burst straddling a window boundary", () => {
     expect(admittedOf(rule("token_bucket"))).toBe(limit);
     // gcra refills smoothly: 1 ms at 10 per minute adds nothing.
     expect(admittedOf(rule("gcra"))).toBe(limit);
+  });
+});
+
+describe("countDenied", () => {
+  /** Feeds calls through evaluateRules with one rule, applying every write (denied ones too). */
+  function runAll(rule: Rule, calls: { at: number; cost?: number }[]) {
+    const states = new Map<string, LimiterState>();
+    return calls.map(({ at, cost = 1 }) => {
+      const evaluation = evaluateRules([rule], states, at, cost);
+      for (const [name, { state }] of evaluation.writes) states.set(name, state);
+      return evaluation;
+    });
+  }
+
+  it("keeps a gcra client that calls faster than one per interval denied until it pauses", () => {
+    const rule: Rule = { name: "g", algorithm: "gcra", limit: 1, periodMs: 1_000, countDenied: true };
+    const hammering = runAll(rule, [{ at: T0 }, ...Array.from({ length: 5 }, (_, i) => ({ at: T0 + 900 * (i + 1) }))]);
+    expect(hammering.map((e) => e.decision.allowed)).toEqual([true, false, false, false, false, false]);
+    expect(hammering[5]!.decision.retryAfterMs).toBe(1_000);
+    const plain = runAll({ ...rule, countDenied: false }, [{ at: T0 }, { at: T0 + 900 }, { at: T0 + 1_800 }]);
+    expect(plain.map((e) => e.decision.allowed)).toEqual([true, false, true]);
+    expect(plain[1]!.writes.size).toBe(0);
+  });
+
+  it("charges a denied call only up to a full rule, with every algorithm", () => {
+    for (const algorithm of ["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"] as const) {
+      const rule: Rule = { name: "r", algorithm, limit: 3, periodMs: minute, countDenied: true };
+      const [first, denied] = runAll(rule, [{ at: T0, cost: 2 }, { at: T0 + 1, cost: 5 }]);
+      expect(first!.decision.allowed).toBe(true);
+      expect(denied!.decision).toMatchObject({ allowed: false, remaining: 0 });
+      const state = denied!.writes.get("r")!.state;
+      expect(evaluateRule(rule, state, T0 + 1, 0).remaining).toBe(0);
+      expect(refundRule(rule, state, T0 + 1, 100).refunded).toBe(3);
+    }
+  });
+
+  it("moves a full sliding log forward: the oldest units make room for the denied call's", () => {
+    const rule: Rule = { name: "l", algorithm: "sliding_log", limit: 3, periodMs: minute, countDenied: true };
+    const results = runAll(rule, [{ at: T0, cost: 2 }, { at: T0 + 10 }, { at: T0 + 20, cost: 2 }]);
+    expect(results[2]!.writes.get("l")!.state).toEqual({
+      algorithm: "sliding_log", periodMs: minute, entries: [{ atMs: T0 + 10, cost: 1 }, { atMs: T0 + 20, cost: 2 }],
+    });
   });
 });

@@ -260,6 +260,39 @@ describe("token_bucket", () => {
 
 const algorithms: Algorithm[] = ["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"];
 
+describe("countDenied", () => {
+  it("keeps every bound: denied calls are charged, but never push a rule beyond full or admit more", () => {
+    fc.assert(
+      fc.property(
+        withCalls(fc.record({ algorithm: fc.constantFrom(...algorithms), limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ algorithm, limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm, limit, periodMs, countDenied: true };
+          const states = new Map<string, LimiterState>();
+          const admitted: Call[] = [];
+          for (const call of calls) {
+            const { decision, writes } = evaluateRules([rule], states, call.at, call.cost);
+            for (const [name, { state }] of writes) states.set(name, state);
+            if (decision.allowed) admitted.push(call);
+            else expect(writes.has("r")).toBe(true);
+            const remaining = evaluateRule(rule, states.get("r"), call.at, 0).remaining;
+            expect(remaining).toBeGreaterThanOrEqual(0);
+            expect(remaining).toBeLessThanOrEqual(limit);
+          }
+          if (algorithm === "sliding_log") expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(limit);
+          if (algorithm === "sliding_window") expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(2 * limit);
+          if (algorithm === "gcra") {
+            for (const a of admitted) {
+              const units = admitted.filter((b) => b.at >= a.at).reduce((sum, b) => sum + b.cost, 0);
+              expect(units * periodMs).toBeLessThanOrEqual(limit * periodMs + (admitted.at(-1)!.at - a.at) * limit);
+            }
+          }
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
 describe("refunds", () => {
   it("never give back more than was taken, nor raise remaining above the rule's capacity", () => {
     fc.assert(
