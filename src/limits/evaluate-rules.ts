@@ -86,7 +86,8 @@ export function evaluateRules(
     : [];
 
   // Reported state: what each rule shows after this call. When nothing was charged, a rule
-  // that would have admitted shows its pre-call remaining (a denying rule never charges).
+  // that would have admitted shows its pre-call remaining; a rule charged by countDenied
+  // shows its state after that charge.
   const ruleStates: RuleState[] = outcomes.map(({ rule, outcome }) => {
     const penalty = penalized.get(rule.name);
     const reported = penalty !== undefined
