@@ -34,6 +34,20 @@ describe("the tollgate CLI", () => {
     expect(second.out).toMatch(/^DENIED by minute/);
   });
 
+  it("overrides and blocks a subject, effective on the next call", async () => {
+    expect((await cli("limits", "override", "cli:ovr", "--rule", "tight:fixed_window:1/1h")).code).toBe(0);
+    expect((await cli("limits", "check", "cli:ovr", "--policy", "per-ip")).out).toMatch(/remaining 0 of 1/);
+    expect((await cli("limits", "clear-override", "cli:ovr")).out).toBe("override cleared");
+    expect((await cli("limits", "check", "cli:ovr", "--policy", "per-ip")).out).toMatch(/remaining 99 of 100/);
+
+    const blocked = await cli("limits", "block", "cli:ovr", "--for", "10m", "--reason", "abuse");
+    expect(blocked.code).toBe(0);
+    expect(blocked.out).toMatch(/^blocked until .*: abuse$/);
+    expect((await cli("limits", "check", "cli:ovr", "--policy", "per-ip")).code).toBe(3);
+    expect((await cli("limits", "unblock", "cli:ovr")).out).toBe("unblocked");
+    expect((await cli("limits", "check", "cli:ovr", "--policy", "per-ip")).code).toBe(0);
+  });
+
   it("prints JSON for scripts", async () => {
     const { code, out } = await cli("limits", "peek", "cli:json", "--policy", "per-ip", "--json");
     expect(code).toBe(0);

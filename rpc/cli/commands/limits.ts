@@ -1,5 +1,5 @@
 import type { Decision, Rule } from "../../rate-limits";
-import { parseCount, parseRule, UsageError } from "../args";
+import { parseCount, parseDuration, parseRule, UsageError } from "../args";
 import type { Command } from "../command";
 import { table, when } from "../format";
 
@@ -63,6 +63,57 @@ export const limitsCommands: Command[] = [
       if (!subject) throw new UsageError("give a SUBJECT");
       const result = await api.rateLimits().reset({ subject, ...(options.rule ? { rule: options.rule as string } : {}) });
       print(result, (r) => `cleared ${r.cleared} rule state(s)`);
+      return 0;
+    },
+  },
+  {
+    name: "limits override",
+    usage: "limits override SUBJECT --rule name:algorithm:limit/period (repeatable)",
+    summary: "replace the rules of every call on SUBJECT until cleared (effective on the next call)",
+    options: { rule: { type: "string", multiple: true } },
+    async run({ api, positionals: [subject], options, print }) {
+      if (!subject) throw new UsageError("give a SUBJECT");
+      const rules = ((options.rule as string[] | undefined) ?? []).map(parseRule);
+      if (rules.length === 0) throw new UsageError("give at least one --rule");
+      const result = await api.rateLimits().setOverride({ subject, rules });
+      print(result, (r) => `override on ${r.subject}: ${r.rules.map((rule) => `${rule.name} ${rule.algorithm} ${rule.limit}/${rule.periodMs}ms`).join(", ")}`);
+      return 0;
+    },
+  },
+  {
+    name: "limits clear-override",
+    usage: "limits clear-override SUBJECT",
+    summary: "go back to the rules each call names",
+    options: {},
+    async run({ api, positionals: [subject], print }) {
+      if (!subject) throw new UsageError("give a SUBJECT");
+      print(await api.rateLimits().clearOverride({ subject }), (r) => (r.cleared ? "override cleared" : "no override was set"));
+      return 0;
+    },
+  },
+  {
+    name: "limits block",
+    usage: "limits block SUBJECT --for DURATION --reason TEXT",
+    summary: "deny every call on SUBJECT for DURATION (e.g. 15m)",
+    options: { for: { type: "string" }, reason: { type: "string" } },
+    async run({ api, positionals: [subject], options, print }) {
+      if (!subject) throw new UsageError("give a SUBJECT");
+      if (options.for === undefined) throw new UsageError("give --for DURATION, e.g. 15m");
+      if (options.reason === undefined) throw new UsageError("give --reason TEXT");
+      const untilMs = Date.now() + parseDuration(options.for as string);
+      const result = await api.rateLimits().block({ subject, untilMs, reason: options.reason as string });
+      print(result, (r) => `blocked until ${when(r.blocked.untilMs)}: ${r.blocked.reason}`);
+      return 0;
+    },
+  },
+  {
+    name: "limits unblock",
+    usage: "limits unblock SUBJECT",
+    summary: "lift a block",
+    options: {},
+    async run({ api, positionals: [subject], print }) {
+      if (!subject) throw new UsageError("give a SUBJECT");
+      print(await api.rateLimits().unblock({ subject }), (r) => (r.unblocked ? "unblocked" : "was not blocked"));
       return 0;
     },
   },
