@@ -8,8 +8,8 @@ import { TEST_ADMIN_TOKEN } from "./test/fixtures/constants";
 
 /**
  * tollgate runs inside the pool's test runner Worker, whose name the pool derives from the
- * project name ("workers" below). The main Worker's own binding may say "tollgate" (the pool
- * maps its own name to itself); an auxiliary Worker has to name the runner.
+ * project name ("workers"). The main Worker's own binding may say "tollgate" (the pool maps its
+ * own name to itself); an auxiliary Worker has to name the runner.
  */
 const RUNNER_WORKER = "vitest-pool-workers-runner-workers";
 
@@ -30,59 +30,71 @@ async function bundleExampleGateway(): Promise<string> {
   return outfile;
 }
 
-/** The Workers project: every test under test/, inside workerd. */
-const workers = {
-  plugins: [
-    cloudflareTest(async () => ({
-      main: "./test/fixtures/worker.ts",
-      wrangler: { configPath: "./wrangler.toml" },
-      // Re-exported through test/fixtures/worker.ts, so the pool cannot see them by itself.
-      additionalExports: {
-        RateLimits: "WorkerEntrypoint",
-        Credits: "WorkerEntrypoint",
-        PathStats: "WorkerEntrypoint",
-        Admin: "WorkerEntrypoint",
-      },
-      miniflare: {
-        bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
-        durableObjects: {
-          MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
-          SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
-          TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
-        },
-        serviceBindings: {
-          // The way a sibling Worker binds tollgate: a named entrypoint of the service.
-          LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
-          CREDITS: { name: "tollgate", entrypoint: "Credits" },
-          EXAMPLE_GATEWAY: "example-gateway",
-        },
-        workers: [
-          {
-            name: "example-gateway",
-            modules: true,
-            scriptPath: await bundleExampleGateway(),
-            compatibilityDate: "2026-05-01",
-            bindings: { IP_POLICY: "per-ip" },
-            serviceBindings: { LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" } },
-          },
-        ],
-      },
-    })),
-  ],
-  test: {
-    name: "workers",
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-  },
-};
-
 export default defineConfig({
   test: {
     projects: [
-      workers,
-      // The bench harness's own test: Node, starting its own workerd (see bench/harness.test.ts).
-      { test: { name: "bench", include: ["bench/**/*.test.ts"], environment: "node", testTimeout: 120_000 } },
+      {
+        // Everything that runs inside workerd: objects, entrypoints, capnweb, the example gateway.
+        plugins: [
+          cloudflareTest(async () => ({
+            main: "./test/fixtures/worker.ts",
+            wrangler: { configPath: "./wrangler.toml" },
+            // Re-exported through test/fixtures/worker.ts, so the pool cannot see them by itself.
+            additionalExports: {
+              RateLimits: "WorkerEntrypoint",
+              Credits: "WorkerEntrypoint",
+              PathStats: "WorkerEntrypoint",
+              Admin: "WorkerEntrypoint",
+            },
+            miniflare: {
+              // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
+              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "" },
+              durableObjects: {
+                MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
+                SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
+                TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
+              },
+              serviceBindings: {
+                // The way a sibling Worker binds tollgate: a named entrypoint of the service.
+                LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
+                CREDITS: { name: "tollgate", entrypoint: "Credits" },
+                EXAMPLE_GATEWAY: "example-gateway",
+              },
+              workers: [
+                {
+                  name: "example-gateway",
+                  modules: true,
+                  scriptPath: await bundleExampleGateway(),
+                  compatibilityDate: "2026-05-01",
+                  bindings: { IP_POLICY: "per-ip" },
+                  serviceBindings: { LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" } },
+                },
+              ],
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/node/**"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        // The bench harness's own test: Node, starting its own workerd (see bench/harness.test.ts).
+        test: { name: "bench", environment: "node", include: ["bench/**/*.test.ts"], testTimeout: 120_000 },
+      },
+      {
+        // Node programs against a real `wrangler dev`: the rpc/ client over HTTP and WebSocket.
+        test: {
+          name: "node",
+          environment: "node",
+          include: ["test/node/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

@@ -9,3 +9,4 @@ export type * from "./gateway";
 export type * from "./admin";
 export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
 export { connect, type ConnectOptions, type Transport } from "./client";
+export { RateLimitGuard, type GuardedDecision, type RateLimitGuardOptions, type Unavailable } from "./rate-limit-guard";

@@ -16,6 +16,8 @@ declare global {
       CREDITS: Service & CreditsApi;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
+      /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */
+      CHAOS_SEED: string;
     }
   }
 }

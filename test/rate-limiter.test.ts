@@ -9,6 +9,11 @@ import { CHECK_REPLAY_TTL_MS } from "../src/objects/rate-limiter-do";
 const YEAR = 366 * 24 * 3_600_000;
 const fixed = (limit: number, name = "fixed"): Rule => ({ name, algorithm: "fixed_window", limit, periodMs: YEAR });
 const sliding = (limit: number, name = "sliding"): Rule => ({ name, algorithm: "sliding_window", limit, periodMs: YEAR });
+const log = (limit: number, name = "log"): Rule => ({ name, algorithm: "sliding_log", limit, periodMs: YEAR });
+const bucket = (limit: number, name = "bucket"): Rule => ({ name, algorithm: "token_bucket", limit, periodMs: YEAR });
+const gcra = (limit: number, name = "gcra"): Rule => ({ name, algorithm: "gcra", limit, periodMs: YEAR });
+/** One rule of every algorithm, each admitting `limit` units within a test. */
+const everyAlgorithm = (limit: number): Rule[] => [fixed(limit), sliding(limit), log(limit), bucket(limit), gcra(limit)];
 
 const limiter = (subject: string) => env.RATE_LIMITER.getByName(subject);
 
@@ -22,8 +27,8 @@ async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
 }
 
 describe("RateLimiterDO", () => {
-  it("admits exactly 100 of 1,000 concurrent checks against a limit of 100", async () => {
-    for (const rule of [fixed(100), sliding(100)]) {
+  it("admits exactly 100 of 1,000 concurrent checks against a limit of 100, with every algorithm", async () => {
+    for (const rule of everyAlgorithm(100)) {
       const subject = `exact:${rule.algorithm}`;
       const stub = limiter(subject);
       const decisions = await Promise.all(
@@ -37,13 +42,79 @@ describe("RateLimiterDO", () => {
   it("loses no count when evicted between two checks", async () => {
     const subject = "evicted";
     const stub = limiter(subject);
-    const rules = [fixed(3), sliding(3)];
+    const rules = everyAlgorithm(3);
     expect((await stub.check({ subject, rules, cost: 2 })).remaining).toBe(1);
     await evictDurableObject(stub);
     const second = await stub.check({ subject, rules });
     expect(second).toMatchObject({ allowed: true, remaining: 0 });
     await evictDurableObject(stub);
-    expect(await stub.check({ subject, rules })).toMatchObject({ allowed: false, deniedBy: ["fixed", "sliding"] });
+    expect(await stub.check({ subject, rules })).toMatchObject({
+      allowed: false,
+      deniedBy: ["fixed", "sliding", "log", "bucket", "gcra"],
+    });
+  });
+
+  it("makes the same decisions with an eviction between every two calls as without", async () => {
+    const rules = [...everyAlgorithm(6), { ...fixed(4, "shadowed"), shadow: true }];
+    const costs = [1, 2, 0, 3, 1, 1, 2, 1];
+    const run = async (subject: string, evict: boolean) => {
+      const stub = limiter(subject);
+      const seen: unknown[] = [];
+      for (const [i, cost] of costs.entries()) {
+        const decision = await stub.check({ subject, rules, cost, idempotencyKey: `k${i}` });
+        seen.push([decision.allowed, decision.remaining, decision.deniedBy, decision.rules.map((r) => [r.remaining, r.wouldHaveDenied])]);
+        if (evict) await evictDurableObject(stub);
+        if (i === 4) {
+          await stub.refund({ subject, rules, cost: 2, idempotencyKey: "refund" });
+          if (evict) await evictDurableObject(stub);
+        }
+      }
+      seen.push(await stub.check({ subject, rules, cost: 2, idempotencyKey: "k1" }).then((d) => d.remaining));
+      return seen;
+    };
+    expect(await run("evict:each", true)).toEqual(await run("evict:never", false));
+  });
+
+  it("keeps a sliding log to one row per admitted millisecond and drops it when the rule changes algorithm", async () => {
+    const subject = "log-storage";
+    const stub = env.TEST_RATE_LIMITER.getByName(subject);
+    const rule: Rule = { name: "calls", algorithm: "sliding_log", limit: 1_000, periodMs: 1_000 };
+    await Promise.all(Array.from({ length: 50 }, () => stub.check({ subject, rules: [rule] })));
+    const rows = await stub.storedLog();
+    expect(rows.reduce((sum, row) => sum + row.cost, 0)).toBe(50);
+    expect(rows.length).toBeLessThanOrEqual(50);
+    await stub.check({ subject, rules: [{ ...rule, algorithm: "fixed_window" }] });
+    expect(await stub.storedLog()).toEqual([]);
+  });
+
+  it("persists a countDenied charge to a sliding log, trimming its oldest entry, across an eviction", async () => {
+    const subject = "log-count-denied";
+    const stub = env.TEST_RATE_LIMITER.getByName(subject);
+    const rules: Rule[] = [{ ...log(3), countDenied: true }];
+    /** Waits for the clock to move (it advances across I/O), so calls land in distinct milliseconds. */
+    const nextMs = async () => {
+      const start = Date.now();
+      while (Date.now() === start) await stub.peek({ subject, rules });
+    };
+    await stub.check({ subject, rules, cost: 2 });
+    await nextMs();
+    await stub.check({ subject, rules });
+    await nextMs();
+    expect((await stub.check({ subject, rules })).allowed).toBe(false);
+    await evictDurableObject(stub);
+    const rows = await stub.storedLog();
+    expect(rows.map((row) => row.cost)).toEqual([1, 1, 1]);
+    expect((await stub.peek({ subject, rules })).remaining).toBe(0);
+  });
+
+  it("charges every rule or none, across algorithms: a denial by one rule leaves the others untouched", async () => {
+    const subject = "all-or-nothing-mixed";
+    const stub = limiter(subject);
+    const rules = [gcra(1, "small"), ...everyAlgorithm(10)];
+    await stub.check({ subject, rules });
+    const denied = await stub.check({ subject, rules });
+    expect(denied).toMatchObject({ allowed: false, deniedBy: ["small"] });
+    expect((await stub.peek({ subject, rules: everyAlgorithm(10) })).rules.map((r) => r.remaining)).toEqual([9, 9, 9, 9, 9]);
   });
 
   it("charges every rule or none: a denial by one rule leaves the others untouched", async () => {
@@ -153,6 +224,12 @@ describe("RateLimiterDO", () => {
       ["an absurd period", { subject, rules: [{ ...good, periodMs: 10 * YEAR }] }],
       ["limit times period beyond 2^53", { subject, rules: [{ ...good, limit: 1_000_000_000, periodMs: YEAR }] }],
       ["an unknown algorithm", { subject, rules: [{ ...good, algorithm: "leaky" }] }],
+      ["a sliding log above its maximum limit", { subject, rules: [{ ...good, algorithm: "sliding_log", limit: 1_001, periodMs: 1_000 }] }],
+      ["a burst on a window algorithm", { subject, rules: [{ ...good, burst: 5 }] }],
+      ["a zero burst", { subject, rules: [{ ...bucket(5), burst: 0 }] }],
+      ["burst times period beyond 2^53", { subject, rules: [{ ...gcra(5), burst: 1_000_000_000 }] }],
+      ["a fractional blockMs", { subject, rules: [{ ...good, blockMs: 1.5 }] }],
+      ["a shadow flag that is not a boolean", { subject, rules: [{ ...good, shadow: "yes" }] }],
       ["a rule name that cannot be a header key", { subject, rules: [{ ...good, name: "Bad Name" }] }],
       ["duplicate rule names", { subject, rules: [good, good] }],
       ["no rules", { subject, rules: [] }],

@@ -1,5 +1,29 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { CheckInput, Decision, PeekInput, RateLimitsApi, ResetInput, ResetResult } from "../../rpc/rate-limits";
+import type {
+  AcquireInput,
+  AcquireResult,
+  BlockInput,
+  BlockResult,
+  CheckInput,
+  CheckManyInput,
+  CheckManyResult,
+  ClearOverrideResult,
+  Decision,
+  HeartbeatInput,
+  HeartbeatResult,
+  OverrideResult,
+  PeekInput,
+  RateLimitsApi,
+  RefundInput,
+  RefundResult,
+  ReleaseInput,
+  ReleaseResult,
+  ResetInput,
+  ResetResult,
+  SetOverrideInput,
+  SubjectInput,
+  UnblockResult,
+} from "../../rpc/rate-limits";
 import type { Env } from "../env";
 import { RateLimitsService } from "../services/rate-limits-service";
 
@@ -14,11 +38,47 @@ export class RateLimits extends WorkerEntrypoint<Env> implements RateLimitsApi {
     return this.#service.check(input);
   }
 
+  checkMany(input: CheckManyInput): Promise<CheckManyResult> {
+    return this.#service.checkMany(input);
+  }
+
   peek(input: PeekInput): Promise<Decision> {
     return this.#service.peek(input);
   }
 
   reset(input: ResetInput): Promise<ResetResult> {
     return this.#service.reset(input);
+  }
+
+  refund(input: RefundInput): Promise<RefundResult> {
+    return this.#service.refund(input);
+  }
+
+  acquire(input: AcquireInput): Promise<AcquireResult> {
+    return this.#service.acquire(input);
+  }
+
+  release(input: ReleaseInput): Promise<ReleaseResult> {
+    return this.#service.release(input);
+  }
+
+  heartbeat(input: HeartbeatInput): Promise<HeartbeatResult> {
+    return this.#service.heartbeat(input);
+  }
+
+  setOverride(input: SetOverrideInput): Promise<OverrideResult> {
+    return this.#service.setOverride(input);
+  }
+
+  clearOverride(input: SubjectInput): Promise<ClearOverrideResult> {
+    return this.#service.clearOverride(input);
+  }
+
+  block(input: BlockInput): Promise<BlockResult> {
+    return this.#service.block(input);
+  }
+
+  unblock(input: SubjectInput): Promise<UnblockResult> {
+    return this.#service.unblock(input);
   }
 }

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { compatibleState, type RuleOutcome, type WindowState, windowStart } from "./rule-state";
+import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange, windowStart } from "./rule-state";
 
 /**
  * Fixed window: at most `limit` units per epoch-aligned window of `periodMs`. Exact: the
@@ -8,7 +8,7 @@ import { compatibleState, type RuleOutcome, type WindowState, windowStart } from
  */
 export function evaluateFixedWindow(
   rule: Rule,
-  stored: WindowState | undefined,
+  stored: LimiterState | undefined,
   nowMs: number,
   cost: number,
 ): RuleOutcome {
@@ -26,5 +26,30 @@ export function evaluateFixedWindow(
     retryAfterMs: allowed ? 0 : resetAt - nowMs,
     charged: { algorithm: "fixed_window", periodMs, windowStartMs: start, count: count + cost, previousCount: 0 },
     expiresAtMs: resetAt,
+  };
+}
+
+/** Gives back up to `cost` units of the current window; an earlier window's units no longer matter. */
+export function refundFixedWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RefundOutcome {
+  const start = windowStart(nowMs, rule.periodMs);
+  const state = compatibleState(stored, "fixed_window", rule.periodMs);
+  const count = state && state.windowStartMs === start ? state.count : 0;
+  const refunded = Math.min(cost, count);
+  return {
+    refunded,
+    state: { algorithm: "fixed_window", periodMs: rule.periodMs, windowStartMs: start, count: count - refunded, previousCount: 0 },
+    expiresAtMs: start + rule.periodMs,
+  };
+}
+
+/** `countDenied`: a denied call still counts, up to a full window (never beyond the limit). */
+export function chargeDeniedFixedWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const start = windowStart(nowMs, rule.periodMs);
+  const state = compatibleState(stored, "fixed_window", rule.periodMs);
+  const count = state && state.windowStartMs === start ? state.count : 0;
+  const after = Math.min(rule.limit, count + cost);
+  return {
+    state: { algorithm: "fixed_window", periodMs: rule.periodMs, windowStartMs: start, count: after, previousCount: 0 },
+    expiresAtMs: start + rule.periodMs,
   };
 }

@@ -1,5 +1,5 @@
 import type { Rule } from "../../rpc/rate-limits";
-import { compatibleState, type RuleOutcome, type WindowState, windowStart } from "./rule-state";
+import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange, windowStart } from "./rule-state";
 
 /**
  * Sliding window counter: the previous window's count, weighted by how much of it still
@@ -14,7 +14,7 @@ import { compatibleState, type RuleOutcome, type WindowState, windowStart } from
  */
 export function evaluateSlidingWindow(
   rule: Rule,
-  stored: WindowState | undefined,
+  stored: LimiterState | undefined,
   nowMs: number,
   cost: number,
 ): RuleOutcome {
@@ -46,10 +46,48 @@ export function evaluateSlidingWindow(
   };
 }
 
-function countsAt(state: WindowState | undefined, start: number, periodMs: number) {
+function countsAt(state: { windowStartMs: number; count: number; previousCount: number } | undefined, start: number, periodMs: number) {
   if (state?.windowStartMs === start) return { current: state.count, previous: state.previousCount };
   if (state?.windowStartMs === start - periodMs) return { current: 0, previous: state.count };
   return { current: 0, previous: 0 };
+}
+
+/**
+ * Gives back up to `cost` units, from the current window first, then the previous one (whose
+ * units still weigh on the estimate); never more than the two windows hold.
+ */
+export function refundSlidingWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RefundOutcome {
+  const { periodMs } = rule;
+  const start = windowStart(nowMs, periodMs);
+  const { current, previous } = countsAt(compatibleState(stored, "sliding_window", periodMs), start, periodMs);
+  const fromCurrent = Math.min(cost, current);
+  const fromPrevious = Math.min(cost - fromCurrent, previous);
+  return {
+    refunded: fromCurrent + fromPrevious,
+    state: {
+      algorithm: "sliding_window",
+      periodMs,
+      windowStartMs: start,
+      count: current - fromCurrent,
+      previousCount: previous - fromPrevious,
+    },
+    expiresAtMs: start + 2 * periodMs,
+  };
+}
+
+/**
+ * `countDenied`: a denied call still counts in the current window, up to `limit`, so a client
+ * that keeps trying also weighs on the next window.
+ */
+export function chargeDeniedSlidingWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): StateChange {
+  const { periodMs } = rule;
+  const start = windowStart(nowMs, periodMs);
+  const { current, previous } = countsAt(compatibleState(stored, "sliding_window", periodMs), start, periodMs);
+  const after = Math.min(rule.limit, current + cost);
+  return {
+    state: { algorithm: "sliding_window", periodMs, windowStartMs: start, count: after, previousCount: previous },
+    expiresAtMs: start + 2 * periodMs,
+  };
 }
 
 /**

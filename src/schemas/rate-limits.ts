@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import type { Rule } from "../../rpc/rate-limits";
-import { idempotencyKey, integer, objectName } from "./common";
+import { SLIDING_LOG_MAX_LIMIT } from "../limits/sliding-log";
+import { idempotencyKey, integer, objectName, text } from "./common";
 
 /** Bounds that keep every limiter computation exact in 53-bit integers (docs/rate-limits.md). */
 export const RULE_BOUNDS = {
@@ -8,6 +9,10 @@ export const RULE_BOUNDS = {
   maxPeriodMs: 366 * 24 * 3_600_000,
   maxCost: 1_000_000_000,
   maxRulesPerCheck: 16,
+  maxSlidingLogLimit: SLIDING_LOG_MAX_LIMIT,
+  maxLeases: 10_000,
+  maxLeaseTtlMs: 7 * 24 * 3_600_000,
+  maxSubjectsPerCheck: 8,
 } as const;
 
 /** A rule name is written into IETF `RateLimit` headers, so it is a structured-field key. */
@@ -25,10 +30,32 @@ export const ruleSchema = v.pipe(
     burst: v.optional(integer(1, RULE_BOUNDS.maxLimit)),
     blockMs: v.optional(integer(1, RULE_BOUNDS.maxPeriodMs)),
     shadow: v.optional(v.boolean()),
+    countDenied: v.optional(v.boolean()),
   }),
   v.check(
     (rule) => Number.isSafeInteger(rule.limit * rule.periodMs),
     "limit * periodMs must be a safe integer",
+  ),
+  v.forward(
+    v.check(
+      (rule) => rule.algorithm !== "sliding_log" || rule.limit <= SLIDING_LOG_MAX_LIMIT,
+      `sliding_log keeps one row per call, so its limit is at most ${SLIDING_LOG_MAX_LIMIT}; use sliding_window or gcra above that`,
+    ),
+    ["limit"],
+  ),
+  v.forward(
+    v.check(
+      (rule) => rule.burst === undefined || rule.algorithm === "token_bucket" || rule.algorithm === "gcra",
+      "burst applies to token_bucket and gcra only",
+    ),
+    ["burst"],
+  ),
+  v.forward(
+    v.check(
+      (rule) => rule.burst === undefined || Number.isSafeInteger(rule.burst * rule.periodMs),
+      "burst * periodMs must be a safe integer",
+    ),
+    ["burst"],
   ),
 );
 
@@ -58,6 +85,53 @@ export const peekInputSchema = v.strictObject(ruleSource);
 export const resetInputSchema = v.strictObject({
   subject: objectName,
   rule: v.optional(ruleName),
+});
+
+export const refundInputSchema = v.strictObject({
+  ...ruleSource,
+  cost: integer(1, RULE_BOUNDS.maxCost),
+  idempotencyKey,
+});
+
+const leaseId = text(1, 64);
+
+export const acquireInputSchema = v.strictObject({
+  subject: objectName,
+  limit: integer(1, RULE_BOUNDS.maxLeases),
+  ttlMs: integer(1, RULE_BOUNDS.maxLeaseTtlMs),
+  idempotencyKey: v.optional(idempotencyKey),
+});
+
+export const releaseInputSchema = v.strictObject({ subject: objectName, leaseId });
+
+export const heartbeatInputSchema = v.strictObject({
+  subject: objectName,
+  leaseId,
+  ttlMs: integer(1, RULE_BOUNDS.maxLeaseTtlMs),
+});
+
+export const setOverrideInputSchema = v.strictObject({ subject: objectName, rules: rulesSchema });
+
+export const subjectInputSchema = v.strictObject({ subject: objectName });
+
+export const blockInputSchema = v.strictObject({
+  subject: objectName,
+  untilMs: integer(0, Number.MAX_SAFE_INTEGER),
+  reason: text(1, 256),
+});
+
+/** Per-subject keys are derived from a checkMany key (`<key>#<index>`), so it is a little shorter. */
+export const checkManyInputSchema = v.strictObject({
+  checks: v.pipe(
+    v.array(v.strictObject({ ...ruleSource, cost: v.optional(integer(0, RULE_BOUNDS.maxCost)) })),
+    v.minLength(1, "must hold at least one check"),
+    v.maxLength(RULE_BOUNDS.maxSubjectsPerCheck, `must hold at most ${RULE_BOUNDS.maxSubjectsPerCheck} checks`),
+    v.check(
+      (checks) => new Set(checks.map((check) => check.subject)).size === checks.length,
+      "subjects must be distinct (put several rules for one subject in one check)",
+    ),
+  ),
+  idempotencyKey: v.optional(text(1, 112)),
 });
 
 export const policiesSchema = v.record(policyName, rulesSchema);

@@ -1,19 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../rpc/rate-limits";
 import { evaluateRules } from "../../src/limits/evaluate-rules";
-import type { WindowState } from "../../src/limits/rule-state";
+import type { LimiterState } from "../../src/limits/rule-state";
 
 const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000);
 const second: Rule = { name: "second", algorithm: "fixed_window", limit: 2, periodMs: 1_000 };
 const hour: Rule = { name: "hour", algorithm: "sliding_window", limit: 100, periodMs: 3_600_000 };
 
-function apply(states: Map<string, WindowState>, writes: ReturnType<typeof evaluateRules>["writes"]) {
+function apply(states: Map<string, LimiterState>, writes: ReturnType<typeof evaluateRules>["writes"]) {
   for (const [name, { state }] of writes) states.set(name, state);
 }
 
 describe("evaluateRules", () => {
   it("charges every rule when all admit", () => {
-    const states = new Map<string, WindowState>();
+    const states = new Map<string, LimiterState>();
     const { decision, writes } = evaluateRules([second, hour], states, T0, 1);
     expect(decision.allowed).toBe(true);
     expect([...writes.keys()].sort()).toEqual(["hour", "second"]);
@@ -22,7 +22,7 @@ describe("evaluateRules", () => {
   });
 
   it("charges nothing when one rule denies, and names every rule that denied", () => {
-    const states = new Map<string, WindowState>();
+    const states = new Map<string, LimiterState>();
     apply(states, evaluateRules([second, hour], states, T0, 2).writes);
     const { decision, writes } = evaluateRules([second, hour], states, T0 + 10, 1);
     expect(decision.allowed).toBe(false);
@@ -35,7 +35,7 @@ describe("evaluateRules", () => {
 
   it("reports shadow rules that would deny without denying", () => {
     const strict: Rule = { name: "strict", algorithm: "fixed_window", limit: 1, periodMs: 60_000, shadow: true };
-    const states = new Map<string, WindowState>();
+    const states = new Map<string, LimiterState>();
     apply(states, evaluateRules([hour, strict], states, T0, 1).writes);
     const { decision, writes } = evaluateRules([hour, strict], states, T0 + 1, 1);
     expect(decision.allowed).toBe(true);
@@ -46,7 +46,7 @@ describe("evaluateRules", () => {
   });
 
   it("never writes on a peek, and reports what remains before the call", () => {
-    const states = new Map<string, WindowState>();
+    const states = new Map<string, LimiterState>();
     const { decision, writes } = evaluateRules([second], states, T0, 1, false);
     expect(writes.size).toBe(0);
     expect(decision.allowed).toBe(true);

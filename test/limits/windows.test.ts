@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../rpc/rate-limits";
 import { evaluateFixedWindow } from "../../src/limits/fixed-window";
-import type { WindowState } from "../../src/limits/rule-state";
+import type { LimiterState, WindowState } from "../../src/limits/rule-state";
 import { evaluateSlidingWindow } from "../../src/limits/sliding-window";
 
 const minute = 60_000;
 const T0 = 1_800_000_000_000 - (1_800_000_000_000 % minute); // a window boundary
 
 function run(evaluate: typeof evaluateFixedWindow, rule: Rule, calls: { at: number; cost?: number }[]) {
-  let state: WindowState | undefined;
+  let state: LimiterState | undefined;
   return calls.map(({ at, cost = 1 }) => {
     const outcome = evaluate(rule, state, at, cost);
     if (outcome.allowed) state = outcome.charged;
