@@ -179,6 +179,9 @@ export interface Scenario {
 export interface Target {
   id: string;
   description: string;
-  /** `undefined` when the rows it needs are missing (capability not built yet). */
-  judge(rows: readonly Row[]): { pass: boolean; detail: string } | undefined;
+  /**
+   * `undefined` when the rows it needs are missing (capability not built yet); `{ na }`
+   * when they exist but the target cannot be judged on them, saying why.
+   */
+  judge(rows: readonly Row[]): { pass: boolean; detail: string } | { na: string } | undefined;
 }

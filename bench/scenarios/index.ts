@@ -6,11 +6,12 @@ import type { AnyOp, Scenario } from "../harness/types";
 import { ceiling } from "./ceiling";
 import { rateLimitCheck } from "./check";
 import { kvCounter } from "./kv-counter";
+import { leases } from "./leases";
 import { notBuiltYet } from "./not-built-yet";
 import { seedLimiter } from "./seed-limiter";
 
 /** Every scenario, in the order a run executes them. The ceiling comes first. */
-export const SCENARIOS: readonly Scenario[] = [ceiling, rateLimitCheck, kvCounter, seedLimiter, notBuiltYet];
+export const SCENARIOS: readonly Scenario[] = [ceiling, rateLimitCheck, leases, kvCounter, seedLimiter, notBuiltYet];
 
 /** Every op of every scenario, for the load driver. */
 export function allOps(): Record<string, AnyOp> {

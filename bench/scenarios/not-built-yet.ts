@@ -6,7 +6,6 @@
 import type { Scenario } from "../harness/types";
 
 const PENDING: ReadonlyArray<{ id: string; group: string; label: string }> = [
-  { id: "tollgate.acquire-release", group: "tollgate", label: "acquire + release (leases)" },
   { id: "tollgate.debit", group: "tollgate", label: "debit (credit ledger)" },
   { id: "tollgate.reserve-commit", group: "tollgate", label: "reserve + commit (credit ledger)" },
   { id: "tollgate.authorize-settle", group: "tollgate", label: "authorize + settle (gateway)" },

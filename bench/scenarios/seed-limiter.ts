@@ -14,6 +14,14 @@ import type { AnyOp, DriverEnv, Json, Params, Scenario } from "../harness/types"
 export const WINDOW_LEVELS = [100, 1_000, 10_000];
 
 const WINDOW_MS = 3_600_000;
+
+/**
+ * sliding_log arrived (on main) after this scenario was written. It keeps one row per
+ * admitted millisecond and caps `limit` at 1,000, so a window of N entries needs N calls at
+ * N distinct milliseconds per subject before each round; that prefill is not built yet.
+ */
+const SLIDING_LOG_NOTE =
+  "not measured yet: a steady N-row window needs N single calls at distinct ms per subject to prefill (sliding_log limit ≤ 1,000 by design)";
 /** Concurrent callers for this scenario (the objects, not the callers, are what it varies). */
 const CONCURRENCY = 8;
 
@@ -119,11 +127,12 @@ export const seedLimiter: Scenario = {
         const inspected = (await ctx.call(`${design}.inspect`, { prefix, subjects, entries })) as Record<string, Json>;
         row.extra = { ...row.extra, entriesAfter: inspected.entries ?? null, storedBytes: inspected.storedBytes ?? null };
       }
-      ctx.unavailable(
-        `tollgate.sliding_log.${entries}`,
-        "tollgate: window size",
-        `tollgate sliding_log, window of ${entries.toLocaleString("en-US")}`,
-      );
+      ctx.record({
+        id: `tollgate.sliding_log.${entries}`,
+        group: "tollgate: window size",
+        label: `tollgate sliding_log, window of ${entries.toLocaleString("en-US")}`,
+        note: SLIDING_LOG_NOTE,
+      });
     }
   },
 };
