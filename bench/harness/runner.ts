@@ -88,8 +88,10 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
     restoreTmp();
     throw error;
   });
+  let restored = false;
   function restoreTmp() {
-    if (!tmp) return;
+    if (!tmp || restored) return;
+    restored = true;
     if (previousTmp === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previousTmp;
     rmSync(tmp, { recursive: true, force: true });
@@ -178,6 +180,10 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
     },
   };
 
+  // Ctrl-C or a kill: miniflare's own exit hook stops workerd and exits; this removes the
+  // tmpfs directory on the way out (synchronously, as "exit" listeners must be).
+  process.once("exit", restoreTmp);
+
   const loadAverageAtStart = loadavg();
   try {
     for (const scenario of SCENARIOS) {
@@ -224,7 +230,11 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
       skipped,
     };
   } finally {
-    await runtime.dispose();
-    restoreTmp();
+    process.off("exit", restoreTmp);
+    try {
+      await runtime.dispose();
+    } finally {
+      restoreTmp();
+    }
   }
 }
