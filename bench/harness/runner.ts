@@ -84,11 +84,11 @@ export async function runBench(options: RunOptions): Promise<BenchResults> {
   const previousTmp = process.env.TMPDIR;
   const tmp = storage === "memory" ? mkdtempSync(join("/dev/shm", "tollgate-bench-")) : undefined;
   if (tmp) process.env.TMPDIR = tmp;
+  let restored = false;
   const runtime = await startRuntime().catch((error: unknown) => {
     restoreTmp();
     throw error;
   });
-  let restored = false;
   function restoreTmp() {
     if (!tmp || restored) return;
     restored = true;
