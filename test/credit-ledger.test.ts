@@ -161,3 +161,139 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
     expect((await ledger.verifyChain({ accountId })).ok).toBe(true);
   });
 });
+
+describe("CreditLedgerDO: holds, expiry and refunds", () => {
+  it("reserves, then commits part and releases the rest, drawing from the grants the hold reserved", async () => {
+    const { accountId, ledger } = await freshAccount();
+    const grant = await ledger.grant({ accountId, amount: 100, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 30, ttlMs: 60_000, idempotencyKey: "r1" });
+    expect(hold).toMatchObject({ ok: true, expiresAt: T0 + 60_000, balance: { available: 70, held: 30 } });
+    if (!hold.ok) return;
+    const commit = await ledger.commit({ accountId, holdId: hold.holdId, amount: 12, idempotencyKey: "c1" });
+    expect(commit).toMatchObject({ ok: true, balance: { available: 88, held: 0, consumed: 12 } });
+    if (commit.ok) expect(commit.entry.draws).toEqual([{ grantId: grant.grantId, amount: 12 }]);
+    expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "committed", amount: 30 });
+    // A hold is settled once: a second commit (other key) or a void is answered HOLD_NOT_OPEN.
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 1, idempotencyKey: "c2" })).toMatchObject({ ok: false, code: "HOLD_NOT_OPEN", status: "committed" });
+    expect(await ledger.void({ accountId, holdId: hold.holdId })).toMatchObject({ ok: false, code: "HOLD_NOT_OPEN", status: "committed" });
+    invariantHolds((await ledger.balance({ accountId })));
+  });
+
+  it("voids a hold in full, once", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r2" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    const voided = await ledger.void({ accountId, holdId: hold.holdId });
+    expect(voided).toMatchObject({ ok: true, entry: { kind: "void", change: { held: -10 } }, balance: { available: 10, held: 0 } });
+    expect(await ledger.void({ accountId, holdId: hold.holdId })).toMatchObject({ ok: false, status: "voided" });
+    expect((await ledger.balance({ accountId })).available).toBe(10);
+  });
+
+  it("captures more than was held only within the overdraft", async () => {
+    const { accountId, ledger } = await freshAccount(5);
+    await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 8, ttlMs: 60_000, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 16, idempotencyKey: "c1" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "open" });
+    const commit = await ledger.commit({ accountId, holdId: hold.holdId, amount: 15, idempotencyKey: "c2" });
+    expect(commit).toMatchObject({ ok: true, balance: { available: -5, held: 0, consumed: 15 } });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+  });
+
+  it("releases an unsettled hold by alarm at its TTL, exactly once, even when the alarm runs twice", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 4, ttlMs: 60_000, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    expect((await ledger.tasks()).map((t) => [t.kind, t.dueMs])).toContainEqual(["settle-due", T0 + 60_000]);
+    await ledger.runAlarmAt(T0 + 59_999);
+    expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "open" });
+    await ledger.runAlarmAt(T0 + 60_000);
+    const afterFirst = await ledger.entries({ accountId });
+    await ledger.runAlarmAt(T0 + 60_001);
+    expect(await ledger.entries({ accountId })).toEqual(afterFirst);
+    expect(afterFirst.items.map((e) => e.kind)).toEqual(["grant", "reserve", "release"]);
+    expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "expired" });
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 4, idempotencyKey: "late" })).toMatchObject({ ok: false, status: "expired" });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 10, held: 0 });
+  });
+
+  it("books an expiring grant's remainder as expired exactly once, by alarm", async () => {
+    const { accountId, ledger } = await freshAccount();
+    const grant = await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
+    await ledger.debit({ accountId, amount: 3, reason: "call", idempotencyKey: "d1" });
+    await ledger.runAlarmAt(T0 + DAY);
+    await ledger.runAlarmAt(T0 + DAY + 1);
+    const kinds = (await ledger.entries({ accountId })).items.map((e) => [e.kind, e.amount]);
+    expect(kinds).toEqual([["grant", 10], ["debit", 3], ["expire", 7]]);
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, granted: 10, consumed: 3, expired: 7 });
+    const last = (await ledger.entries({ accountId })).items.at(-1)!;
+    expect(last).toMatchObject({ grantId: grant.grantId, draws: [{ grantId: grant.grantId, amount: 7 }] });
+  });
+
+  it("does not let a call spend a grant past its expiry, even before the alarm ran", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
+    await ledger.setClock(T0 + DAY);
+    expect(await ledger.debit({ accountId, amount: 1, reason: "late", idempotencyKey: "d1" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS", balance: { available: 0, expired: 10 } });
+  });
+
+  it("books a hold released after its grant expired as expired, never as spendable", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 6, ttlMs: 2 * DAY, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    await ledger.runAlarmAt(T0 + DAY);
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, held: 6, expired: 4 });
+    const voided = await ledger.void({ accountId, holdId: hold.holdId, idempotencyKey: "v1" });
+    expect(voided).toMatchObject({ ok: true, entry: { change: { held: -6, expired: 6 } }, balance: { available: 0, held: 0, expired: 10 } });
+  });
+
+  it("refunds a debit fully or in parts, never more than was taken", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const debit = await ledger.debit({ accountId, amount: 6, reason: "call", idempotencyKey: "d1" });
+    if (!debit.ok) throw new Error("debit failed");
+    const entryId = debit.entry.entryId;
+    expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "partial", idempotencyKey: "f1" })).toMatchObject({ ok: true, entry: { kind: "refund", refundOf: entryId, amount: 4 }, balance: { available: 8, consumed: 2 } });
+    expect(await ledger.refund({ accountId, entryId, amount: 3, reason: "too much", idempotencyKey: "f2" })).toMatchObject({ ok: false, code: "REFUND_EXCEEDS_TAKEN", refundable: 2 });
+    expect(await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "f3" })).toMatchObject({ ok: true, entry: { amount: 2 }, balance: { available: 10, consumed: 0 } });
+    expect(await ledger.refund({ accountId, entryId, reason: "again", idempotencyKey: "f4" })).toMatchObject({ ok: false, refundable: 0 });
+    const grantEntry = (await ledger.entries({ accountId })).items[0]!;
+    expect(await codeOf(ledger.refund({ accountId, entryId: grantEntry.entryId, reason: "no", idempotencyKey: "f5" }))).toBe("INVALID_ARGUMENT");
+  });
+
+  it("refunds a committed hold, and an overdrawn debit whose debt a later grant repaid", async () => {
+    const { accountId, ledger } = await freshAccount(10);
+    const hold = await ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    const commit = await ledger.commit({ accountId, holdId: hold.holdId, amount: 5, idempotencyKey: "c1" });
+    if (!commit.ok) throw new Error("commit failed");
+    expect(commit.balance.available).toBe(-5);
+    await ledger.grant({ accountId, amount: 20, reason: "top-up", idempotencyKey: "g1" });
+    expect((await ledger.balance({ accountId })).available).toBe(15);
+    expect(await ledger.refund({ accountId, entryId: commit.entry.entryId, reason: "sorry", idempotencyKey: "f1" })).toMatchObject({ ok: true, balance: { available: 20, consumed: 0 } });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+  });
+
+  it("refuses a hold id or entry id from another account with NOT_FOUND and changes nothing", async () => {
+    const a = await freshAccount();
+    const b = await freshAccount();
+    await a.ledger.grant({ accountId: a.accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    await b.ledger.grant({ accountId: b.accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await a.ledger.reserve({ accountId: a.accountId, amount: 5, ttlMs: 60_000, idempotencyKey: "r1" });
+    const debit = await a.ledger.debit({ accountId: a.accountId, amount: 1, reason: "x", idempotencyKey: "d1" });
+    if (!hold.ok || !debit.ok) throw new Error("setup failed");
+    const before = await b.ledger.entries({ accountId: b.accountId });
+    expect(await codeOf(b.ledger.commit({ accountId: b.accountId, holdId: hold.holdId, amount: 5, idempotencyKey: "c1" }))).toBe("NOT_FOUND");
+    expect(await codeOf(b.ledger.void({ accountId: b.accountId, holdId: hold.holdId }))).toBe("NOT_FOUND");
+    expect(await codeOf(b.ledger.refund({ accountId: b.accountId, entryId: debit.entry.entryId, reason: "x", idempotencyKey: "f1" }))).toBe("NOT_FOUND");
+    // A stub named for one account refuses calls naming another.
+    expect(await codeOf(b.ledger.debit({ accountId: a.accountId, amount: 1, reason: "x", idempotencyKey: "d9" }))).toBe("INVALID_ARGUMENT");
+    expect(await b.ledger.entries({ accountId: b.accountId })).toEqual(before);
+    expect(await b.ledger.idempotencyKeys()).toEqual(["g1"]);
+  });
+});
