@@ -252,6 +252,17 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect(voided).toMatchObject({ ok: true, entry: { change: { held: -6, expired: 6 } }, balance: { available: 0, held: 0, expired: 10 } });
   });
 
+  it("lets credit a void gives back repay outstanding debt before it can expire", async () => {
+    const { accountId, ledger } = await freshAccount(15);
+    await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    expect(await ledger.debit({ accountId, amount: 5, reason: "on credit", idempotencyKey: "d1" })).toMatchObject({ ok: true, balance: { available: -5 } });
+    await ledger.void({ accountId, holdId: hold.holdId });
+    await ledger.runAlarmAt(T0 + DAY);
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, consumed: 5, expired: 5 });
+  });
+
   it("refunds a debit fully or in parts, never more than was taken", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });

@@ -821,7 +821,6 @@ export class CreditLedgerDO extends TollgateObject {
     }
     const holds = all<HoldRow>(this.sql, "SELECT * FROM holds WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms, hold_id", nowMs);
     for (const hold of holds) this.releaseHold(hold, "release", "hold expired", null, nowMs);
-    if (holds.length > 0) this.repayDebt(nowMs);
   }
 
   // ---------------------------------------------------------------- internals: spending
@@ -950,7 +949,7 @@ export class CreditLedgerDO extends TollgateObject {
     const allocations = this.allocationsOf(hold.hold_id);
     const expired = this.returnToGrants(allocations, nowMs, "held");
     this.closeHold(hold, kind === "void" ? "voided" : "expired", nowMs, 0);
-    return this.append(nowMs, {
+    const entry = this.append(nowMs, {
       kind,
       amount: hold.amount,
       change: { granted: 0, held: -hold.amount, consumed: 0, expired },
@@ -960,6 +959,8 @@ export class CreditLedgerDO extends TollgateObject {
       keyId: hold.key_id ?? undefined,
       holdId: hold.hold_id,
     });
+    this.repayDebt(nowMs);
+    return entry;
   }
 
   /** Marks a hold settled (exactly once: callers check `status = 'open'` in the same transaction) and fixes its key's spend. */
