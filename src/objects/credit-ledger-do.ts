@@ -38,7 +38,7 @@ import { availableOf, checkInvariants, dayOf, monthOf, type Totals } from "../le
 import { formatKey, hashSecret, newKeyId, newSecret, parseKey, scopeAllows } from "../ledger/keys";
 import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "../ledger/pricing";
 import { toHex } from "../ledger/sha256";
-import { evaluateRule, evaluateRules } from "../limits/evaluate-rules";
+import { evaluateRules } from "../limits/evaluate-rules";
 import type { WindowState } from "../limits/rule-state";
 import { parseInput } from "../schemas/common";
 import {
@@ -526,7 +526,7 @@ export class CreditLedgerDO extends TollgateObject {
     this.requireAccount(parsed.accountId);
     if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
     // A rule whose algorithm the limiter does not offer is refused now, not at the first spend.
-    for (const rule of parsed.rules ?? []) evaluateRule(rule, undefined, nowMs, 0);
+    if (parsed.rules !== undefined) evaluateRules(parsed.rules, new Map(), nowMs, 1, false);
     const created = this.insertKey(parsed.accountId, {
       name: parsed.name,
       scopes: parsed.scopes,
@@ -759,6 +759,8 @@ export class CreditLedgerDO extends TollgateObject {
       prune: async (_payload, nowMs) => {
         run(this.sql, "DELETE FROM idempotency WHERE expires_at_ms <= ?", nowMs);
         run(this.sql, "DELETE FROM key_rule_states WHERE expires_at_ms <= ?", nowMs);
+        // Spend counters of past periods are never read again (caps look at the current day and month).
+        run(this.sql, "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)", `d:${dayOf(nowMs - IDEMPOTENCY_TTL_MS)}`, `m:${monthOf(nowMs - 400 * 86_400_000)}`);
         await this.schedulePrune("replace");
       },
       audit: async (_payload, nowMs) => {
@@ -782,7 +784,7 @@ export class CreditLedgerDO extends TollgateObject {
          SELECT MIN(expires_at_ms) AS t FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL
          UNION ALL SELECT MIN(expires_at_ms) FROM holds WHERE status = 'open')`,
     )?.next;
-    if (next != null) await this.scheduler.schedule("settle-due", next, null, "settle-due", keep);
+    if (next != null) await this.ensureTask("settle-due", next, keep);
   }
 
   private async schedulePrune(keep: "replace" | "earliest"): Promise<void> {
@@ -791,7 +793,17 @@ export class CreditLedgerDO extends TollgateObject {
       `SELECT MIN(t) AS next FROM (
          SELECT MIN(expires_at_ms) AS t FROM idempotency UNION ALL SELECT MIN(expires_at_ms) FROM key_rule_states)`,
     )?.next;
-    if (next != null) await this.scheduler.schedule("prune", next + PRUNE_SLACK_MS, null, "prune", keep);
+    if (next != null) await this.ensureTask("prune", next + PRUNE_SLACK_MS, keep);
+  }
+
+  /**
+   * Schedules task `kind` at `dueMs`. On the write path (`earliest`) a task already due no
+   * later is left alone, so a busy account does not rewrite its task row and alarm on every call.
+   */
+  private async ensureTask(kind: string, dueMs: number, keep: "replace" | "earliest"): Promise<void> {
+    const existing = this.scheduler.get(kind);
+    if (keep === "earliest" && existing !== undefined && existing.parkedAtMs === null && existing.dueMs <= dueMs) return;
+    await this.scheduler.schedule(kind, dueMs, null, kind, keep);
   }
 
   /**
@@ -1038,18 +1050,11 @@ export class CreditLedgerDO extends TollgateObject {
     for (const [name, { state, expiresAtMs }] of admitted.ruleWrites) {
       run(
         this.sql,
-        `INSERT INTO key_rule_states (family_id, rule_name, algorithm, period_ms, window_start_ms, count, previous_count, expires_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (family_id, rule_name) DO UPDATE SET algorithm = excluded.algorithm, period_ms = excluded.period_ms,
-           window_start_ms = excluded.window_start_ms, count = excluded.count, previous_count = excluded.previous_count,
-           expires_at_ms = excluded.expires_at_ms`,
+        `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
         familyId,
         name,
-        state.algorithm,
-        state.periodMs,
-        state.windowStartMs,
-        state.count,
-        state.previousCount,
+        JSON.stringify(state),
         expiresAtMs,
       );
     }
@@ -1070,18 +1075,8 @@ export class CreditLedgerDO extends TollgateObject {
   }
 
   private keyRuleStates(familyId: string): Map<string, WindowState> {
-    const rows = all<{ rule_name: string; algorithm: string; period_ms: number; window_start_ms: number; count: number; previous_count: number }>(
-      this.sql,
-      "SELECT * FROM key_rule_states WHERE family_id = ?",
-      familyId,
-    );
-    return new Map(rows.map((r) => [r.rule_name, {
-      algorithm: r.algorithm as WindowState["algorithm"],
-      periodMs: r.period_ms,
-      windowStartMs: r.window_start_ms,
-      count: r.count,
-      previousCount: r.previous_count,
-    }]));
+    const rows = all<{ rule_name: string; state: string }>(this.sql, "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?", familyId);
+    return new Map(rows.map((r) => [r.rule_name, JSON.parse(r.state) as WindowState]));
   }
 
   private insertKey(

@@ -108,14 +108,11 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
         amount INTEGER NOT NULL,
         PRIMARY KEY (family_id, period)
       )`);
+      // The limiter's state is stored whole, as JSON, so its shape can grow with new algorithms.
       sql.exec(`CREATE TABLE key_rule_states (
         family_id TEXT NOT NULL,
         rule_name TEXT NOT NULL,
-        algorithm TEXT NOT NULL,
-        period_ms INTEGER NOT NULL,
-        window_start_ms INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        previous_count INTEGER NOT NULL,
+        state TEXT NOT NULL,
         expires_at_ms INTEGER NOT NULL,
         PRIMARY KEY (family_id, rule_name)
       )`);
