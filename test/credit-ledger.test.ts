@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Balance, Entry } from "../rpc/credits";
 import { errorCodeOf } from "../rpc/errors";
@@ -52,6 +52,19 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
     expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.code === "INSUFFICIENT_CREDITS")).toBe(true);
     const balance = await ledger.balance({ accountId });
     expect(balance).toMatchObject({ available: 0, consumed: 100, granted: 100 });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+  });
+
+  it("books a key sent 50 times at once exactly once, and reserves exactly what is there under concurrency", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 50, reason: "top-up", idempotencyKey: "g1" });
+    const same = await Promise.all(Array.from({ length: 50 }, () => ledger.debit({ accountId, amount: 2, reason: "retry storm", idempotencyKey: "once" })));
+    expect(new Set(same.map((r) => JSON.stringify(r))).size).toBe(1);
+    const holds = await Promise.all(Array.from({ length: 200 }, (_, i) => ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: `r${i}` })));
+    const granted = holds.filter((h) => h.ok);
+    expect(granted).toHaveLength(48);
+    await Promise.all(granted.map((h, i) => (h.ok ? ledger.commit({ accountId, holdId: h.holdId, amount: 1, idempotencyKey: `c${i}` }) : undefined)));
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, held: 0, consumed: 50 });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
   });
 
@@ -306,5 +319,23 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect(await codeOf(b.ledger.debit({ accountId: a.accountId, amount: 1, reason: "x", idempotencyKey: "d9" }))).toBe("INVALID_ARGUMENT");
     expect(await b.ledger.entries({ accountId: b.accountId })).toEqual(before);
     expect(await b.ledger.idempotencyKeys()).toEqual(["g1"]);
+  });
+});
+
+describe("CreditLedgerDO: the real alarm", () => {
+  it("releases an overdue hold through the platform alarm, and a second alarm changes nothing", async () => {
+    const accountId = `real-alarm-${Math.random().toString(16).slice(2, 10)}`;
+    const ledger = env.CREDIT_LEDGER.getByName(accountId);
+    await ledger.createAccount({ accountId, name: "Real alarm" });
+    await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const hold = await ledger.reserve({ accountId, amount: 4, ttlMs: 1, idempotencyKey: "r1" });
+    if (!hold.ok) throw new Error("reserve failed");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await runDurableObjectAlarm(ledger)).toBe(true);
+    expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "expired" });
+    const after = await ledger.entries({ accountId });
+    await runDurableObjectAlarm(ledger);
+    expect(await ledger.entries({ accountId })).toEqual(after);
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 10, held: 0 });
   });
 });

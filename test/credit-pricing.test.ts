@@ -1,4 +1,5 @@
 import { env } from "cloudflare:workers";
+import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Price } from "../rpc/credits";
 import { errorCodeOf } from "../rpc/errors";
@@ -57,6 +58,18 @@ describe("CreditLedgerDO: pricing and usage", () => {
     expect((await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "big", inputTokens: 123_457 } })).cost).toBe(1);
     expect((await ledger.quote({ accountId, usage: { operation: "chat", model: "big", inputTokens: 123_457 } })).cost).toBe(0);
     expect((await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "small", inputTokens: 123_457 } })).cost).toBe(0);
+  });
+
+  it("keeps the carried remainder, the price book and the rollups across eviction", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.setPrices({ accountId, prices: [{ operation: "ping", model: "*", request: 400_000 }] });
+    const costs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      costs.push((await ledger.charge({ accountId, usage: { operation: "ping" }, idempotencyKey: `p${i}` })).cost);
+      await evictDurableObject(ledger);
+    }
+    expect(costs).toEqual([0, 0, 1, 0, 1]);
+    expect((await ledger.usage({ accountId, range: "24h", groupBy: "operation" })).items).toEqual([{ group: "ping", amount: 2, count: 5 }]);
   });
 
   it("quotes the worst case with maxOutputTokens for sizing a hold, and charges nothing", async () => {
