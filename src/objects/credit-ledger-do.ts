@@ -545,8 +545,9 @@ export class CreditLedgerDO extends TollgateObject {
     this.assertAccountName(key.accountId);
     if (this.accountRow() === undefined) return { valid: false, code: "NOT_FOUND" };
     const row = this.keyRow(key.keyId);
-    // An unknown id and a wrong secret answer alike, so neither can be probed.
-    if (row === undefined || !hashesEqual(hashSecret(key.secret), row.secret_hash)) return { valid: false, code: "NOT_FOUND" };
+    // An unknown id and a wrong secret answer alike and take the same work, so neither can be probed.
+    const given = hashSecret(key.secret);
+    if (!hashesEqual(given, row?.secret_hash ?? UNKNOWN_KEY_HASH) || row === undefined) return { valid: false, code: "NOT_FOUND" };
     const nowMs = this.now();
     if (row.revoked_at_ms !== null && row.revoked_at_ms <= nowMs) return { valid: false, code: "REVOKED" };
     if (row.expires_at_ms !== null && row.expires_at_ms <= nowMs) return { valid: false, code: "EXPIRED" };
@@ -902,20 +903,18 @@ export class CreditLedgerDO extends TollgateObject {
    */
   private returnToGrants(parts: readonly Draw[], nowMs: number, from: "held" | "consumed"): number {
     let expired = 0;
-    const fromColumn = from === "consumed" ? "consumed = consumed - ?," : "";
     for (const part of parts) {
       if (part.grantId === null) {
         if (from === "held") run(this.sql, "UPDATE account SET held_debt = held_debt - ?", part.amount);
         else expired += this.refundDebt(part.amount, nowMs);
         continue;
       }
+      // A held part was never counted in the grant's `consumed`; a refunded part was.
+      if (from === "consumed") run(this.sql, "UPDATE grants SET consumed = consumed - ? WHERE grant_id = ?", part.amount, part.grantId);
       const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
-      if (isExpired(grant, nowMs)) {
-        run(this.sql, `UPDATE grants SET ${fromColumn} expired = expired + ? WHERE grant_id = ?`, ...(from === "consumed" ? [part.amount] : []), part.amount, part.grantId);
-        expired += part.amount;
-      } else {
-        run(this.sql, `UPDATE grants SET ${fromColumn} remaining = remaining + ? WHERE grant_id = ?`, ...(from === "consumed" ? [part.amount] : []), part.amount, part.grantId);
-      }
+      const target = isExpired(grant, nowMs) ? "expired" : "remaining";
+      run(this.sql, `UPDATE grants SET ${target} = ${target} + ? WHERE grant_id = ?`, part.amount, part.grantId);
+      if (target === "expired") expired += part.amount;
     }
     return expired;
   }
@@ -1382,6 +1381,9 @@ function toKeyInfo(row: KeyRow): KeyInfo {
 function newId(prefix: "e" | "g" | "h"): string {
   return `${prefix}_${toHex(crypto.getRandomValues(new Uint8Array(10)))}`;
 }
+
+/** Compared against when the key id is unknown, so that path does the same work as a wrong secret. */
+const UNKNOWN_KEY_HASH = "f".repeat(64);
 
 /** Compares two SHA-256 hex digests in constant time. */
 function hashesEqual(a: string, b: string): boolean {
