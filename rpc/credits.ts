@@ -393,6 +393,11 @@ export interface AuditReport {
   at: number;
   ok: boolean;
   violations: string[];
+  /** `full`: from the first entry (Admin's `audit`); `incremental`: from the last clean audit (the alarm's). */
+  mode: "full" | "incremental";
+  /** The first entry this audit re-read. */
+  fromSeq: number;
+  /** Entries in the account. */
   entries: number;
   balance: Balance;
   chain: ChainReport;

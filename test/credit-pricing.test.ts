@@ -158,6 +158,28 @@ describe("CreditLedgerDO: self-audit and hash chain (Admin)", () => {
     expect((await ledger.balance({ accountId })).granted).toBe(1_000_005);
   });
 
+  it("audits incrementally from the last clean audit, working a backlog off in batches", async () => {
+    const { accountId, ledger } = await freshAccount();
+    for (let i = 0; i < 6; i++) await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `d${i}` });
+    expect(await ledger.incrementalAudit(3)).toBeNull();
+    expect(await ledger.incrementalAudit(3)).toBeNull();
+    expect(await ledger.incrementalAudit(3)).toMatchObject({ ok: true, mode: "incremental", fromSeq: 7, entries: 7, chain: { ok: true, checked: 1 } });
+    await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d6" });
+    expect(await ledger.incrementalAudit(3)).toMatchObject({ ok: true, fromSeq: 8, entries: 8 });
+    // A change to an entry the checkpoint already covers is the full audit's to find.
+    await ledger.tamperWithEntry(2);
+    expect(await ledger.incrementalAudit(3)).toMatchObject({ ok: true, fromSeq: 9 });
+    expect(await ledger.audit({ accountId })).toMatchObject({ ok: false, mode: "full", fromSeq: 1, chain: { ok: false, brokenAtSeq: 2 } });
+  });
+
+  it("keeps reporting a divergence at every audit until it is fixed (the checkpoint does not move past it)", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.corruptGranted(1);
+    await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d1" });
+    expect((await ledger.incrementalAudit(100))?.ok).toBe(false);
+    expect(await ledger.incrementalAudit(100)).toMatchObject({ ok: false, fromSeq: 1 });
+  });
+
   it("is reachable only through the Admin entrypoint, which routes to the account", async () => {
     const accountId = `audit-${Math.random().toString(16).slice(2, 10)}`;
     await env.CREDITS.createAccount({ accountId, name: "Audit" });

@@ -73,6 +73,9 @@ import { TollgateObject } from "./tollgate-object";
 export const IDEMPOTENCY_TTL_MS = 35 * 86_400_000;
 /** How often the self-audit re-derives the balance and checks every invariant. */
 export const AUDIT_INTERVAL_MS = 6 * 3_600_000;
+/** Entries one alarm-driven audit reads at most; a longer backlog continues in the next run. */
+export const AUDIT_BATCH_ENTRIES = 20_000;
+const AUDIT_BACKLOG_DELAY_MS = 60_000;
 /** Audit reports kept per account. */
 const AUDIT_REPORTS_KEPT = 100;
 /** Pruning waits this long past the first expiry, so one alarm prunes many keys. */
@@ -137,6 +140,14 @@ type KeyRow = {
 type EntryRow = { seq: number; body: string; prev_hash: string; hash: string };
 
 type Change = Totals;
+
+/** The state after the last clean audit: where the next incremental audit starts. */
+interface AuditCheckpoint {
+  seq: number;
+  hash: string;
+  totals: Totals;
+  balanceAfter: number;
+}
 
 /** What an entry says before the ledger numbers, dates and hashes it. */
 interface EntryDraft {
@@ -735,7 +746,7 @@ export class CreditLedgerDO extends TollgateObject {
   async audit(input: unknown): Promise<AuditReport> {
     const parsed = parseInput(accountRefSchema, input, "audit input");
     this.requireAccount(parsed.accountId);
-    return this.runAudit(this.now());
+    return this.runAudit(this.now(), "full")!;
   }
 
   async auditReports(input: unknown): Promise<{ reports: AuditReport[] }> {
@@ -766,8 +777,9 @@ export class CreditLedgerDO extends TollgateObject {
       },
       audit: async (_payload, nowMs) => {
         if (this.accountRow() === undefined) return;
-        this.runAudit(nowMs);
-        await this.scheduler.schedule("audit", nowMs + AUDIT_INTERVAL_MS, null, "audit", "replace");
+        const report = this.runAudit(nowMs, "incremental", AUDIT_BATCH_ENTRIES);
+        // An unfinished backlog continues soon; otherwise the next audit is a full interval away.
+        await this.scheduler.schedule("audit", nowMs + (report === undefined ? AUDIT_BACKLOG_DELAY_MS : AUDIT_INTERVAL_MS), null, "audit", "replace");
       },
     };
   }
@@ -1201,43 +1213,71 @@ export class CreditLedgerDO extends TollgateObject {
   }
 
   private checkChain(): ChainReport {
-    let prevHash = GENESIS_HASH;
-    let afterSeq = 0;
-    let checked = 0;
-    for (;;) {
-      const rows = all<EntryRow>(this.sql, "SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, CHAIN_PAGE);
-      if (rows.length === 0) break;
-      const page = verifyChain(rows.map((r) => ({ seq: r.seq, body: r.body, prevHash: r.prev_hash, hash: r.hash })), prevHash, afterSeq + 1);
-      if (!page.ok) return { ...page, checked: checked + page.checked };
-      checked += page.checked;
-      prevHash = page.headHash;
-      afterSeq = rows.at(-1)!.seq;
-    }
-    const head = this.accountRow()!.head_hash;
-    if (head !== prevHash) return { ok: false, checked, headHash: prevHash, reason: "the account's head hash is not the last entry's hash" };
-    return { ok: true, checked, headHash: prevHash };
+    return this.scanEntries(undefined, Number.POSITIVE_INFINITY).chain;
   }
 
-  /** Re-derives the totals from the entries and checks every invariant. Reports; never repairs. */
-  private runAudit(nowMs: number): AuditReport {
-    const account = this.accountRow()!;
-    const derived = noChange();
-    const broken: number[] = [];
-    let balanceAfter = 0;
-    let afterSeq = 0;
-    for (;;) {
-      const rows = all<{ seq: number; body: string }>(this.sql, "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, CHAIN_PAGE);
+  /**
+   * Reads entries after `from` (a verified checkpoint, or the genesis) in pages, at most
+   * `budget` of them: re-hashes the chain, re-adds every entry's change and re-checks every
+   * `balanceAfter`. The sums go on past a chain break, so the totals are still compared.
+   */
+  private scanEntries(from: AuditCheckpoint | undefined, budget: number) {
+    const totals = from ? { ...from.totals } : noChange();
+    const brokenBalanceAfter: number[] = [];
+    let balanceAfter = from?.balanceAfter ?? 0;
+    let afterSeq = from?.seq ?? 0;
+    let head = from?.hash ?? GENESIS_HASH;
+    let chain: ChainReport = { ok: true, checked: 0, headHash: head };
+    let scanned = 0;
+    while (scanned < budget) {
+      const rows = all<EntryRow>(
+        this.sql,
+        "SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+        afterSeq,
+        Math.min(CHAIN_PAGE, budget - scanned),
+      );
       if (rows.length === 0) break;
+      if (chain.ok) {
+        const page = verifyChain(rows.map((r) => ({ seq: r.seq, body: r.body, prevHash: r.prev_hash, hash: r.hash })), head, afterSeq + 1);
+        chain = page.ok ? { ok: true, checked: chain.checked + page.checked, headHash: page.headHash } : { ...page, checked: chain.checked + page.checked };
+      }
       for (const row of rows) {
         const entry = JSON.parse(row.body) as Entry;
-        derived.granted += entry.change.granted;
-        derived.held += entry.change.held;
-        derived.consumed += entry.change.consumed;
-        derived.expired += entry.change.expired;
-        if (entry.balanceAfter !== balanceAfter + entry.change.granted - entry.change.held - entry.change.consumed - entry.change.expired) broken.push(row.seq);
+        totals.granted += entry.change.granted;
+        totals.held += entry.change.held;
+        totals.consumed += entry.change.consumed;
+        totals.expired += entry.change.expired;
+        if (entry.balanceAfter !== balanceAfter + entry.change.granted - entry.change.held - entry.change.consumed - entry.change.expired) {
+          brokenBalanceAfter.push(row.seq);
+        }
         balanceAfter = entry.balanceAfter;
       }
+      head = rows.at(-1)!.hash;
       afterSeq = rows.at(-1)!.seq;
+      scanned += rows.length;
+    }
+    const reachedEnd = afterSeq === this.accountRow()!.last_seq;
+    if (chain.ok && reachedEnd && this.accountRow()!.head_hash !== chain.headHash) {
+      chain = { ok: false, checked: chain.checked, headHash: chain.headHash, reason: "the account's head hash is not the last entry's hash" };
+    }
+    return { chain, reachedEnd, brokenBalanceAfter, end: { seq: afterSeq, hash: head, totals, balanceAfter } satisfies AuditCheckpoint };
+  }
+
+  /**
+   * Re-derives the totals from the entries and checks every invariant. Reports; never repairs.
+   *
+   * `full` starts from the first entry. `incremental` (the alarm's) starts from the last
+   * checkpoint, the state after the last clean audit, and reads at most `budget` entries: a
+   * long backlog is worked off over several runs, and `undefined` says "not done yet". The
+   * checkpoint only moves after a clean audit, so a divergence is reported again until fixed.
+   */
+  protected runAudit(nowMs: number, mode: "full" | "incremental", budget = Number.POSITIVE_INFINITY): AuditReport | undefined {
+    const account = this.accountRow()!;
+    const from = mode === "full" ? undefined : this.auditCheckpoint();
+    const scan = this.scanEntries(from, budget);
+    if (!scan.reachedEnd && scan.chain.ok && scan.brokenBalanceAfter.length === 0) {
+      this.saveAuditCheckpoint(scan.end);
+      return undefined;
     }
     const grants = all<GrantRow & { allocated: number }>(
       this.sql,
@@ -1249,33 +1289,72 @@ export class CreditLedgerDO extends TollgateObject {
               (SELECT COALESCE(SUM(amount), 0) FROM hold_allocations) AS allocations,
               (SELECT COALESCE(SUM(amount), 0) FROM hold_allocations WHERE grant_id IS NULL) AS unfunded`,
     );
-    const violations = checkInvariants({
-      stored: {
-        granted: account.granted,
-        held: account.held,
-        consumed: account.consumed,
-        expired: account.expired,
-        heldDebt: account.held_debt,
-        consumedDebt: account.consumed_debt,
-      },
-      fromEntries: derived,
-      lastBalanceAfter: balanceAfter,
-      brokenBalanceAfter: broken,
-      overdraftLimit: account.overdraft_limit,
-      grants: grants.map((g) => ({ grantId: g.grant_id, amount: g.amount, remaining: g.remaining, allocated: g.allocated, consumed: g.consumed, expired: g.expired })),
-      openHolds: sums.open,
-      allocations: sums.allocations,
-      unfundedAllocations: sums.unfunded,
-    });
-    const chain = this.checkChain();
-    if (!chain.ok) violations.push(`hash chain broken at entry ${chain.brokenAtSeq ?? "head"}: ${chain.reason}`);
-    const report: AuditReport = { at: nowMs, ok: violations.length === 0, violations, entries: account.last_seq, balance: toBalance(account), chain };
+    // Totals can only be compared once every entry has been read; a problem found on the way is reported at once.
+    const violations = !scan.reachedEnd
+      ? scan.brokenBalanceAfter.map((seq) => `entry ${seq}: balanceAfter does not follow from its change`)
+      : checkInvariants({
+          stored: {
+            granted: account.granted,
+            held: account.held,
+            consumed: account.consumed,
+            expired: account.expired,
+            heldDebt: account.held_debt,
+            consumedDebt: account.consumed_debt,
+          },
+          fromEntries: scan.end.totals,
+          lastBalanceAfter: scan.end.balanceAfter,
+          brokenBalanceAfter: scan.brokenBalanceAfter,
+          overdraftLimit: account.overdraft_limit,
+          grants: grants.map((g) => ({ grantId: g.grant_id, amount: g.amount, remaining: g.remaining, allocated: g.allocated, consumed: g.consumed, expired: g.expired })),
+          openHolds: sums.open,
+          allocations: sums.allocations,
+          unfundedAllocations: sums.unfunded,
+        });
+    if (!scan.chain.ok) violations.push(`hash chain broken at entry ${scan.chain.brokenAtSeq ?? "head"}: ${scan.chain.reason}`);
+    const report: AuditReport = {
+      at: nowMs,
+      ok: violations.length === 0,
+      violations,
+      mode,
+      fromSeq: (from?.seq ?? 0) + 1,
+      entries: account.last_seq,
+      balance: toBalance(account),
+      chain: scan.chain,
+    };
     if (!report.ok) console.error(`credit ledger ${account.account_id}: self-audit found ${violations.length} violation(s): ${violations.join("; ")}`);
     this.transaction(() => {
+      if (report.ok) this.saveAuditCheckpoint(scan.end);
       run(this.sql, "INSERT INTO audit_reports (at_ms, ok, body) VALUES (?, ?, ?)", nowMs, report.ok ? 1 : 0, JSON.stringify(report));
       run(this.sql, "DELETE FROM audit_reports WHERE rowid NOT IN (SELECT rowid FROM audit_reports ORDER BY at_ms DESC, rowid DESC LIMIT ?)", AUDIT_REPORTS_KEPT);
     });
     return report;
+  }
+
+  private auditCheckpoint(): AuditCheckpoint | undefined {
+    const row = maybeOne<{ seq: number; hash: string; granted: number; held: number; consumed: number; expired: number; balance_after: number }>(
+      this.sql,
+      "SELECT * FROM audit_checkpoint WHERE id = 1",
+    );
+    return row && {
+      seq: row.seq,
+      hash: row.hash,
+      totals: { granted: row.granted, held: row.held, consumed: row.consumed, expired: row.expired },
+      balanceAfter: row.balance_after,
+    };
+  }
+
+  private saveAuditCheckpoint(cp: AuditCheckpoint): void {
+    run(
+      this.sql,
+      `INSERT OR REPLACE INTO audit_checkpoint (id, seq, hash, granted, held, consumed, expired, balance_after) VALUES (1, ?, ?, ?, ?, ?, ?, ?)`,
+      cp.seq,
+      cp.hash,
+      cp.totals.granted,
+      cp.totals.held,
+      cp.totals.consumed,
+      cp.totals.expired,
+      cp.balanceAfter,
+    );
   }
 
   // ---------------------------------------------------------------- internals: lookups

@@ -134,6 +134,16 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (day, key_id, operation, model)
       )`);
       sql.exec("CREATE TABLE audit_reports (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL, body TEXT NOT NULL)");
+      sql.exec(`CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        held INTEGER NOT NULL,
+        consumed INTEGER NOT NULL,
+        expired INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL
+      )`);
       sql.exec("CREATE INDEX audit_reports_by_time ON audit_reports (at_ms)");
     },
   },
