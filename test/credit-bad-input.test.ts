@@ -70,6 +70,16 @@ describe("CreditLedgerDO and Credits: bad input gets a clear code and changes no
     expect((await ledger.prices({ accountId })).source).toBe("default");
   });
 
+  it("refuses grants beyond 2^52 in total with RESOURCE_EXHAUSTED, so every total stays a safe integer", async () => {
+    const accountId = `bad-${Math.random().toString(16).slice(2, 10)}`;
+    const ledger = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await ledger.createAccount({ accountId, name: "Big" });
+    for (let i = 0; i < 4; i++) await ledger.grant({ accountId, amount: 2 ** 50, reason: "big", idempotencyKey: `g${i}` });
+    expect((await thrown(ledger.grant({ accountId, amount: 1, reason: "one more", idempotencyKey: "g4" }))).code).toBe("RESOURCE_EXHAUSTED");
+    expect(await ledger.balance({ accountId })).toMatchObject({ granted: 2 ** 52, available: 2 ** 52 });
+    expect(await ledger.debit({ accountId, amount: 2 ** 50, reason: "big", idempotencyKey: "d" })).toMatchObject({ ok: true, balance: { available: 3 * 2 ** 50 } });
+  });
+
   it("answers NOT_FOUND for unknown accounts, holds, entries and keys", async () => {
     const accountId = `bad-${Math.random().toString(16).slice(2, 10)}`;
     expect((await thrown(env.CREDITS.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "k" }))).code).toBe("NOT_FOUND");

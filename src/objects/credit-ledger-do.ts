@@ -258,8 +258,11 @@ export class CreditLedgerDO extends TollgateObject {
     const nowMs = this.now();
     const { idempotencyKey, ...params } = parsed;
     const entry = this.idempotent(idempotencyKey, "grant", params, nowMs, () => {
-      this.requireAccount(parsed.accountId);
+      const account = this.requireAccount(parsed.accountId);
       if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
+      if (account.granted + parsed.amount > LEDGER_BOUNDS.maxGranted) {
+        throw new ServiceError("RESOURCE_EXHAUSTED", `an account may be granted at most ${LEDGER_BOUNDS.maxGranted} in total`);
+      }
       this.settleDue(nowMs);
       const grantId = newId("g");
       const seq = this.accountRow()!.last_seq + 1;

@@ -9,6 +9,8 @@ import { rulesSchema } from "./rate-limits";
  */
 export const LEDGER_BOUNDS = {
   maxAmount: 2 ** 50,
+  /** The most an account may ever be granted in total, so every total and balance stays a safe integer. */
+  maxGranted: 2 ** 52,
   maxTtlMs: 30 * 24 * 3_600_000,
   maxGraceMs: 30 * 24 * 3_600_000,
   maxPriority: 1_000_000,
