@@ -204,6 +204,25 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect((await ledger.balance({ accountId })).available).toBe(10);
   });
 
+  it("settles each hold exactly once when commits and voids race", async () => {
+    const { accountId, ledger } = await freshAccount();
+    await ledger.grant({ accountId, amount: 100, reason: "top-up", idempotencyKey: "g1" });
+    const holds = await Promise.all(Array.from({ length: 20 }, (_, i) => ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, idempotencyKey: `r${i}` })));
+    const outcomes = await Promise.all(holds.flatMap((h, i) => {
+      if (!h.ok) throw new Error("reserve failed");
+      return [
+        ledger.commit({ accountId, holdId: h.holdId, amount: 2, idempotencyKey: `c${i}` }),
+        ledger.void({ accountId, holdId: h.holdId }),
+        ledger.commit({ accountId, holdId: h.holdId, amount: 3, idempotencyKey: `d${i}` }),
+      ];
+    }));
+    for (let i = 0; i < 20; i++) expect(outcomes.slice(3 * i, 3 * i + 3).filter((o) => o.ok)).toHaveLength(1);
+    const balance = await ledger.balance({ accountId });
+    expect(balance.held).toBe(0);
+    invariantHolds(balance);
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+  });
+
   it("captures more than was held only within the overdraft", async () => {
     const { accountId, ledger } = await freshAccount(5);
     await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
