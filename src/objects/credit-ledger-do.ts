@@ -21,24 +21,21 @@ import type {
   RefundResult,
   ReserveResult,
   RolledKey,
-  SpendCap,
   Usage,
   UsageReport,
   VerifyKeyResult,
   VoidResult,
   DebitResult,
 } from "../../rpc/credits";
-import type { Rule } from "../../rpc/rate-limits";
 import { loadDefaultPrices } from "../config/prices";
 import type { Env } from "../env";
 import { conflict, invalidArgument, notFound, ServiceError } from "../errors";
 import { drawFromGrants, mergeDraws, splitDraws } from "../ledger/burn-down";
 import { entryHash, GENESIS_HASH, verifyChain } from "../ledger/chain";
 import { availableOf, checkInvariants, dayOf, monthOf, type Totals } from "../ledger/invariants";
-import { formatKey, hashSecret, newKeyId, newSecret, parseKey, scopeAllows } from "../ledger/keys";
+import { hashSecret, parseKey, scopeAllows } from "../ledger/keys";
 import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "../ledger/pricing";
 import { evaluateRules } from "../limits/evaluate-rules";
-import type { WindowState } from "../limits/rule-state";
 import { parseInput } from "../schemas/common";
 import {
   accountRefSchema,
@@ -72,7 +69,6 @@ import {
   type HoldRow,
   hashesEqual,
   isExpired,
-  type KeyRow,
   newId,
   toAccount,
   toAmount,
@@ -82,6 +78,7 @@ import {
   toKeyInfo,
   UNKNOWN_KEY_HASH,
 } from "./credit-ledger-rows";
+import { type KeyAdmission, LedgerKeys } from "./credit-ledger-keys";
 import { CREDIT_LEDGER_MIGRATIONS } from "./credit-ledger-schema";
 import { TollgateObject } from "./tollgate-object";
 
@@ -129,12 +126,6 @@ interface EntryDraft {
   meta?: Record<string, string>;
 }
 
-/** A spend admitted by the key's rules and caps: the rule states to store with it. */
-interface KeyAdmission {
-  key: KeyRow;
-  ruleWrites: Map<string, { state: WindowState; expiresAtMs: number }>;
-}
-
 const noChange = (): Change => ({ granted: 0, held: 0, consumed: 0, expired: 0 });
 
 /**
@@ -147,8 +138,11 @@ const noChange = (): Change => ({ granted: 0, held: 0, consumed: 0, expired: 0 }
  * See docs/credits.md.
  */
 export class CreditLedgerDO extends TollgateObject {
+  readonly #keys: LedgerKeys;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env, { component: "credit-ledger", migrations: CREDIT_LEDGER_MIGRATIONS });
+    this.#keys = new LedgerKeys(this.sql);
   }
 
   /** The clock. Test subclasses move it; production reads the real one. */
@@ -311,7 +305,7 @@ export class CreditLedgerDO extends TollgateObject {
         monthOf(nowMs),
         nowMs,
       );
-      this.recordKeySpend(admission.admitted, parsed.amount, dayOf(nowMs), monthOf(nowMs));
+      this.#keys.record(admission.admitted, parsed.amount, dayOf(nowMs), monthOf(nowMs));
       const entry = this.append(nowMs, {
         kind: "reserve",
         amount: parsed.amount,
@@ -501,7 +495,7 @@ export class CreditLedgerDO extends TollgateObject {
     if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
     // A rule whose algorithm the limiter does not offer is refused now, not at the first spend.
     if (parsed.rules !== undefined) evaluateRules(parsed.rules, new Map(), nowMs, 1, false);
-    const created = this.insertKey(parsed.accountId, {
+    const created = this.#keys.insert(parsed.accountId, {
       name: parsed.name,
       scopes: parsed.scopes,
       rules: parsed.rules ?? [],
@@ -518,7 +512,7 @@ export class CreditLedgerDO extends TollgateObject {
     if (key === undefined) return { valid: false, code: "MALFORMED" };
     this.assertAccountName(key.accountId);
     if (this.accountRow() === undefined) return { valid: false, code: "NOT_FOUND" };
-    const row = this.keyRow(key.keyId);
+    const row = this.#keys.row(key.keyId);
     // An unknown id and a wrong secret answer alike and take the same work, so neither can be probed.
     const given = hashSecret(key.secret);
     if (!hashesEqual(given, row?.secret_hash ?? UNKNOWN_KEY_HASH) || row === undefined) return { valid: false, code: "NOT_FOUND" };
@@ -543,9 +537,9 @@ export class CreditLedgerDO extends TollgateObject {
   async revokeKey(input: unknown): Promise<KeyInfo> {
     const parsed = parseInput(keyRefSchema, input, "revokeKey input");
     this.requireAccount(parsed.accountId);
-    this.requireKey(parsed.keyId);
+    this.#keys.require(parsed.keyId);
     run(this.sql, "UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL", this.now(), parsed.keyId);
-    return toKeyInfo(this.requireKey(parsed.keyId));
+    return toKeyInfo(this.#keys.require(parsed.keyId));
   }
 
   /**
@@ -557,11 +551,11 @@ export class CreditLedgerDO extends TollgateObject {
     const nowMs = this.now();
     this.requireAccount(parsed.accountId);
     return this.transaction(() => {
-      const old = this.requireKey(parsed.keyId);
+      const old = this.#keys.require(parsed.keyId);
       if (old.revoked_at_ms !== null) throw conflict(`key "${parsed.keyId}" is revoked`);
       if (old.rolled_to !== null) throw conflict(`key "${parsed.keyId}" was already rolled to "${old.rolled_to}"`);
       const info = toKeyInfo(old);
-      const created = this.insertKey(parsed.accountId, {
+      const created = this.#keys.insert(parsed.accountId, {
         name: info.name,
         scopes: info.scopes,
         rules: info.rules,
@@ -582,14 +576,14 @@ export class CreditLedgerDO extends TollgateObject {
           old.key_id,
         );
       }
-      return { ...created, previous: toKeyInfo(this.requireKey(old.key_id)) };
+      return { ...created, previous: toKeyInfo(this.#keys.require(old.key_id)) };
     });
   }
 
   async listKeys(input: unknown): Promise<{ keys: KeyInfo[] }> {
     const parsed = parseInput(accountRefSchema, input, "listKeys input");
     this.requireAccount(parsed.accountId);
-    return { keys: all<KeyRow>(this.sql, "SELECT * FROM api_keys ORDER BY created_at_ms, key_id").map(toKeyInfo) };
+    return { keys: this.#keys.list() };
   }
 
   // ---------------------------------------------------------------- pricing and usage
@@ -837,7 +831,7 @@ export class CreditLedgerDO extends TollgateObject {
     for (const draw of plan.draws) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
     run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
     const draws = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
-    this.recordKeySpend(admission.admitted, spend.amount, dayOf(nowMs), monthOf(nowMs));
+    this.#keys.record(admission.admitted, spend.amount, dayOf(nowMs), monthOf(nowMs));
     const entry = this.append(nowMs, {
       kind: "debit",
       amount: spend.amount,
@@ -955,8 +949,8 @@ export class CreditLedgerDO extends TollgateObject {
     if (changed !== 1) throw new ServiceError("INTERNAL", `hold ${hold.hold_id} was settled twice`);
     run(this.sql, "DELETE FROM hold_allocations WHERE hold_id = ?", hold.hold_id);
     if (hold.key_id !== null) {
-      const key = this.keyRow(hold.key_id);
-      if (key) this.addKeySpend(key.family_id, captured - hold.amount, hold.spend_day, hold.spend_month);
+      const key = this.#keys.row(hold.key_id);
+      if (key) this.#keys.addSpend(key.family_id, captured - hold.amount, hold.spend_day, hold.spend_month);
     }
   }
 
@@ -987,97 +981,12 @@ export class CreditLedgerDO extends TollgateObject {
 
   // ---------------------------------------------------------------- internals: keys on the spend path
 
-  /**
-   * Whether the key may spend `amount` now: active, within its rate rules (charged one
-   * request), within its day and month caps. Nothing is written here; the caller records
-   * the spend with `recordKeySpend` only once the funds are there too, so all of it is atomic.
-   */
+  /** `LedgerKeys.admit`, with a refusal turned into the `Denied` answer (which carries the balance). */
   private admitKey(keyId: string | undefined, amount: number, nowMs: number): { ok: true; admitted?: KeyAdmission } | { ok: false; denied: Denied } {
-    if (keyId === undefined) return { ok: true };
-    const key = this.requireKey(keyId);
-    if ((key.revoked_at_ms !== null && key.revoked_at_ms <= nowMs) || (key.expires_at_ms !== null && key.expires_at_ms <= nowMs)) {
-      return { ok: false, denied: this.denied("KEY_INACTIVE") };
-    }
-    const rules = JSON.parse(key.rules) as Rule[];
-    let ruleWrites = new Map<string, { state: WindowState; expiresAtMs: number }>();
-    if (rules.length > 0) {
-      const evaluation = evaluateRules(rules, this.keyRuleStates(key.family_id), nowMs, 1, true);
-      if (!evaluation.decision.allowed) {
-        return {
-          ok: false,
-          denied: { ...this.denied("RATE_LIMITED"), retryAfterMs: evaluation.decision.retryAfterMs, deniedBy: evaluation.decision.deniedBy },
-        };
-      }
-      ruleWrites = evaluation.writes;
-    }
-    const spent = (period: string) =>
-      maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, period)?.amount ?? 0;
-    if (key.spend_cap_day !== null && spent(`d:${dayOf(nowMs)}`) + amount > key.spend_cap_day) return { ok: false, denied: this.denied("SPEND_CAP_EXCEEDED") };
-    if (key.spend_cap_month !== null && spent(`m:${monthOf(nowMs)}`) + amount > key.spend_cap_month) return { ok: false, denied: this.denied("SPEND_CAP_EXCEEDED") };
-    return { ok: true, admitted: { key, ruleWrites } };
-  }
-
-  private recordKeySpend(admitted: KeyAdmission | undefined, amount: number, day: string, month: string): void {
-    if (admitted === undefined) return;
-    const familyId = admitted.key.family_id;
-    this.addKeySpend(familyId, amount, day, month);
-    for (const [name, { state, expiresAtMs }] of admitted.ruleWrites) {
-      run(
-        this.sql,
-        `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)
-         ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
-        familyId,
-        name,
-        JSON.stringify(state),
-        expiresAtMs,
-      );
-    }
-  }
-
-  private addKeySpend(familyId: string, amount: number, day: string, month: string): void {
-    if (amount === 0) return;
-    for (const period of [`d:${day}`, `m:${month}`]) {
-      run(
-        this.sql,
-        `INSERT INTO key_spend (family_id, period, amount) VALUES (?, ?, ?)
-         ON CONFLICT (family_id, period) DO UPDATE SET amount = amount + excluded.amount`,
-        familyId,
-        period,
-        amount,
-      );
-    }
-  }
-
-  private keyRuleStates(familyId: string): Map<string, WindowState> {
-    const rows = all<{ rule_name: string; state: string }>(this.sql, "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?", familyId);
-    return new Map(rows.map((r) => [r.rule_name, JSON.parse(r.state) as WindowState]));
-  }
-
-  private insertKey(
-    accountId: string,
-    spec: { name: string; scopes: string[]; rules: Rule[]; spendCap?: SpendCap; expiresAt?: number; familyId?: string },
-    nowMs: number,
-  ): CreatedKey {
-    const keyId = newKeyId(crypto.getRandomValues(new Uint8Array(8)));
-    const secret = newSecret(crypto.getRandomValues(new Uint8Array(24)));
-    const key = formatKey(accountId, keyId, secret);
-    run(
-      this.sql,
-      `INSERT INTO api_keys (key_id, family_id, name, start, secret_hash, scopes, rules, spend_cap_day, spend_cap_month, created_at_ms, expires_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      keyId,
-      spec.familyId ?? keyId,
-      spec.name,
-      `tg_${accountId}_${keyId}`,
-      hashSecret(secret),
-      JSON.stringify(spec.scopes),
-      JSON.stringify(spec.rules),
-      spec.spendCap?.perDay ?? null,
-      spec.spendCap?.perMonth ?? null,
-      nowMs,
-      spec.expiresAt ?? null,
-    );
-    return { keyId, key, info: toKeyInfo(this.requireKey(keyId)) };
+    const admission = this.#keys.admit(keyId, amount, nowMs);
+    if (admission.ok) return admission;
+    const { code, ...rest } = admission.refusal;
+    return { ok: false, denied: { ...this.denied(code), ...rest } };
   }
 
   // ---------------------------------------------------------------- internals: entries, idempotency, audit
@@ -1350,16 +1259,6 @@ export class CreditLedgerDO extends TollgateObject {
   private requireHold(holdId: string): HoldRow {
     const row = maybeOne<HoldRow>(this.sql, "SELECT * FROM holds WHERE hold_id = ?", holdId);
     if (row === undefined) throw notFound(`no hold "${holdId}" in this account`);
-    return row;
-  }
-
-  private keyRow(keyId: string): KeyRow | undefined {
-    return maybeOne<KeyRow>(this.sql, "SELECT * FROM api_keys WHERE key_id = ?", keyId);
-  }
-
-  private requireKey(keyId: string): KeyRow {
-    const row = this.keyRow(keyId);
-    if (row === undefined) throw notFound(`no key "${keyId}" in this account`);
     return row;
   }
 
