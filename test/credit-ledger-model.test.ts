@@ -112,12 +112,14 @@ describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", 
           expect(balance, context).toEqual(model.balance());
           expect(balance.granted).toBe(balance.available + balance.held + balance.consumed + balance.expired);
           expect(balance.available).toBeGreaterThanOrEqual(-overdraftLimit);
+          // Every other invariant (grants, holds, allocations, debt, the chain) after every step too.
+          expect((await ledger.incrementalAudit(1_000))?.violations, context).toEqual([]);
         }
         const report = await ledger.audit({ accountId });
         expect(report.violations).toEqual([]);
         expect(report.chain.ok).toBe(true);
       }),
-      { numRuns: 60 },
+      { numRuns: 50 },
     );
   });
 });
