@@ -1,4 +1,5 @@
 import { env } from "cloudflare:workers";
+import { evictDurableObject } from "cloudflare:test";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ReferenceLedger } from "./fixtures/reference-ledger";
@@ -12,7 +13,9 @@ type Op =
   | { kind: "commit"; hold: number; amount: number }
   | { kind: "void"; hold: number }
   | { kind: "refund"; spend: number; amount: number | null }
-  | { kind: "jump"; ms: number; alarm: boolean };
+  | { kind: "jump"; ms: number; alarm: boolean }
+  | { kind: "replay"; back: number }
+  | { kind: "evict" };
 
 // Small amounts and short times, so grants, holds, debt and expiries collide often.
 const small = fc.integer({ min: 1, max: 12 });
@@ -24,6 +27,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("void" as const), hold: fc.nat(2) }),
   fc.record({ kind: fc.constant("refund" as const), spend: fc.nat(2), amount: fc.option(small) }),
   fc.record({ kind: fc.constant("jump" as const), ms: fc.integer({ min: 0, max: 3_000 }), alarm: fc.boolean() }),
+  fc.record({ kind: fc.constant("replay" as const), back: fc.nat(3) }),
+  fc.constant({ kind: "evict" as const }),
 );
 
 let run = 0;
@@ -34,7 +39,7 @@ function recent(ids: string[], back: number): string {
 }
 
 describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", () => {
-  it("agrees with the reference on every outcome and balance, and every invariant holds, for random sequences", async () => {
+  it("agrees with the reference on every outcome and balance, and every invariant holds, through random sequences with replays and evictions", async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(0, 4, 15), fc.array(op, { minLength: 1, maxLength: 40 }), async (overdraftLimit, ops) => {
         const accountId = `model-${++run}-${Math.random().toString(16).slice(2, 8)}`;
@@ -45,6 +50,8 @@ describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", 
         const model = new ReferenceLedger(overdraftLimit);
         const holds: string[] = [];
         const spends: string[] = [];
+        /** Calls made so far with their first answers, for replays. */
+        const calls: { again: () => Promise<unknown>; first: unknown }[] = [];
         let step = 0;
         for (const o of ops) {
           const key = `k${step++}`;
@@ -53,19 +60,25 @@ describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", 
           switch (o.kind) {
             case "grant": {
               const expiresAt = o.expiresInMs === null ? undefined : now + o.expiresInMs;
-              const entry = await ledger.grant({ accountId, amount: o.amount, priority: o.priority, expiresAt, reason: "grant", idempotencyKey: key });
+              const input = { accountId, amount: o.amount, priority: o.priority, expiresAt, reason: "grant", idempotencyKey: key };
+              const entry = await ledger.grant(input);
+              calls.push({ again: () => ledger.grant(input), first: entry });
               model.grant(entry.grantId!, o.amount, o.priority, expiresAt ?? null, now);
               break;
             }
             case "debit": {
-              const result = await ledger.debit({ accountId, amount: o.amount, reason: "debit", idempotencyKey: key });
+              const input = { accountId, amount: o.amount, reason: "debit", idempotencyKey: key };
+              const result = await ledger.debit(input);
+              calls.push({ again: () => ledger.debit(input), first: result });
               actual = result;
               expected = model.debit(() => (result.ok ? result.entry.entryId : "?"), o.amount, now);
               if (result.ok) spends.push(result.entry.entryId);
               break;
             }
             case "reserve": {
-              const result = await ledger.reserve({ accountId, amount: o.amount, ttlMs: o.ttlMs, idempotencyKey: key });
+              const input = { accountId, amount: o.amount, ttlMs: o.ttlMs, idempotencyKey: key };
+              const result = await ledger.reserve(input);
+              calls.push({ again: () => ledger.reserve(input), first: result });
               actual = result;
               expected = model.reserve(() => (result.ok ? result.holdId : "?"), o.amount, o.ttlMs, now);
               if (result.ok) holds.push(result.holdId);
@@ -92,6 +105,17 @@ describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", 
               const entryId = recent(spends, o.spend);
               actual = await ledger.refund({ accountId, entryId, amount: o.amount ?? undefined, reason: "refund", idempotencyKey: key });
               expected = model.refund(entryId, o.amount ?? undefined, now);
+              break;
+            }
+            case "replay": {
+              // A retry with the same key answers exactly as the first time and changes nothing.
+              if (calls.length === 0) continue;
+              const call = calls[Math.max(0, calls.length - 1 - o.back)]!;
+              expect(await call.again()).toEqual(call.first);
+              break;
+            }
+            case "evict": {
+              await evictDurableObject(ledger);
               break;
             }
             case "jump": {
