@@ -53,11 +53,13 @@ export default defineConfig({
                 MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
                 TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
+                TEST_CREDIT_LEDGER: { className: "TestCreditLedgerDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.
                 LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
                 CREDITS: { name: "tollgate", entrypoint: "Credits" },
+                ADMIN: { name: "tollgate", entrypoint: "Admin" },
                 EXAMPLE_GATEWAY: "example-gateway",
               },
               workers: [

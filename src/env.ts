@@ -11,6 +11,8 @@ export interface Env {
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
+  /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */
+  CREDIT_PRICES?: string;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
 }

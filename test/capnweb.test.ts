@@ -47,6 +47,16 @@ describe("capnweb at /rpc", () => {
     expect(decision).toMatchObject({ allowed: true, remaining: 2 });
   });
 
+  it("reaches the credit ledger and its admin-only audit through AdminApi", async () => {
+    const admin = () => batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const accountId = `capnweb-${Math.random().toString(16).slice(2, 10)}`;
+    expect(await admin().credits().createAccount({ accountId, name: "capnweb" })).toMatchObject({ accountId });
+    expect(await admin().credits().grant({ accountId, amount: 9, reason: "welcome", idempotencyKey: "g1" })).toMatchObject({ kind: "grant", balanceAfter: 9 });
+    expect(await admin().creditsAudit().verifyChain({ accountId })).toMatchObject({ ok: true, checked: 1 });
+    const error = await caught(admin().credits().debit({ accountId, amount: -1, reason: "x", idempotencyKey: "d" }));
+    expect(errorCodeOf(error)).toBe("INVALID_ARGUMENT");
+  });
+
   it("refuses a wrong token with UNAUTHENTICATED", async () => {
     const admin = batch().authenticate("not-the-token") as unknown as RpcStub<AdminApi>;
     const error = await caught(admin.whoami());
