@@ -2,6 +2,9 @@
  * A tiny varint codec for sketch serialization. Sketches are stored as SQLite BLOBs, so
  * small non-negative integers (counts, index deltas) take one or two bytes instead of eight.
  */
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
 export class ByteWriter {
   #bytes: number[] = [];
 
@@ -30,6 +33,16 @@ export class ByteWriter {
   bytes(values: Uint8Array): this {
     for (const value of values) this.#bytes.push(value);
     return this;
+  }
+
+  /** A length-prefixed byte string. */
+  chunk(values: Uint8Array): this {
+    return this.uint(values.length).bytes(values);
+  }
+
+  /** A length-prefixed UTF-8 string. */
+  text(value: string): this {
+    return this.chunk(encoder.encode(value));
   }
 
   finish(): Uint8Array {
@@ -66,6 +79,14 @@ export class ByteReader {
     if (value === undefined) throw new RangeError("unexpected end of sketch data");
     this.#offset += 1;
     return value;
+  }
+
+  chunk(): Uint8Array {
+    return this.bytes(this.uint());
+  }
+
+  text(): string {
+    return decoder.decode(this.chunk());
   }
 
   bytes(length: number): Uint8Array {
