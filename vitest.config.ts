@@ -43,16 +43,22 @@ export default defineConfig({
         Admin: "WorkerEntrypoint",
       },
       miniflare: {
-        bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+        // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
+        bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, PATH_SHARDS: "16" },
         durableObjects: {
           MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
           SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
           TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
+          // Path statistics run on their test subclasses (a pinnable clock, runAlarmAt), so the
+          // PathStats entrypoint and the tests reach the very objects the tests drive.
+          PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
+          AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
         },
         serviceBindings: {
           // The way a sibling Worker binds tollgate: a named entrypoint of the service.
           LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
           CREDITS: { name: "tollgate", entrypoint: "Credits" },
+          PATHS: { name: "tollgate", entrypoint: "PathStats" },
           EXAMPLE_GATEWAY: "example-gateway",
         },
         workers: [

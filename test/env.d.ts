@@ -1,9 +1,11 @@
 import type { CreditsApi } from "../rpc/credits";
+import type { PathStatsApi } from "../rpc/path-stats";
 import type { RateLimitsApi } from "../rpc/rate-limits";
 import type { Env as TollgateEnv } from "../src/env";
 import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
 import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
 import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
+import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 
 declare global {
   namespace Cloudflare {
@@ -14,6 +16,10 @@ declare global {
       /** Self binding to the `RateLimits` entrypoint, as a sibling Worker would declare it. */
       LIMITS: Service & RateLimitsApi;
       CREDITS: Service & CreditsApi;
+      PATHS: Service & PathStatsApi;
+      /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
+      PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
+      AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
     }
