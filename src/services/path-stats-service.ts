@@ -56,19 +56,23 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
   }
 
   async globalStats(input: { range: StatsRange }): Promise<GlobalStats> {
-    return this.#aggregator().globalStats(parseInput(globalStatsSchema, input, "globalStats input"));
+    const parsed = parseInput(globalStatsSchema, input, "globalStats input");
+    return this.#aggregator().globalStats(parsed);
   }
 
   async topPaths(input: TopPathsInput): Promise<TopPaths> {
-    return this.#aggregator().topPaths(parseInput(topPathsSchema, input, "topPaths input"));
+    const parsed = parseInput(topPathsSchema, input, "topPaths input");
+    return this.#aggregator().topPaths(parsed);
   }
 
   async topClients(input: { range: StatsRange; limit?: number }): Promise<TopClients> {
-    return this.#aggregator().topClients(parseInput(topClientsSchema, input, "topClients input"));
+    const parsed = parseInput(topClientsSchema, input, "topClients input");
+    return this.#aggregator().topClients(parsed);
   }
 
   async pathDetail(input: { range: StatsRange; path: string; method?: string }): Promise<PathDetail> {
-    return this.#aggregator().pathDetail(parseInput(pathDetailSchema, input, "pathDetail input"));
+    const parsed = parseInput(pathDetailSchema, input, "pathDetail input");
+    return this.#aggregator().pathDetail(parsed);
   }
 
   /**
