@@ -115,3 +115,36 @@ describe("path statistics end to end", () => {
     expect(mine.totalRequests).toBe(clients.get(mine.ip));
   });
 });
+
+describe("export through the PathStats entrypoint", () => {
+  it("streams CSV and JSON whose rows add up to the global totals", async () => {
+    const now = Date.now();
+    const hits: RecordInput[] = Array.from({ length: 60 }, (_, i) => ({
+      ip: `198.18.${i % 9}.1`,
+      method: "GET",
+      path: i % 2 === 0 ? "/export/=cmd" : "/export/plain",
+      status: 200,
+      latencyMs: i + 1,
+      at: now - (i % 3) * MINUTE_MS,
+    }));
+    await env.PATHS.recordMany({ hits });
+    const later = now + 2 * MINUTE_MS;
+    await runAllAlarms(later);
+    await env.AGGREGATOR.getByName("global").runAlarmAt(later);
+
+    const range = { from: now - 10 * MINUTE_MS, to: now + MINUTE_MS };
+    const total = (await env.PATHS.globalStats({ range })).totalRequests;
+    expect(total).toBeGreaterThanOrEqual(60);
+
+    const csv = await new Response(await env.PATHS.export({ range, format: "csv" })).text();
+    const lines = csv.split("\r\n").filter((line) => line !== "");
+    expect(lines[0]).toBe("bucketStart,granularity,method,path,requests,errors,clients,p50,p90,p99");
+    expect(csv).toContain(",GET,/export/=cmd,");
+    const sum = lines.slice(1).reduce((acc, line) => acc + Number(line.split(",")[4]), 0);
+    expect(sum).toBe(total);
+
+    const json = JSON.parse(await new Response(await env.PATHS.export({ range, format: "json" })).text()) as { requests: number; path: string }[];
+    expect(json.reduce((acc, row) => acc + row.requests, 0)).toBe(total);
+    expect(json.filter((row) => row.path === "/export/plain").reduce((acc, row) => acc + row.requests, 0)).toBe(30);
+  });
+});
