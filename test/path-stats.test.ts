@@ -5,7 +5,7 @@ import type { RecordInput } from "../rpc/path-stats";
 import { errorCodeOf } from "../rpc/errors";
 import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../src/paths/buckets";
 import { OTHER_TEMPLATE } from "../src/paths/normalize";
-import { type NormalizedHit, Partial } from "../src/paths/partial";
+import { type NormalizedHit, Partial as PathPartial } from "../src/paths/partial";
 import { clientIdOf } from "../src/paths/privacy";
 import { shardName, shardOf } from "../src/paths/shard";
 
@@ -26,7 +26,7 @@ async function flushAll(nowMs: number): Promise<void> {
 
 /** Builds the partial a collector would push for `hits`. */
 function partialOf(hits: Partial<NormalizedHit>[]): Uint8Array {
-  const partial = new Partial();
+  const partial = new PathPartial();
   for (const hit of hits) partial.add({ client: "c", method: "GET", path: "/", status: 200, at: 0, ...hit } as NormalizedHit);
   return partial.serialize();
 }
@@ -97,6 +97,25 @@ describe("PathStats input validation", () => {
     expect(await codeOf(aggregator.push({ ...push, bucketMs: push.bucketMs + 1, partial: partialOf([{}]) }))).toBe("INVALID_ARGUMENT");
     expect(await codeOf(aggregator.push({ ...push, bucketMs: push.bucketMs - 2 * DAY_MS, partial: partialOf([{}]) }))).toBe("INVALID_ARGUMENT");
     expect(await aggregator.shardPartials()).toBe(0);
+  });
+
+  it("refuses out-of-window minutes in a batch push as values, storing the rest", async () => {
+    const aggregator = env.AGGREGATOR.getByName("validation-many");
+    const bucket = floorTo(Date.now(), MINUTE_MS) - 5 * MINUTE_MS;
+    const old = bucket - 2 * DAY_MS;
+    const result = await aggregator.pushMany({
+      shard: 1,
+      items: [
+        { bucketMs: bucket, flushId: 1, partial: partialOf([{ at: bucket }]) },
+        { bucketMs: old, flushId: 1, partial: partialOf([{ at: old }]) },
+      ],
+    });
+    expect(result).toEqual({ stored: 1, refused: [{ bucketMs: old, flushId: 1, reason: expect.stringContaining("acceptance window") }] });
+    expect(await aggregator.shardPartials()).toBe(1);
+    const corrupt = { bucketMs: bucket, flushId: 2, partial: new Uint8Array([9]) };
+    expect(await codeOf(aggregator.pushMany({ shard: 1, items: [corrupt] }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(aggregator.pushMany({ shard: 1, items: [] }))).toBe("INVALID_ARGUMENT");
+    expect(await aggregator.shardPartials()).toBe(1);
   });
 });
 

@@ -14,7 +14,7 @@ import { asBytes, ByteReader, ByteWriter } from "../sketches/bytes";
 import { TopK } from "../sketches/top-k";
 import { parseInput } from "../schemas/common";
 import {
-  exportPageSchema, globalStatsSchema, pathDetailSchema, pushSchema, topClientsSchema, topPathsSchema,
+  exportPageSchema, globalStatsSchema, pathDetailSchema, pushManySchema, pushSchema, topClientsSchema, topPathsSchema,
 } from "../schemas/path-stats";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
@@ -124,29 +124,61 @@ export class AggregatorDO extends TollgateObject {
   async push(input: unknown): Promise<{ stored: boolean }> {
     const parsed = parseInput(pushSchema, input, "push input");
     const nowMs = this.now();
-    if (parsed.bucketMs % MINUTE_MS !== 0) throw invalidArgument("bucketMs must be the start of a minute");
-    if (parsed.bucketMs < nowMs - ACCEPT_WINDOW_MS || parsed.bucketMs > nowMs + 2 * MINUTE_MS) {
-      throw invalidArgument("bucketMs is outside the aggregator's 24-hour acceptance window");
-    }
-    try {
-      Partial.deserialize(parsed.partial);
-    } catch (error) {
-      throw invalidArgument(`partial is not a valid partial: ${(error as Error).message}`);
-    }
-    this.ctx.storage.transactionSync(() => {
-      run(
-        this.sql,
-        `INSERT OR REPLACE INTO shard_partials (shard, bucket_ms, flush_id, partial, received_at_ms) VALUES (?, ?, ?, ?, ?)`,
-        parsed.shard,
-        parsed.bucketMs,
-        parsed.flushId,
-        parsed.partial,
-        nowMs,
-      );
-      this.#markDirty("minute", parsed.bucketMs);
-    });
+    const refusal = this.#refusal(parsed.bucketMs, parsed.partial, nowMs);
+    if (refusal !== null) throw invalidArgument(refusal);
+    this.ctx.storage.transactionSync(() => this.#store(parsed.shard, parsed, nowMs));
     await this.scheduler.schedule("compact", nowMs + COMPACT_DELAY_MS, null, "compact", "earliest");
     return { stored: true };
+  }
+
+  /**
+   * Takes several closed minutes of one shard in one call (how collectors push). A minute
+   * outside the acceptance window is refused as a value, so the collector can drop it while
+   * the rest are stored; a corrupt partial is a caller bug and fails the whole call.
+   */
+  async pushMany(input: unknown): Promise<{ stored: number; refused: { bucketMs: number; flushId: number; reason: string }[] }> {
+    const parsed = parseInput(pushManySchema, input, "pushMany input");
+    const nowMs = this.now();
+    const refused: { bucketMs: number; flushId: number; reason: string }[] = [];
+    const accepted = parsed.items.filter((item) => {
+      const reason = this.#refusal(item.bucketMs, item.partial, nowMs);
+      if (reason === null) return true;
+      if (reason.startsWith("partial")) throw invalidArgument(reason);
+      refused.push({ bucketMs: item.bucketMs, flushId: item.flushId, reason });
+      return false;
+    });
+    this.ctx.storage.transactionSync(() => {
+      for (const item of accepted) this.#store(parsed.shard, item, nowMs);
+    });
+    if (accepted.length > 0) await this.scheduler.schedule("compact", nowMs + COMPACT_DELAY_MS, null, "compact", "earliest");
+    return { stored: accepted.length, refused };
+  }
+
+  /** Why a pushed minute cannot be taken, or `null` when it can. */
+  #refusal(bucketMs: number, partial: Uint8Array, nowMs: number): string | null {
+    try {
+      Partial.deserialize(partial);
+    } catch (error) {
+      return `partial is not a valid partial: ${(error as Error).message}`;
+    }
+    if (bucketMs % MINUTE_MS !== 0) return "bucketMs must be the start of a minute";
+    if (bucketMs < nowMs - ACCEPT_WINDOW_MS || bucketMs > nowMs + 2 * MINUTE_MS) {
+      return "bucketMs is outside the aggregator's 24-hour acceptance window";
+    }
+    return null;
+  }
+
+  #store(shard: number, item: { bucketMs: number; flushId: number; partial: Uint8Array }, nowMs: number): void {
+    run(
+      this.sql,
+      "INSERT OR REPLACE INTO shard_partials (shard, bucket_ms, flush_id, partial, received_at_ms) VALUES (?, ?, ?, ?, ?)",
+      shard,
+      item.bucketMs,
+      item.flushId,
+      item.partial,
+      nowMs,
+    );
+    this.#markDirty("minute", item.bucketMs);
   }
 
   async globalStats(input: unknown): Promise<GlobalStats> {

@@ -1,7 +1,7 @@
 import type { ClientPathStat, ClientStats } from "../../rpc/path-stats";
 import { loadPathConfig } from "../config/path-stats";
 import type { Env } from "../env";
-import { errorCodeOf, invalidArgument } from "../errors";
+import { invalidArgument } from "../errors";
 import { DAY_MS, MINUTE_MS, floorTo, resolveRange } from "../paths/buckets";
 import { OTHER_TEMPLATE } from "../paths/normalize";
 import { isError, type NormalizedHit, Partial, pathKey } from "../paths/partial";
@@ -9,7 +9,7 @@ import { classOf, emptyClasses } from "../paths/report";
 import { shardFromName, shardOf } from "../paths/shard";
 import { asBytes } from "../sketches/bytes";
 import { parseInput } from "../schemas/common";
-import { clientQuerySchema, ingestHitsSchema, PATH_BOUNDS } from "../schemas/path-stats";
+import { clientQuerySchema, ingestHitsSchema, MAX_PUSH_BATCH, PATH_BOUNDS } from "../schemas/path-stats";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
 import { all, maybeOne, run } from "../storage/sql";
@@ -210,9 +210,8 @@ export class PathCollectorDO extends TollgateObject {
 
   /**
    * Seals every closed minute into the outbox (one flush id per run), then pushes the
-   * outbox. Idempotent: a second run finds nothing staged, and re-pushing an outbox row
-   * replaces it at the aggregator. A failed push stays in the outbox and fails the task, so
-   * the scheduler retries it with backoff.
+   * outbox in batches. Idempotent: a second run finds nothing staged, and re-pushing an
+   * outbox row replaces it at the aggregator.
    */
   protected async flush(nowMs: number): Promise<void> {
     this.#seal(nowMs);
@@ -222,25 +221,23 @@ export class PathCollectorDO extends TollgateObject {
       this.sql,
       "SELECT flush_id, bucket_ms, partial FROM outbox ORDER BY flush_id, bucket_ms",
     );
-    let failure: unknown;
-    for (const row of pending) {
-      try {
-        await aggregator.push({ shard, bucketMs: row.bucket_ms, flushId: row.flush_id, partial: asBytes(row.partial) });
-        run(this.sql, "DELETE FROM outbox WHERE flush_id = ? AND bucket_ms = ?", row.flush_id, row.bucket_ms);
-      } catch (error) {
-        if (errorCodeOf(error) === "INVALID_ARGUMENT") {
-          // The aggregator will never take it (too old): keep the count of what was lost, drop it.
-          console.error(`shard ${shard}: aggregator refused minute ${row.bucket_ms}: ${(error as Error).message}`);
-          this.ctx.storage.transactionSync(() => {
-            run(this.sql, "DELETE FROM outbox WHERE flush_id = ? AND bucket_ms = ?", row.flush_id, row.bucket_ms);
-            this.#bumpMeta("dropped_partials", 1);
-          });
-        } else {
-          failure ??= error;
-        }
+    for (let i = 0; i < pending.length; i += MAX_PUSH_BATCH) {
+      const batch = pending.slice(i, i + MAX_PUSH_BATCH);
+      // A failure here (aggregator unreachable) leaves the batch in the outbox and fails the
+      // task, so the scheduler retries it with backoff.
+      const result = await aggregator.pushMany({
+        shard,
+        items: batch.map((row) => ({ bucketMs: row.bucket_ms, flushId: row.flush_id, partial: asBytes(row.partial) })),
+      });
+      this.ctx.storage.transactionSync(() => {
+        for (const row of batch) run(this.sql, "DELETE FROM outbox WHERE flush_id = ? AND bucket_ms = ?", row.flush_id, row.bucket_ms);
+        if (result.refused.length > 0) this.#bumpMeta("dropped_partials", result.refused.length);
+      });
+      for (const refusal of result.refused) {
+        // The aggregator will never take it (too old): count what was lost, and say so.
+        console.error(`shard ${shard}: aggregator refused minute ${refusal.bucketMs}: ${refusal.reason}`);
       }
     }
-    if (failure !== undefined) throw failure;
     // "replace", not "earliest": this run's own task row is due in the past and is deleted
     // when the run completes unless this reschedule bumps its revision.
     const next = maybeOne<{ bucket: number | null }>(this.sql, "SELECT MIN(bucket_ms) AS bucket FROM staged")?.bucket;

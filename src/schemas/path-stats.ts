@@ -122,3 +122,19 @@ export const pushSchema = v.strictObject({
   flushId: integer(1, Number.MAX_SAFE_INTEGER),
   partial: v.instance(Uint8Array),
 });
+
+/** Most partials one `pushMany` carries (a collector catching up after an outage sends several). */
+export const MAX_PUSH_BATCH = 100;
+
+export const pushManySchema = v.strictObject({
+  shard: integer(0, 1_023),
+  items: v.pipe(
+    v.array(v.strictObject({
+      bucketMs: integer(0, Number.MAX_SAFE_INTEGER),
+      flushId: integer(1, Number.MAX_SAFE_INTEGER),
+      partial: v.instance(Uint8Array),
+    })),
+    v.minLength(1),
+    v.maxLength(MAX_PUSH_BATCH),
+  ),
+});
