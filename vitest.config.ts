@@ -68,7 +68,10 @@ export default defineConfig({
             scriptPath: await bundleExampleGateway(),
             compatibilityDate: "2026-05-01",
             bindings: { IP_POLICY: "per-ip" },
-            serviceBindings: { LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" } },
+            serviceBindings: {
+              LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" },
+              PATHS: { name: RUNNER_WORKER, entrypoint: "PathStats" },
+            },
           },
         ],
       },

@@ -47,6 +47,14 @@ describe("capnweb at /rpc", () => {
     expect(decision).toMatchObject({ allowed: true, remaining: 2 });
   });
 
+  it("records a hit and reads it back through AdminApi.pathStats(), the service the PathStats entrypoint serves", async () => {
+    const admin = batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const stats = admin.pathStats();
+    await stats.record({ ip: "192.0.2.44", method: "GET", path: "/capnweb/1" });
+    const again = batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    expect(await again.pathStats().clientStats({ ip: "192.0.2.44" })).toMatchObject({ ip: "192.0.2.0/24", totalRequests: 1 });
+  });
+
   it("refuses a wrong token with UNAUTHENTICATED", async () => {
     const admin = batch().authenticate("not-the-token") as unknown as RpcStub<AdminApi>;
     const error = await caught(admin.whoami());

@@ -148,3 +148,21 @@ describe("export through the PathStats entrypoint", () => {
     expect(json.filter((row) => row.path === "/export/plain").reduce((acc, row) => acc + row.requests, 0)).toBe(30);
   });
 });
+
+describe("a sibling Worker recording through the PathStats binding", () => {
+  it("records every gateway request after responding (ctx.waitUntil)", async () => {
+    const ip = "198.51.100.150";
+    for (let i = 0; i < 3; i += 1) {
+      const response = await env.EXAMPLE_GATEWAY.fetch(`http://gateway/items/${1000 + i}?q=x`, { headers: { "CF-Connecting-IP": ip } });
+      await response.arrayBuffer();
+    }
+    // The record runs after the response, so look until it lands (bounded: 100 reads).
+    let stats = await env.PATHS.clientStats({ ip });
+    for (let attempt = 0; attempt < 100 && stats.totalRequests < 3; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      stats = await env.PATHS.clientStats({ ip });
+    }
+    expect(stats).toMatchObject({ ip: "198.51.100.0/24", totalRequests: 3, uniquePaths: 1 });
+    expect(stats.paths[0]).toMatchObject({ method: "GET", path: "/items/:id", requests: 3 });
+  });
+});
