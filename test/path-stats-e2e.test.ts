@@ -95,6 +95,21 @@ describe("path statistics end to end", () => {
     for (const path of top.paths) expect(path.requests).toBe(perPath.get(`${path.method} ${path.path}`));
     expect(top.paths.map((p) => p.requests)).toEqual([...perPath.values()].sort((a, b) => b - a));
 
+    const errorsPerPath = new Map<string, number>();
+    for (const hit of hits) {
+      const key = `${hit.method.toUpperCase()} ${normalizePath(hit.path)}`;
+      errorsPerPath.set(key, (errorsPerPath.get(key) ?? 0) + (hit.status! >= 500 ? 1 : 0));
+    }
+    const byErrors = await env.PATHS.topPaths({ range: "1h", sortBy: "errors", limit: 1_000 });
+    expect(byErrors.paths.map((p) => p.errors)).toEqual([...errorsPerPath.values()].sort((a, b) => b - a));
+    for (const path of byErrors.paths) expect(path.errors).toBe(errorsPerPath.get(`${path.method} ${path.path}`));
+    for (const sortBy of ["clients", "p99"] as const) {
+      const sorted = await env.PATHS.topPaths({ range: "1h", sortBy, limit: 5 });
+      const values = sorted.paths.map((p) => (sortBy === "clients" ? p.clients! : p.latency!.p99!));
+      expect(values).toEqual([...values].sort((a, b) => b - a));
+      expect(sorted.paths).toHaveLength(5);
+    }
+
     const heavy = await env.PATHS.topClients({ range: "1h", limit: 100 });
     expect(heavy.totalRequests).toBe(hits.length);
     expect(heavy.errorBound).toBeLessThanOrEqual(hits.length / 101);

@@ -152,6 +152,24 @@ describe("PathCollectorDO", () => {
     expect(detail.methods).toEqual([expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, statuses: { "200": 5, "503": 1 } })]);
   });
 
+  it("forgets per-client counters past the client retention, by an alarm that is safe to run twice", async () => {
+    const client = "h:retention-probe";
+    const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
+    const at = FUTURE + 5 * MINUTE_MS;
+    await collector.pinClock(at);
+    await collector.ingest({ hits: [{ client, method: "GET", path: "/kept", status: 200, at }] });
+    expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1, firstSeen: at });
+    expect((await collector.tasks()).map((task) => task.kind).sort()).toEqual(["flush", "prune-clients"]);
+    // 29 days later the counter is still inside the 30-day retention; 31 days later it is gone.
+    await collector.runAlarmAt(at + 29 * DAY_MS);
+    expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1 });
+    for (let i = 0; i < 2; i += 1) {
+      await collector.runAlarmAt(at + 31 * DAY_MS);
+      expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 0, paths: [] });
+    }
+    await collector.pinClock(null);
+  });
+
   it("groups clients by network when truncating: IPv4 /24 and IPv6 /48 share one client", async () => {
     const now = Date.now();
     await env.PATHS.recordMany({
@@ -266,7 +284,7 @@ describe("AggregatorDO", () => {
     const bucket = FUTURE + 30 * MINUTE_MS;
     await aggregator.pinClock(bucket + 3 * MINUTE_MS);
     for (let m = 0; m < 3; m += 1) {
-      const hits = Array.from({ length: 40 }, (_, i) => ({ at: bucket + m * MINUTE_MS, path: `/e${i}` }));
+      const hits = Array.from({ length: 40 }, (_, i) => ({ at: bucket + m * MINUTE_MS, path: `/café/e${i}` }));
       await aggregator.push({ shard: 0, bucketMs: bucket + m * MINUTE_MS, flushId: 1, partial: partialOf(hits) });
     }
     await aggregator.runAlarmAt(bucket + 4 * MINUTE_MS);
@@ -282,6 +300,8 @@ describe("AggregatorDO", () => {
     } while (cursor !== undefined);
     expect(pages).toBe(Math.ceil(120 / 7));
     expect(new Set(seen).size).toBe(120);
+    expect(seen[0]).toMatch(/\/café\/e/);
     expect(await codeOf(aggregator.exportPage({ range, cursor: "garbage" }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(aggregator.exportPage({ range, cursor: "not a cursor!" }))).toBe("INVALID_ARGUMENT");
   });
 });

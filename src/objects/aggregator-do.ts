@@ -270,7 +270,7 @@ export class AggregatorDO extends TollgateObject {
     let after: [number, string, string] = [-1, "", ""];
     if (parsed.cursor !== undefined) {
       try {
-        const decoded = JSON.parse(atob(parsed.cursor)) as unknown;
+        const decoded = JSON.parse(fromBase64Url(parsed.cursor)) as unknown;
         if (!Array.isArray(decoded) || decoded.length !== 3 || typeof decoded[0] !== "number") throw new Error("shape");
         after = [decoded[0], String(decoded[1]), String(decoded[2])];
       } catch {
@@ -311,7 +311,7 @@ export class AggregatorDO extends TollgateObject {
     });
     const last = page.at(-1);
     const result: { rows: ExportRow[]; cursor?: string; range: AnsweredRange } = { rows: out, range: answered(plan) };
-    if (rows.length > limit && last !== undefined) result.cursor = btoa(JSON.stringify([last.bucket_ms, last.method, last.path]));
+    if (rows.length > limit && last !== undefined) result.cursor = toBase64Url(JSON.stringify([last.bucket_ms, last.method, last.path]));
     return result;
   }
 
@@ -510,6 +510,18 @@ export class AggregatorDO extends TollgateObject {
   #setMeta(key: string, value: number): void {
     run(this.sql, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
   }
+}
+
+/** Cursors are opaque: base64url of UTF-8 JSON (paths may hold any printable character). */
+function toBase64Url(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromBase64Url(cursor: string): string {
+  const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
+  return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
 }
 
 function answered(plan: Plan): AnsweredRange {

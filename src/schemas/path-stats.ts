@@ -93,7 +93,7 @@ export const clientStatsSchema = v.strictObject({ ip, range: v.optional(rangeSch
 export const exportSchema = v.strictObject({ range: rangeSchema, format: v.picklist(["json", "csv"]) });
 export const exportPageSchema = v.strictObject({
   range: rangeSchema,
-  cursor: v.optional(text(1, 200)),
+  cursor: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,4096}$/, "must be a cursor this export returned"))),
   limit: v.optional(integer(1, 5_000)),
 });
 
