@@ -11,6 +11,7 @@ import { normalizeMethod, normalizePath, OTHER_TEMPLATE } from "../paths/normali
 import { Aggregate, Partial, pathKey, splitPathKey } from "../paths/partial";
 import { latencySummary, pathStat, statusClasses } from "../paths/report";
 import { asBytes, ByteReader, ByteWriter } from "../sketches/bytes";
+import { HLL_EXACT_LIMIT } from "../sketches/hyperloglog";
 import { TopK } from "../sketches/top-k";
 import { parseInput } from "../schemas/common";
 import {
@@ -204,27 +205,47 @@ export class AggregatorDO extends TollgateObject {
     };
   }
 
+  /**
+   * Ranks every path by the metric asked for, decoding only the sketch that metric needs,
+   * then fully decodes just the paths returned: a page of 20 paths merges 20 paths' client
+   * sketches, however many paths and clients the range holds.
+   */
   async topPaths(input: unknown): Promise<TopPaths> {
     const parsed = parseInput(topPathsSchema, input, "topPaths input") as TopPathsInput;
     const nowMs = this.now();
     const plan = this.#plan(parsed.range, nowMs);
-    const bundle = this.#load(plan, "paths");
     const sortBy = parsed.sortBy ?? "requests";
-    const stats = [...bundle.paths].map(([key, aggregate]) => {
-      const { method, path } = splitPathKey(key);
-      return pathStat(method, path, aggregate);
+    const rowsByPath = new Map<string, ArrayBuffer[]>();
+    for (const row of this.#rows(plan, "paths")) {
+      const key = pathKey(row.method, row.path);
+      const list = rowsByPath.get(key);
+      if (list === undefined) rowsByPath.set(key, [row.aggregate]);
+      else list.push(row.aggregate);
+    }
+    const merge = (blobs: ArrayBuffer[], sketches: { latency: boolean; clients: boolean }) => {
+      const merged = new Aggregate();
+      for (const blob of blobs) merged.merge(Aggregate.read(new ByteReader(asBytes(blob)), sketches));
+      return merged;
+    };
+    const needs = { latency: sortBy === "p99", clients: sortBy === "clients" };
+    const ranked = [...rowsByPath].map(([key, blobs]) => {
+      const aggregate = merge(blobs, needs);
+      const metric = sortBy === "requests" ? aggregate.requests
+        : sortBy === "errors" ? aggregate.errors
+        : sortBy === "clients" ? aggregate.clients.estimate()
+        : aggregate.latency.quantile(0.99) ?? -1;
+      return { key, metric, requests: aggregate.requests };
     });
-    const metric = (stat: PathStat): number =>
-      sortBy === "requests" ? stat.requests
-      : sortBy === "errors" ? stat.errors
-      : sortBy === "clients" ? stat.clients!
-      : stat.latency!.p99 ?? -1;
-    stats.sort((a, b) => metric(b) - metric(a) || b.requests - a.requests || (pathKey(a.method, a.path) < pathKey(b.method, b.path) ? -1 : 1));
+    ranked.sort((a, b) => b.metric - a.metric || b.requests - a.requests || (a.key < b.key ? -1 : 1));
+    const paths: PathStat[] = ranked.slice(0, parsed.limit ?? 20).map(({ key }) => {
+      const { method, path } = splitPathKey(key);
+      return pathStat(method, path, merge(rowsByPath.get(key)!, { latency: true, clients: true }));
+    });
     return {
-      paths: stats.slice(0, parsed.limit ?? 20),
+      paths,
       range: answered(plan),
       generatedAt: nowMs,
-      approximate: sortBy === "p99" || (sortBy === "clients" && stats.some((stat) => stat.clients! > 1_024)),
+      approximate: sortBy === "p99" || (sortBy === "clients" && paths.some((stat) => stat.clients! > HLL_EXACT_LIMIT)),
     };
   }
 
@@ -464,6 +485,13 @@ export class AggregatorDO extends TollgateObject {
   /** Merges the rollups a plan names: the totals only, every path, or one path. */
   #load(plan: Plan, what: "total" | "paths" | { path: string; method: string | undefined }): Bundle {
     const bundle = new Bundle();
+    for (const row of this.#rows(plan, what)) bundle.addRow(row);
+    return bundle;
+  }
+
+  /** The rollup rows a plan names. */
+  #rows(plan: Plan, what: "total" | "paths" | { path: string; method: string | undefined }): RollupRow[] {
+    const out: RollupRow[] = [];
     const filter = what === "total" ? "AND method = ''"
       : what === "paths" ? "AND method <> ''"
       : what.method === undefined ? "AND method <> '' AND path = ?" : "AND method = ? AND path = ?";
@@ -476,10 +504,10 @@ export class AggregatorDO extends TollgateObject {
            WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? ${filter}`,
           granularity, segment.from, segment.to, ...extra,
         );
-        for (const row of rows) bundle.addRow(row);
+        for (const row of rows) out.push(row);
       }
     }
-    return bundle;
+    return out;
   }
 
   #distinctPaths(plan: Plan): number {

@@ -85,6 +85,13 @@ export class ByteReader {
     return this.bytes(this.uint());
   }
 
+  /** Skips a length-prefixed byte string without copying it. */
+  skipChunk(): void {
+    const length = this.uint();
+    if (this.#offset + length > this.data.length) throw new RangeError("unexpected end of sketch data");
+    this.#offset += length;
+  }
+
   text(): string {
     return decoder.decode(this.chunk());
   }

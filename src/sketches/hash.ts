@@ -3,7 +3,10 @@
 const encoder = new TextEncoder();
 
 export function murmur3(text: string, seed = 0): number {
-  const data = encoder.encode(text);
+  return murmur3Bytes(encoder.encode(text), seed);
+}
+
+export function murmur3Bytes(data: Uint8Array, seed = 0): number {
   let h = seed >>> 0;
   const c1 = 0xcc9e2d51;
   const c2 = 0x1b873593;
@@ -39,7 +42,8 @@ export function murmur3(text: string, seed = 0): number {
 
 /** A 53-bit hash (a safe integer) built from two independently seeded 32-bit hashes. */
 export function hash53(text: string): number {
-  const high = murmur3(text, 0x2f693a5b);
-  const low = murmur3(text, 0x9747b28c);
+  const data = encoder.encode(text);
+  const high = murmur3Bytes(data, 0x2f693a5b);
+  const low = murmur3Bytes(data, 0x9747b28c);
   return high * 2 ** 21 + (low >>> 11);
 }
