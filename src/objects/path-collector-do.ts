@@ -27,8 +27,9 @@ const MIGRATIONS: readonly Migration[] = [
     up(sql) {
       // One row per ingest call and minute: the call's hits already folded into a partial. No
       // index: the table holds only unflushed minutes, and an index would double its writes.
+      // No AUTOINCREMENT either: it writes a sqlite_sequence row per insert, and a reused id is harmless.
       sql.exec(`CREATE TABLE staged (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         bucket_ms INTEGER NOT NULL,
         partial BLOB NOT NULL
       )`);
@@ -38,7 +39,7 @@ const MIGRATIONS: readonly Migration[] = [
         bucket_ms INTEGER NOT NULL,
         partial BLOB NOT NULL,
         PRIMARY KEY (flush_id, bucket_ms)
-      )`);
+      ) WITHOUT ROWID`);
       sql.exec(`CREATE TABLE client_paths (
         client TEXT NOT NULL,
         method TEXT NOT NULL,
@@ -61,7 +62,7 @@ const MIGRATIONS: readonly Migration[] = [
         last_day_ms INTEGER NOT NULL,
         PRIMARY KEY (method, path)
       ) WITHOUT ROWID`);
-      sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
+      sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
     },
   },
 ];
