@@ -30,3 +30,7 @@ if (typeof WebSocket !== "undefined") {
     console.log("websocket peek:", { allowed, remaining });
   }
 }
+
+// Path statistics (the example gateway records every request it serves).
+const top = await connect(url, { token }).pathStats().topPaths({ range: "1h", limit: 5 });
+console.log("top paths in the last hour:", top.paths.map(({ method, path, requests }) => ({ method, path, requests })));
