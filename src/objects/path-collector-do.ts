@@ -139,7 +139,7 @@ export class PathCollectorDO extends TollgateObject {
     }
     this.ctx.storage.transactionSync(() => {
       for (const [bucket, partial] of partials) {
-        run(this.sql, "INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
+        this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
       }
       for (const hit of capped) this.#countClientPath(hit);
       for (const [key, day] of added) {
@@ -250,7 +250,13 @@ export class PathCollectorDO extends TollgateObject {
     const { retention } = loadPathConfig(this.env);
     const cutoff = floorTo(nowMs - retention.clients, DAY_MS);
     run(this.sql, "DELETE FROM client_paths WHERE day_ms < ?", cutoff);
-    if (run(this.sql, "DELETE FROM templates WHERE last_day_ms < ?", cutoff) > 0) this.#templates = null;
+    // A template holds a place under the cap while any client counter still uses it.
+    const freed = run(
+      this.sql,
+      `DELETE FROM templates WHERE NOT EXISTS
+         (SELECT 1 FROM client_paths AS c WHERE c.method = templates.method AND c.path = templates.path)`,
+    );
+    if (freed > 0) this.#templates = null;
     const any = maybeOne<{ n: number }>(this.sql, "SELECT COUNT(*) AS n FROM client_paths")!.n;
     if (any > 0) await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "replace");
   }
@@ -283,8 +289,8 @@ export class PathCollectorDO extends TollgateObject {
     const cls = classOf(hit.status);
     const classes = emptyClasses();
     classes[cls] = 1;
-    run(
-      this.sql,
+    // sql.exec, not run(): the hot path has no use for a changed-row count.
+    this.sql.exec(
       `INSERT INTO client_paths (client, method, path, day_ms, requests, errors, s1xx, s2xx, s3xx, s4xx, s5xx, s_none,
          first_seen_ms, last_seen_ms, country, user_agent)
        VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
