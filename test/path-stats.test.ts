@@ -263,6 +263,29 @@ describe("AggregatorDO", () => {
     expect(top.paths[0]!.errors).toBe(expectedErrors);
   });
 
+  it("rebuilds an already compacted hour and day when a late minute arrives", async () => {
+    const aggregator = env.AGGREGATOR.getByName("late");
+    const hour = FUTURE + 3 * HOUR_MS;
+    const minute = hour + 17 * MINUTE_MS;
+    await aggregator.pinClock(minute + MINUTE_MS);
+    await aggregator.push({ shard: 2, bucketMs: minute, flushId: 1, partial: partialOf([{ at: minute }, { at: minute + 1 }]) });
+    const afterDay = FUTURE + DAY_MS + 10 * MINUTE_MS;
+    await aggregator.runAlarmAt(afterDay);
+    const range = { from: hour, to: hour + HOUR_MS };
+    expect(await aggregator.globalStats({ range })).toMatchObject({ totalRequests: 2, range: { buckets: 1 } });
+    const day = { from: FUTURE, to: FUTURE + DAY_MS };
+    expect(await aggregator.globalStats({ range: day })).toMatchObject({ totalRequests: 2, range: { buckets: 1 } });
+
+    // 23 hours after the minute (its day already closed), inside the 24-hour acceptance window,
+    // a late flush of the same minute arrives.
+    const late = minute + 23 * HOUR_MS;
+    await aggregator.pinClock(late);
+    await aggregator.push({ shard: 2, bucketMs: minute, flushId: 2, partial: partialOf([{ at: minute + 5, client: "late" }]) });
+    for (let i = 0; i < 2; i += 1) await aggregator.runAlarmAt(late + 5_000);
+    expect(await aggregator.globalStats({ range })).toMatchObject({ totalRequests: 3, uniqueClients: 2, range: { buckets: 1 } });
+    expect(await aggregator.globalStats({ range: day })).toMatchObject({ totalRequests: 3, range: { buckets: 1 } });
+  });
+
   it("caps distinct templates and counts the rest as (other)", async () => {
     const aggregator = env.AGGREGATOR.getByName("cap");
     const bucket = FUTURE + 20 * MINUTE_MS;
