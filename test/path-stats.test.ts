@@ -8,6 +8,8 @@ import { OTHER_TEMPLATE } from "../src/paths/normalize";
 import { type NormalizedHit, Partial as PathPartial } from "../src/paths/partial";
 import { clientIdOf } from "../src/paths/privacy";
 import { shardName, shardOf } from "../src/paths/shard";
+import type { Env } from "../src/env";
+import { PathStatsService } from "../src/services/path-stats-service";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 
@@ -168,6 +170,22 @@ describe("PathCollectorDO", () => {
       expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 0, paths: [] });
     }
     await collector.pinClock(null);
+  });
+
+  it("stores keyed hashes in hash mode, and refuses to record without a key", async () => {
+    const hashed = new PathStatsService({ ...env, PATH_IP_MODE: "hash", PATH_IP_HASH_KEY: "a-test-key-of-some-length" } as unknown as Env);
+    const ip = "203.0.113.77";
+    await hashed.record({ ip, method: "GET", path: "/private", status: 200 });
+    await hashed.record({ ip, method: "GET", path: "/private", status: 200 });
+    const stats = await hashed.clientStats({ ip });
+    expect(stats.ip).toBe(await clientIdOf(ip, "hash", "a-test-key-of-some-length"));
+    expect(stats.ip).not.toContain("203");
+    expect(stats.totalRequests).toBe(2);
+    // The same address under the default (truncate) mode is another client, with nothing recorded.
+    expect(await env.PATHS.clientStats({ ip })).toMatchObject({ ip: "203.0.113.0/24", totalRequests: 0 });
+
+    const keyless = new PathStatsService({ ...env, PATH_IP_MODE: "hash" } as unknown as Env);
+    expect(await codeOf(keyless.record({ ip: "203.0.113.78", method: "GET", path: "/private" }))).toBe("INTERNAL");
   });
 
   it("groups clients by network when truncating: IPv4 /24 and IPv6 /48 share one client", async () => {
