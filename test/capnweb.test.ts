@@ -86,6 +86,18 @@ describe("capnweb at /rpc", () => {
     expect(await admin.whoami()).toEqual({ role: "admin" });
   });
 
+  it("streams a path-statistics export over a WebSocket session", async () => {
+    const response = await SELF.fetch(URL_RPC, { headers: { Upgrade: "websocket" } });
+    const socket = response.webSocket!;
+    socket.accept();
+    using root = newWebSocketRpcSession<TollgateRpc>(socket);
+    const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const now = Date.now();
+    const stream = await admin.pathStats().export({ range: { from: now - 60_000, to: now }, format: "csv" });
+    const text = await new Response(stream as unknown as ReadableStream).text();
+    expect(text.startsWith("bucketStart,granularity,method,path,requests")).toBe(true);
+  });
+
   it("answers 404 on every other path", async () => {
     for (const path of ["/", "/rpc/extra", "/admin", "/RPC"]) {
       const response = await SELF.fetch(`http://tollgate.test${path}`);
