@@ -154,6 +154,24 @@ describe("PathCollectorDO", () => {
     expect(detail.methods).toEqual([expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, statuses: { "200": 5, "503": 1 } })]);
   });
 
+  it("makes a hit visible to global queries within 65 seconds: flush 2 s after its minute, compaction 2 s after the push", async () => {
+    const ip = "192.0.2.211";
+    const client = (await clientIdOf(ip, "truncate"))!;
+    const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
+    const at = Date.now();
+    await env.PATHS.record({ ip, method: "GET", path: "/fresh", status: 200, at });
+    const minuteEnd = floorTo(at, MINUTE_MS) + MINUTE_MS;
+    const flush = (await collector.tasks()).find((task) => task.kind === "flush")!;
+    expect(flush.dueMs).toBeLessThanOrEqual(minuteEnd + 2_000);
+    await collector.runAlarmAt(minuteEnd + 2_000);
+    const aggregator = env.AGGREGATOR.getByName("global");
+    const compact = (await aggregator.tasks()).find((task) => task.kind === "compact")!;
+    expect(compact.dueMs).toBeLessThanOrEqual(Date.now() + 2_000);
+    await aggregator.runAlarmAt(Math.max(compact.dueMs, minuteEnd + 4_000));
+    const detail = await env.PATHS.pathDetail({ range: "1h", path: "/fresh" });
+    expect(detail.methods).toEqual([expect.objectContaining({ method: "GET", requests: 1 })]);
+  });
+
   it("forgets per-client counters past the client retention, by an alarm that is safe to run twice", async () => {
     const client = "h:retention-probe";
     const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
