@@ -206,6 +206,24 @@ describe("PathCollectorDO", () => {
     expect(await codeOf(keyless.record({ ip: "203.0.113.78", method: "GET", path: "/private" }))).toBe("INTERNAL");
   });
 
+  it("folds a batch's repeats into one counter per client, path and day, keeping the latest country and agent", async () => {
+    const now = Date.now();
+    const ip = "100.64.7.9";
+    const hits: RecordInput[] = [
+      { ip, method: "GET", path: "/fold/1", status: 200, at: now - 3_000, country: "fr", userAgent: "old" },
+      { ip, method: "GET", path: "/fold/2", status: 404, at: now - 1_000, country: "it" },
+      { ip, method: "GET", path: "/fold/3", status: 502, at: now - 2_000, userAgent: "middle" },
+      { ip, method: "PUT", path: "/fold/3", status: 201, at: now },
+    ];
+    await env.PATHS.recordMany({ hits });
+    const stats = await env.PATHS.clientStats({ ip });
+    expect(stats).toMatchObject({ totalRequests: 4, uniquePaths: 2, firstSeen: now - 3_000, lastSeen: now });
+    expect(stats.paths[0]).toMatchObject({
+      method: "GET", path: "/fold/:id", requests: 3, errors: 1, country: "IT", userAgent: "middle", firstSeen: now - 3_000, lastSeen: now - 1_000,
+      statusClasses: { "1xx": 0, "2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1, none: 0 },
+    });
+  });
+
   it("groups clients by network when truncating: IPv4 /24 and IPv6 /48 share one client", async () => {
     const now = Date.now();
     await env.PATHS.recordMany({

@@ -1,4 +1,4 @@
-import type { ClientPathStat, ClientStats } from "../../rpc/path-stats";
+import type { ClientPathStat, ClientStats, StatusClasses } from "../../rpc/path-stats";
 import { loadPathConfig } from "../config/path-stats";
 import type { Env } from "../env";
 import { invalidArgument } from "../errors";
@@ -141,7 +141,7 @@ export class PathCollectorDO extends TollgateObject {
       for (const [bucket, partial] of partials) {
         this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
       }
-      for (const hit of capped) this.#countClientPath(hit);
+      this.#countClientPaths(capped);
       for (const [key, day] of added) {
         const space = key.indexOf(" ");
         run(this.sql, "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)", key.slice(0, space), key.slice(space + 1), day);
@@ -285,39 +285,71 @@ export class PathCollectorDO extends TollgateObject {
     });
   }
 
-  #countClientPath(hit: NormalizedHit): void {
-    const cls = classOf(hit.status);
-    const classes = emptyClasses();
-    classes[cls] = 1;
-    // sql.exec, not run(): the hot path has no use for a changed-row count.
-    this.sql.exec(
-      `INSERT INTO client_paths (client, method, path, day_ms, requests, errors, s1xx, s2xx, s3xx, s4xx, s5xx, s_none,
-         first_seen_ms, last_seen_ms, country, user_agent)
-       VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (client, method, path, day_ms) DO UPDATE SET
-         requests = requests + 1, errors = errors + excluded.errors,
-         s1xx = s1xx + excluded.s1xx, s2xx = s2xx + excluded.s2xx, s3xx = s3xx + excluded.s3xx,
-         s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx, s_none = s_none + excluded.s_none,
-         first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms),
-         last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
-         country = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.country, country) ELSE country END,
-         user_agent = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.user_agent, user_agent) ELSE user_agent END`,
-      hit.client,
-      hit.method,
-      hit.path,
-      floorTo(hit.at, DAY_MS),
-      isError(hit.status) ? 1 : 0,
-      classes["1xx"],
-      classes["2xx"],
-      classes["3xx"],
-      classes["4xx"],
-      classes["5xx"],
-      classes.none,
-      hit.at,
-      hit.at,
-      hit.country ?? null,
-      hit.userAgent ?? null,
-    );
+  /**
+   * Folds a call's hits into one delta per (client, method, path, day) and upserts each once,
+   * so a batch with repeats writes one row per counter, not one per hit.
+   */
+  #countClientPaths(hits: readonly NormalizedHit[]): void {
+    type Delta = {
+      hit: NormalizedHit; requests: number; errors: number; classes: StatusClasses; first: number; last: number;
+      country?: string; countryAt: number; userAgent?: string; userAgentAt: number;
+    };
+    const deltas = new Map<string, Delta>();
+    for (const hit of hits) {
+      const day = floorTo(hit.at, DAY_MS);
+      const key = JSON.stringify([hit.client, hit.method, hit.path, day]);
+      let delta = deltas.get(key);
+      if (delta === undefined) {
+        delta = { hit, requests: 0, errors: 0, classes: emptyClasses(), first: hit.at, last: hit.at, countryAt: -1, userAgentAt: -1 };
+        deltas.set(key, delta);
+      }
+      delta.requests += 1;
+      if (isError(hit.status)) delta.errors += 1;
+      delta.classes[classOf(hit.status)] += 1;
+      if (hit.at < delta.first) delta.first = hit.at;
+      if (hit.at > delta.last) delta.last = hit.at;
+      // Country and user agent: the latest hit that carried each describes the client now.
+      if (hit.country !== undefined && hit.at >= delta.countryAt) {
+        delta.country = hit.country;
+        delta.countryAt = hit.at;
+      }
+      if (hit.userAgent !== undefined && hit.at >= delta.userAgentAt) {
+        delta.userAgent = hit.userAgent;
+        delta.userAgentAt = hit.at;
+      }
+    }
+    for (const { hit, requests, errors, classes, first, last, country, userAgent } of deltas.values()) {
+      // sql.exec, not run(): the hot path has no use for a changed-row count.
+      this.sql.exec(
+        `INSERT INTO client_paths (client, method, path, day_ms, requests, errors, s1xx, s2xx, s3xx, s4xx, s5xx, s_none,
+           first_seen_ms, last_seen_ms, country, user_agent)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (client, method, path, day_ms) DO UPDATE SET
+           requests = requests + excluded.requests, errors = errors + excluded.errors,
+           s1xx = s1xx + excluded.s1xx, s2xx = s2xx + excluded.s2xx, s3xx = s3xx + excluded.s3xx,
+           s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx, s_none = s_none + excluded.s_none,
+           first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms),
+           last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
+           country = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.country, country) ELSE country END,
+           user_agent = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.user_agent, user_agent) ELSE user_agent END`,
+        hit.client,
+        hit.method,
+        hit.path,
+        floorTo(hit.at, DAY_MS),
+        requests,
+        errors,
+        classes["1xx"],
+        classes["2xx"],
+        classes["3xx"],
+        classes["4xx"],
+        classes["5xx"],
+        classes.none,
+        first,
+        last,
+        country ?? null,
+        userAgent ?? null,
+      );
+    }
   }
 
   #loadTemplates(): Set<string> {
