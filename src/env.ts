@@ -2,9 +2,10 @@ import type { AggregatorDO } from "./objects/aggregator-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
+import type { PathStatsVars } from "./config/path-stats";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env {
+export interface Env extends PathStatsVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;

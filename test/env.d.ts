@@ -1,4 +1,5 @@
 import type { CreditsApi } from "../rpc/credits";
+import type { PathStatsApi } from "../rpc/path-stats";
 import type { RateLimitsApi } from "../rpc/rate-limits";
 import type { Env as TollgateEnv } from "../src/env";
 import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
@@ -6,6 +7,7 @@ import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
 import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
 import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
 import type { Admin } from "../src/entrypoints/admin";
+import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 
 declare global {
   namespace Cloudflare {
@@ -19,6 +21,10 @@ declare global {
       CREDITS: Service & CreditsApi;
       /** Self binding to the `Admin` entrypoint. */
       ADMIN: Service<Admin>;
+      PATHS: Service & PathStatsApi;
+      /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
+      PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
+      AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

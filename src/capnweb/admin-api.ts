@@ -33,7 +33,7 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   }
 
   pathStats(): PathStatsService {
-    return new PathStatsService();
+    return new PathStatsService(this.#env);
   }
 
   gateway(): GatewayService {

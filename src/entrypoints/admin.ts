@@ -29,7 +29,7 @@ export class Admin extends WorkerEntrypoint<Env> {
   }
 
   pathStats(): PathStatsService {
-    return new PathStatsService();
+    return new PathStatsService(this.env);
   }
 
   gateway(): GatewayService {
