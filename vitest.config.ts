@@ -48,16 +48,24 @@ export default defineConfig({
             },
             miniflare: {
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
-              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "" },
+              // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
+              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16" },
               durableObjects: {
                 MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
                 TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
+                TEST_CREDIT_LEDGER: { className: "TestCreditLedgerDO", useSQLite: true },
+                // Path statistics run on their test subclasses (a pinnable clock, runAlarmAt), so the
+                // PathStats entrypoint and the tests reach the very objects the tests drive.
+                PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
+                AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.
                 LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
                 CREDITS: { name: "tollgate", entrypoint: "Credits" },
+                ADMIN: { name: "tollgate", entrypoint: "Admin" },
+                PATHS: { name: "tollgate", entrypoint: "PathStats" },
                 EXAMPLE_GATEWAY: "example-gateway",
               },
               workers: [
@@ -67,7 +75,10 @@ export default defineConfig({
                   scriptPath: await bundleExampleGateway(),
                   compatibilityDate: "2026-05-01",
                   bindings: { IP_POLICY: "per-ip" },
-                  serviceBindings: { LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" } },
+                  serviceBindings: {
+                    LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" },
+                    PATHS: { name: RUNNER_WORKER, entrypoint: "PathStats" },
+                  },
                 },
               ],
             },

@@ -1,5 +1,5 @@
 /** What an authenticated capnweb caller can reach. Types only. */
-import type { CreditsApi } from "./credits";
+import type { CreditsApi, CreditsAuditApi } from "./credits";
 import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
 import type { RateLimitsApi } from "./rate-limits";
@@ -18,6 +18,8 @@ export interface AdminApi {
   whoami(): Principal;
   rateLimits(): RateLimitsApi;
   credits(): CreditsApi;
+  /** Hash-chain verification and self-audit reports of any account. */
+  creditsAudit(): CreditsAuditApi;
   pathStats(): PathStatsApi;
   gateway(): GatewayApi;
 }

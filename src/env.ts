@@ -2,15 +2,18 @@ import type { AggregatorDO } from "./objects/aggregator-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
+import type { PathStatsVars } from "./config/path-stats";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env {
+export interface Env extends PathStatsVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
+  /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */
+  CREDIT_PRICES?: string;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
 }

@@ -47,6 +47,24 @@ describe("capnweb at /rpc", () => {
     expect(decision).toMatchObject({ allowed: true, remaining: 2 });
   });
 
+  it("reaches the credit ledger and its admin-only audit through AdminApi", async () => {
+    const admin = () => batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const accountId = `capnweb-${Math.random().toString(16).slice(2, 10)}`;
+    expect(await admin().credits().createAccount({ accountId, name: "capnweb" })).toMatchObject({ accountId });
+    expect(await admin().credits().grant({ accountId, amount: 9, reason: "welcome", idempotencyKey: "g1" })).toMatchObject({ kind: "grant", balanceAfter: 9 });
+    expect(await admin().creditsAudit().verifyChain({ accountId })).toMatchObject({ ok: true, checked: 1 });
+    const error = await caught(admin().credits().debit({ accountId, amount: -1, reason: "x", idempotencyKey: "d" }));
+    expect(errorCodeOf(error)).toBe("INVALID_ARGUMENT");
+  });
+
+  it("records a hit and reads it back through AdminApi.pathStats(), the service the PathStats entrypoint serves", async () => {
+    const admin = batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const stats = admin.pathStats();
+    await stats.record({ ip: "192.0.2.44", method: "GET", path: "/capnweb/1" });
+    const again = batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    expect(await again.pathStats().clientStats({ ip: "192.0.2.44" })).toMatchObject({ ip: "192.0.2.0/24", totalRequests: 1 });
+  });
+
   it("refuses a wrong token with UNAUTHENTICATED", async () => {
     const admin = batch().authenticate("not-the-token") as unknown as RpcStub<AdminApi>;
     const error = await caught(admin.whoami());
@@ -76,6 +94,18 @@ describe("capnweb at /rpc", () => {
     const second = await limits.check({ subject: "capnweb:ws", rules });
     expect([first.remaining, second.remaining]).toEqual([2, 1]);
     expect(await admin.whoami()).toEqual({ role: "admin" });
+  });
+
+  it("streams a path-statistics export over a WebSocket session", async () => {
+    const response = await SELF.fetch(URL_RPC, { headers: { Upgrade: "websocket" } });
+    const socket = response.webSocket!;
+    socket.accept();
+    using root = newWebSocketRpcSession<TollgateRpc>(socket);
+    const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+    const now = Date.now();
+    const stream = await admin.pathStats().export({ range: { from: now - 60_000, to: now }, format: "csv" });
+    const text = await new Response(stream as unknown as ReadableStream).text();
+    expect(text.startsWith("bucketStart,granularity,method,path,requests")).toBe(true);
   });
 
   it("answers 404 on every other path", async () => {

@@ -34,11 +34,21 @@ describe("the RateLimits entrypoint through a service binding", () => {
   });
 });
 
-describe("entrypoints whose capabilities have not landed yet", () => {
-  it("answer UNIMPLEMENTED, clearly", async () => {
-    const error = await thrown(env.CREDITS.createAccount({ name: "x" }));
-    expect(error.code).toBe("UNIMPLEMENTED");
-    expect(error.message).toContain("Credits.createAccount");
+describe("the Credits entrypoint through a service binding", () => {
+  it("creates an account with a generated id, grants and debits the way a sibling Worker calls it", async () => {
+    const account = await env.CREDITS.createAccount({ name: "sibling" });
+    expect(account.accountId).toMatch(/^acc-[0-9a-f]{16}$/);
+    const { accountId } = account;
+    await env.CREDITS.grant({ accountId, amount: 5, reason: "welcome", idempotencyKey: "welcome" });
+    const debit = await env.CREDITS.debit({ accountId, amount: 2, reason: "call", idempotencyKey: "call-1" });
+    expect(debit).toMatchObject({ ok: true, balance: { available: 3, consumed: 2 } });
+  });
+
+  it("delivers INVALID_ARGUMENT for a fractional amount and NOT_FOUND for an unknown account", async () => {
+    const error = await thrown(env.CREDITS.debit({ accountId: "nobody", amount: 1.5, reason: "x", idempotencyKey: "k" }));
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.details).toEqual([{ path: "amount", message: "must be a safe integer" }]);
+    expect((await thrown(env.CREDITS.balance({ accountId: "nobody" }))).code).toBe("NOT_FOUND");
   });
 });
 

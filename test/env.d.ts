@@ -1,9 +1,13 @@
 import type { CreditsApi } from "../rpc/credits";
+import type { PathStatsApi } from "../rpc/path-stats";
 import type { RateLimitsApi } from "../rpc/rate-limits";
 import type { Env as TollgateEnv } from "../src/env";
 import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
 import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
 import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
+import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
+import type { Admin } from "../src/entrypoints/admin";
+import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 
 declare global {
   namespace Cloudflare {
@@ -11,9 +15,16 @@ declare global {
       MIGRATION_PROBE: DurableObjectNamespace<MigrationProbeDO>;
       SCHEDULER_PROBE: DurableObjectNamespace<SchedulerProbeDO>;
       TEST_RATE_LIMITER: DurableObjectNamespace<TestRateLimiterDO>;
+      TEST_CREDIT_LEDGER: DurableObjectNamespace<TestCreditLedgerDO>;
       /** Self binding to the `RateLimits` entrypoint, as a sibling Worker would declare it. */
       LIMITS: Service & RateLimitsApi;
       CREDITS: Service & CreditsApi;
+      /** Self binding to the `Admin` entrypoint. */
+      ADMIN: Service<Admin>;
+      PATHS: Service & PathStatsApi;
+      /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
+      PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
+      AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

@@ -30,3 +30,21 @@ if (typeof WebSocket !== "undefined") {
     console.log("websocket peek:", { allowed, remaining });
   }
 }
+
+// Credits: an account, a grant, and a hold captured at the real cost.
+// (An HTTP batch session ends at its first await, so each step opens a new one.)
+const credits = () => connect(url, { token }).credits();
+const accountId = `node-demo-${Date.now()}`;
+await credits().createAccount({ accountId, name: "Node demo" });
+await credits().grant({ accountId, amount: 100, reason: "welcome credit", idempotencyKey: "welcome" });
+const hold = await credits().reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "call-1" });
+if (hold.ok) {
+  const settled = await credits().commit({ accountId, holdId: hold.holdId, amount: 7, idempotencyKey: "call-1-commit" });
+  console.log("held 10, captured 7:", settled.ok ? settled.balance : settled.code);
+}
+const { key } = await credits().createKey({ accountId, name: "demo", scopes: ["credits.*"] });
+console.log("a key verifies:", (await credits().verifyKey({ key, scope: "credits.debit" })).valid);
+
+// Path statistics (the example gateway records every request it serves).
+const top = await connect(url, { token }).pathStats().topPaths({ range: "1h", limit: 5 });
+console.log("top paths in the last hour:", top.paths.map(({ method, path, requests }) => ({ method, path, requests })));

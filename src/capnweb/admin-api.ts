@@ -1,7 +1,7 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
 import type { Env } from "../env";
-import { CreditsService } from "../services/credits-service";
+import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { RateLimitsService } from "../services/rate-limits-service";
@@ -24,11 +24,16 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   }
 
   credits(): CreditsService {
-    return new CreditsService();
+    return new CreditsService(this.#env);
+  }
+
+  /** Admin-only: hash-chain verification and the ledger self-audit. */
+  creditsAudit(): CreditsAuditService {
+    return new CreditsAuditService(this.#env);
   }
 
   pathStats(): PathStatsService {
-    return new PathStatsService();
+    return new PathStatsService(this.#env);
   }
 
   gateway(): GatewayService {

@@ -1,7 +1,7 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Principal } from "../../rpc/admin";
 import type { Env } from "../env";
-import { CreditsService } from "../services/credits-service";
+import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { RateLimitsService } from "../services/rate-limits-service";
@@ -20,11 +20,16 @@ export class Admin extends WorkerEntrypoint<Env> {
   }
 
   credits(): CreditsService {
-    return new CreditsService();
+    return new CreditsService(this.env);
+  }
+
+  /** Admin-only: hash-chain verification and the ledger self-audit. */
+  creditsAudit(): CreditsAuditService {
+    return new CreditsAuditService(this.env);
   }
 
   pathStats(): PathStatsService {
-    return new PathStatsService();
+    return new PathStatsService(this.env);
   }
 
   gateway(): GatewayService {

@@ -1,17 +1,48 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { PathStatsApi, RecordInput } from "../../rpc/path-stats";
+import type {
+  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TopClients,
+  TopPaths, TopPathsInput,
+} from "../../rpc/path-stats";
 import type { Env } from "../env";
 import { PathStatsService } from "../services/path-stats-service";
 
-/** `PathStats`: records hits and answers statistics (arrives with the path-statistics issue). */
+/**
+ * `PathStats`: records hits and answers path statistics.
+ * `services = [{ binding = "PATHS", service = "tollgate", entrypoint = "PathStats" }]`;
+ * a gateway records without waiting: `ctx.waitUntil(env.PATHS.record({ ip, method, path, status, latencyMs }))`.
+ */
 export class PathStats extends WorkerEntrypoint<Env> implements PathStatsApi {
-  readonly #service = new PathStatsService();
+  readonly #service = new PathStatsService(this.env);
 
   record(input: RecordInput): Promise<void> {
     return this.#service.record(input);
   }
 
-  recordMany(input: { hits: RecordInput[] }): Promise<{ accepted: number }> {
+  recordMany(input: RecordManyInput): Promise<{ accepted: number }> {
     return this.#service.recordMany(input);
+  }
+
+  clientStats(input: { ip: string; range?: StatsRange }): Promise<ClientStats> {
+    return this.#service.clientStats(input);
+  }
+
+  globalStats(input: { range: StatsRange }): Promise<GlobalStats> {
+    return this.#service.globalStats(input);
+  }
+
+  topPaths(input: TopPathsInput): Promise<TopPaths> {
+    return this.#service.topPaths(input);
+  }
+
+  topClients(input: { range: StatsRange; limit?: number }): Promise<TopClients> {
+    return this.#service.topClients(input);
+  }
+
+  pathDetail(input: { range: StatsRange; path: string; method?: string }): Promise<PathDetail> {
+    return this.#service.pathDetail(input);
+  }
+
+  export(input: { range: StatsRange; format: ExportFormat }): Promise<ReadableStream<Uint8Array>> {
+    return this.#service.export(input);
   }
 }
