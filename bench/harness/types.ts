@@ -3,6 +3,8 @@
  * purpose: no `node:*` and no `cloudflare:*` imports, so a scenario file compiles (and is
  * bundled) for both sides.
  */
+import type { CreditsApi } from "../../rpc/credits";
+import type { PathStatsApi } from "../../rpc/path-stats";
 import type { CheckInput, Decision, PeekInput, RateLimitsApi } from "../../rpc/rate-limits";
 
 /** A Durable Object namespace as the driver uses it: by name only. */
@@ -44,6 +46,10 @@ export interface KvLike {
 export interface DriverEnv {
   /** `{ service: "tollgate", entrypoint: "RateLimits" }`: the shipped entrypoint. */
   LIMITS: RateLimitsApi;
+  /** `{ service: "tollgate", entrypoint: "Credits" }`. */
+  CREDITS: CreditsApi;
+  /** `{ service: "tollgate", entrypoint: "PathStats" }`. */
+  PATH_STATS: PathStatsApi;
   /** `{ service: "tollgate", entrypoint: "BenchCeiling" }`: the same hop, to a no-op. */
   CEILING: { noop(input: { subject: string }): Promise<null>; noopWrite(input: { subject: string }): Promise<null> };
   /** `RateLimiterDO` bound by `script_name = "tollgate"` (DO RPC, no entrypoint). */

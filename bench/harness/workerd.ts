@@ -81,6 +81,8 @@ export async function startRuntime(): Promise<BenchRuntime> {
         kvNamespaces: { KV: "bench-kv" },
         serviceBindings: {
           LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
+          CREDITS: { name: "tollgate", entrypoint: "Credits" },
+          PATH_STATS: { name: "tollgate", entrypoint: "PathStats" },
           CEILING: { name: "tollgate", entrypoint: "BenchCeiling" },
         },
         durableObjects: {

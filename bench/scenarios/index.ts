@@ -5,13 +5,24 @@
 import type { AnyOp, Scenario } from "../harness/types";
 import { ceiling } from "./ceiling";
 import { rateLimitCheck } from "./check";
+import { credits } from "./credits";
 import { kvCounter } from "./kv-counter";
 import { leases } from "./leases";
 import { notBuiltYet } from "./not-built-yet";
+import { pathStats } from "./path-stats";
 import { seedLimiter } from "./seed-limiter";
 
 /** Every scenario, in the order a run executes them. The ceiling comes first. */
-export const SCENARIOS: readonly Scenario[] = [ceiling, rateLimitCheck, leases, kvCounter, seedLimiter, notBuiltYet];
+export const SCENARIOS: readonly Scenario[] = [
+  ceiling,
+  rateLimitCheck,
+  leases,
+  credits,
+  pathStats,
+  kvCounter,
+  seedLimiter,
+  notBuiltYet,
+];
 
 /** Every op of every scenario, for the load driver. */
 export function allOps(): Record<string, AnyOp> {

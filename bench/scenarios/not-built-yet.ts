@@ -6,11 +6,7 @@
 import type { Scenario } from "../harness/types";
 
 const PENDING: ReadonlyArray<{ id: string; group: string; label: string }> = [
-  { id: "tollgate.debit", group: "tollgate", label: "debit (credit ledger)" },
-  { id: "tollgate.reserve-commit", group: "tollgate", label: "reserve + commit (credit ledger)" },
   { id: "tollgate.authorize-settle", group: "tollgate", label: "authorize + settle (gateway)" },
-  { id: "tollgate.record", group: "tollgate", label: "record (path statistics)" },
-  { id: "tollgate.record-many-100", group: "tollgate", label: "recordMany(100) (path statistics)" },
   ...[100, 1_000, 10_000].flatMap((clients) => [
     { id: `tollgate.top-paths-30d.${clients}`, group: "tollgate: rollups", label: `topPaths over 30 days, ${clients.toLocaleString("en-US")} clients` },
     { id: `tollgate.global-stats-30d.${clients}`, group: "tollgate: rollups", label: `globalStats over 30 days, ${clients.toLocaleString("en-US")} clients` },
