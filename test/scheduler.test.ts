@@ -98,6 +98,39 @@ describe("task scheduler", () => {
     expect(await stub.tasks()).toEqual([]);
   });
 
+  it("arms the alarm for the earliest task when schedules race, even after an eviction", async () => {
+    const stub = probe("racing");
+    const now = later();
+    await stub.schedule("mark", now + 50_000, { label: "warm" }, "warm");
+    await evictDurableObject(stub); // nothing cached: every schedule must read the alarm first
+    await stub.scheduleConcurrently([
+      { kind: "mark", dueMs: now + 30_000, id: "late" },
+      { kind: "mark", dueMs: now + 10_000, id: "early" },
+      { kind: "mark", dueMs: now + 20_000, id: "middle" },
+    ]);
+    expect(await stub.alarmTime()).toBe(now + 10_000);
+  });
+
+  it("keeps the earliest or latest due time as asked, before and after an eviction", async () => {
+    const stub = probe("keeping");
+    const now = later();
+    await stub.scheduleKeeping("mark", now + 10_000, "cleanup", "latest");
+    await stub.scheduleKeeping("mark", now + 5_000, "cleanup", "latest");
+    expect((await stub.tasks()).map((t) => t.dueMs)).toEqual([now + 10_000]);
+    await stub.scheduleKeeping("mark", now + 20_000, "cleanup", "latest");
+    await evictDurableObject(stub);
+    await stub.scheduleKeeping("mark", now + 15_000, "cleanup", "latest");
+    expect((await stub.tasks()).map((t) => t.dueMs)).toEqual([now + 20_000]);
+
+    await stub.scheduleKeeping("mark", now + 40_000, "prune", "earliest");
+    await stub.scheduleKeeping("mark", now + 50_000, "prune", "earliest");
+    await stub.scheduleKeeping("mark", now + 30_000, "prune", "earliest");
+    expect((await stub.tasks()).find((t) => t.id === "prune")!.dueMs).toBe(now + 30_000);
+    // A task moved later leaves the alarm early (it fires, finds nothing due, re-arms); it
+    // must never be later than the earliest task.
+    expect(await stub.alarmTime()).toBeLessThanOrEqual(now + 20_000);
+  });
+
   it("keeps its tasks across eviction", async () => {
     const stub = probe("evicted");
     const now = later();

@@ -71,6 +71,16 @@ type TaskRow = {
  * revision, and completion deletes only the revision that ran.
  */
 export class TaskScheduler {
+  /**
+   * Due times this instance wrote or read, by task id, so a `keep` upsert that cannot change
+   * anything (the common case on a hot path: the cleanup is already due later) costs no SQL
+   * and no await. Only this instance writes `_tasks`, so the cache stays true; anything other
+   * than `schedule` that touches a row forgets its entry, and an eviction forgets them all.
+   */
+  readonly #knownDue = new Map<string, number>();
+  /** The alarm as this instance last set or read it; `undefined` when not known. */
+  #armedMs: number | null | undefined;
+
   constructor(private readonly storage: DurableObjectStorage) {}
 
   /**
@@ -88,6 +98,8 @@ export class TaskScheduler {
     id: string = kind,
     keep: "replace" | "earliest" | "latest" = "replace",
   ): Promise<void> {
+    const known = this.#knownDue.get(id);
+    if (known !== undefined && ((keep === "latest" && known >= dueMs) || (keep === "earliest" && known <= dueMs))) return;
     const onlyIf = keep === "earliest" ? "WHERE excluded.due_ms < _tasks.due_ms"
       : keep === "latest" ? "WHERE excluded.due_ms > _tasks.due_ms"
       : "";
@@ -103,12 +115,18 @@ export class TaskScheduler {
       JSON.stringify(payload),
     );
     const due = maybeOne<{ due_ms: number }>(this.storage.sql, "SELECT due_ms FROM _tasks WHERE id = ?", id)!.due_ms;
-    const armed = await this.storage.getAlarm();
-    if (armed === null || armed > due) await this.storage.setAlarm(due);
+    this.#knownDue.set(id, due);
+    if (this.#armedMs === undefined) {
+      const read = await this.storage.getAlarm();
+      // Another call may have armed the alarm while this one waited; its value is newer.
+      if (this.#armedMs === undefined) this.#armedMs = read;
+    }
+    if (this.#armedMs === null || this.#armedMs > due) await this.arm(due);
   }
 
   /** Removes task `id` if it exists; the alarm is re-armed lazily by the next run. */
   cancel(id: string): boolean {
+    this.#knownDue.delete(id);
     return run(this.storage.sql, "DELETE FROM _tasks WHERE id = ?", id) > 0;
   }
 
@@ -123,6 +141,8 @@ export class TaskScheduler {
 
   /** Runs every task due at `nowMs`, then re-arms the alarm. The body of an object's `alarm()`. */
   async runDue(handlers: TaskHandlers, nowMs: number = Date.now()): Promise<AlarmReport> {
+    // The alarm that fired (if any) is spent; `rearm` below sets the next one.
+    this.#armedMs = undefined;
     const due = all<TaskRow>(
       this.storage.sql,
       "SELECT * FROM _tasks WHERE parked_at_ms IS NULL AND due_ms <= ? ORDER BY due_ms, id",
@@ -134,7 +154,9 @@ export class TaskScheduler {
         const handler = handlers[task.kind];
         if (handler === undefined) throw new Error(`no handler for task kind "${task.kind}"`);
         await handler(JSON.parse(task.payload), nowMs);
-        run(this.storage.sql, "DELETE FROM _tasks WHERE id = ? AND revision = ?", task.id, task.revision);
+        if (run(this.storage.sql, "DELETE FROM _tasks WHERE id = ? AND revision = ?", task.id, task.revision) > 0) {
+          this.#knownDue.delete(task.id);
+        }
         report.ran += 1;
       } catch (error) {
         const parked = this.recordFailure(task, error, nowMs);
@@ -152,8 +174,12 @@ export class TaskScheduler {
       this.storage.sql,
       "SELECT MIN(due_ms) AS due FROM _tasks WHERE parked_at_ms IS NULL",
     )?.due ?? null;
-    if (next === null) await this.storage.deleteAlarm();
-    else await this.storage.setAlarm(next);
+    if (next === null) {
+      this.#armedMs = null;
+      await this.storage.deleteAlarm();
+    } else {
+      await this.arm(next);
+    }
     return next;
   }
 
@@ -164,11 +190,19 @@ export class TaskScheduler {
       "UPDATE _tasks SET parked_at_ms = NULL, attempts = 0, due_ms = ? WHERE parked_at_ms IS NOT NULL",
       nowMs,
     );
+    this.#knownDue.clear();
     if (count > 0) await this.rearm();
     return count;
   }
 
+  /** Sets the alarm. The cache is updated first, so a concurrent `schedule` compares against it. */
+  private async arm(dueMs: number): Promise<void> {
+    this.#armedMs = dueMs;
+    await this.storage.setAlarm(dueMs);
+  }
+
   private recordFailure(task: TaskRow, error: unknown, nowMs: number): boolean {
+    this.#knownDue.delete(task.id);
     const failures = task.attempts + 1;
     const park = shouldPark(failures);
     const message = error instanceof Error ? error.message : String(error);
