@@ -4,6 +4,7 @@ import type { Env } from "../env";
 import { ServiceError } from "../errors";
 import { AdminApiTarget } from "./admin-api";
 import { secretsEqual } from "./constant-time";
+import type { WaitUntil } from "../services/gateway-service";
 
 /** Longest token accepted; anything longer is refused before it is hashed. */
 const MAX_TOKEN_LENGTH = 4_096;
@@ -15,10 +16,12 @@ const MAX_TOKEN_LENGTH = 4_096;
  */
 export class TollgateRpcRoot extends RpcTarget implements TollgateRpc {
   readonly #env: Env;
+  readonly #waitUntil: WaitUntil;
 
-  constructor(env: Env) {
+  constructor(env: Env, waitUntil: WaitUntil) {
     super();
     this.#env = env;
+    this.#waitUntil = waitUntil;
   }
 
   async authenticate(token: string): Promise<AdminApiTarget> {
@@ -27,7 +30,7 @@ export class TollgateRpcRoot extends RpcTarget implements TollgateRpc {
     }
     const adminToken = this.#env.TOLLGATE_ADMIN_TOKEN;
     if (adminToken !== undefined && adminToken.length > 0 && (await secretsEqual(token, adminToken))) {
-      return new AdminApiTarget(this.#env);
+      return new AdminApiTarget(this.#env, this.#waitUntil);
     }
     throw unauthenticated();
   }
