@@ -13,6 +13,8 @@ export interface AuthorizeInput {
   cost?: number;
   /** The most the request may cost: held until `settle`. Needs `apiKey`. */
   estimate?: number;
+  /** How long the hold stays open without a `settle` (default 10 minutes, at most 30 days). */
+  holdTtlMs?: number;
 }
 
 /** Why `authorize` refused. */

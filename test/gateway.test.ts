@@ -126,6 +126,20 @@ describe("Gateway.authorize", () => {
     expect(await env.CREDITS.balance({ accountId })).toMatchObject({ available: 2, held: 0, consumed: 8 });
   });
 
+  it("debits the actual cost when the hold expired before settle, and reports an account that cannot cover it", async () => {
+    const ip = freshIp();
+    const { key, accountId } = await account({ credits: 10 });
+    const first = await env.GATEWAY.authorize(request(ip, { apiKey: key, estimate: 5, holdTtlMs: 1 }));
+    const second = await env.GATEWAY.authorize(request(ip, { apiKey: key, estimate: 5, holdTtlMs: 1 }));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const late = { accountId, holdId: first.holdId!, actualCost: 7, status: 200, latencyMs: 5, idempotencyKey: "late-1" };
+    expect(await env.GATEWAY.settle(late)).toEqual({ balance: 3, outcome: "debited", charged: 7 });
+    expect(await env.GATEWAY.settle(late)).toEqual({ balance: 3, outcome: "debited", charged: 7 });
+    expect(await env.GATEWAY.settle({ ...late, holdId: second.holdId!, idempotencyKey: "late-2" }))
+      .toEqual({ balance: 3, outcome: "insufficient_credits", charged: 0 });
+    expect(await env.CREDITS.balance({ accountId })).toMatchObject({ available: 3, held: 0, consumed: 7 });
+  });
+
   it("debits a fixed cost at once and answers 402 when the credits run out, giving the IP check back", async () => {
     const ip = freshIp();
     const { key, accountId } = await account({ credits: 5 });

@@ -22,8 +22,10 @@ export const authorizeSchema = v.pipe(
     scope: v.optional(v.pipe(v.string(), v.regex(REQUIRED_SCOPE_PATTERN, "must be a concrete resource.action"))),
     cost: v.optional(amount),
     estimate: v.optional(amount),
+    holdTtlMs: v.optional(integer(1, LEDGER_BOUNDS.maxTtlMs)),
   }),
   v.check((input) => input.cost === undefined || input.estimate === undefined, "give cost (a fixed debit) or estimate (a hold), not both"),
+  v.check((input) => input.holdTtlMs === undefined || input.estimate !== undefined, "holdTtlMs goes with estimate"),
 );
 
 export const settleSchema = v.strictObject({

@@ -11,7 +11,7 @@ import { parseInput } from "../schemas/common";
 import { authorizeSchema, settleSchema } from "../schemas/gateway";
 import { PathStatsService } from "./path-stats-service";
 
-/** How long a hold placed for `estimate` stays open if the gateway never settles it. */
+/** How long a hold placed for `estimate` stays open if the gateway never settles it (unless `holdTtlMs` says otherwise). */
 export const GATEWAY_HOLD_TTL_MS = 10 * 60_000;
 
 /** Hands a promise to the runtime to finish after the answer is sent (`ctx.waitUntil`). */
@@ -116,7 +116,7 @@ export class GatewayService extends RpcTarget implements GatewayApi {
             ...(parsed.scope === undefined ? {} : { scope: parsed.scope }),
             amount: parsed.cost ?? parsed.estimate ?? 0,
             mode: parsed.cost === undefined ? "hold" : "debit",
-            ttlMs: GATEWAY_HOLD_TTL_MS,
+            ttlMs: parsed.holdTtlMs ?? GATEWAY_HOLD_TTL_MS,
             idempotencyKey: `authorize:${requestId}`,
             reason: `${parsed.method} ${parsed.path}`.slice(0, 256),
           }),
