@@ -94,6 +94,10 @@ export default defineConfig({
         },
       },
       {
+        // The bench harness's own test: Node, starting its own workerd (see bench/harness.test.ts).
+        test: { name: "bench", environment: "node", include: ["bench/**/*.test.ts"], testTimeout: 120_000 },
+      },
+      {
         // Node programs against a real `wrangler dev`: the rpc/ client over HTTP and WebSocket.
         test: {
           name: "node",

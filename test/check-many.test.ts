@@ -1,20 +1,11 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../rpc/rate-limits";
-import { errorCodeOf } from "../rpc/errors";
+import { codeOf } from "./fixtures/errors";
 
 const YEAR = 366 * 24 * 3_600_000;
 const perKey: Rule[] = [{ name: "key", algorithm: "gcra", limit: 5, periodMs: YEAR }];
 const perIp: Rule[] = [{ name: "ip", algorithm: "fixed_window", limit: 1, periodMs: YEAR }];
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
-}
 
 describe("RateLimits.checkMany through a service binding", () => {
   it("admits when every subject admits, and charges each", async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { errorCodeOf } from "../rpc/errors";
 import type { Rule } from "../rpc/rate-limits";
 import { formatKey, parseKey } from "../src/ledger/keys";
+import { codeOf } from "./fixtures/errors";
 
 const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
 const DAY = 86_400_000;
@@ -16,15 +17,6 @@ async function freshAccount(overdraftLimit = 0) {
   await ledger.createAccount({ accountId, name: "Keys", overdraftLimit });
   await ledger.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "top-up" });
   return { accountId, ledger };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
 }
 
 describe("CreditLedgerDO: API keys", () => {

@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Balance, Entry } from "../rpc/credits";
-import { errorCodeOf } from "../rpc/errors";
 import { IDEMPOTENCY_TTL_MS } from "../src/objects/credit-ledger-do";
+import { codeOf } from "./fixtures/errors";
 
 /** A fixed start far from any day boundary, so rollups and caps fall in one UTC day. */
 const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
@@ -17,15 +17,6 @@ async function freshAccount(overdraftLimit = 0) {
   await ledger.setClock(T0);
   await ledger.createAccount({ accountId, name: "Test", overdraftLimit });
   return { accountId, ledger };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
 }
 
 function invariantHolds(b: Balance): void {

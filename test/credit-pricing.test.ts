@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Price } from "../rpc/credits";
-import { errorCodeOf } from "../rpc/errors";
+import { codeOf } from "./fixtures/errors";
 
 const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
 const DAY = 86_400_000;
@@ -15,15 +15,6 @@ async function freshAccount() {
   await ledger.createAccount({ accountId, name: "Pricing" });
   await ledger.grant({ accountId, amount: 1_000_000, reason: "top-up", idempotencyKey: "top-up" });
   return { accountId, ledger };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
 }
 
 /** 3 credits per million input tokens, 15 per million output tokens, 0.3 per million cached. */

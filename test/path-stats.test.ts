@@ -2,7 +2,6 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RecordInput } from "../rpc/path-stats";
-import { errorCodeOf } from "../rpc/errors";
 import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../src/paths/buckets";
 import { OTHER_TEMPLATE } from "../src/paths/normalize";
 import { type NormalizedHit, Partial as PathPartial } from "../src/paths/partial";
@@ -10,17 +9,9 @@ import { clientIdOf } from "../src/paths/privacy";
 import { shardName, shardOf } from "../src/paths/shard";
 import type { Env } from "../src/env";
 import { PathStatsService } from "../src/services/path-stats-service";
+import { codeOf } from "./fixtures/errors";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
-}
 
 async function flushAll(nowMs: number): Promise<void> {
   for (let shard = 0; shard < SHARDS; shard += 1) await env.PATH_COLLECTOR.getByName(shardName(shard)).runAlarmAt(nowMs);

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../rpc/rate-limits";
-import { errorCodeOf } from "../rpc/errors";
+import { codeOf } from "./fixtures/errors";
 
 /** A period so long that a test never straddles a window boundary (windows are epoch-aligned). */
 const YEAR = 366 * 24 * 3_600_000;
@@ -12,15 +12,6 @@ const everyAlgorithm = (limit: number): Rule[] =>
   (["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"] as const).map((a) => rule(a, limit));
 
 const limiter = (subject: string) => env.RATE_LIMITER.getByName(subject);
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
-}
 
 describe("refund", () => {
   it("gives units back to every algorithm, never more than was taken", async () => {

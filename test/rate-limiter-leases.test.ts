@@ -1,19 +1,10 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { errorCodeOf } from "../rpc/errors";
+import { codeOf } from "./fixtures/errors";
 
 const HOUR = 3_600_000;
 const limiter = (subject: string) => env.RATE_LIMITER.getByName(subject);
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
-}
 
 describe("concurrency leases", () => {
   it("grants exactly `limit` of 100 concurrent acquires", async () => {

@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../rpc/rate-limits";
-import { errorCodeOf } from "../rpc/errors";
 import { CHECK_REPLAY_TTL_MS } from "../src/objects/rate-limiter-do";
+import { codeOf } from "./fixtures/errors";
 
 /** A period so long that a test never straddles a window boundary (windows are epoch-aligned). */
 const YEAR = 366 * 24 * 3_600_000;
@@ -16,15 +16,6 @@ const gcra = (limit: number, name = "gcra"): Rule => ({ name, algorithm: "gcra",
 const everyAlgorithm = (limit: number): Rule[] => [fixed(limit), sliding(limit), log(limit), bucket(limit), gcra(limit)];
 
 const limiter = (subject: string) => env.RATE_LIMITER.getByName(subject);
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return errorCodeOf(error);
-  }
-  throw new Error("expected the call to throw");
-}
 
 describe("RateLimiterDO", () => {
   it("admits exactly 100 of 1,000 concurrent checks against a limit of 100, with every algorithm", async () => {

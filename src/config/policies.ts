@@ -1,9 +1,11 @@
 import * as v from "valibot";
 import type { Rule } from "../../rpc/rate-limits";
-import { invalidArgument, notFound, ServiceError } from "../errors";
+import { invalidArgument, notFound } from "../errors";
 import { policiesSchema } from "../schemas/rate-limits";
+import { parseJsonVar } from "./json-var";
 
-const cache = new Map<string, ReadonlyMap<string, readonly Rule[]>>();
+/** The policies as a map, built once with the parse. */
+const policyMapSchema = v.pipe(policiesSchema, v.transform((policies) => new Map(Object.entries(policies))));
 
 /**
  * Parses the `RATE_LIMIT_POLICIES` variable (JSON: policy name -> rules) once per isolate.
@@ -11,23 +13,7 @@ const cache = new Map<string, ReadonlyMap<string, readonly Rule[]>>();
  * in the log rather than to callers.
  */
 export function loadPolicies(raw: string | undefined): ReadonlyMap<string, readonly Rule[]> {
-  const source = raw ?? "{}";
-  const cached = cache.get(source);
-  if (cached) return cached;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(source);
-  } catch (error) {
-    throw misconfigured(`not JSON: ${(error as Error).message}`);
-  }
-  const result = v.safeParse(policiesSchema, parsed);
-  if (!result.success) {
-    const issue = result.issues[0];
-    throw misconfigured(`${v.getDotPath(issue) ?? "root"}: ${issue.message}`);
-  }
-  const policies = new Map(Object.entries(result.output));
-  cache.set(source, policies);
-  return policies;
+  return parseJsonVar("RATE_LIMIT_POLICIES", raw, "{}", policyMapSchema);
 }
 
 /** The rules of a check: its own `rules`, or the named policy's. Exactly one must be given. */
@@ -45,7 +31,3 @@ export function resolveRules(
   return rules;
 }
 
-function misconfigured(reason: string): ServiceError {
-  console.error(`RATE_LIMIT_POLICIES is invalid: ${reason}`);
-  return new ServiceError("INTERNAL", "rate-limit policies are misconfigured");
-}

@@ -1,0 +1,69 @@
+/**
+ * The harness itself: one scenario, about a second, on a real workerd. Checks the shape of
+ * what a run returns, never its speed (speed belongs to `npm run bench`).
+ */
+import { describe, expect, it } from "vitest";
+import { renderMarkdown, renderText } from "./harness/report";
+import { runBench } from "./harness/runner";
+import { allOps, SCENARIOS } from "./scenarios/index";
+import { TARGETS } from "./targets";
+
+describe("bench harness", () => {
+  it("registers every scenario's ops once, under unique names", () => {
+    const ops = allOps();
+    const declared = SCENARIOS.flatMap((scenario) => Object.keys(scenario.ops));
+    expect(Object.keys(ops).sort()).toEqual([...declared].sort());
+    expect(new Set(SCENARIOS.map((scenario) => scenario.id)).size).toBe(SCENARIOS.length);
+  });
+
+  it("runs the ceiling scenario and returns measured rows, memory, machine and every target", async () => {
+    const results = await runBench({ mode: "test", only: ["ceiling", "not-built-yet"] });
+
+    const measured = results.rows.filter((row) => row.measured !== undefined);
+    expect(measured.map((row) => row.id)).toEqual([
+      "ceiling.noop.entrypoint",
+      "ceiling.write.entrypoint",
+      "ceiling.noop.do-rpc",
+      "ceiling.write.do-rpc",
+    ]);
+    for (const row of measured) {
+      const m = row.measured!;
+      expect(m.ops).toBeGreaterThan(0);
+      expect(m.errors).toBe(0);
+      expect(row.note).toBeUndefined();
+      for (const value of [m.opsPerSec, m.meanMs, m.p50Ms, m.p90Ms, m.p99Ms]) expect(Number.isFinite(value)).toBe(true);
+      expect(m.p50Ms).toBeLessThanOrEqual(m.p90Ms);
+      expect(m.p90Ms).toBeLessThanOrEqual(m.p99Ms);
+      expect(row.concurrency).toBe(4);
+    }
+    // The write ceiling is paired with the no-op ceiling, so it carries a ratio.
+    expect(measured.find((row) => row.id === "ceiling.write.do-rpc")!.measured!.ratioToCeiling).toBeGreaterThan(0);
+
+    // Capabilities not built yet are rows without numbers.
+    const pending = results.rows.find((row) => row.id === "tollgate.authorize-settle")!;
+    expect(pending.measured).toBeUndefined();
+    expect(pending.note).toBe("not available yet");
+
+    const bytes = results.rows.find((row) => row.id === "memory.stored-bytes.empty-subject")!;
+    expect(bytes.extra?.storedBytes).toBeGreaterThan(0);
+    expect(results.memory.workerdPeakRssBytes).toBeGreaterThan(0);
+    expect(results.memory.byScenario.map((entry) => entry.scenario)).toEqual(["ceiling", "not-built-yet"]);
+
+    expect(results.machine.cpus).toBeGreaterThan(0);
+    expect(results.machine.workerd).toMatch(/^\d+\.\d+\.\d+/);
+    expect(results.targets.map((target) => target.id)).toEqual(TARGETS.map((target) => target.id));
+    // Without check rows, the check targets cannot be judged; they say so instead of guessing.
+    expect(results.targets.find((target) => target.id === "check-1-rule")!.status).toBe("n/a");
+    expect(results.skipped).toEqual([]);
+
+    // Results are plain JSON, and both renderings name every measured row.
+    expect(JSON.parse(JSON.stringify(results))).toEqual(results);
+    const text = renderText(results);
+    const markdown = renderMarkdown(results);
+    for (const row of measured) {
+      expect(text).toContain(row.label);
+      expect(markdown).toContain(row.label);
+    }
+    expect(text).toContain("n/a (capability not built yet)");
+  });
+});

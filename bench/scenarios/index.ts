@@ -1,0 +1,37 @@
+/**
+ * The scenario registry. Adding a scenario: write one file in this folder exporting a
+ * `Scenario` (its driver ops and its `run`), and list it below. Op names must be unique.
+ */
+import type { AnyOp, Scenario } from "../harness/types";
+import { ceiling } from "./ceiling";
+import { rateLimitCheck } from "./check";
+import { credits } from "./credits";
+import { kvCounter } from "./kv-counter";
+import { leases } from "./leases";
+import { notBuiltYet } from "./not-built-yet";
+import { pathStats } from "./path-stats";
+import { seedLimiter } from "./seed-limiter";
+
+/** Every scenario, in the order a run executes them. The ceiling comes first. */
+export const SCENARIOS: readonly Scenario[] = [
+  ceiling,
+  rateLimitCheck,
+  leases,
+  credits,
+  pathStats,
+  kvCounter,
+  seedLimiter,
+  notBuiltYet,
+];
+
+/** Every op of every scenario, for the load driver. */
+export function allOps(): Record<string, AnyOp> {
+  const ops: Record<string, AnyOp> = {};
+  for (const scenario of SCENARIOS) {
+    for (const [name, op] of Object.entries(scenario.ops)) {
+      if (name in ops) throw new Error(`bench op "${name}" is defined twice`);
+      ops[name] = op;
+    }
+  }
+  return ops;
+}

@@ -1,0 +1,142 @@
+/**
+ * The issue's targets, judged on the rows of one run. A target whose rows are missing or
+ * not measured (the capability is not built yet) is "n/a". Targets never fail the build.
+ */
+import type { Row, Target } from "./harness/types";
+
+const measured = (rows: readonly Row[], prefix: string) =>
+  rows.filter((row) => row.id.startsWith(prefix) && row.measured !== undefined);
+
+const byId = (rows: readonly Row[], id: string) => rows.find((row) => row.id === id && row.measured !== undefined);
+
+const fmt = (value: number) => value.toFixed(2);
+
+const where = (row: Row) => `${row.route ?? "?"} @${row.concurrency ?? "?"}`;
+
+/** Every row with the prefix has a ratio to the ceiling of at least `min`. */
+function throughputAtLeast(prefix: string, min: number) {
+  return (rows: readonly Row[]) => {
+    const candidates = measured(rows, prefix).filter((row) => row.measured!.ratioToCeiling !== undefined);
+    if (candidates.length === 0) return undefined;
+    const worst = candidates.reduce((a, b) => (a.measured!.ratioToCeiling! <= b.measured!.ratioToCeiling! ? a : b));
+    const ratio = worst.measured!.ratioToCeiling!;
+    const all = candidates.map((row) => `${where(row)}: ${fmt(row.measured!.ratioToCeiling!)}`).join(", ");
+    return { pass: ratio >= min, detail: `lowest ${fmt(ratio)} × ceiling (${where(worst)}); ${all}` };
+  };
+}
+
+/** Throughput at the largest window is at least `min` × throughput at the smallest. */
+function flatAcrossWindows(prefix: string, min: number) {
+  return (rows: readonly Row[]) => {
+    const small = byId(rows, `${prefix}.100`);
+    const large = byId(rows, `${prefix}.10000`);
+    if (!small || !large) return undefined;
+    const ratio = large.measured!.opsPerSec / small.measured!.opsPerSec;
+    return {
+      pass: ratio >= min,
+      detail: `${Math.round(large.measured!.opsPerSec)} ops/s at 10,000 vs ${Math.round(small.measured!.opsPerSec)} at 100: ${fmt(ratio)} ×`,
+    };
+  };
+}
+
+export const TARGETS: readonly Target[] = [
+  {
+    id: "check-1-rule",
+    description: "one-rule check ≥ 0.9 × ceiling throughput",
+    judge: throughputAtLeast("tollgate.check.1-rule.", 0.9),
+  },
+  {
+    id: "check-5-rule",
+    description: "five-rule check ≥ 0.8 × ceiling throughput",
+    judge: throughputAtLeast("tollgate.check.5-rule.", 0.8),
+  },
+  {
+    id: "authorize-p50",
+    description: "authorize p50 ≤ 1.5 × ceiling p50",
+    judge(rows) {
+      const row = byId(rows, "tollgate.authorize-settle");
+      if (row?.measured === undefined) return undefined;
+      // workerd's clock ticks in whole ms: below a few ms, p50s are too coarse to divide.
+      const ceilingP50 = Number(row.extra?.ceilingP50Ms ?? 0);
+      const useP50 = ceilingP50 >= 5 && row.measured.p50RatioToCeiling !== undefined;
+      const ratio = useP50 ? row.measured.p50RatioToCeiling : row.measured.meanRatioToCeiling;
+      if (ratio === undefined) return undefined;
+      return { pass: ratio <= 1.5, detail: `${fmt(ratio)} × ceiling ${useP50 ? "p50" : "mean latency (p50 below the 1 ms clock's resolution)"}` };
+    },
+  },
+  {
+    id: "exact-counts",
+    description: "tollgate counts exactly at every concurrency level (KV loss beside it)",
+    judge(rows) {
+      const exact = rows.filter((row) => row.id === "exactness.tollgate");
+      if (exact.length === 0) return undefined;
+      const inexact = exact.filter((row) => row.extra?.counted !== row.extra?.increments || row.measured?.errors !== 0);
+      const kv = rows
+        .filter((row) => row.id === "baseline.kv-counter")
+        .map((row) => `${row.extra?.callers}: ${(Number(row.extra?.survived) * 100).toFixed(1)}%`)
+        .join(", ");
+      return {
+        pass: inexact.length === 0,
+        detail:
+          (inexact.length === 0
+            ? `exact at ${exact.map((row) => row.extra?.callers).join(", ")} callers`
+            : `inexact at ${inexact.map((row) => row.extra?.callers).join(", ")} callers`) + `; KV kept ${kv}`,
+      };
+    },
+  },
+  {
+    id: "sliding-window-flat",
+    description: "sliding_window throughput at 10,000 entries ≥ 0.8 × at 100",
+    judge: flatAcrossWindows("tollgate.sliding_window", 0.8),
+  },
+  {
+    id: "sliding-log-flat",
+    description: "sliding_log throughput at 10,000 entries ≥ 0.8 × at 100",
+    judge(rows) {
+      const measured = flatAcrossWindows("tollgate.sliding_log", 0.8)(rows);
+      if (measured) return measured;
+      const slot = rows.find((row) => row.id === "tollgate.sliding_log.10000");
+      return slot?.note?.startsWith("not measured") ? { na: slot.note } : undefined;
+    },
+  },
+  {
+    id: "top-paths-flat",
+    description: "topPaths over 30 days at 10,000 clients ≤ 1.2 × the time at 100",
+    judge(rows) {
+      const small = byId(rows, "tollgate.top-paths-30d.100");
+      const large = byId(rows, "tollgate.top-paths-30d.10000");
+      if (!small || !large) return undefined;
+      const ratio = large.measured!.p50Ms / small.measured!.p50Ms;
+      return { pass: ratio <= 1.2, detail: `p50 at 10,000 clients = ${fmt(ratio)} × p50 at 100` };
+    },
+  },
+  {
+    id: "top-paths-vs-fan-out",
+    description: "topPaths ≥ 10 × faster than the fan-out design at 1,000 IPs",
+    judge(rows) {
+      const ours = byId(rows, "tollgate.top-paths-30d.1000");
+      const theirs = byId(rows, "baseline.fan-out.1000");
+      if (!ours || !theirs) return undefined;
+      const ratio = theirs.measured!.p50Ms / ours.measured!.p50Ms;
+      return { pass: ratio >= 10, detail: `fan-out p50 = ${fmt(ratio)} × topPaths p50` };
+    },
+  },
+];
+
+export interface TargetResult {
+  id: string;
+  description: string;
+  status: "PASS" | "FAIL" | "n/a";
+  detail: string;
+}
+
+export function judgeTargets(rows: readonly Row[]): TargetResult[] {
+  return TARGETS.map((target) => {
+    const verdict = target.judge(rows);
+    if (verdict === undefined) {
+      return { id: target.id, description: target.description, status: "n/a", detail: "n/a (capability not built yet)" };
+    }
+    if ("na" in verdict) return { id: target.id, description: target.description, status: "n/a", detail: `n/a (${verdict.na})` };
+    return { id: target.id, description: target.description, status: verdict.pass ? "PASS" : "FAIL", detail: verdict.detail };
+  });
+}
