@@ -66,6 +66,7 @@ export default defineConfig({
                 CREDITS: { name: "tollgate", entrypoint: "Credits" },
                 ADMIN: { name: "tollgate", entrypoint: "Admin" },
                 PATHS: { name: "tollgate", entrypoint: "PathStats" },
+                GATEWAY: { name: RUNNER_WORKER },
                 EXAMPLE_GATEWAY: "example-gateway",
               },
               workers: [
@@ -74,10 +75,10 @@ export default defineConfig({
                   modules: true,
                   scriptPath: await bundleExampleGateway(),
                   compatibilityDate: "2026-05-01",
-                  bindings: { IP_POLICY: "per-ip" },
+                  bindings: { PAID_PREFIX: "/v1/", ESTIMATE: "10" },
                   serviceBindings: {
-                    LIMITS: { name: RUNNER_WORKER, entrypoint: "RateLimits" },
-                    PATHS: { name: RUNNER_WORKER, entrypoint: "PathStats" },
+                    // tollgate's default entrypoint, Gateway (authorize/settle).
+                    TOLLGATE: { name: RUNNER_WORKER },
                   },
                 },
               ],

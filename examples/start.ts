@@ -1,11 +1,13 @@
 // Runs tollgate and the example gateway locally, side by side, with state on disk.
 // Two `wrangler dev` processes: wrangler's local dev registry connects the gateway's
-// service binding (entrypoint RateLimits) to the tollgate process.
+// service binding (tollgate's default entrypoint, Gateway) to the tollgate process. Once
+// tollgate is up, a demo account and API key are seeded over capnweb.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { connect } from "../rpc/client";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tollgatePort = Number(process.env.TOLLGATE_PORT ?? 8787);
@@ -18,6 +20,7 @@ const children: ChildProcess[] = [];
 
 const tollgate = startWorker("tollgate", root, tollgatePort, 9229);
 await waitUntilReady(tollgate);
+const demoKey = await seedDemo();
 const gateway = startWorker("gateway ", join(root, "examples", "gateway"), gatewayPort, 9230);
 await waitUntilReady(gateway);
 
@@ -27,13 +30,40 @@ tollgate is running (state persisted in ${stateDir}).
   example gateway:  http://127.0.0.1:${gatewayPort}/hello   (100 requests a minute per client IP)
   tollgate capnweb: http://127.0.0.1:${tollgatePort}/rpc    (admin token in .dev.vars)
 
-Try:
+Try (the demo key belongs to account "demo", 1,000 credits; paid routes hold 10 and settle what they used):
+  curl -i -H "Authorization: Bearer ${demoKey}" "http://127.0.0.1:${gatewayPort}/v1/echo?msg=hi"
+  curl -s -H "Authorization: Bearer ${demoKey}" -d "a prompt of any length" http://127.0.0.1:${gatewayPort}/v1/completions
   for i in $(seq 1 101); do curl -s -o /dev/null -w "%{http_code} " http://127.0.0.1:${gatewayPort}/hello; done; echo
-  curl -i http://127.0.0.1:${gatewayPort}/hello
-  TOLLGATE_URL=http://127.0.0.1:${tollgatePort}/rpc TOLLGATE_TOKEN=${token} npx tsx examples/node/client.ts
+  TOLLGATE_URL=http://127.0.0.1:${tollgatePort}/rpc TOLLGATE_TOKEN=${token} npx tollgate credits balance demo
 
 Ctrl-C stops both.
 `);
+
+/**
+ * Creates the demo account, its credits and an API key, idempotently: the account and grant
+ * are keyed, and the key (shown only once by tollgate) is kept in the state directory and
+ * reused while it still verifies.
+ */
+async function seedDemo(): Promise<string> {
+  const url = `http://127.0.0.1:${tollgatePort}/rpc`;
+  const credits = () => connect(url, { token }).credits();
+  const keyFile = join(stateDir, "demo-key");
+  await credits().createAccount({ accountId: "demo", name: "Demo account" });
+  await credits().grant({ accountId: "demo", amount: 1_000, reason: "demo credits", idempotencyKey: "demo-welcome" });
+  if (existsSync(keyFile)) {
+    const saved = readFileSync(keyFile, "utf8").trim();
+    if ((await credits().verifyKey({ key: saved })).valid) return saved;
+  }
+  const created = await credits().createKey({
+    accountId: "demo",
+    name: "demo key",
+    scopes: ["api.*"],
+    rules: [{ name: "second", algorithm: "token_bucket", limit: 10, periodMs: 1_000 }],
+  });
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(keyFile, `${created.key}\n`, { mode: 0o600 });
+  return created.key;
+}
 
 function ensureDevVars() {
   const path = join(root, ".dev.vars");

@@ -1,5 +1,5 @@
 /** What an authenticated capnweb caller can reach. Types only. */
-import type { CreditsApi, CreditsAuditApi } from "./credits";
+import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
 import type { RateLimitsApi } from "./rate-limits";
@@ -8,6 +8,8 @@ import type { RateLimitsApi } from "./rate-limits";
 export interface Principal {
   role: "admin" | "account";
   accountId?: string;
+  /** For an account capability: the key it was obtained with. */
+  keyId?: string;
 }
 
 /**
@@ -24,9 +26,21 @@ export interface AdminApi {
   gateway(): GatewayApi;
 }
 
-/** The capability returned by `authenticate(apiKey)`: one account only (arrives with the gateway issue). */
+export type AccountEntriesInput = Omit<EntriesInput, "accountId">;
+export type AccountUsageInput = Omit<UsageInput, "accountId">;
+
+/**
+ * The capability returned by `authenticate(apiKey)`: read access to that key's account only.
+ * No method takes an account id (one given is refused as INVALID_ARGUMENT). A revoked or
+ * expired key fails its next call with UNAUTHENTICATED.
+ */
 export interface AccountApi {
   whoami(): Principal;
+  account(): Promise<Account>;
+  balance(input?: { at?: number }): Promise<Balance>;
+  entries(input?: AccountEntriesInput): Promise<EntriesPage>;
+  usage(input: AccountUsageInput): Promise<UsageReport>;
+  keys(): Promise<{ keys: KeyInfo[] }>;
 }
 
 /** The main object served at `/rpc`. Nothing but `authenticate` is reachable without a token. */

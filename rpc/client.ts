@@ -10,7 +10,7 @@ import type { AccountApi, AdminApi, TollgateRpc } from "./admin";
 export type Transport = "http-batch" | "websocket";
 
 export interface ConnectOptions {
-  /** The admin token (`TOLLGATE_ADMIN_TOKEN`) or, once API-key access lands, an API key. */
+  /** The admin token (`TOLLGATE_ADMIN_TOKEN`) for `AdminApi`, or an API key for its own account's `AccountApi`. */
   token: string;
   transport?: Transport;
   /** An already-created WebSocket to use instead of `new WebSocket(url)` (e.g. from the `ws` package). */

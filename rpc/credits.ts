@@ -3,7 +3,7 @@
  * account). Types only. All amounts are safe integers in the account's smallest unit; all
  * times are epoch milliseconds. See docs/credits.md for the model and its invariants.
  */
-import type { Rule } from "./rate-limits";
+import type { Decision, Rule } from "./rate-limits";
 
 export interface CreateAccountInput {
   /** 1–64 of `[A-Za-z0-9-]`, starting with a letter or digit (it is embedded in API keys). Generated when absent. */
@@ -272,6 +272,63 @@ export interface RollKeyInput extends KeyRef {
 
 export interface RolledKey extends CreatedKey {
   previous: KeyInfo;
+}
+
+/**
+ * `CreditLedgerDO.admitRequest`: the gateway's one call into an account (see docs/gateway.md).
+ * Verifies the key and `scope`, counts one request against the key's rules, checks its spend
+ * caps, and holds (`mode: "hold"`) or debits (`mode: "debit"`) `amount`, all atomically.
+ * `amount` 0 only verifies and counts.
+ */
+export interface AdmitRequestInput {
+  key: string;
+  scope?: string;
+  amount: number;
+  mode: "hold" | "debit";
+  /** How long a hold stays open before the alarm releases it. */
+  ttlMs: number;
+  idempotencyKey: string;
+  reason?: string;
+  meta?: Record<string, string>;
+}
+
+export type AdmitRequestResult =
+  | {
+      ok: true;
+      accountId: string;
+      keyId: string;
+      scopes: string[];
+      holdId?: string;
+      expiresAt?: number;
+      /** The debit's entry, when `mode` was "debit" and `amount` > 0. */
+      entryId?: string;
+      balance: Balance;
+      /** The key's rate rules after this request, when it has any. */
+      keyLimits?: Decision;
+    }
+  | {
+      ok: false;
+      code: KeyRejection | SpendDenial;
+      /** Present once the key itself was recognised (not for MALFORMED or NOT_FOUND). */
+      accountId?: string;
+      keyId?: string;
+      balance?: Balance;
+      retryAfterMs?: number;
+      deniedBy?: string[];
+      keyLimits?: Decision;
+    };
+
+/** `CreditLedgerDO.releaseAdmission`: undoes an admitted request another check overruled. */
+export interface ReleaseAdmissionInput {
+  accountId: string;
+  keyId: string;
+  holdId?: string;
+  entryId?: string;
+  idempotencyKey: string;
+}
+
+export interface ReleaseAdmissionResult {
+  balance: Balance;
 }
 
 /** One line of a price book: credits per 1,000,000 units of each dimension. */

@@ -14,6 +14,8 @@ export interface Env extends PathStatsVars {
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */
   CREDIT_PRICES?: string;
+  /** The RATE_LIMIT_POLICIES entry `Gateway.authorize` applies to every client IP; unset or empty: none. */
+  GATEWAY_IP_POLICY?: string;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
 }

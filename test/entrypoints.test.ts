@@ -52,7 +52,7 @@ describe("the Credits entrypoint through a service binding", () => {
   });
 });
 
-describe("the example gateway, an auxiliary Worker with its own LIMITS binding", () => {
+describe("the example gateway, an auxiliary Worker bound to the Gateway entrypoint", () => {
   it("passes requests to its upstream with rate-limit headers, then answers 429 with Retry-After", async () => {
     const ip = "198.51.100.77";
     const get = () => env.EXAMPLE_GATEWAY.fetch("http://gateway/hello", { headers: { "CF-Connecting-IP": ip } });

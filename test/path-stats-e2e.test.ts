@@ -164,8 +164,8 @@ describe("export through the PathStats entrypoint", () => {
   });
 });
 
-describe("a sibling Worker recording through the PathStats binding", () => {
-  it("records every gateway request after responding (ctx.waitUntil)", async () => {
+describe("a sibling Worker whose requests are recorded by Gateway.authorize", () => {
+  it("records every gateway request after answering (ctx.waitUntil)", async () => {
     const ip = "198.51.100.150";
     for (let i = 0; i < 3; i += 1) {
       const response = await env.EXAMPLE_GATEWAY.fetch(`http://gateway/items/${1000 + i}?q=x`, { headers: { "CF-Connecting-IP": ip } });

@@ -3,7 +3,9 @@ import { connect, type Transport } from "../client";
 import { errorCodeOf } from "../errors";
 import { UsageError } from "./args";
 import type { Command, CommandContext } from "./command";
+import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
+import { statsCommands } from "./commands/stats";
 
 /** Every command, found by its leading words. Each domain adds its own list. */
 export const COMMANDS: Command[] = [
@@ -17,7 +19,11 @@ export const COMMANDS: Command[] = [
       return 0;
     },
   },
+  ...accountCommands,
+  ...keyCommands,
+  ...creditCommands,
   ...limitsCommands,
+  ...statsCommands,
 ];
 
 const GLOBAL_OPTIONS = {
@@ -68,11 +74,21 @@ export async function main(argv: string[], io: Io): Promise<number> {
       positionals,
       options: values as CommandContext["options"],
       print: (value, human) => io.out(values.json ? JSON.stringify(value, null, 2) : human(value)),
+      streaming: async () => connect(url, { token, transport: "websocket", webSocket: await openWebSocket(url) }),
+      progress: (text) => io.err(text),
     };
     return await command.run(context);
   } catch (error) {
     return report(error, command, io);
   }
+}
+
+/** Node 22+ has a global WebSocket; Node 20 uses the `ws` package (capnweb reads the global's constants). */
+async function openWebSocket(url: string): Promise<WebSocket> {
+  if (globalThis.WebSocket === undefined) {
+    (globalThis as { WebSocket?: unknown }).WebSocket = (await import("ws")).WebSocket;
+  }
+  return new globalThis.WebSocket(url.replace(/^http(s?):/, "ws$1:"));
 }
 
 function findCommand(argv: string[]): Command | undefined {

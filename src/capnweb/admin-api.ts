@@ -2,17 +2,19 @@ import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
 import type { Env } from "../env";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
-import { GatewayService } from "../services/gateway-service";
+import { GatewayService, type WaitUntil } from "../services/gateway-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { RateLimitsService } from "../services/rate-limits-service";
 
 /** What `authenticate(adminToken)` hands to a capnweb caller: every domain. */
 export class AdminApiTarget extends RpcTarget implements AdminApi {
   readonly #env: Env;
+  readonly #waitUntil: WaitUntil;
 
-  constructor(env: Env) {
+  constructor(env: Env, waitUntil: WaitUntil) {
     super();
     this.#env = env;
+    this.#waitUntil = waitUntil;
   }
 
   whoami(): Principal {
@@ -37,6 +39,6 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   }
 
   gateway(): GatewayService {
-    return new GatewayService();
+    return new GatewayService(this.#env, this.#waitUntil);
   }
 }

@@ -17,10 +17,10 @@ const SESSION_OPTIONS: RpcSessionOptions = {
 };
 
 /** Serves a capnweb session (HTTP batch or WebSocket upgrade) at `/rpc`. */
-export async function serveRpc(request: Request, env: Env): Promise<Response> {
+export async function serveRpc(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
   const declaredLength = Number(request.headers.get("content-length") ?? "0");
   if (declaredLength > RPC_LIMITS.maxMessageSize) {
     return Response.json({ error: { code: "RESOURCE_EXHAUSTED", message: "request body too large" } }, { status: 413 });
   }
-  return newWorkersRpcResponse(request, new TollgateRpcRoot(env), SESSION_OPTIONS);
+  return newWorkersRpcResponse(request, new TollgateRpcRoot(env, (promise) => ctx.waitUntil(promise)), SESSION_OPTIONS);
 }

@@ -33,6 +33,6 @@ export class Admin extends WorkerEntrypoint<Env> {
   }
 
   gateway(): GatewayService {
-    return new GatewayService();
+    return new GatewayService(this.env, (promise) => this.ctx.waitUntil(promise));
   }
 }

@@ -1,5 +1,5 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { AuthorizeInput, AuthorizeResult, GatewayApi, SettleInput } from "../../rpc/gateway";
+import type { AuthorizeInput, AuthorizeResult, GatewayApi, SettleInput, SettleResult } from "../../rpc/gateway";
 import { serveRpc } from "../capnweb/serve-rpc";
 import type { Env } from "../env";
 import { GatewayService } from "../services/gateway-service";
@@ -9,11 +9,11 @@ import { GatewayService } from "../services/gateway-service";
  * and the Worker's only HTTP surface, capnweb at `/rpc`. Every other path is 404.
  */
 export class Gateway extends WorkerEntrypoint<Env> implements GatewayApi {
-  readonly #service = new GatewayService();
+  readonly #service = new GatewayService(this.env, (promise) => this.ctx.waitUntil(promise));
 
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname === "/rpc") return serveRpc(request, this.env);
+    if (url.pathname === "/rpc") return serveRpc(request, this.env, this.ctx);
     return Response.json({ error: { code: "NOT_FOUND", message: "no such route; tollgate serves capnweb at /rpc" } }, { status: 404 });
   }
 
@@ -21,7 +21,7 @@ export class Gateway extends WorkerEntrypoint<Env> implements GatewayApi {
     return this.#service.authorize(input);
   }
 
-  settle(input: SettleInput): Promise<{ balance: number }> {
+  settle(input: SettleInput): Promise<SettleResult> {
     return this.#service.settle(input);
   }
 }

@@ -1,5 +1,7 @@
 import type {
   Account,
+  AdmitRequestResult,
+  ReleaseAdmissionResult,
   AuditReport,
   Balance,
   ChainReport,
@@ -33,12 +35,14 @@ import { conflict, invalidArgument, notFound, ServiceError } from "../errors";
 import { drawFromGrants, mergeDraws, splitDraws } from "../ledger/burn-down";
 import { entryHash, GENESIS_HASH, verifyChain } from "../ledger/chain";
 import { availableOf, checkInvariants, dayOf, monthOf, type Totals } from "../ledger/invariants";
-import { hashSecret, parseKey, scopeAllows } from "../ledger/keys";
+import { hashSecret, type ParsedKey, parseKey, scopeAllows } from "../ledger/keys";
 import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "../ledger/pricing";
 import { evaluateRules } from "../limits/evaluate-rules";
 import { parseInput } from "../schemas/common";
 import {
   accountRefSchema,
+  admitRequestSchema,
+  releaseAdmissionSchema,
   auditReportsSchema,
   balanceSchema,
   chargeSchema,
@@ -281,43 +285,7 @@ export class CreditLedgerDO extends TollgateObject {
     const result = this.idempotent(idempotencyKey, "reserve", params, nowMs, (): ReserveResult => {
       const account = this.requireAccount(parsed.accountId);
       this.settleDue(nowMs);
-      const admission = this.admitKey(parsed.keyId, parsed.amount, nowMs);
-      if (!admission.ok) return admission.denied;
-      const plan = this.planSpend(account, parsed.amount, nowMs);
-      if (plan === undefined) return this.denied("INSUFFICIENT_CREDITS");
-      const holdId = newId("h");
-      const expiresAt = nowMs + parsed.ttlMs;
-      this.takeFromGrants(plan.draws);
-      const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
-      allocations.forEach((draw, ord) => {
-        run(this.sql, "INSERT INTO hold_allocations (hold_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)", holdId, ord, draw.grantId, draw.amount);
-      });
-      run(this.sql, "UPDATE account SET held_debt = held_debt + ?", plan.shortfall);
-      run(
-        this.sql,
-        `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms)
-         VALUES (?, ?, 'open', ?, ?, ?, ?, ?)`,
-        holdId,
-        parsed.amount,
-        expiresAt,
-        parsed.keyId ?? null,
-        dayOf(nowMs),
-        monthOf(nowMs),
-        nowMs,
-      );
-      this.#keys.record(admission.admitted, parsed.amount, dayOf(nowMs), monthOf(nowMs));
-      const entry = this.append(nowMs, {
-        kind: "reserve",
-        amount: parsed.amount,
-        change: { ...noChange(), held: parsed.amount },
-        reason: parsed.reason ?? "reserve",
-        idempotencyKey,
-        draws: allocations,
-        keyId: parsed.keyId,
-        holdId,
-        meta: parsed.meta,
-      });
-      return { ok: true, holdId, expiresAt, entry, balance: this.currentBalance() };
+      return this.placeHold(account, parsed, idempotencyKey, nowMs);
     });
     await this.afterWrite();
     return result;
@@ -421,45 +389,7 @@ export class CreditLedgerDO extends TollgateObject {
     const result = this.idempotent(idempotencyKey, "refund", params, nowMs, (): CreditRefundResult => {
       this.requireAccount(parsed.accountId);
       this.settleDue(nowMs);
-      const original = maybeOne<{ body: string }>(this.sql, "SELECT body FROM entries WHERE entry_id = ?", parsed.entryId);
-      if (original === undefined) throw notFound(`no entry "${parsed.entryId}" in this account`);
-      const taken = JSON.parse(original.body) as Entry;
-      if (taken.kind !== "debit" && taken.kind !== "commit") throw invalidArgument(`entry "${parsed.entryId}" is a ${taken.kind}; only debits and commits can be refunded`);
-      const parts = all<{ ord: number; grant_id: string | null; amount: number; refunded: number }>(
-        this.sql,
-        "SELECT ord, grant_id, amount, refunded FROM consumptions WHERE entry_id = ? ORDER BY ord DESC",
-        parsed.entryId,
-      );
-      const refundable = parts.reduce((sum, p) => sum + p.amount - p.refunded, 0);
-      const amount = parsed.amount ?? refundable;
-      if (amount === 0 || amount > refundable) return { ok: false, code: "REFUND_EXCEEDS_TAKEN", refundable, balance: this.currentBalance() };
-      // Last drawn, first refunded: the reverse of the burn-down.
-      const back: Draw[] = [];
-      let left = amount;
-      for (const part of parts) {
-        const give = Math.min(left, part.amount - part.refunded);
-        if (give <= 0) continue;
-        run(this.sql, "UPDATE consumptions SET refunded = refunded + ? WHERE entry_id = ? AND ord = ?", give, parsed.entryId, part.ord);
-        back.push({ grantId: part.grant_id, amount: give });
-        left -= give;
-        if (left === 0) break;
-      }
-      const expired = this.returnToGrants(back, nowMs, "consumed");
-      const entry = this.append(nowMs, {
-        kind: "refund",
-        amount,
-        change: { granted: 0, held: 0, consumed: -amount, expired },
-        reason: parsed.reason,
-        idempotencyKey,
-        draws: mergeDraws(back),
-        keyId: taken.keyId,
-        refundOf: parsed.entryId,
-      });
-      const operation = taken.usage?.operation ?? (taken.kind === "commit" ? "hold" : "debit");
-      const model = taken.usage ? (taken.usage.model ?? DEFAULT_MODEL) : "";
-      this.rollUp(taken.at, taken.keyId ?? "", operation, model, -amount, 0);
-      this.repayDebt(nowMs);
-      return { ok: true, entry, balance: this.currentBalance() };
+      return this.refundEntry(parsed, idempotencyKey, nowMs);
     });
     await this.afterWrite();
     return result;
@@ -510,17 +440,21 @@ export class CreditLedgerDO extends TollgateObject {
     const parsed = parseInput(verifyKeySchema, input, "verifyKey input");
     const key = parseKey(parsed.key);
     if (key === undefined) return { valid: false, code: "MALFORMED" };
+    return this.checkKey(key, parsed.scope, this.now());
+  }
+
+  /** `verifyKey` after parsing: the same work for an unknown id and a wrong secret, so neither can be probed. */
+  private checkKey(key: ParsedKey, scope: string | undefined, nowMs: number): VerifyKeyResult {
     this.assertAccountName(key.accountId);
     if (this.accountRow() === undefined) return { valid: false, code: "NOT_FOUND" };
     const row = this.#keys.row(key.keyId);
     // An unknown id and a wrong secret answer alike and take the same work, so neither can be probed.
     const given = hashSecret(key.secret);
     if (!hashesEqual(given, row?.secret_hash ?? UNKNOWN_KEY_HASH) || row === undefined) return { valid: false, code: "NOT_FOUND" };
-    const nowMs = this.now();
     if (row.revoked_at_ms !== null && row.revoked_at_ms <= nowMs) return { valid: false, code: "REVOKED" };
     if (row.expires_at_ms !== null && row.expires_at_ms <= nowMs) return { valid: false, code: "EXPIRED" };
     const scopes = JSON.parse(row.scopes) as string[];
-    if (parsed.scope !== undefined && !scopeAllows(scopes, parsed.scope)) return { valid: false, code: "INSUFFICIENT_SCOPE" };
+    if (scope !== undefined && !scopeAllows(scopes, scope)) return { valid: false, code: "INSUFFICIENT_SCOPE" };
     const info = toKeyInfo(row);
     return {
       valid: true,
@@ -584,6 +518,94 @@ export class CreditLedgerDO extends TollgateObject {
     const parsed = parseInput(accountRefSchema, input, "listKeys input");
     this.requireAccount(parsed.accountId);
     return { keys: this.#keys.list() };
+  }
+
+  // ---------------------------------------------------------------- the gateway's calls
+
+  /**
+   * The gateway hot path's one call into the account: verifies the key and scope, counts one
+   * request against the key's rate rules, checks its spend caps, and holds or debits `amount`,
+   * reading, deciding and writing in one transaction, so a single round trip does what
+   * `verifyKey` + `reserve` would do in two. Every refusal is a value.
+   */
+  async admitRequest(input: unknown): Promise<AdmitRequestResult> {
+    const parsed = parseInput(admitRequestSchema, input, "admitRequest input");
+    const key = parseKey(parsed.key);
+    if (key === undefined) return { ok: false, code: "MALFORMED" };
+    const nowMs = this.now();
+    const verdict = this.checkKey(key, parsed.scope, nowMs);
+    if (!verdict.valid) {
+      // Only a key that exists (right secret) learns whose it is.
+      return verdict.code === "NOT_FOUND" ? { ok: false, code: verdict.code } : { ok: false, code: verdict.code, accountId: key.accountId, keyId: key.keyId };
+    }
+    const { accountId, keyId, scopes } = verdict;
+    const { idempotencyKey, key: _secret, ...params } = parsed;
+    const admit = (): AdmitRequestResult => {
+      const account = this.requireAccount(accountId);
+      this.settleDue(nowMs);
+      const spend = { amount: parsed.amount, keyId, reason: parsed.reason ?? "gateway request", meta: parsed.meta };
+      let outcome: ReserveResult | DebitResult | { ok: true };
+      if (parsed.amount === 0) {
+        const admission = this.admitKey(keyId, 0, nowMs);
+        if (admission.ok) this.#keys.record(admission.admitted, 0, dayOf(nowMs), monthOf(nowMs));
+        outcome = admission.ok ? { ok: true } : admission.denied;
+      } else if (parsed.mode === "hold") {
+        outcome = this.placeHold(account, { ...spend, ttlMs: parsed.ttlMs }, idempotencyKey, nowMs);
+      } else {
+        outcome = this.consume(nowMs, { ...spend, idempotencyKey, operation: "debit", model: "" });
+      }
+      const row = this.#keys.require(keyId);
+      if (!outcome.ok) {
+        const keyLimits = this.#keys.limits(row, nowMs, 1);
+        return { ...outcome, accountId, keyId, ...(keyLimits === undefined ? {} : { keyLimits }) };
+      }
+      const keyLimits = this.#keys.limits(row, nowMs, 0);
+      return {
+        ok: true,
+        accountId,
+        keyId,
+        scopes,
+        ...("holdId" in outcome ? { holdId: outcome.holdId, expiresAt: outcome.expiresAt } : {}),
+        ...("entry" in outcome && !("holdId" in outcome) ? { entryId: outcome.entry.entryId } : {}),
+        balance: this.currentBalance(),
+        ...(keyLimits === undefined ? {} : { keyLimits }),
+      };
+    };
+    // Only a request that writes an entry needs a replay record; a bare verification does not.
+    const result = parsed.amount === 0 ? this.transaction(admit) : this.idempotent(idempotencyKey, "admitRequest", { ...params, keyId }, nowMs, admit);
+    if (parsed.amount > 0) await this.afterWrite();
+    return result;
+  }
+
+  /**
+   * Undoes an admitted request that another check (the per-IP limit) overruled: gives the
+   * request back to the key's rate rules, voids its hold or refunds its debit, and takes the
+   * amount off the key's spend counters, so the account is as if the request never came.
+   */
+  async releaseAdmission(input: unknown): Promise<ReleaseAdmissionResult> {
+    const parsed = parseInput(releaseAdmissionSchema, input, "releaseAdmission input");
+    const nowMs = this.now();
+    const { idempotencyKey, ...params } = parsed;
+    const result = this.idempotent(idempotencyKey, "releaseAdmission", params, nowMs, (): ReleaseAdmissionResult => {
+      this.requireAccount(parsed.accountId);
+      this.settleDue(nowMs);
+      const key = this.#keys.require(parsed.keyId);
+      this.#keys.refundRequest(key, nowMs);
+      if (parsed.holdId !== undefined) {
+        const hold = this.requireHold(parsed.holdId);
+        if (hold.status === "open") this.releaseHold(hold, "void", "request overruled", null, nowMs);
+      }
+      if (parsed.entryId !== undefined) {
+        const refunded = this.refundEntry({ entryId: parsed.entryId, reason: "request overruled" }, idempotencyKey, nowMs);
+        if (refunded.ok) {
+          const taken = JSON.parse(one<{ body: string }>(this.sql, "SELECT body FROM entries WHERE entry_id = ?", parsed.entryId).body) as Entry;
+          this.#keys.addSpend(key.family_id, -refunded.entry.amount, dayOf(taken.at), monthOf(taken.at));
+        }
+      }
+      return { balance: this.currentBalance() };
+    });
+    await this.afterWrite();
+    return result;
   }
 
   // ---------------------------------------------------------------- pricing and usage
@@ -806,6 +828,95 @@ export class CreditLedgerDO extends TollgateObject {
   }
 
   // ---------------------------------------------------------------- internals: spending
+
+  /** Gives back `amount` (default: all still refundable) of a debit or commit, last drawn first. */
+  private refundEntry(parsed: { entryId: string; amount?: number; reason: string }, idempotencyKey: string, nowMs: number): CreditRefundResult {
+    const original = maybeOne<{ body: string }>(this.sql, "SELECT body FROM entries WHERE entry_id = ?", parsed.entryId);
+    if (original === undefined) throw notFound(`no entry "${parsed.entryId}" in this account`);
+    const taken = JSON.parse(original.body) as Entry;
+    if (taken.kind !== "debit" && taken.kind !== "commit") throw invalidArgument(`entry "${parsed.entryId}" is a ${taken.kind}; only debits and commits can be refunded`);
+    const parts = all<{ ord: number; grant_id: string | null; amount: number; refunded: number }>(
+      this.sql,
+      "SELECT ord, grant_id, amount, refunded FROM consumptions WHERE entry_id = ? ORDER BY ord DESC",
+      parsed.entryId,
+    );
+    const refundable = parts.reduce((sum, p) => sum + p.amount - p.refunded, 0);
+    const amount = parsed.amount ?? refundable;
+    if (amount === 0 || amount > refundable) return { ok: false, code: "REFUND_EXCEEDS_TAKEN", refundable, balance: this.currentBalance() };
+    // Last drawn, first refunded: the reverse of the burn-down.
+    const back: Draw[] = [];
+    let left = amount;
+    for (const part of parts) {
+      const give = Math.min(left, part.amount - part.refunded);
+      if (give <= 0) continue;
+      run(this.sql, "UPDATE consumptions SET refunded = refunded + ? WHERE entry_id = ? AND ord = ?", give, parsed.entryId, part.ord);
+      back.push({ grantId: part.grant_id, amount: give });
+      left -= give;
+      if (left === 0) break;
+    }
+    const expired = this.returnToGrants(back, nowMs, "consumed");
+    const entry = this.append(nowMs, {
+      kind: "refund",
+      amount,
+      change: { granted: 0, held: 0, consumed: -amount, expired },
+      reason: parsed.reason,
+      idempotencyKey,
+      draws: mergeDraws(back),
+      keyId: taken.keyId,
+      refundOf: parsed.entryId,
+    });
+    const operation = taken.usage?.operation ?? (taken.kind === "commit" ? "hold" : "debit");
+    const model = taken.usage ? (taken.usage.model ?? DEFAULT_MODEL) : "";
+    this.rollUp(taken.at, taken.keyId ?? "", operation, model, -amount, 0);
+    this.repayDebt(nowMs);
+    return { ok: true, entry, balance: this.currentBalance() };
+  }
+
+  /** A hold of `amount`: key admission, then funds, then the allocations, the hold and its entry. */
+  private placeHold(
+    account: AccountRow,
+    parsed: { amount: number; ttlMs: number; keyId?: string; reason?: string; meta?: Record<string, string> },
+    idempotencyKey: string,
+    nowMs: number,
+  ): ReserveResult {
+    const admission = this.admitKey(parsed.keyId, parsed.amount, nowMs);
+    if (!admission.ok) return admission.denied;
+    const plan = this.planSpend(account, parsed.amount, nowMs);
+    if (plan === undefined) return this.denied("INSUFFICIENT_CREDITS");
+    const holdId = newId("h");
+    const expiresAt = nowMs + parsed.ttlMs;
+    this.takeFromGrants(plan.draws);
+    const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
+    allocations.forEach((draw, ord) => {
+      run(this.sql, "INSERT INTO hold_allocations (hold_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)", holdId, ord, draw.grantId, draw.amount);
+    });
+    run(this.sql, "UPDATE account SET held_debt = held_debt + ?", plan.shortfall);
+    run(
+      this.sql,
+      `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms)
+       VALUES (?, ?, 'open', ?, ?, ?, ?, ?)`,
+      holdId,
+      parsed.amount,
+      expiresAt,
+      parsed.keyId ?? null,
+      dayOf(nowMs),
+      monthOf(nowMs),
+      nowMs,
+    );
+    this.#keys.record(admission.admitted, parsed.amount, dayOf(nowMs), monthOf(nowMs));
+    const entry = this.append(nowMs, {
+      kind: "reserve",
+      amount: parsed.amount,
+      change: { ...noChange(), held: parsed.amount },
+      reason: parsed.reason ?? "reserve",
+      idempotencyKey,
+      draws: allocations,
+      keyId: parsed.keyId,
+      holdId,
+      meta: parsed.meta,
+    });
+    return { ok: true, holdId, expiresAt, entry, balance: this.currentBalance() };
+  }
 
   /** A debit (or a charge): key admission, then funds, then the entry. */
   private consume(

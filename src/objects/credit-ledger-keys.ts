@@ -1,9 +1,9 @@
 import type { CreatedKey, KeyInfo, SpendCap, SpendDenial } from "../../rpc/credits";
-import type { Rule } from "../../rpc/rate-limits";
+import type { Decision, Rule } from "../../rpc/rate-limits";
 import { notFound } from "../errors";
 import { dayOf, monthOf } from "../ledger/invariants";
 import { formatKey, hashSecret, newKeyId, newSecret } from "../ledger/keys";
-import { evaluateRules } from "../limits/evaluate-rules";
+import { evaluateRules, refundRules } from "../limits/evaluate-rules";
 import type { LimiterState, StateChange } from "../limits/rule-state";
 import { all, maybeOne, run } from "../storage/sql";
 import { type KeyRow, toKeyInfo } from "./credit-ledger-rows";
@@ -77,7 +77,29 @@ export class LedgerKeys {
     if (admitted === undefined) return;
     const familyId = admitted.key.family_id;
     this.addSpend(familyId, amount, day, month);
-    for (const [name, { state, expiresAtMs }] of admitted.ruleWrites) {
+    this.saveRuleStates(familyId, admitted.ruleWrites);
+  }
+
+  /**
+   * The key's rate rules as they stand now, without charging: with `cost` 0, what remains
+   * after the calls so far; with `cost` 1, whether one more call would be admitted. `undefined`
+   * for a key without rules.
+   */
+  limits(key: KeyRow, nowMs: number, cost: number): Decision | undefined {
+    const rules = JSON.parse(key.rules) as Rule[];
+    if (rules.length === 0) return undefined;
+    return evaluateRules(rules, this.ruleStates(key.family_id), nowMs, cost, false).decision;
+  }
+
+  /** Gives one request back to each of the key's rules (never beyond what was taken): an admission another check overruled. */
+  refundRequest(key: KeyRow, nowMs: number): void {
+    const rules = JSON.parse(key.rules) as Rule[];
+    if (rules.length === 0) return;
+    this.saveRuleStates(key.family_id, refundRules(rules, this.ruleStates(key.family_id), nowMs, 1).writes);
+  }
+
+  private saveRuleStates(familyId: string, writes: ReadonlyMap<string, StateChange>): void {
+    for (const [name, { state, expiresAtMs }] of writes) {
       run(
         this.sql,
         `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)

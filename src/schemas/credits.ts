@@ -127,6 +127,23 @@ export const verifyKeySchema = v.strictObject({
   scope: v.optional(v.pipe(v.string(), v.regex(REQUIRED_SCOPE_PATTERN, "must be a concrete resource.action"))),
 });
 
+/** The gateway's call into an account (`admitRequest`); the key is bounded like `verifyKey`'s. */
+export const admitRequestSchema = v.strictObject({
+  key: v.pipe(v.string(), v.maxLength(1_024, "must be at most 1024 characters")),
+  scope: v.optional(v.pipe(v.string(), v.regex(REQUIRED_SCOPE_PATTERN, "must be a concrete resource.action"))),
+  amount: integer(0, LEDGER_BOUNDS.maxAmount),
+  mode: v.picklist(["hold", "debit"]),
+  ttlMs: integer(1, LEDGER_BOUNDS.maxTtlMs),
+  idempotencyKey,
+  reason: v.optional(reason),
+  meta: v.optional(meta),
+});
+
+export const releaseAdmissionSchema = v.pipe(
+  v.strictObject({ ...ref, keyId, holdId: v.optional(ledgerId), entryId: v.optional(ledgerId), idempotencyKey }),
+  v.check((r) => r.holdId === undefined || r.entryId === undefined, "give holdId or entryId, not both"),
+);
+
 export const keyRefSchema = v.strictObject({ ...ref, keyId });
 export const rollKeySchema = v.strictObject({ ...ref, keyId, graceMs: integer(0, LEDGER_BOUNDS.maxGraceMs) });
 

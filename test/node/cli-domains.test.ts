@@ -1,0 +1,109 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main } from "../../rpc/cli/main";
+import { type DevServer, startTollgate } from "./wrangler-dev";
+
+const TOKEN = "cli-domains-admin-token-31bc";
+const root = join(import.meta.dirname, "..", "..");
+let server: DevServer;
+let scratch: string;
+
+beforeAll(async () => {
+  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
+  scratch = mkdtempSync(join(tmpdir(), "tollgate-cli-"));
+}, 120_000);
+afterAll(async () => {
+  await server?.stop();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, {
+    env: { TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+  });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+describe("the tollgate CLI: accounts, keys, credits and stats", () => {
+  it("creates an account, grants credits idempotently and shows balance and entries", async () => {
+    const created = await cli("accounts", "create", "Acme Inc", "--id", "acme");
+    expect(created.code).toBe(0);
+    expect(created.out).toMatch(/^account acme {2}"Acme Inc"/);
+    expect((await cli("credits", "grant", "acme", "500", "--reason", "welcome", "--key", "welcome-1")).out).toMatch(/^granted 500; available now 500/);
+    // The same --key grants once.
+    expect((await cli("credits", "grant", "acme", "500", "--reason", "welcome", "--key", "welcome-1")).out).toMatch(/available now 500/);
+    const balance = await cli("credits", "balance", "acme", "--json");
+    expect(JSON.parse(balance.out)).toMatchObject({ available: 500, granted: 500 });
+    const table = (await cli("credits", "balance", "acme")).out;
+    expect(table).toMatch(/^available\s+held\s+granted/);
+    const entries = await cli("credits", "entries", "acme");
+    expect(entries.out).toMatch(/seq\s+at\s+kind\s+amount/);
+    expect(entries.out.split("\n")).toHaveLength(2);
+    expect((await cli("accounts", "show", "acme")).out).toContain("500");
+  });
+
+  it("creates, lists, rolls and revokes keys", async () => {
+    await cli("accounts", "create", "Keys Co", "--id", "keysco");
+    const created = await cli("keys", "create", "keysco", "--name", "backend", "--scope", "api.*", "--rule", "second:token_bucket:10/1s", "--cap-day", "100", "--json");
+    expect(created.code).toBe(0);
+    const { keyId, key } = JSON.parse(created.out) as { keyId: string; key: string };
+    expect(key).toMatch(/^tg_keysco_k[0-9a-f]{16}_/);
+    const listed = await cli("keys", "list", "keysco");
+    expect(listed.out).toMatch(new RegExp(`${keyId}\\s+backend\\s+api\\.\\*\\s+second 10/1000ms`));
+    expect(listed.out).not.toContain(key.split("_")[3]);
+    const rolled = await cli("keys", "roll", "keysco", keyId, "--grace", "1h", "--json");
+    const next = JSON.parse(rolled.out) as { keyId: string; previous: { rolledTo: string } };
+    expect(next.previous.rolledTo).toBe(next.keyId);
+    const revoked = await cli("keys", "revoke", "keysco", next.keyId);
+    expect(revoked.out).toMatch(new RegExp(`^key ${next.keyId} revoked at `));
+    expect((await cli("keys", "list", "keysco")).out).toMatch(new RegExp(`${next.keyId}.*revoked`));
+  });
+
+  it("reports NOT_FOUND and usage mistakes with their exit codes", async () => {
+    const missing = await cli("credits", "balance", "nobody-here");
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain("[NOT_FOUND]");
+    expect((await cli("credits", "grant", "acme", "-5", "--reason", "x")).code).toBe(2);
+    expect((await cli("keys", "create", "acme")).code).toBe(2);
+    expect((await cli("stats", "global", "--range", "2h")).code).toBe(2);
+  });
+
+  it("shows global stats, top paths and top clients as tables or JSON", async () => {
+    const global = await cli("stats", "global", "--range", "24h");
+    expect(global.code).toBe(0);
+    expect(global.out).toMatch(/^requests\s+errors\s+error rate\s+clients\s+paths\s+p50\s+p90\s+p99/);
+    expect(JSON.parse((await cli("stats", "global", "--json")).out)).toMatchObject({ totalRequests: expect.any(Number), latency: expect.any(Object) });
+    expect((await cli("stats", "paths", "--sort", "p99", "--limit", "5")).code).toBe(0);
+    expect(JSON.parse((await cli("stats", "clients", "--json")).out)).toMatchObject({ clients: expect.any(Array), errorBound: expect.any(Number) });
+  });
+
+  it("exports a range to a file through a WebSocket session", async () => {
+    const file = join(scratch, "export.csv");
+    const exported = await cli("stats", "export", "--out", file, "--range", "1h");
+    expect(exported.code).toBe(0);
+    expect(exported.out).toMatch(new RegExp(`^exported \\d+ lines \\(\\d+ bytes\\) to ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+    expect(readFileSync(file, "utf8")).toMatch(/^bucketStart,granularity,method,path,requests,errors,clients,p50,p90,p99\r\n/);
+  });
+
+  it("runs as the real binary (npx tollgate) with settings from the environment", async () => {
+    const { stdout } = await promisify(execFile)("node", [join(root, "rpc/cli/bin.mjs"), "credits", "balance", "acme", "--json"], {
+      cwd: root,
+      env: { ...process.env, TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
+    });
+    expect(JSON.parse(stdout)).toMatchObject({ available: 500 });
+    const failed = await promisify(execFile)("node", [join(root, "rpc/cli/bin.mjs"), "credits", "balance", "nobody"], {
+      cwd: root,
+      env: { ...process.env, TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
+    }).then(() => undefined, (error: { code: number; stderr: string }) => error);
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toContain("[NOT_FOUND]");
+  });
+});
