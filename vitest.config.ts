@@ -107,6 +107,16 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // The dashboard in headless Chromium (/usr/bin/chromium) against a real `wrangler dev`.
+        test: {
+          name: "browser",
+          environment: "node",
+          include: ["test/browser/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });

@@ -107,9 +107,9 @@ export interface TimeSeriesPoint {
 
 export interface TimeSeries {
   /**
-   * The width of every point: the coarsest rollup the range was answered from (a minute, an
-   * hour or a day), so a point never splits a stored bucket. "1h" is per minute; longer
-   * ranges are per hour or per day once those rollups are compacted.
+   * The width of every point: a minute, an hour or a day, the finest giving at most 400
+   * points ("1h" per minute, "24h" and "7d" per hour, "30d" per day), but never finer than
+   * the coarsest rollup the range was answered from (a stored day is not split into hours).
    */
   stepMs: number;
   /** One point per step from `range.from` to `range.to`, oldest first; empty steps are zeros. */

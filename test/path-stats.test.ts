@@ -378,6 +378,11 @@ describe("AggregatorDO", () => {
     expect(hours.points[2]).toEqual({ at: base, requests: 4, errors: 1, rateLimited: 2 });
     const days = await aggregator.timeSeries({ range: { from: FUTURE - DAY_MS, to: FUTURE + DAY_MS } });
     expect(days).toMatchObject({ stepMs: DAY_MS, points: [{ at: FUTURE - DAY_MS, requests: 0 }, { at: FUTURE, requests: 4, errors: 1, rateLimited: 2 }] });
+    // A long range is drawn per day even where only minutes are stored (here, before FUTURE).
+    const month = await aggregator.timeSeries({ range: { from: FUTURE - 29 * DAY_MS, to: FUTURE + DAY_MS } });
+    expect(month.stepMs).toBe(DAY_MS);
+    expect(month.points.length).toBe(30);
+    expect(month.points.at(-1)).toEqual({ at: FUTURE, requests: 4, errors: 1, rateLimited: 2 });
   });
 
   it("rejects a bad time-series range with INVALID_ARGUMENT", async () => {

@@ -26,6 +26,8 @@ import { TollgateObject } from "./tollgate-object";
 
 /** Pushes for minutes older than this are refused (their hour may already be final). */
 export const ACCEPT_WINDOW_MS = 24 * HOUR_MS;
+/** A time series is drawn per minute, hour or day: the finest with at most this many points. */
+export const TIME_SERIES_MAX_POINTS = 400;
 /** Pushed minutes are compacted this long after they arrive, batching a minute's pushes. */
 export const COMPACT_DELAY_MS = 2_000;
 /** An hour (day) is compacted this long after it ends, when its last pushes are in. */
@@ -216,8 +218,12 @@ export class AggregatorDO extends TollgateObject {
     const parsed = parseInput(timeSeriesSchema, input, "timeSeries input");
     const nowMs = this.now();
     const plan = this.#plan(parsed.range, nowMs);
+    // The finest step that keeps the series short, but never finer than a rollup read (a
+    // stored hour cannot be split into minutes).
+    const span = plan.range.to - plan.range.from;
+    const wanted = GRANULARITIES.find((g) => span / GRANULARITY_MS[g] <= TIME_SERIES_MAX_POINTS) ?? "day";
     const coarsest = [...GRANULARITIES].reverse().find((g) => plan.segments[g].length > 0) ?? "minute";
-    const stepMs = GRANULARITY_MS[coarsest];
+    const stepMs = Math.max(GRANULARITY_MS[wanted], GRANULARITY_MS[coarsest]);
     const first = floorTo(plan.range.from, stepMs);
     const points: TimeSeriesPoint[] = [];
     for (let at = first; at < plan.range.to; at += stepMs) points.push({ at, requests: 0, errors: 0, rateLimited: 0 });
