@@ -18,7 +18,9 @@ export class Gateway extends WorkerEntrypoint<Env> implements GatewayApi {
     // The page holds no secret (the operator types the token), so it is served to anyone.
     if ((url.pathname === "/dashboard" || url.pathname.startsWith("/dashboard/")) && this.env.ASSETS !== undefined) {
       if (request.method !== "GET" && request.method !== "HEAD") return notFound();
-      return this.env.ASSETS.fetch(request);
+      const asset = await this.env.ASSETS.fetch(request);
+      // A missing file answers like any unknown route: the same JSON 404.
+      return asset.status === 404 ? notFound() : asset;
     }
     return notFound();
   }
