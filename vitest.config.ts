@@ -88,7 +88,7 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/node/**"],
+          exclude: ["test/node/**", "test/browser/**"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

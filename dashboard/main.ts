@@ -186,7 +186,7 @@ function drawBurn(report: UsageReport): void {
   const total = report.items.reduce((sum, item) => sum + item.amount, 0);
   const count = report.items.reduce((sum, item) => sum + item.count, 0);
   $("burn-summary").textContent =
-    `Account ${accountId}: ${fmt(total)} credits over ${fmt(count)} priced calls, per UTC day (usage is rolled up daily, so short ranges show whole days).`;
+    `Account ${accountId}: ${fmt(total)} credits over ${fmt(count)} calls, per UTC day (usage is rolled up daily, so short ranges show whole days).`;
   const chart = $("burn-chart");
   chart.dataset.credits = String(total);
   const days: number[] = [];

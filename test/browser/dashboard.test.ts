@@ -144,7 +144,7 @@ describe("the dashboard", () => {
     await page.fill("#account", "dash-acct");
     await page.click("#account-form button[type=submit]");
     await expect.poll(() => page.getAttribute("#burn-chart", "data-credits")).toBe("15");
-    expect(await page.textContent("#burn-summary")).toContain("15 credits over 3 priced calls");
+    expect(await page.textContent("#burn-summary")).toContain("15 credits over 3 calls");
     expect(await pixelsOf(page, "burn-chart", [0x7b, 0x3f, 0xd6])).toBeGreaterThan(500);
 
     // The range picker asks again: 7 days of the same hits, drawn per hour or coarser.
