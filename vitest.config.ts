@@ -88,7 +88,7 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/node/**"],
+          exclude: ["test/node/**", "test/browser/**"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
@@ -105,6 +105,16 @@ export default defineConfig({
           include: ["test/node/**/*.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // The dashboard in headless Chromium (/usr/bin/chromium) against a real `wrangler dev`.
+        test: {
+          name: "browser",
+          environment: "node",
+          include: ["test/browser/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
     ],

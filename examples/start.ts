@@ -29,6 +29,7 @@ tollgate is running (state persisted in ${stateDir}).
 
   example gateway:  http://127.0.0.1:${gatewayPort}/hello   (100 requests a minute per client IP)
   tollgate capnweb: http://127.0.0.1:${tollgatePort}/rpc    (admin token in .dev.vars)
+  dashboard:        http://127.0.0.1:${tollgatePort}/dashboard/   (sign in with the admin token)
 
 Try (the demo key belongs to account "demo", 1,000 credits; paid routes hold 10 and settle what they used):
   curl -i -H "Authorization: Bearer ${demoKey}" "http://127.0.0.1:${gatewayPort}/v1/echo?msg=hi"

@@ -35,7 +35,9 @@ export interface ServiceErrorLike {
 }
 
 const KNOWN = new Set<string>(ERROR_CODES);
-const PREFIX = /^\[([A-Z_]+)\]/;
+// An error passed on by one more RPC hop (such as the assets router in front of a Worker with
+// static assets, in local development) arrives as "ServiceError: [CODE] …".
+const PREFIX = /^(?:[A-Za-z]*Error: )?\[([A-Z_]+)\]/;
 
 /**
  * The tollgate error code carried by `error`, or `undefined` when it is not a tollgate

@@ -94,6 +94,30 @@ export interface GlobalStats {
   generatedAt: number;
 }
 
+/** One step of a time series: the hits whose minute falls in `[at, at + stepMs)`. */
+export interface TimeSeriesPoint {
+  at: number;
+  /** Exact. */
+  requests: number;
+  /** Exact: responses with status ≥ 500. */
+  errors: number;
+  /** Exact: responses with status 429 (what `Gateway.authorize` records for a rate-limit denial). */
+  rateLimited: number;
+}
+
+export interface TimeSeries {
+  /**
+   * The width of every point: a minute, an hour or a day, the finest giving at most 400
+   * points ("1h" per minute, "24h" and "7d" per hour, "30d" per day), but never finer than
+   * the coarsest rollup the range was answered from (a stored day is not split into hours).
+   */
+  stepMs: number;
+  /** One point per step from `range.from` to `range.to`, oldest first; empty steps are zeros. */
+  points: TimeSeriesPoint[];
+  range: AnsweredRange;
+  generatedAt: number;
+}
+
 export type PathSort = "requests" | "clients" | "errors" | "p99";
 
 export interface TopPathsInput {
@@ -177,6 +201,8 @@ export interface PathStatsApi {
   recordMany(input: RecordManyInput): Promise<{ accepted: number }>;
   clientStats(input: { ip: string; range?: StatsRange }): Promise<ClientStats>;
   globalStats(input: { range: StatsRange }): Promise<GlobalStats>;
+  /** Requests, errors and 429s over time, for charts. */
+  timeSeries(input: { range: StatsRange }): Promise<TimeSeries>;
   topPaths(input: TopPathsInput): Promise<TopPaths>;
   topClients(input: { range: StatsRange; limit?: number }): Promise<TopClients>;
   pathDetail(input: { range: StatsRange; path: string; method?: string }): Promise<PathDetail>;

@@ -18,4 +18,6 @@ export interface Env extends PathStatsVars {
   GATEWAY_IP_POLICY?: string;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
+  /** The static assets in public/ (wrangler.toml [assets]): the dashboard. */
+  ASSETS?: Fetcher;
 }

@@ -109,11 +109,24 @@ describe("capnweb at /rpc", () => {
   });
 
   it("answers 404 on every other path", async () => {
-    for (const path of ["/", "/rpc/extra", "/admin", "/RPC"]) {
+    for (const path of ["/", "/rpc/extra", "/admin", "/RPC", "/dashboardx", "/dashboard/no-such-file.js", "/index.html", "/dashboard.html"]) {
       const response = await SELF.fetch(`http://tollgate.test${path}`);
       expect(response.status).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: "NOT_FOUND" } });
     }
+  });
+
+  it("serves the dashboard's static files under /dashboard/, for GET and HEAD only", async () => {
+    const page = await SELF.fetch("http://tollgate.test/dashboard/");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await page.text()).toContain('<form id="sign-in">');
+    const css = await SELF.fetch("http://tollgate.test/dashboard/style.css", { method: "HEAD" });
+    expect(css.status).toBe(200);
+    await css.body?.cancel();
+    const post = await SELF.fetch("http://tollgate.test/dashboard/", { method: "POST", body: "x" });
+    expect(post.status).toBe(404);
+    expect(await post.json()).toMatchObject({ error: { code: "NOT_FOUND" } });
   });
 
   it("refuses a body larger than the message limit before reading it", async () => {

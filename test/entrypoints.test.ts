@@ -12,6 +12,17 @@ async function thrown(promise: Promise<unknown>): Promise<{ code?: string; messa
   throw new Error("expected the call to throw");
 }
 
+describe("errorCodeOf", () => {
+  it("reads the code from the property, the message prefix, or a prefix behind one more hop's error name", () => {
+    expect(errorCodeOf({ code: "NOT_FOUND", message: "x" })).toBe("NOT_FOUND");
+    expect(errorCodeOf(new Error("[INVALID_ARGUMENT] bad"))).toBe("INVALID_ARGUMENT");
+    expect(errorCodeOf(new Error("ServiceError: [INVALID_ARGUMENT] bad"))).toBe("INVALID_ARGUMENT");
+    expect(errorCodeOf(new Error("ServiceError: [NO_SUCH_CODE] bad"))).toBeUndefined();
+    expect(errorCodeOf(new Error("something [INVALID_ARGUMENT] later"))).toBeUndefined();
+    expect(errorCodeOf("[INVALID_ARGUMENT]")).toBeUndefined();
+  });
+});
+
 describe("the RateLimits entrypoint through a service binding", () => {
   const rules = [{ name: "minute", algorithm: "fixed_window" as const, limit: 2, periodMs: 366 * 86_400_000 }];
 

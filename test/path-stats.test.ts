@@ -347,6 +347,52 @@ describe("AggregatorDO", () => {
     expect(other.methods).toEqual([expect.objectContaining({ method: "GET", requests: 10 })]);
   });
 
+  it("answers a time series per minute, hour or day whose points sum to the global totals", async () => {
+    const aggregator = env.AGGREGATOR.getByName("series");
+    const base = FUTURE + 2 * HOUR_MS;
+    const first = base + 10 * MINUTE_MS;
+    const second = base + 12 * MINUTE_MS;
+    await aggregator.pinClock(base + 30 * MINUTE_MS);
+    await aggregator.push({ shard: 1, bucketMs: first, flushId: 1, partial: partialOf([{ at: first }, { at: first, status: 500 }, { at: first, status: 429 }]) });
+    await aggregator.push({ shard: 2, bucketMs: second, flushId: 1, partial: partialOf([{ at: second, status: 429 }]) });
+    await aggregator.runAlarmAt(base + 31 * MINUTE_MS);
+    await aggregator.pinClock(base + 31 * MINUTE_MS);
+
+    const hour = await aggregator.timeSeries({ range: "1h" });
+    expect(hour.stepMs).toBe(MINUTE_MS);
+    expect(hour.points.length).toBe(Math.round((hour.range.to - hour.range.from) / MINUTE_MS));
+    expect(hour.points.every((p, i) => p.at === hour.range.from + i * MINUTE_MS)).toBe(true);
+    expect(hour.points.find((p) => p.at === first)).toEqual({ at: first, requests: 3, errors: 1, rateLimited: 1 });
+    expect(hour.points.find((p) => p.at === second)).toEqual({ at: second, requests: 1, errors: 0, rateLimited: 1 });
+    expect(hour.points.filter((p) => p.requests > 0).length).toBe(2);
+    const total = (await aggregator.globalStats({ range: "1h" })).totalRequests;
+    expect(hour.points.reduce((sum, p) => sum + p.requests, 0)).toBe(total);
+    expect(total).toBe(4);
+
+    // Once the hour and the day are compacted, longer ranges are answered per hour and per day.
+    await aggregator.runAlarmAt(FUTURE + DAY_MS + 10 * MINUTE_MS);
+    await evictDurableObject(aggregator);
+    const hours = await aggregator.timeSeries({ range: { from: FUTURE, to: FUTURE + 6 * HOUR_MS } });
+    expect(hours.stepMs).toBe(HOUR_MS);
+    expect(hours.points.map((p) => p.requests)).toEqual([0, 0, 4, 0, 0, 0]);
+    expect(hours.points[2]).toEqual({ at: base, requests: 4, errors: 1, rateLimited: 2 });
+    const days = await aggregator.timeSeries({ range: { from: FUTURE - DAY_MS, to: FUTURE + DAY_MS } });
+    expect(days).toMatchObject({ stepMs: DAY_MS, points: [{ at: FUTURE - DAY_MS, requests: 0 }, { at: FUTURE, requests: 4, errors: 1, rateLimited: 2 }] });
+    // A long range is drawn per day even where only minutes are stored (here, before FUTURE).
+    const month = await aggregator.timeSeries({ range: { from: FUTURE - 29 * DAY_MS, to: FUTURE + DAY_MS } });
+    expect(month.stepMs).toBe(DAY_MS);
+    expect(month.points.length).toBe(30);
+    expect(month.points.at(-1)).toEqual({ at: FUTURE, requests: 4, errors: 1, rateLimited: 2 });
+  });
+
+  it("rejects a bad time-series range with INVALID_ARGUMENT", async () => {
+    for (const range of ["2h", { from: 5, to: 5 }, { from: 0, to: 401 * DAY_MS }, { from: 0, to: 1, step: 1 }]) {
+      expect(await codeOf(env.PATHS.timeSeries({ range } as never)), JSON.stringify(range)).toBe("INVALID_ARGUMENT");
+    }
+    expect(await codeOf(env.PATHS.timeSeries({ range: "1h", extra: 1 } as never))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(env.AGGREGATOR.getByName("series-bad").timeSeries({ range: "1d" }))).toBe("INVALID_ARGUMENT");
+  });
+
   it("pages an export by cursor, every row exactly once", async () => {
     const aggregator = env.AGGREGATOR.getByName("export-pages");
     const bucket = FUTURE + 30 * MINUTE_MS;

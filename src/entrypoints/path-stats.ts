@@ -1,6 +1,6 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type {
-  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TopClients,
+  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TimeSeries, TopClients,
   TopPaths, TopPathsInput,
 } from "../../rpc/path-stats";
 import type { Env } from "../env";
@@ -28,6 +28,10 @@ export class PathStats extends WorkerEntrypoint<Env> implements PathStatsApi {
 
   globalStats(input: { range: StatsRange }): Promise<GlobalStats> {
     return this.#service.globalStats(input);
+  }
+
+  timeSeries(input: { range: StatsRange }): Promise<TimeSeries> {
+    return this.#service.timeSeries(input);
   }
 
   topPaths(input: TopPathsInput): Promise<TopPaths> {

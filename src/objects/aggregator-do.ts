@@ -1,11 +1,12 @@
 import type {
-  AnsweredRange, ExportRow, GlobalStats, PathDetail, PathStat, StatsRange, TopClients, TopPaths, TopPathsInput,
+  AnsweredRange, ExportRow, GlobalStats, PathDetail, PathStat, StatsRange, TimeSeries, TimeSeriesPoint, TopClients, TopPaths,
+  TopPathsInput,
 } from "../../rpc/path-stats";
 import { loadPathConfig, type PathConfig } from "../config/path-stats";
 import type { Env } from "../env";
 import { invalidArgument } from "../errors";
 import {
-  DAY_MS, type Granularity, HOUR_MS, MINUTE_MS, type Plan, floorTo, planRange, resolveRange,
+  DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS, type Plan, floorTo, planRange, resolveRange,
 } from "../paths/buckets";
 import { normalizeMethod, normalizePath, OTHER_TEMPLATE } from "../paths/normalize";
 import { Aggregate, Partial, pathKey, splitPathKey } from "../paths/partial";
@@ -15,7 +16,8 @@ import { HLL_EXACT_LIMIT } from "../sketches/hyperloglog";
 import { TopK } from "../sketches/top-k";
 import { parseInput } from "../schemas/common";
 import {
-  exportPageSchema, globalStatsSchema, pathDetailSchema, pushManySchema, pushSchema, topClientsSchema, topPathsSchema,
+  exportPageSchema, globalStatsSchema, pathDetailSchema, pushManySchema, pushSchema, timeSeriesSchema, topClientsSchema,
+  topPathsSchema,
 } from "../schemas/path-stats";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
@@ -24,6 +26,8 @@ import { TollgateObject } from "./tollgate-object";
 
 /** Pushes for minutes older than this are refused (their hour may already be final). */
 export const ACCEPT_WINDOW_MS = 24 * HOUR_MS;
+/** A time series is drawn per minute, hour or day: the finest with at most this many points. */
+export const TIME_SERIES_MAX_POINTS = 400;
 /** Pushed minutes are compacted this long after they arrive, batching a minute's pushes. */
 export const COMPACT_DELAY_MS = 2_000;
 /** An hour (day) is compacted this long after it ends, when its last pushes are in. */
@@ -204,6 +208,43 @@ export class AggregatorDO extends TollgateObject {
       lastSeen: total.requests === 0 ? null : total.lastSeen,
       generatedAt: nowMs,
     };
+  }
+
+  /**
+   * The global totals per step, read from the same rollups `globalStats` merges (the
+   * `method = ''` rows), so the points of a range sum to its `totalRequests`.
+   */
+  async timeSeries(input: unknown): Promise<TimeSeries> {
+    const parsed = parseInput(timeSeriesSchema, input, "timeSeries input");
+    const nowMs = this.now();
+    const plan = this.#plan(parsed.range, nowMs);
+    // The finest step that keeps the series short, but never finer than a rollup read (a
+    // stored hour cannot be split into minutes).
+    const span = plan.range.to - plan.range.from;
+    const wanted = GRANULARITIES.find((g) => span / GRANULARITY_MS[g] <= TIME_SERIES_MAX_POINTS) ?? "day";
+    const coarsest = [...GRANULARITIES].reverse().find((g) => plan.segments[g].length > 0) ?? "minute";
+    const stepMs = Math.max(GRANULARITY_MS[wanted], GRANULARITY_MS[coarsest]);
+    const first = floorTo(plan.range.from, stepMs);
+    const points: TimeSeriesPoint[] = [];
+    for (let at = first; at < plan.range.to; at += stepMs) points.push({ at, requests: 0, errors: 0, rateLimited: 0 });
+    for (const granularity of GRANULARITIES) {
+      for (const segment of plan.segments[granularity]) {
+        const rows = all<{ bucket_ms: number; aggregate: ArrayBuffer }>(
+          this.sql,
+          "SELECT bucket_ms, aggregate FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? AND method = ''",
+          granularity, segment.from, segment.to,
+        );
+        for (const row of rows) {
+          const point = points[Math.floor((row.bucket_ms - first) / stepMs)];
+          if (point === undefined) continue;
+          const aggregate = decodeAggregate(row.aggregate);
+          point.requests += aggregate.requests;
+          point.errors += aggregate.errors;
+          point.rateLimited += aggregate.statuses.get(429) ?? 0;
+        }
+      }
+    }
+    return { stepMs, points, range: answered(plan), generatedAt: nowMs };
   }
 
   /**

@@ -82,6 +82,7 @@ export const rangeSchema = v.union(
 const limit = v.optional(integer(1, PATH_BOUNDS.maxLimit));
 
 export const globalStatsSchema = v.strictObject({ range: rangeSchema });
+export const timeSeriesSchema = v.strictObject({ range: rangeSchema });
 export const topPathsSchema = v.strictObject({
   range: rangeSchema,
   limit,

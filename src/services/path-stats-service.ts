@@ -1,6 +1,6 @@
 import { RpcTarget } from "cloudflare:workers";
 import type {
-  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TopClients,
+  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TimeSeries, TopClients,
   TopPaths, TopPathsInput,
 } from "../../rpc/path-stats";
 import { loadPathConfig, type PathConfig } from "../config/path-stats";
@@ -15,7 +15,7 @@ import { shardName, shardOf } from "../paths/shard";
 import { parseInput } from "../schemas/common";
 import {
   clientStatsSchema, exportSchema, globalStatsSchema, hitSchema, PATH_BOUNDS, pathDetailSchema, recordManySchema,
-  topClientsSchema, topPathsSchema,
+  timeSeriesSchema, topClientsSchema, topPathsSchema,
 } from "../schemas/path-stats";
 import { resolveRange } from "../paths/buckets";
 import * as v from "valibot";
@@ -58,6 +58,11 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
   async globalStats(input: { range: StatsRange }): Promise<GlobalStats> {
     const parsed = parseInput(globalStatsSchema, input, "globalStats input");
     return this.#aggregator().globalStats(parsed);
+  }
+
+  async timeSeries(input: { range: StatsRange }): Promise<TimeSeries> {
+    const parsed = parseInput(timeSeriesSchema, input, "timeSeries input");
+    return this.#aggregator().timeSeries(parsed);
   }
 
   async topPaths(input: TopPathsInput): Promise<TopPaths> {
