@@ -1,7 +1,7 @@
-// The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
-// .ci/run when missing) loads /dashboard/ from a running `wrangler dev`, signs in with the
+// The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by this
+// test, or by .ci/run, when missing) loads /dashboard/ from a running `wrangler dev`, signs in with the
 // admin token, and must draw the hits, 429s and credits this test recorded beforehand.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -10,8 +10,8 @@ import type { AdminApi } from "../../rpc/admin";
 import { connect } from "../../rpc/client";
 import type { RecordInput } from "../../rpc/path-stats";
 import { type DevServer, startTollgate } from "../node/wrangler-dev";
+import { findOrInstallChromium } from "./find-chromium";
 
-const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "dashboard-test-admin-token-5c1e";
 const ARTIFACTS = join(import.meta.dirname, "..", "artifacts");
 
@@ -20,14 +20,12 @@ let browser: BrowserContext;
 let profile: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does`);
-  }
+  const executablePath = findOrInstallChromium();
   profile = mkdtempSync(join(tmpdir(), "tollgate-chromium-"));
   server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
   // A fresh profile directory each run (playwright takes it as launchPersistentContext's argument).
   browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     viewport: { width: 1280, height: 1400 },
     // Besides playwright's own flags: keep Chromium off the network and quiet.
@@ -36,7 +34,7 @@ beforeAll(async () => {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
-}, 180_000);
+}, 900_000);
 
 afterAll(async () => {
   await browser?.close();
