@@ -45,6 +45,7 @@ export default defineConfig({
               Credits: "WorkerEntrypoint",
               PathStats: "WorkerEntrypoint",
               Admin: "WorkerEntrypoint",
+              Gateway: "WorkerEntrypoint",
             },
             miniflare: {
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
@@ -66,6 +67,8 @@ export default defineConfig({
                 CREDITS: { name: "tollgate", entrypoint: "Credits" },
                 ADMIN: { name: "tollgate", entrypoint: "Admin" },
                 PATHS: { name: "tollgate", entrypoint: "PathStats" },
+                // The default entrypoint (Gateway), for calling its RPC methods.
+                GATEWAY: { name: "tollgate", entrypoint: "Gateway" },
                 EXAMPLE_GATEWAY: "example-gateway",
               },
               workers: [

@@ -1,4 +1,5 @@
 import type { CreditsApi } from "../rpc/credits";
+import type { GatewayApi } from "../rpc/gateway";
 import type { PathStatsApi } from "../rpc/path-stats";
 import type { RateLimitsApi } from "../rpc/rate-limits";
 import type { Env as TollgateEnv } from "../src/env";
@@ -22,6 +23,8 @@ declare global {
       /** Self binding to the `Admin` entrypoint. */
       ADMIN: Service<Admin>;
       PATHS: Service & PathStatsApi;
+      /** Self binding to the default `Gateway` entrypoint. */
+      GATEWAY: Service & GatewayApi;
       /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
       PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
