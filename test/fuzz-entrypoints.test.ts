@@ -130,7 +130,7 @@ function inputFor(sample: () => Sample): fc.Arbitrary<unknown> {
 }
 
 async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; code?: string }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: ReturnType<typeof setTimeout> | null = null;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(Object.assign(new Error("hung"), { code: "HUNG" })), 20_000);
   });
@@ -146,7 +146,7 @@ async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; 
     if (error instanceof Error && error.message.startsWith("RPC request failed: 413")) return { threw: true, code: "RESOURCE_EXHAUSTED" };
     return { threw: true, code: errorCodeOf(error) };
   } finally {
-    clearTimeout(timer);
+    if (timer !== null) clearTimeout(timer);
   }
 }
 
