@@ -14,6 +14,8 @@ export interface Env extends PathStatsVars {
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */
   CREDIT_PRICES?: string;
+  /** R2 bucket for `Admin.backup()` dumps (see docs/operations.md). Without it backup and restore fail. */
+  BACKUPS?: R2Bucket;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
 }

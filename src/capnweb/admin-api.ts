@@ -1,6 +1,8 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
+import type { BackupInput, BackupManifest, BackupSummary, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { Env } from "../env";
+import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
 import { PathStatsService } from "../services/path-stats-service";
@@ -30,6 +32,21 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** Admin-only: hash-chain verification and the ledger self-audit. */
   creditsAudit(): CreditsAuditService {
     return new CreditsAuditService(this.#env);
+  }
+
+  /** Dumps the named ledgers and limiters and all path objects to the R2 bucket `BACKUPS`. */
+  backup(input: BackupInput): Promise<BackupManifest> {
+    return new BackupService(this.#env).backup(input);
+  }
+
+  /** Rebuilds the objects of a backup (each must be empty) and verifies them. */
+  restore(input: RestoreInput): Promise<RestoreReport> {
+    return new BackupService(this.#env).restore(input);
+  }
+
+  /** Complete backups in the bucket, newest first. */
+  listBackups(): Promise<{ backups: BackupSummary[] }> {
+    return new BackupService(this.#env).list();
   }
 
   pathStats(): PathStatsService {

@@ -1,0 +1,58 @@
+/**
+ * Backup and restore contract: `Admin.backup()`, `Admin.restore()` over a Workers binding and over capnweb.
+ * Types only. See docs/operations.md for the runbook.
+ */
+
+/** Which objects a backup covers. Durable Objects cannot be listed, so accounts and subjects are named. */
+export interface BackupInput {
+  to: "r2";
+  /** Credit ledgers to include, by account id. */
+  accounts?: string[];
+  /** Rate-limiter objects to include, by subject. */
+  subjects?: string[];
+  /** Include the path-statistics collectors and aggregator. Default true. */
+  paths?: boolean;
+}
+
+/** One object in a backup: where it came from and how many rows each table held. */
+export interface BackedUpObject {
+  binding: "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR";
+  name: string;
+  /** The R2 key of its dump. */
+  key: string;
+  rows: Record<string, number>;
+}
+
+export interface BackupManifest {
+  backupId: string;
+  createdAt: number;
+  objects: BackedUpObject[];
+}
+
+export interface RestoreInput {
+  backupId: string;
+}
+
+/** What a restore did and what its verification found; `ok` only when every check passed. */
+export interface RestoreReport {
+  backupId: string;
+  ok: boolean;
+  objects: number;
+  rows: number;
+  /** Row counts that differ from the manifest, ledgers whose chain or totals fail the audit. */
+  problems: string[];
+}
+
+export interface BackupSummary {
+  backupId: string;
+  createdAt: number;
+  objects: number;
+}
+
+/** Backup methods of `Admin` (and `AdminApi` over capnweb). */
+export interface BackupApi {
+  backup(input: BackupInput): Promise<BackupManifest>;
+  restore(input: RestoreInput): Promise<RestoreReport>;
+  /** Complete backups in the bucket, newest first. */
+  listBackups(): Promise<{ backups: BackupSummary[] }>;
+}
