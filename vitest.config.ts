@@ -51,6 +51,8 @@ export default defineConfig({
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
               // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
               bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16" },
+              // The legacy KV limiter's namespace, for Admin.importFromKv (not in wrangler.toml: it has no id to deploy with).
+              kvNamespaces: ["LEGACY_KV"],
               durableObjects: {
                 MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },

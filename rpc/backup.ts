@@ -55,4 +55,29 @@ export interface BackupApi {
   restore(input: RestoreInput): Promise<RestoreReport>;
   /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }>;
+  /** Imports the legacy KV limiter's live counters (idempotent, resumable by cursor). */
+  importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport>;
+}
+
+/** `Admin.importFromKv`: legacy per-minute counters (`ratelimit:<keyId>:minute:<yyyyMMddHHmm[ss]>` → count). */
+export interface ImportFromKvInput {
+  /** The legacy limit per minute; becomes the fixed-window rule `ruleName` (60 s) of each subject. */
+  limit: number;
+  /** Default "minute". Use the name your policy's minute rule has, so imported counts land in it. */
+  ruleName?: string;
+  /** Prepended to the legacy key id to form the tollgate subject. Default "". */
+  subjectPrefix?: string;
+  /** From the previous report, to resume. */
+  cursor?: string;
+  /** KV keys read per call, 1–1,000; default 500. */
+  batch?: number;
+}
+
+export interface ImportFromKvReport {
+  scanned: number;
+  imported: { key: string; subject: string; count: number }[];
+  /** Keys not imported and why: malformed key or value, a window already over, an empty count, a full window. */
+  skipped: { key: string; reason: string }[];
+  /** Present when more keys follow: pass it back to continue. */
+  cursor?: string;
 }

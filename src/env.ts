@@ -16,6 +16,8 @@ export interface Env extends PathStatsVars {
   CREDIT_PRICES?: string;
   /** R2 bucket for `Admin.backup()` dumps (see docs/operations.md). Without it backup and restore fail. */
   BACKUPS?: R2Bucket;
+  /** Optional: the legacy KV limiter's namespace, read by `Admin.importFromKv()`. */
+  LEGACY_KV?: KVNamespace;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
 }

@@ -1,10 +1,11 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
-import type { BackupInput, BackupManifest, BackupSummary, RestoreInput, RestoreReport } from "../../rpc/backup";
+import type { BackupInput, BackupManifest, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { Env } from "../env";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
+import { KvImportService } from "../services/kv-import-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { RateLimitsService } from "../services/rate-limits-service";
 
@@ -42,6 +43,11 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** Rebuilds the objects of a backup (each must be empty) and verifies them. */
   restore(input: RestoreInput): Promise<RestoreReport> {
     return new BackupService(this.#env).restore(input);
+  }
+
+  /** Imports the legacy KV limiter's live per-minute counters; resumable by cursor, idempotent. */
+  importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport> {
+    return new KvImportService(this.#env).importFromKv(input);
   }
 
   /** Complete backups in the bucket, newest first. */

@@ -41,3 +41,11 @@ export const objectDumpSchema = v.strictObject({
     v.maxLength(100),
   ),
 });
+
+export const importFromKvInputSchema = v.strictObject({
+  limit: integer(1, 1_000_000_000),
+  ruleName: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be a rule name"))),
+  subjectPrefix: v.optional(text(0, 64)),
+  cursor: v.optional(text(1, 1_024)),
+  batch: v.optional(integer(1, 1_000)),
+});
