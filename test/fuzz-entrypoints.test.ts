@@ -101,6 +101,11 @@ const pathSamples: Record<string, () => Sample> = {
   pathDetail: () => ({ range: "24h", path: "/fuzz/a", method: "GET" }),
   export: () => ({ range: "1h", format: "csv" }),
 };
+const dataSamples: Record<string, () => Sample> = {
+  backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false }),
+  restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
+  importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
+};
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
   settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
@@ -216,6 +221,8 @@ describe("fuzzing every entrypoint", () => {
     expect(await env.ADMIN.whoami()).toEqual({ role: "admin" });
     await fuzz("Admin.creditsAudit", auditSamples, () => env.ADMIN.creditsAudit() as never, () => [ledger()], 60);
     await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
+    // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
+    await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
