@@ -62,6 +62,7 @@ export default defineConfig({
                 // PathStats entrypoint and the tests reach the very objects the tests drive.
                 PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
                 AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
+                MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -57,6 +57,9 @@ export interface BackupApi {
   listBackups(): Promise<{ backups: BackupSummary[] }>;
   /** Imports the legacy KV limiter's live counters (idempotent, resumable by cursor). */
   importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport>;
+  /** Sets (or with `everyMs: null` stops) scheduled backups. */
+  scheduleBackups(input: BackupScheduleInput): Promise<BackupSchedule>;
+  backupSchedule(): Promise<BackupSchedule>;
 }
 
 /** `Admin.importFromKv`: legacy per-minute counters (`ratelimit:<keyId>:minute:<yyyyMMddHHmm[ss]>` → count). */
@@ -80,4 +83,24 @@ export interface ImportFromKvReport {
   skipped: { key: string; reason: string }[];
   /** Present when more keys follow: pass it back to continue. */
   cursor?: string;
+}
+
+/** `Admin.scheduleBackups`: a backup of the same targets every `everyMs`, run by an alarm. */
+export interface BackupScheduleInput {
+  /** 1 hour to 30 days; `null` stops scheduled backups. */
+  everyMs: number | null;
+  accounts?: string[];
+  subjects?: string[];
+  paths?: boolean;
+}
+
+export interface BackupSchedule {
+  everyMs: number | null;
+  accounts: string[];
+  subjects: string[];
+  paths: boolean;
+  /** When the next scheduled backup is due; null when stopped. */
+  nextAt: number | null;
+  /** The latest runs, newest first. */
+  runs: { slotMs: number; backupId: string; at: number }[];
 }

@@ -1,4 +1,5 @@
 import type { AggregatorDO } from "./objects/aggregator-do";
+import type { MaintenanceDO } from "./objects/maintenance-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
@@ -10,6 +11,8 @@ export interface Env extends PathStatsVars {
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
+  /** One instance: scheduled backups. */
+  MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

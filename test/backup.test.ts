@@ -127,3 +127,38 @@ describe("backup and restore through R2", () => {
     }
   });
 });
+
+describe("scheduled backups", () => {
+  it("backs up by alarm once per slot (a doubled or early alarm adds nothing), survives eviction, and stops on request", async () => {
+    const accountId = "backup-scheduled";
+    await env.CREDITS.createAccount({ accountId, name: "Scheduled" });
+    const maintenance = env.MAINTENANCE.getByName("maintenance");
+    const hour = 3_600_000;
+    const schedule = await env.ADMIN.scheduleBackups({ everyMs: 6 * hour, accounts: [accountId], paths: false });
+    expect(schedule).toMatchObject({ everyMs: 6 * hour, accounts: [accountId], subjects: [], paths: false, runs: [] });
+    const slot = schedule.nextAt!;
+    expect(await codeOf(env.ADMIN.scheduleBackups({ everyMs: 1_000 }))).toBe("INVALID_ARGUMENT");
+
+    const before = (await env.ADMIN.listBackups()).backups.length;
+    await maintenance.runAlarmAt(slot - 1_000); // early: nothing due
+    expect((await env.ADMIN.listBackups()).backups.length).toBe(before);
+    await maintenance.runAlarmAt(slot);
+    await maintenance.runAlarmAt(slot);
+    await evictDurableObject(maintenance);
+    await maintenance.runAlarmAt(slot + 1_000);
+    const after = await env.ADMIN.backupSchedule();
+    expect(after.runs).toHaveLength(1);
+    expect(after.nextAt).toBe(slot + 6 * hour);
+    const backups = (await env.ADMIN.listBackups()).backups;
+    expect(backups.length).toBe(before + 1);
+    expect(backups.map((b) => b.backupId)).toContain(after.runs[0]!.backupId);
+
+    await maintenance.runAlarmAt(slot + 6 * hour);
+    expect((await env.ADMIN.backupSchedule()).runs).toHaveLength(2);
+
+    expect(await env.ADMIN.scheduleBackups({ everyMs: null })).toMatchObject({ everyMs: null, nextAt: null });
+    await maintenance.runAlarmAt(slot + 12 * hour);
+    expect((await env.ADMIN.listBackups()).backups.length).toBe(before + 2);
+    expect((await maintenance.tasks()).map((t) => t.kind)).not.toContain("scheduled-backup");
+  });
+});

@@ -1,7 +1,8 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
-import type { BackupInput, BackupManifest, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
+import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { Env } from "../env";
+import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
@@ -48,6 +49,16 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** Imports the legacy KV limiter's live per-minute counters; resumable by cursor, idempotent. */
   importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport> {
     return new KvImportService(this.#env).importFromKv(input);
+  }
+
+  /** Sets (or with `everyMs: null` stops) a backup of the same targets every `everyMs`, run by an alarm. */
+  scheduleBackups(input: BackupScheduleInput): Promise<BackupSchedule> {
+    return this.#env.MAINTENANCE.getByName(MAINTENANCE_NAME).setBackupSchedule(input);
+  }
+
+  /** The backup schedule and its latest runs. */
+  backupSchedule(): Promise<BackupSchedule> {
+    return this.#env.MAINTENANCE.getByName(MAINTENANCE_NAME).backupSchedule();
   }
 
   /** Complete backups in the bucket, newest first. */

@@ -49,3 +49,10 @@ export const importFromKvInputSchema = v.strictObject({
   cursor: v.optional(text(1, 1_024)),
   batch: v.optional(integer(1, 1_000)),
 });
+
+export const backupScheduleInputSchema = v.strictObject({
+  everyMs: v.nullable(integer(3_600_000, 30 * 86_400_000)),
+  accounts: backupInputSchema.entries.accounts,
+  subjects: backupInputSchema.entries.subjects,
+  paths: v.optional(v.boolean()),
+});
