@@ -101,6 +101,22 @@ describe("backup and restore through R2", () => {
     expect(report.problems.join("\n")).toContain("hash chain broken");
   });
 
+  it("refuses a manifest edited to name something else, and reports unreadable dumps", async () => {
+    const accountId = "backup-manifest";
+    await env.CREDITS.createAccount({ accountId, name: "Manifest" });
+    const manifest = await env.ADMIN.backup({ to: "r2", accounts: [accountId], paths: false });
+    const key = `backups/${manifest.backupId}/manifest.json`;
+    const original = await (await env.BACKUPS!.get(key))!.text();
+    await env.BACKUPS!.put(key, original.replace('"CREDIT_LEDGER"', '"TOLLGATE_ADMIN_TOKEN"'));
+    expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("INVALID_ARGUMENT");
+    await env.BACKUPS!.put(key, original);
+    await env.BACKUPS!.put(manifest.objects[0]!.key, "{ not json");
+    await wipe(env.CREDIT_LEDGER.getByName(accountId));
+    const report = await env.ADMIN.restore({ backupId: manifest.backupId });
+    expect(report).toMatchObject({ ok: false, problems: [`CREDIT_LEDGER/${accountId}: dump is not JSON`] });
+    expect(await codeOf(env.ADMIN.restore({ backupId: "b-1700000000000-00000000" }))).toBe("NOT_FOUND");
+  });
+
   it("validates a dump in the object itself: bad dumps are refused and the object stays empty", async () => {
     const stub = env.CREDIT_LEDGER.getByName("backup-import-validation");
     const good = await env.CREDIT_LEDGER.getByName("backup-acct").exportTables();

@@ -56,3 +56,20 @@ export const backupScheduleInputSchema = v.strictObject({
   subjects: backupInputSchema.entries.subjects,
   paths: v.optional(v.boolean()),
 });
+
+/** A manifest read back from R2: checked before it names any object, like any other input. */
+export const manifestSchema = v.object({
+  backupId: v.pipe(v.string(), v.regex(BACKUP_ID)),
+  createdAt: integer(0, Number.MAX_SAFE_INTEGER),
+  objects: v.pipe(
+    v.array(
+      v.object({
+        binding: v.picklist(["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR", "AGGREGATOR"]),
+        name: text(1, 256),
+        key: text(1, 1_024),
+        rows: v.record(v.string(), integer(0, Number.MAX_SAFE_INTEGER)),
+      }),
+    ),
+    v.maxLength(10_000),
+  ),
+});

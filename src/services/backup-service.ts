@@ -2,10 +2,11 @@ import type { BackedUpObject, BackupInput, BackupManifest, BackupSummary, Restor
 import type { ObjectDump } from "../backup/tables";
 import { loadPathConfig } from "../config/path-stats";
 import type { Env } from "../env";
-import { notFound, ServiceError } from "../errors";
+import * as v from "valibot";
+import { invalidArgument, notFound, ServiceError } from "../errors";
 import { AGGREGATOR_NAME } from "../objects/path-collector-do";
 import { shardName } from "../paths/shard";
-import { backupInputSchema, restoreInputSchema } from "../schemas/backup";
+import { backupInputSchema, manifestSchema, restoreInputSchema } from "../schemas/backup";
 import { parseInput } from "../schemas/common";
 
 const PREFIX = "backups/";
@@ -59,15 +60,23 @@ export class BackupService {
   async restore(input: RestoreInput): Promise<RestoreReport> {
     const { backupId } = parseInput(restoreInputSchema, input, "restore input");
     const bucket = this.#bucket();
-    const manifest = await this.#json<BackupManifest>(bucket, `${PREFIX}${backupId}/manifest.json`);
-    if (manifest === undefined) throw notFound(`no complete backup ${backupId}`);
+    const stored = await this.#json<unknown>(bucket, `${PREFIX}${backupId}/manifest.json`);
+    if (stored === undefined) throw notFound(`no complete backup ${backupId}`);
+    // The bucket is outside tollgate: a manifest is validated before it names any object.
+    const checked = v.safeParse(manifestSchema, stored);
+    if (!checked.success || checked.output.backupId !== backupId) throw invalidArgument(`backup ${backupId} has a malformed manifest`);
+    const manifest = checked.output;
     const problems: string[] = [];
     let rows = 0;
     for (const object of manifest.objects) {
       const where = `${object.binding}/${object.name}`;
-      const dump = await this.#json<unknown>(bucket, object.key);
-      if (dump === undefined) {
-        problems.push(`${where}: dump missing`);
+      if (!object.key.startsWith(`${PREFIX}${backupId}/`)) {
+        problems.push(`${where}: dump outside the backup (${object.key})`);
+        continue;
+      }
+      const dump = await this.#json<unknown>(bucket, object.key).catch(() => null);
+      if (dump === undefined || dump === null) {
+        problems.push(`${where}: dump ${dump === undefined ? "missing" : "is not JSON"}`);
         continue;
       }
       const written = await this.#stub(object.binding, object.name).importTables(dump);
@@ -92,7 +101,8 @@ export class BackupService {
     do {
       const page = await bucket.list({ prefix: PREFIX, delimiter: "/", cursor });
       for (const prefix of page.delimitedPrefixes) {
-        const manifest = await this.#json<BackupManifest>(bucket, `${prefix}manifest.json`);
+        const checked = v.safeParse(manifestSchema, await this.#json<unknown>(bucket, `${prefix}manifest.json`).catch(() => undefined));
+        const manifest = checked.success ? checked.output : undefined;
         if (manifest !== undefined) backups.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, objects: manifest.objects.length });
       }
       cursor = page.truncated ? page.cursor : undefined;
