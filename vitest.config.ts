@@ -45,11 +45,14 @@ export default defineConfig({
               Credits: "WorkerEntrypoint",
               PathStats: "WorkerEntrypoint",
               Admin: "WorkerEntrypoint",
+              Gateway: "WorkerEntrypoint",
             },
             miniflare: {
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
               // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
               bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16" },
+              // The legacy KV limiter's namespace, for Admin.importFromKv (not in wrangler.toml: it has no id to deploy with).
+              kvNamespaces: ["LEGACY_KV"],
               durableObjects: {
                 MIGRATION_PROBE: { className: "MigrationProbeDO", useSQLite: true },
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
@@ -59,6 +62,7 @@ export default defineConfig({
                 // PathStats entrypoint and the tests reach the very objects the tests drive.
                 PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
                 AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
+                MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -1,4 +1,5 @@
 /** What an authenticated capnweb caller can reach. Types only. */
+import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
@@ -16,7 +17,7 @@ export interface Principal {
  * The capability returned by `authenticate(adminToken)`: every domain, one sub-capability
  * each. Calls pipeline, so `api.authenticate(t).rateLimits().check(...)` is one round trip.
  */
-export interface AdminApi {
+export interface AdminApi extends BackupApi {
   whoami(): Principal;
   rateLimits(): RateLimitsApi;
   credits(): CreditsApi;

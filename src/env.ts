@@ -1,4 +1,5 @@
 import type { AggregatorDO } from "./objects/aggregator-do";
+import type { MaintenanceDO } from "./objects/maintenance-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
@@ -10,12 +11,18 @@ export interface Env extends PathStatsVars {
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
+  /** One instance: scheduled backups. */
+  MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */
   CREDIT_PRICES?: string;
   /** The RATE_LIMIT_POLICIES entry `Gateway.authorize` applies to every client IP; unset or empty: none. */
   GATEWAY_IP_POLICY?: string;
+  /** R2 bucket for `Admin.backup()` dumps (see docs/operations.md). Without it backup and restore fail. */
+  BACKUPS?: R2Bucket;
+  /** Optional: the legacy KV limiter's namespace, read by `Admin.importFromKv()`. */
+  LEGACY_KV?: KVNamespace;
   /** Secret: authenticates capnweb callers as admin. Unset means no admin access at all. */
   TOLLGATE_ADMIN_TOKEN?: string;
   /** The static assets in public/ (wrangler.toml [assets]): the dashboard. */

@@ -3,7 +3,8 @@
  *
  * Entrypoints (each a capability a sibling Worker binds to): `Gateway` (default; also
  * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
- * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`.
+ * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
+ * `MaintenanceDO` (scheduled backups).
  */
 export { Gateway as default } from "./entrypoints/gateway";
 export { RateLimits } from "./entrypoints/rate-limits";
@@ -14,3 +15,4 @@ export { RateLimiterDO } from "./objects/rate-limiter-do";
 export { CreditLedgerDO } from "./objects/credit-ledger-do";
 export { PathCollectorDO } from "./objects/path-collector-do";
 export { AggregatorDO } from "./objects/aggregator-do";
+export { MaintenanceDO } from "./objects/maintenance-do";

@@ -2,16 +2,23 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Decision, Rule } from "../rpc/rate-limits";
+import { MINUTE_MS } from "../src/paths/buckets";
+import { shardName } from "../src/paths/shard";
+import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { ReferenceLedger } from "./fixtures/reference-ledger";
 
 /**
  * A mixed workload with faults injected between calls: random evictions, alarms fired early
  * and twice, retried calls (same idempotency key), concurrent bursts. A reference model of
  * the accepted operations predicts every decision and the final counts exactly.
  *
- * Replay a failure with CHAOS_SEED=<seed printed below>.
+ * The same for the credit ledger (against test/fixtures/reference-ledger.ts) and for path
+ * statistics (hits counted per path and client). Each run prints its operations, evictions,
+ * alarms and retries. Replay a failure with CHAOS_SEED=<seed printed below>.
  */
 const SEED = env.CHAOS_SEED ? Number(env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
 const YEAR = 366 * 24 * 3_600_000;
+const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 
 function prng(seed: number): () => number {
   let state = seed >>> 0;
@@ -55,16 +62,20 @@ describe(`chaos (seed ${SEED})`, () => {
     };
 
     let opCounter = 0;
+    const counts = { operations: 0, evictions: 0, alarms: 0, retries: 0 };
     for (let step = 0; step < 400; step++) {
       const subject = pick(subjects);
       const stub = env.RATE_LIMITER.getByName(subject.name);
       const roll = random();
       if (roll < 0.08) {
         await evictDurableObject(stub).catch(() => {}); // not running: nothing to evict
+        counts.evictions++;
       } else if (roll < 0.14) {
         await runDurableObjectAlarm(stub);
         await runDurableObjectAlarm(stub);
+        counts.alarms += 2;
       } else if (roll < 0.2 && subject.decisions.size > 0) {
+        counts.retries++;
         // A retry of an earlier call: the first decision comes back, nothing is charged.
         const [key, first] = pick([...subject.decisions.entries()]);
         const cost = Number(key.split(":").at(-1));
@@ -72,6 +83,7 @@ describe(`chaos (seed ${SEED})`, () => {
       } else if (roll < 0.28) {
         // A concurrent burst: exactly as many admitted as the model has room for, in some order.
         const costs = Array.from({ length: 5 + Math.floor(random() * 20) }, () => 1);
+        counts.operations += costs.length;
         const results = await Promise.all(costs.map(() => stub.check({ subject: subject.name, rules: subject.rules })));
         const admitted = results.filter((d) => d.allowed).length;
         let expected = 0;
@@ -80,6 +92,7 @@ describe(`chaos (seed ${SEED})`, () => {
       } else {
         const cost = pick([0, 1, 1, 1, 2, 3, 7]);
         const key = `op-${opCounter++}:${cost}`;
+        counts.operations++;
         const decision = await stub.check({ subject: subject.name, rules: subject.rules, cost, idempotencyKey: key });
         if (cost === 0) {
           const remaining = Math.min(...subject.rules.map((rule) => rule.limit - subject.used.get(rule.name)!));
@@ -98,5 +111,167 @@ describe(`chaos (seed ${SEED})`, () => {
       const final = await stub.peek({ subject: subject.name, rules: subject.rules });
       expect(final.rules.map((rule) => rule.limit - rule.remaining)).toEqual(subject.rules.map((rule) => subject.used.get(rule.name)));
     }
+    report("rate limits", counts);
+  });
+});
+
+/** Counts reported at the end of each run, so the closing note can quote them. */
+function report(name: string, counts: Record<string, number>): void {
+  console.log(`chaos ${name} (seed ${SEED}): ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ")}`);
+}
+
+describe(`chaos: credit ledger (seed ${SEED})`, () => {
+  it("keeps every outcome, balance and hold equal to the reference ledger through evictions, early and doubled alarms, and retries", async () => {
+    const random = prng(SEED ^ 0x1ed6e7);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const amount = () => 1 + Math.floor(random() * 12);
+    const counts = { operations: 0, evictions: 0, alarms: 0, retries: 0 };
+    let now = Date.UTC(2031, 2, 1, 9, 0, 0);
+    const accounts = await Promise.all(
+      [0, 5].map(async (overdraftLimit, i) => {
+        const accountId = `chaos-${SEED}-${i}`;
+        const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+        await stub.setClock(now);
+        await stub.createAccount({ accountId, name: "Chaos", overdraftLimit });
+        return { accountId, stub, model: new ReferenceLedger(overdraftLimit), holds: [] as string[], calls: [] as { again: () => Promise<unknown>; first: unknown }[] };
+      }),
+    );
+
+    for (let step = 0; step < 300; step++) {
+      const account = pick(accounts);
+      const { accountId, stub, model } = account;
+      const key = `chaos-${step}`;
+      const roll = random();
+      const context = `step ${step} (seed ${SEED})`;
+      let outcome: { actual: { ok: boolean; code?: string; status?: string }; expected: { ok: boolean; code?: string; status?: string } } | undefined;
+      if (roll < 0.1) {
+        await evictDurableObject(stub);
+        counts.evictions++;
+      } else if (roll < 0.2) {
+        // Time passes; the alarm runs early (before anything is due), on time, or twice.
+        now += pick([0, 500, 1_000, 2_500]);
+        for (const a of accounts) await a.stub.setClock(now);
+        const times = pick([1, 2]);
+        for (let i = 0; i < times; i++) await stub.runAlarmAt(now);
+        counts.alarms += times;
+        model.settle(now);
+      } else if (roll < 0.28 && account.calls.length > 0) {
+        const call = pick(account.calls);
+        expect(await call.again(), context).toEqual(call.first);
+        counts.retries++;
+      } else if (roll < 0.4) {
+        const expiresAt = random() < 0.5 ? now + 1_000 * (1 + Math.floor(random() * 3)) : undefined;
+        const input = { accountId, amount: amount(), priority: Math.floor(random() * 2), expiresAt, reason: "chaos grant", idempotencyKey: key };
+        const entry = await stub.grant(input);
+        account.calls.push({ again: () => stub.grant(input), first: entry });
+        model.grant(entry.grantId!, input.amount, input.priority, expiresAt ?? null, now);
+        counts.operations++;
+      } else if (roll < 0.6) {
+        const input = { accountId, amount: amount(), reason: "chaos debit", idempotencyKey: key };
+        const result = await stub.debit(input);
+        account.calls.push({ again: () => stub.debit(input), first: result });
+        outcome = { actual: result, expected: model.debit(() => (result.ok ? result.entry.entryId : "?"), input.amount, now) };
+        counts.operations++;
+      } else if (roll < 0.75) {
+        const input = { accountId, amount: amount(), ttlMs: 1_000 * (1 + Math.floor(random() * 4)), idempotencyKey: key };
+        const result = await stub.reserve(input);
+        account.calls.push({ again: () => stub.reserve(input), first: result });
+        outcome = { actual: result, expected: model.reserve(() => (result.ok ? result.holdId : "?"), input.amount, input.ttlMs, now) };
+        if (result.ok) account.holds.push(result.holdId);
+        counts.operations++;
+      } else if (account.holds.length > 0) {
+        const holdId = pick(account.holds);
+        if (roll < 0.9) {
+          const input = { accountId, holdId, amount: Math.floor(random() * 14), idempotencyKey: key };
+          const result = await stub.commit(input);
+          account.calls.push({ again: () => stub.commit(input), first: result });
+          outcome = { actual: result, expected: model.commit(holdId, () => (result.ok ? result.entry.entryId : "?"), input.amount, now) };
+        } else {
+          const input = { accountId, holdId, idempotencyKey: key };
+          const result = await stub.void(input);
+          account.calls.push({ again: () => stub.void(input), first: result });
+          outcome = { actual: result, expected: model.void(holdId, now) };
+        }
+        counts.operations++;
+      }
+      if (outcome !== undefined) {
+        const { actual, expected } = outcome;
+        expect({ ok: actual.ok, code: actual.code, status: actual.status }, context).toEqual({ ok: expected.ok, code: expected.code, status: expected.status });
+      }
+      expect(await stub.balance({ accountId }), context).toEqual(model.balance());
+    }
+
+    for (const { accountId, stub, model, holds } of accounts) {
+      await evictDurableObject(stub);
+      expect(await stub.balance({ accountId })).toEqual(model.balance());
+      for (const holdId of holds) expect((await stub.hold({ accountId, holdId })).status).toBe(model.holds.get(holdId)!.status);
+      const audit = await stub.audit({ accountId });
+      expect(audit.violations).toEqual([]);
+      expect(audit.chain.ok).toBe(true);
+    }
+    report("ledger", counts);
+  });
+});
+
+describe(`chaos: path statistics (seed ${SEED})`, () => {
+  it("counts every recorded hit exactly once through evictions and collector and aggregator alarms run early and twice", async () => {
+    const random = prng(SEED ^ 0x9a7b5);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const counts = { operations: 0, evictions: 0, alarms: 0 };
+    const start = Date.now();
+    const base = `/chaos${SEED.toString(36)}`;
+    const paths = ["alpha", "beta", "gamma"].map((name) => `${base}/${name}`);
+    const ips = [`198.51.100.${SEED % 250}`, `203.0.113.${(SEED >> 8) % 250}`, `2001:db8:${(SEED & 0xffff).toString(16)}::7`];
+    const expected = new Map<string, { requests: number; errors: number }>();
+    const perIp = new Map<string, number>();
+    const collectors = Array.from({ length: SHARDS }, (_, shard) => env.PATH_COLLECTOR.getByName(shardName(shard)));
+    const aggregator = env.AGGREGATOR.getByName(AGGREGATOR_NAME);
+
+    for (let step = 0; step < 200; step++) {
+      const roll = random();
+      if (roll < 0.1) {
+        await evictDurableObject(random() < 0.3 ? aggregator : pick(collectors)).catch(() => {}); // not running: nothing to evict
+        counts.evictions++;
+      } else if (roll < 0.2) {
+        // Alarms early (the current minute is still open), on time, and twice.
+        const at = Date.now() + pick([0, MINUTE_MS + 3_000]);
+        const target = random() < 0.5 ? aggregator : pick(collectors);
+        for (let i = 0; i < 2; i++) await target.runAlarmAt(at);
+        counts.alarms += 2;
+      } else {
+        const batch = Array.from({ length: 1 + Math.floor(random() * 4) }, () => {
+          const status = pick([200, 200, 404, 500, 503]);
+          return { ip: pick(ips), method: pick(["GET", "POST"]), path: pick(paths), status, latencyMs: Math.floor(random() * 300), at: Date.now() - Math.floor(random() * 20 * MINUTE_MS) };
+        });
+        if (batch.length === 1) await env.PATHS.record(batch[0]!);
+        else expect(await env.PATHS.recordMany({ hits: batch })).toEqual({ accepted: batch.length });
+        for (const hit of batch) {
+          const key = `${hit.method} ${hit.path}`;
+          const seen = expected.get(key) ?? { requests: 0, errors: 0 };
+          expected.set(key, { requests: seen.requests + 1, errors: seen.errors + (hit.status >= 500 ? 1 : 0) });
+          perIp.set(hit.ip, (perIp.get(hit.ip) ?? 0) + 1);
+        }
+        counts.operations += batch.length;
+      }
+    }
+
+    // Everything closed: every collector flushes, twice, then the aggregator compacts, twice.
+    const later = Date.now() + 2 * MINUTE_MS;
+    for (let round = 0; round < 2; round++) for (const collector of collectors) await collector.runAlarmAt(later);
+    for (let round = 0; round < 2; round++) await aggregator.runAlarmAt(later + 5_000);
+    const range = { from: start - 30 * MINUTE_MS, to: later };
+    for (const path of paths) {
+      const detail = await env.PATHS.pathDetail({ range, path });
+      for (const method of ["GET", "POST"]) {
+        const want = expected.get(`${method} ${path}`) ?? { requests: 0, errors: 0 };
+        const got = detail.methods.find((m) => m.method === method);
+        expect({ requests: got?.requests ?? 0, errors: got?.errors ?? 0 }, `${method} ${path}`).toEqual(want);
+      }
+    }
+    for (const [ip, total] of perIp) {
+      const stats = await env.PATHS.clientStats({ ip, range: "24h" });
+      expect(stats.paths.filter((p) => p.path.startsWith(base)).reduce((sum, p) => sum + p.requests, 0), ip).toBe(total);
+    }
+    report("paths", counts);
   });
 });

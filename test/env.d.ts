@@ -9,6 +9,7 @@ import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
 import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
 import type { Admin } from "../src/entrypoints/admin";
 import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
+import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
 
 declare global {
   namespace Cloudflare {
@@ -28,6 +29,7 @@ declare global {
       /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
       PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
+      MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

@@ -97,6 +97,8 @@ const AUDIT_BACKLOG_DELAY_MS = 60_000;
 const AUDIT_REPORTS_KEPT = 100;
 /** Pruning waits this long past the first expiry, so one alarm prunes many keys. */
 const PRUNE_SLACK_MS = 3_600_000;
+/** Most expired rows of each kind one prune run deletes (retention in small batches). */
+export const PRUNE_BATCH = 1_000;
 const CHAIN_PAGE = 500;
 
 
@@ -748,11 +750,14 @@ export class CreditLedgerDO extends TollgateObject {
         await this.scheduleSettle("replace");
       },
       prune: async (_payload, nowMs) => {
-        run(this.sql, "DELETE FROM idempotency WHERE expires_at_ms <= ?", nowMs);
-        run(this.sql, "DELETE FROM key_rule_states WHERE expires_at_ms <= ?", nowMs);
+        // In batches, so a backlog never holds the object for long; a full batch comes back at once.
+        const deleted =
+          run(this.sql, "DELETE FROM idempotency WHERE idempotency_key IN (SELECT idempotency_key FROM idempotency WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?)", nowMs, PRUNE_BATCH) +
+          run(this.sql, "DELETE FROM key_rule_states WHERE (family_id, rule_name) IN (SELECT family_id, rule_name FROM key_rule_states WHERE expires_at_ms <= ? LIMIT ?)", nowMs, PRUNE_BATCH);
         // Spend counters of past periods are never read again (caps look at the current day and month).
         run(this.sql, "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)", `d:${dayOf(nowMs - IDEMPOTENCY_TTL_MS)}`, `m:${monthOf(nowMs - 400 * 86_400_000)}`);
-        await this.schedulePrune("replace");
+        if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
+        else await this.schedulePrune("replace");
       },
       audit: async (_payload, nowMs) => {
         if (this.accountRow() === undefined) return;

@@ -41,6 +41,8 @@ export const CHECK_REPLAY_TTL_MS = 24 * 3_600_000;
 export const SHADOW_COUNT_TTL_MS = 24 * 3_600_000;
 /** Cleanup waits this long past the last expiry, so a busy subject does not wake its alarm every window. */
 const CLEANUP_SLACK_MS = 60_000;
+/** Most expired idempotency records one alarm run deletes (retention in small batches). */
+export const PRUNE_BATCH = 1_000;
 
 type RuleStateRow = {
   rule_name: string;
@@ -494,11 +496,17 @@ export class RateLimiterDO extends TollgateObject {
 
   /** Forgets idempotency keys older than the replay window; idempotent. */
   private async pruneReplays(nowMs: number): Promise<void> {
-    run(this.sql, "DELETE FROM check_replays WHERE expires_at_ms <= ?", nowMs);
-    const next = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM check_replays")?.next;
+    // In batches, so a backlog never holds the object for long; a full batch comes back at once.
+    const deleted = run(
+      this.sql,
+      "DELETE FROM check_replays WHERE idempotency_key IN (SELECT idempotency_key FROM check_replays WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?)",
+      nowMs,
+      PRUNE_BATCH,
+    );
+    const next = deleted === PRUNE_BATCH ? nowMs : maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM check_replays")?.next;
     // "replace", not "earliest": the running task's own row is due earlier and would win,
     // and then be deleted as done, leaving the remaining keys unpruned.
-    if (next != null) await this.scheduler.schedule("prune-replays", next + CLEANUP_SLACK_MS, null, "prune-replays", "replace");
+    if (next != null) await this.scheduler.schedule("prune-replays", next === nowMs ? nowMs : next + CLEANUP_SLACK_MS, null, "prune-replays", "replace");
   }
 
   /** Frees the slots of leases whose TTL has passed; idempotent. */

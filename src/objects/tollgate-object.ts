@@ -2,6 +2,9 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
 import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandlers } from "../scheduling/task-scheduler";
 import { applyMigrations, type Migration } from "../storage/migrations";
+import { exportTables, importTables, type ObjectDump } from "../backup/tables";
+import { objectDumpSchema } from "../schemas/backup";
+import { parseInput } from "../schemas/common";
 
 /** What every tollgate object declares: its schema and the kinds of timed work it does. */
 export interface ObjectSpec {
@@ -32,6 +35,22 @@ export abstract class TollgateObject extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     await this.runAlarm();
+  }
+
+  /** Every data table, for a backup (Admin only: no entrypoint exposes the object itself). */
+  exportTables(): ObjectDump {
+    return exportTables(this.sql);
+  }
+
+  /**
+   * Restores a backup's tables into this object, which must be empty, then points the alarm at
+   * the restored tasks. The dump is validated here too: the caller is not trusted.
+   */
+  async importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
+    const dump = parseInput(objectDumpSchema, input, "table import");
+    const rows = importTables(this.ctx.storage, dump);
+    await this.scheduler.rearm();
+    return { rows };
   }
 
   /** The alarm's work, returning what it did (tests and diagnostics read the report). */

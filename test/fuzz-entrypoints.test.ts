@@ -1,0 +1,267 @@
+import { env } from "cloudflare:workers";
+import { SELF } from "cloudflare:test";
+import { newHttpBatchRpcSession, type RpcStub } from "capnweb";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AdminApi, TollgateRpc } from "../rpc/admin";
+import { errorCodeOf } from "../rpc/errors";
+import { DAY_MS } from "../src/paths/buckets";
+import { shardName } from "../src/paths/shard";
+import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
+import { digestObject } from "./fixtures/digest";
+
+/**
+ * Every public method of every entrypoint (Credits, PathStats, Admin and its sub-capabilities,
+ * Gateway) and of the capnweb AdminApi, called with a valid input that has one field replaced,
+ * removed or added, or with an arbitrary value. Every call ends in a value or a ServiceError
+ * with a caller's code (never INTERNAL, never a hang: each case has a deadline), and a refused
+ * call leaves every object it could reach byte-for-byte unchanged (digestObject).
+ */
+const CALLER_CODES = new Set(["INVALID_ARGUMENT", "NOT_FOUND", "CONFLICT", "UNIMPLEMENTED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED"]);
+const ACCOUNT = "fuzz-acct";
+const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
+/** Tried cases, by suite, for the closing report. */
+const tried: Record<string, number> = {};
+
+const nasty = fc.oneof(
+  fc.constantFrom(
+    Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 2 ** 53, -(2 ** 53), 1e308, 0.5, -1, 0, 1,
+    "", " ", "\u0000", "\u202e", "\ud800", "😀".repeat(100), "x".repeat(100_000), "__proto__", "constructor", "*", "/", "1h",
+    null, undefined, true, false, [], {}, Array.from({ length: 5_000 }, () => 1),
+  ),
+  fc.string({ unit: "binary", maxLength: 200 }),
+  fc.double(),
+  fc.integer(),
+);
+
+const deep = fc.letrec((tie) => ({
+  node: fc.oneof(
+    { depthSize: "small" },
+    nasty,
+    fc.array(tie("node"), { maxLength: 4 }),
+    fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype", "a", "accountId", "range", "amount"), tie("node"), { maxKeys: 4, noNullPrototype: true }),
+  ),
+})).node;
+
+/** Deeply nested: 200 levels of arrays and objects. */
+const tower = fc.constantFrom("array", "object").map((kind) => {
+  let value: unknown = 1;
+  for (let i = 0; i < 200; i++) value = kind === "array" ? [value] : { accountId: value };
+  return value;
+});
+
+type Sample = Record<string, unknown>;
+interface Method {
+  name: string;
+  call: (target: Record<string, (input: unknown) => Promise<unknown>>, input: unknown) => Promise<unknown>;
+  sample: () => Sample;
+}
+
+/** Ids of live things in the fuzzed account, filled in beforeAll. */
+const ids = { holdId: "", entryId: "", keyId: "", key: "" };
+const now = Date.now();
+
+const creditSamples: Record<string, () => Sample> = {
+  createAccount: () => ({ accountId: "fuzz-new", name: "Fuzz", overdraftLimit: 0 }),
+  account: () => ({ accountId: ACCOUNT }),
+  balance: () => ({ accountId: ACCOUNT, at: now }),
+  grant: () => ({ accountId: ACCOUNT, amount: 5, reason: "fuzz", idempotencyKey: "fuzz-grant", expiresAt: now + DAY_MS, priority: 1 }),
+  debit: () => ({ accountId: ACCOUNT, amount: 1, reason: "fuzz", idempotencyKey: "fuzz-debit", keyId: ids.keyId, meta: { a: "b" } }),
+  reserve: () => ({ accountId: ACCOUNT, amount: 1, ttlMs: 60_000, idempotencyKey: "fuzz-reserve" }),
+  commit: () => ({ accountId: ACCOUNT, holdId: ids.holdId, amount: 1, idempotencyKey: "fuzz-commit" }),
+  void: () => ({ accountId: ACCOUNT, holdId: ids.holdId, idempotencyKey: "fuzz-void" }),
+  refund: () => ({ accountId: ACCOUNT, entryId: ids.entryId, amount: 1, reason: "fuzz", idempotencyKey: "fuzz-refund" }),
+  hold: () => ({ accountId: ACCOUNT, holdId: ids.holdId }),
+  entries: () => ({ accountId: ACCOUNT, limit: 10, since: 0, until: now + DAY_MS }),
+  createKey: () => ({ accountId: ACCOUNT, name: "fuzz", scopes: ["credits.debit"], spendCap: { perDay: 10 } }),
+  verifyKey: () => ({ key: ids.key, scope: "credits.debit" }),
+  revokeKey: () => ({ accountId: ACCOUNT, keyId: ids.keyId }),
+  rollKey: () => ({ accountId: ACCOUNT, keyId: ids.keyId, graceMs: 1_000 }),
+  listKeys: () => ({ accountId: ACCOUNT }),
+  setPrices: () => ({ accountId: ACCOUNT, prices: [{ operation: "chat", model: "*", request: 1_000_000 }] }),
+  prices: () => ({ accountId: ACCOUNT }),
+  quote: () => ({ accountId: ACCOUNT, usage: { operation: "chat", model: "m", inputTokens: 10 } }),
+  charge: () => ({ accountId: ACCOUNT, usage: { operation: "chat", requests: 1 }, idempotencyKey: "fuzz-charge" }),
+  usage: () => ({ accountId: ACCOUNT, range: "24h", groupBy: "day" }),
+};
+const auditSamples: Record<string, () => Sample> = {
+  verifyChain: () => ({ accountId: ACCOUNT }),
+  audit: () => ({ accountId: ACCOUNT }),
+  auditReports: () => ({ accountId: ACCOUNT, limit: 5, divergent: false }),
+};
+const hit = () => ({ ip: "198.51.100.7", method: "GET", path: "/fuzz/a", status: 200, latencyMs: 3, country: "DE", userAgent: "fuzz/1", at: Date.now() - 1_000 });
+const pathSamples: Record<string, () => Sample> = {
+  record: hit,
+  recordMany: () => ({ hits: [hit(), hit()] }),
+  clientStats: () => ({ ip: "198.51.100.7", range: "24h" }),
+  globalStats: () => ({ range: "1h" }),
+  topPaths: () => ({ range: { from: now - DAY_MS, to: now }, limit: 5, sortBy: "errors" }),
+  topClients: () => ({ range: "7d", limit: 5 }),
+  pathDetail: () => ({ range: "24h", path: "/fuzz/a", method: "GET" }),
+  export: () => ({ range: "1h", format: "csv" }),
+};
+const dataSamples: Record<string, () => Sample> = {
+  backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false }),
+  restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
+  importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
+};
+const gatewaySamples: Record<string, () => Sample> = {
+  authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
+  settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
+};
+
+/** A sample with one field (possibly nested) replaced, deleted or added; or an arbitrary value. */
+function inputFor(sample: () => Sample): fc.Arbitrary<unknown> {
+  const mutated = fc.record({ at: fc.nat(), value: fc.oneof(nasty, deep, tower), action: fc.constantFrom("replace", "delete", "add", "proto") }).map(({ at, value, action }) => {
+    const input = sample();
+    const fields = Object.keys(input);
+    const field = fields[at % fields.length]!;
+    const nested = input[field];
+    let target: Record<string, unknown> = input;
+    let key = field;
+    if (nested !== null && typeof nested === "object" && at % 3 === 0) {
+      target = nested as Record<string, unknown>;
+      const inner = Object.keys(target);
+      key = inner.length > 0 ? inner[at % inner.length]! : "0";
+    }
+    if (action === "delete") delete target[key];
+    else if (action === "add") target[`extra${at % 3}`] = value;
+    else if (action === "proto") Object.defineProperty(target, "__proto__", { value, enumerable: true, configurable: true, writable: true });
+    else Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
+    return input;
+  });
+  return fc.oneof({ weight: 4, arbitrary: mutated }, { weight: 1, arbitrary: fc.oneof(deep, tower, fc.anything({ maxDepth: 3, withNullPrototype: false })) });
+}
+
+async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; code?: string }> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error("hung"), { code: "HUNG" })), 20_000);
+  });
+  try {
+    const value = await Promise.race([call(), deadline]);
+    // An export streams: its errors surface while reading, so read it to the end.
+    if (value instanceof ReadableStream) await Promise.race([new Response(value).arrayBuffer(), deadline]);
+    return { threw: false };
+  } catch (error) {
+    if ((error as { code?: string }).code === "HUNG") return { threw: true, code: "HUNG" };
+    // A capnweb HTTP batch refused as a whole (past RPC_LIMITS) fails in the client as a bare
+    // "RPC request failed: 413"; the response body carries RESOURCE_EXHAUSTED (tested below).
+    if (error instanceof Error && error.message.startsWith("RPC request failed: 413")) return { threw: true, code: "RESOURCE_EXHAUSTED" };
+    return { threw: true, code: errorCodeOf(error) };
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
+
+const ledger = () => env.CREDIT_LEDGER.getByName(ACCOUNT);
+const pathObjects = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
+
+async function digestAll(stubs: DurableObjectStub[]): Promise<string[]> {
+  return Promise.all(stubs.map((stub) => digestObject(stub)));
+}
+
+/**
+ * Runs every due and soon-due task of the path objects by hand, so no real alarm can change
+ * their tables between the digests before and after a call.
+ */
+async function settlePaths(): Promise<void> {
+  const later = Date.now() + 2 * DAY_MS;
+  for (let s = 0; s < SHARDS; s++) await env.PATH_COLLECTOR.getByName(shardName(s)).runAlarmAt(later);
+  await env.AGGREGATOR.getByName(AGGREGATOR_NAME).runAlarmAt(later);
+}
+
+async function fuzz(suite: string, samples: Record<string, () => Sample>, target: () => Record<string, (input: unknown) => Promise<unknown>>, objects: () => DurableObjectStub[], runs: number): Promise<void> {
+  const names = Object.keys(samples);
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(...names).chain((name) => fc.tuple(fc.constant(name), inputFor(samples[name]!))), async ([name, input]) => {
+      tried[suite] = (tried[suite] ?? 0) + 1;
+      const stubs = objects();
+      const before = await digestAll(stubs);
+      const result = await outcome(() => target()[name]!(input));
+      if (result.threw) {
+        expect(CALLER_CODES, `${suite}.${name}`).toContain(result.code);
+        expect(await digestAll(stubs), `${suite}.${name} changed state while refusing`).toEqual(before);
+      } else if (/pathStats/i.test(suite)) {
+        await settlePaths();
+      }
+    }),
+    { numRuns: runs },
+  );
+}
+
+describe("fuzzing every entrypoint", () => {
+  beforeAll(async () => {
+    await env.CREDITS.createAccount({ accountId: ACCOUNT, name: "Fuzz", overdraftLimit: 3 });
+    await env.CREDITS.grant({ accountId: ACCOUNT, amount: 1_000_000, reason: "seed", idempotencyKey: "seed" });
+    const created = await env.CREDITS.createKey({ accountId: ACCOUNT, name: "seed", scopes: ["*"] });
+    Object.assign(ids, { keyId: created.keyId, key: created.key });
+    const hold = await env.CREDITS.reserve({ accountId: ACCOUNT, amount: 5, ttlMs: 30 * DAY_MS, idempotencyKey: "seed-hold" });
+    const debit = await env.CREDITS.debit({ accountId: ACCOUNT, amount: 50, reason: "seed", idempotencyKey: "seed-debit" });
+    if (!hold.ok || !debit.ok) throw new Error("seeding the fuzzed account failed");
+    Object.assign(ids, { holdId: hold.holdId, entryId: debit.entry.entryId });
+    await env.PATHS.record(hit());
+    await settlePaths();
+  });
+
+  afterAll(() => {
+    console.log(`fuzz cases tried: ${JSON.stringify(tried)}`);
+  });
+
+  it("Credits: every method answers a value or a caller code, and a refusal changes nothing", async () => {
+    await fuzz("Credits", creditSamples, () => env.CREDITS as never, () => [ledger(), env.CREDIT_LEDGER.getByName("fuzz-new")], 250);
+  });
+
+  it("PathStats: every method answers a value or a caller code, and a refusal changes nothing", async () => {
+    await fuzz("PathStats", pathSamples, () => env.PATHS as never, pathObjects, 150);
+  });
+
+  it("Admin: its sub-capabilities (creditsAudit included) answer the same way", async () => {
+    expect(await env.ADMIN.whoami()).toEqual({ role: "admin" });
+    await fuzz("Admin.creditsAudit", auditSamples, () => env.ADMIN.creditsAudit() as never, () => [ledger()], 60);
+    await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
+    // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
+    await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
+    await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
+  });
+
+  it("Gateway (the default entrypoint) answers a value or a caller code", async () => {
+    await fuzz("Gateway", gatewaySamples, () => env.GATEWAY as never, () => [ledger()], 60);
+  });
+
+  it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
+    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats") => () => {
+      const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
+      const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+      return admin[domain]() as never;
+    };
+    try {
+      await fuzz("capnweb.credits", creditSamples, session("credits"), () => [ledger()], 120);
+      await fuzz("capnweb.creditsAudit", auditSamples, session("creditsAudit"), () => [ledger()], 30);
+      // Not export: a stream needs a WebSocket session (covered in test/path-stats-e2e.test.ts);
+      // over an HTTP batch, capnweb itself cannot carry it.
+      const { export: _stream, ...batchablePathSamples } = pathSamples;
+      await fuzz("capnweb.pathStats", batchablePathSamples, session("pathStats"), pathObjects, 40);
+      await fuzz("capnweb.gateway", gatewaySamples, session("gateway"), () => [ledger()], 20);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  });
+
+  it("refuses a capnweb batch nested past the depth limit with 413 RESOURCE_EXHAUSTED, not an uncaught exception", async () => {
+    let value: unknown = 1;
+    for (let i = 0; i < 100; i++) value = [[value]];
+    const body = [
+      ["push", ["pipeline", 0, ["authenticate"], [TEST_ADMIN_TOKEN]]],
+      ["push", ["pipeline", 1, ["credits"], []]],
+      ["push", ["pipeline", 2, ["account"], [value]]],
+      ["pull", 3],
+    ].map((message) => JSON.stringify(message)).join("\n");
+    const response = await SELF.fetch("http://tollgate.test/rpc", { method: "POST", body });
+    expect(response.status).toBe(413);
+    expect(await response.json()).toEqual({ error: { code: "RESOURCE_EXHAUSTED", message: expect.stringContaining("depth") } });
+  });
+});
