@@ -40,7 +40,7 @@ describe("bench harness", () => {
     expect(measured.find((row) => row.id === "ceiling.write.do-rpc")!.measured!.ratioToCeiling).toBeGreaterThan(0);
 
     // Capabilities not built yet are rows without numbers.
-    const pending = results.rows.find((row) => row.id === "tollgate.authorize-settle")!;
+    const pending = results.rows.find((row) => row.id === "baseline.fan-out.1000")!;
     expect(pending.measured).toBeUndefined();
     expect(pending.note).toBe("not available yet");
 

@@ -4,6 +4,7 @@
  * bundled) for both sides.
  */
 import type { CreditsApi } from "../../rpc/credits";
+import type { GatewayApi } from "../../rpc/gateway";
 import type { PathStatsApi } from "../../rpc/path-stats";
 import type { CheckInput, Decision, PeekInput, RateLimitsApi } from "../../rpc/rate-limits";
 
@@ -50,6 +51,8 @@ export interface DriverEnv {
   CREDITS: CreditsApi;
   /** `{ service: "tollgate", entrypoint: "PathStats" }`. */
   PATH_STATS: PathStatsApi;
+  /** `{ service: "tollgate" }`: the default entrypoint, `Gateway` (authorize/settle). */
+  GATEWAY: GatewayApi;
   /** `{ service: "tollgate", entrypoint: "BenchCeiling" }`: the same hop, to a no-op. */
   CEILING: { noop(input: { subject: string }): Promise<null>; noopWrite(input: { subject: string }): Promise<null> };
   /** `RateLimiterDO` bound by `script_name = "tollgate"` (DO RPC, no entrypoint). */

@@ -65,6 +65,7 @@ export async function startRuntime(): Promise<BenchRuntime> {
   };
   const vars: Record<string, string> = {};
   for (const [name, value] of Object.entries(config.vars)) vars[name] = typeof value === "string" ? value : JSON.stringify(value);
+  withBenchGatewayPolicy(vars);
 
   // miniflare 5 takes a new options shape; the v4 shape (the one wrangler and the vitest
   // pool speak) is converted by miniflare itself.
@@ -84,6 +85,7 @@ export async function startRuntime(): Promise<BenchRuntime> {
           CREDITS: { name: "tollgate", entrypoint: "Credits" },
           PATH_STATS: { name: "tollgate", entrypoint: "PathStats" },
           CEILING: { name: "tollgate", entrypoint: "BenchCeiling" },
+          GATEWAY: { name: "tollgate" },
         },
         durableObjects: {
           RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
@@ -130,6 +132,22 @@ export async function startRuntime(): Promise<BenchRuntime> {
   };
 }
 
+/** The per-IP policy `Gateway.authorize` applies in the bench (see withBenchGatewayPolicy). */
+export const BENCH_GATEWAY_IP_POLICY = "bench-per-ip";
+
+/**
+ * The shipped `per-ip` policy admits 100 calls a minute per IP, which a measurement passes in
+ * a few milliseconds; a denied call is a different (cheaper, then compensating) path. The
+ * bench adds a policy with the same rules at a limit no run reaches and points
+ * `GATEWAY_IP_POLICY` at it: the same code and algorithm, never a denial.
+ */
+function withBenchGatewayPolicy(vars: Record<string, string>): void {
+  const policies = JSON.parse(vars.RATE_LIMIT_POLICIES ?? "{}") as Record<string, Array<Record<string, unknown>>>;
+  const shipped = policies[vars.GATEWAY_IP_POLICY ?? ""] ?? [{ name: "minute", algorithm: "sliding_window", periodMs: 60_000 }];
+  policies[BENCH_GATEWAY_IP_POLICY] = shipped.map((rule) => ({ ...rule, limit: 1_000_000_000 }));
+  vars.RATE_LIMIT_POLICIES = JSON.stringify(policies);
+  vars.GATEWAY_IP_POLICY = BENCH_GATEWAY_IP_POLICY;
+}
 
 /** The workerd child of this Node process (miniflare spawns exactly one). */
 function findWorkerdPid(): number | undefined {

@@ -6,6 +6,7 @@ import type { AnyOp, Scenario } from "../harness/types";
 import { ceiling } from "./ceiling";
 import { rateLimitCheck } from "./check";
 import { credits } from "./credits";
+import { gateway } from "./gateway";
 import { kvCounter } from "./kv-counter";
 import { leases } from "./leases";
 import { notBuiltYet } from "./not-built-yet";
@@ -19,6 +20,7 @@ export const SCENARIOS: readonly Scenario[] = [
   leases,
   credits,
   pathStats,
+  gateway,
   kvCounter,
   seedLimiter,
   notBuiltYet,

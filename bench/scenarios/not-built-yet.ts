@@ -6,7 +6,6 @@
 import type { Scenario } from "../harness/types";
 
 const PENDING: ReadonlyArray<{ id: string; group: string; label: string }> = [
-  { id: "tollgate.authorize-settle", group: "tollgate", label: "authorize + settle (gateway)" },
   ...[100, 1_000, 10_000].flatMap((clients) => [
     { id: `tollgate.top-paths-30d.${clients}`, group: "tollgate: rollups", label: `topPaths over 30 days, ${clients.toLocaleString("en-US")} clients` },
     { id: `tollgate.global-stats-30d.${clients}`, group: "tollgate: rollups", label: `globalStats over 30 days, ${clients.toLocaleString("en-US")} clients` },
