@@ -115,8 +115,12 @@ export const TARGETS: readonly Target[] = [
       const small = byId(rows, "tollgate.top-paths-30d.100");
       const large = byId(rows, "tollgate.top-paths-30d.10000");
       if (!small || !large) return undefined;
-      const ratio = large.measured!.p50Ms / small.measured!.p50Ms;
-      return { pass: ratio <= 1.2, detail: `p50 at 10,000 clients = ${fmt(ratio)} × p50 at 100` };
+      // Mean latency: single latencies tick in whole ms (see docs/benchmarks.md, "Latency").
+      const ratio = large.measured!.meanMs / small.measured!.meanMs;
+      return {
+        pass: ratio <= 1.2,
+        detail: `mean ${fmt(large.measured!.meanMs)} ms at 10,000 clients vs ${fmt(small.measured!.meanMs)} ms at 100: ${fmt(ratio)} ×`,
+      };
     },
   },
   {
@@ -126,8 +130,11 @@ export const TARGETS: readonly Target[] = [
       const ours = byId(rows, "tollgate.top-paths-30d.1000");
       const theirs = byId(rows, "baseline.fan-out.1000");
       if (!ours || !theirs) return undefined;
-      const ratio = theirs.measured!.p50Ms / ours.measured!.p50Ms;
-      return { pass: ratio >= 10, detail: `fan-out p50 = ${fmt(ratio)} × topPaths p50` };
+      if (theirs.measured!.ops === 0) {
+        return { pass: true, detail: `the fan-out query did not finish (${theirs.note ?? "stopped"}); topPaths mean ${fmt(ours.measured!.meanMs)} ms` };
+      }
+      const ratio = theirs.measured!.meanMs / ours.measured!.meanMs;
+      return { pass: ratio >= 10, detail: `fan-out mean ${fmt(theirs.measured!.meanMs)} ms vs topPaths ${fmt(ours.measured!.meanMs)} ms: ${fmt(ratio)} × faster` };
     },
   },
 ];

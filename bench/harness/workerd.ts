@@ -59,6 +59,8 @@ export async function startRuntime(): Promise<BenchRuntime> {
     };
   }
   tollgateObjects.SEED_LIMITER = { className: "SeedLimiterDO", useSQLite: true };
+  tollgateObjects.BENCH_AGGREGATOR = { className: "BenchAggregatorDO", useSQLite: true };
+  tollgateObjects.SEED_PATH_COLLECTOR = { className: "SeedPathCollectorDO", useSQLite: true };
   const compatibility = {
     compatibilityDate: config.compatibility_date ?? "2026-05-01",
     compatibilityFlags: config.compatibility_flags,
@@ -90,6 +92,8 @@ export async function startRuntime(): Promise<BenchRuntime> {
         durableObjects: {
           RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
           SEED_LIMITER: { className: "SeedLimiterDO", scriptName: "tollgate", useSQLite: true },
+          BENCH_AGGREGATOR: { className: "BenchAggregatorDO", scriptName: "tollgate", useSQLite: true },
+          SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "tollgate", useSQLite: true },
         },
       },
       {

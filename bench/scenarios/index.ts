@@ -11,6 +11,7 @@ import { kvCounter } from "./kv-counter";
 import { leases } from "./leases";
 import { notBuiltYet } from "./not-built-yet";
 import { pathStats } from "./path-stats";
+import { rollups } from "./rollups";
 import { seedLimiter } from "./seed-limiter";
 
 /** Every scenario, in the order a run executes them. The ceiling comes first. */
@@ -23,6 +24,7 @@ export const SCENARIOS: readonly Scenario[] = [
   gateway,
   kvCounter,
   seedLimiter,
+  rollups,
   notBuiltYet,
 ];
 

@@ -7,8 +7,6 @@ import type { Scenario } from "../harness/types";
 
 const PENDING: ReadonlyArray<{ id: string; group: string; label: string }> = [
   ...[100, 1_000, 10_000].flatMap((clients) => [
-    { id: `tollgate.top-paths-30d.${clients}`, group: "tollgate: rollups", label: `topPaths over 30 days, ${clients.toLocaleString("en-US")} clients` },
-    { id: `tollgate.global-stats-30d.${clients}`, group: "tollgate: rollups", label: `globalStats over 30 days, ${clients.toLocaleString("en-US")} clients` },
     { id: `baseline.fan-out.${clients}`, group: "baseline: seeds' fan-out aggregator", label: `query every per-IP object, ${clients.toLocaleString("en-US")} IPs` },
   ]),
 ];
