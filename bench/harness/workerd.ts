@@ -43,9 +43,10 @@ async function bundle(entry: string, outfile: string): Promise<string> {
 export async function startRuntime(): Promise<BenchRuntime> {
   const outdir = join(root, "node_modules", ".cache", "tollgate-bench");
   mkdirSync(outdir, { recursive: true });
-  const [tollgateScript, driverScript] = await Promise.all([
+  const [tollgateScript, driverScript, seedScript] = await Promise.all([
     bundle("tollgate-bench.ts", join(outdir, "tollgate-bench.mjs")),
     bundle("driver.ts", join(outdir, "driver.mjs")),
+    bundle("seed-worker.ts", join(outdir, "seed-worker.mjs")),
   ]);
 
   // tollgate's own configuration, so the bench follows wrangler.toml (dates, flags, vars, objects).
@@ -60,7 +61,6 @@ export async function startRuntime(): Promise<BenchRuntime> {
   }
   tollgateObjects.SEED_LIMITER = { className: "SeedLimiterDO", useSQLite: true };
   tollgateObjects.BENCH_AGGREGATOR = { className: "BenchAggregatorDO", useSQLite: true };
-  tollgateObjects.SEED_PATH_COLLECTOR = { className: "SeedPathCollectorDO", useSQLite: true };
   const compatibility = {
     compatibilityDate: config.compatibility_date ?? "2026-05-01",
     compatibilityFlags: config.compatibility_flags,
@@ -93,7 +93,7 @@ export async function startRuntime(): Promise<BenchRuntime> {
           RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
           SEED_LIMITER: { className: "SeedLimiterDO", scriptName: "tollgate", useSQLite: true },
           BENCH_AGGREGATOR: { className: "BenchAggregatorDO", scriptName: "tollgate", useSQLite: true },
-          SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "tollgate", useSQLite: true },
+          SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "bench-seeds", useSQLite: true },
         },
       },
       {
@@ -103,6 +103,17 @@ export async function startRuntime(): Promise<BenchRuntime> {
         ...compatibility,
         bindings: vars,
         durableObjects: tollgateObjects,
+      },
+      {
+        // The seeds' per-IP collectors (fan-out baseline): 10,000 objects with a SQLite file
+        // each would exhaust this machine's file descriptors, so their storage is in memory,
+        // which favours the baseline (no file I/O at all).
+        name: "bench-seeds",
+        modules: true,
+        scriptPath: seedScript,
+        ...compatibility,
+        unsafeEphemeralDurableObjects: true,
+        durableObjects: { SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", useSQLite: true } },
       },
     ],
   }));

@@ -9,4 +9,3 @@ export { BenchAggregatorDO } from "./bench-aggregator-do";
 export { BenchCeiling } from "./bench-ceiling";
 export { BenchRateLimiterDO } from "./bench-rate-limiter-do";
 export { SeedLimiterDO } from "./seed-limiter-do";
-export { SeedPathCollectorDO } from "./seed-path-collector-do";
