@@ -17,7 +17,7 @@ describe("bench harness", () => {
   });
 
   it("runs the ceiling scenario and returns measured rows, memory, machine and every target", async () => {
-    const results = await runBench({ mode: "test", only: ["ceiling", "not-built-yet"] });
+    const results = await runBench({ mode: "test", only: ["ceiling"] });
 
     const measured = results.rows.filter((row) => row.measured !== undefined);
     expect(measured.map((row) => row.id)).toEqual([
@@ -39,15 +39,10 @@ describe("bench harness", () => {
     // The write ceiling is paired with the no-op ceiling, so it carries a ratio.
     expect(measured.find((row) => row.id === "ceiling.write.do-rpc")!.measured!.ratioToCeiling).toBeGreaterThan(0);
 
-    // Capabilities not built yet are rows without numbers.
-    const pending = results.rows.find((row) => row.id === "tollgate.authorize-settle")!;
-    expect(pending.measured).toBeUndefined();
-    expect(pending.note).toBe("not available yet");
-
     const bytes = results.rows.find((row) => row.id === "memory.stored-bytes.empty-subject")!;
     expect(bytes.extra?.storedBytes).toBeGreaterThan(0);
     expect(results.memory.workerdPeakRssBytes).toBeGreaterThan(0);
-    expect(results.memory.byScenario.map((entry) => entry.scenario)).toEqual(["ceiling", "not-built-yet"]);
+    expect(results.memory.byScenario.map((entry) => entry.scenario)).toEqual(["ceiling"]);
 
     expect(results.machine.cpus).toBeGreaterThan(0);
     expect(results.machine.workerd).toMatch(/^\d+\.\d+\.\d+/);

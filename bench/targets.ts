@@ -54,14 +54,23 @@ export const TARGETS: readonly Target[] = [
     id: "authorize-p50",
     description: "authorize p50 ≤ 1.5 × ceiling p50",
     judge(rows) {
-      const row = byId(rows, "tollgate.authorize-settle");
-      if (row?.measured === undefined) return undefined;
-      // workerd's clock ticks in whole ms: below a few ms, p50s are too coarse to divide.
-      const ceilingP50 = Number(row.extra?.ceilingP50Ms ?? 0);
-      const useP50 = ceilingP50 >= 5 && row.measured.p50RatioToCeiling !== undefined;
-      const ratio = useP50 ? row.measured.p50RatioToCeiling : row.measured.meanRatioToCeiling;
-      if (ratio === undefined) return undefined;
-      return { pass: ratio <= 1.5, detail: `${fmt(ratio)} × ceiling ${useP50 ? "p50" : "mean latency (p50 below the 1 ms clock's resolution)"}` };
+      // Every single-call authorize row (anonymous, key + estimate, key + cost) at every concurrency level.
+      const candidates = ["anonymous", "estimate", "cost"].flatMap((kind) => measured(rows, `tollgate.authorize.${kind}`));
+      if (candidates.length === 0) return undefined;
+      // workerd's clock ticks in whole ms: below a few ms, p50s are too coarse to divide, so the mean is used.
+      const ratioOf = (row: Row) => {
+        const useP50 = Number(row.extra?.ceilingP50Ms ?? 0) >= 5 && row.measured!.p50RatioToCeiling !== undefined;
+        return { ratio: (useP50 ? row.measured!.p50RatioToCeiling : row.measured!.meanRatioToCeiling) ?? Infinity, useP50 };
+      };
+      const worst = candidates.reduce((a, b) => (ratioOf(a).ratio >= ratioOf(b).ratio ? a : b));
+      const all = candidates
+        .map((row) => `${row.id.slice("tollgate.authorize.".length)} @${row.concurrency}: ${fmt(ratioOf(row).ratio)}${ratioOf(row).useP50 ? " (p50)" : " (mean)"}`)
+        .join(", ");
+      const { ratio } = ratioOf(worst);
+      return {
+        pass: ratio <= 1.5,
+        detail: `highest ${fmt(ratio)} × ceiling (${worst.id.slice("tollgate.authorize.".length)} @${worst.concurrency}; p50 where the ceiling's p50 is ≥ 5 ms, else mean latency); ${all}`,
+      };
     },
   },
   {
@@ -106,8 +115,12 @@ export const TARGETS: readonly Target[] = [
       const small = byId(rows, "tollgate.top-paths-30d.100");
       const large = byId(rows, "tollgate.top-paths-30d.10000");
       if (!small || !large) return undefined;
-      const ratio = large.measured!.p50Ms / small.measured!.p50Ms;
-      return { pass: ratio <= 1.2, detail: `p50 at 10,000 clients = ${fmt(ratio)} × p50 at 100` };
+      // Mean latency: single latencies tick in whole ms (see docs/benchmarks.md, "Latency").
+      const ratio = large.measured!.meanMs / small.measured!.meanMs;
+      return {
+        pass: ratio <= 1.2,
+        detail: `mean ${fmt(large.measured!.meanMs)} ms at 10,000 clients vs ${fmt(small.measured!.meanMs)} ms at 100: ${fmt(ratio)} ×`,
+      };
     },
   },
   {
@@ -115,10 +128,14 @@ export const TARGETS: readonly Target[] = [
     description: "topPaths ≥ 10 × faster than the fan-out design at 1,000 IPs",
     judge(rows) {
       const ours = byId(rows, "tollgate.top-paths-30d.1000");
-      const theirs = byId(rows, "baseline.fan-out.1000");
+      const theirs = rows.find((row) => row.id === "baseline.fan-out.1000");
       if (!ours || !theirs) return undefined;
-      const ratio = theirs.measured!.p50Ms / ours.measured!.p50Ms;
-      return { pass: ratio >= 10, detail: `fan-out p50 = ${fmt(ratio)} × topPaths p50` };
+      if (theirs.measured === undefined || theirs.measured.ops === 0) {
+        if (!theirs.note?.startsWith(">")) return theirs.note?.startsWith("not measured") ? { na: theirs.note } : undefined;
+        return { pass: true, detail: `the fan-out query did not finish (${theirs.note}); topPaths mean ${fmt(ours.measured!.meanMs)} ms` };
+      }
+      const ratio = theirs.measured!.meanMs / ours.measured!.meanMs;
+      return { pass: ratio >= 10, detail: `fan-out mean ${fmt(theirs.measured!.meanMs)} ms vs topPaths ${fmt(ours.measured!.meanMs)} ms: ${fmt(ratio)} × faster` };
     },
   },
 ];

@@ -4,7 +4,8 @@
  * bundled) for both sides.
  */
 import type { CreditsApi } from "../../rpc/credits";
-import type { PathStatsApi } from "../../rpc/path-stats";
+import type { GatewayApi } from "../../rpc/gateway";
+import type { GlobalStats, PathStatsApi, TopPaths, TopPathsInput } from "../../rpc/path-stats";
 import type { CheckInput, Decision, PeekInput, RateLimitsApi } from "../../rpc/rate-limits";
 
 /** A Durable Object namespace as the driver uses it: by name only. */
@@ -33,6 +34,20 @@ export interface SeedLimiterStub {
   storedBytes(): Promise<number>;
 }
 
+/** tollgate's AggregatorDO with a pinned clock and a fill (bench/workers/bench-aggregator-do.ts). */
+export interface BenchAggregatorStub {
+  fill(input: { clients: number; days: number; paths: number; hitsPerMinute: number }): Promise<{ endMs: number; hits: number; minutes: number }>;
+  topPaths(input: TopPathsInput): Promise<TopPaths>;
+  globalStats(input: { range: TopPathsInput["range"] }): Promise<GlobalStats>;
+  storedBytes(): Promise<number>;
+}
+
+/** The seeds' per-IP path collector (bench/workers/seed-path-collector-do.ts). */
+export interface SeedPathCollectorStub {
+  fetch(request: Request | string): Promise<Response>;
+  prefill(input: { paths: Array<{ pathKey: string; count: number; country?: string }> }): Promise<number>;
+}
+
 /** The subset of Workers KV the KV-counter baseline uses. */
 export interface KvLike {
   get(key: string): Promise<string | null>;
@@ -50,11 +65,15 @@ export interface DriverEnv {
   CREDITS: CreditsApi;
   /** `{ service: "tollgate", entrypoint: "PathStats" }`. */
   PATH_STATS: PathStatsApi;
+  /** `{ service: "tollgate" }`: the default entrypoint, `Gateway` (authorize/settle). */
+  GATEWAY: GatewayApi;
   /** `{ service: "tollgate", entrypoint: "BenchCeiling" }`: the same hop, to a no-op. */
   CEILING: { noop(input: { subject: string }): Promise<null>; noopWrite(input: { subject: string }): Promise<null> };
   /** `RateLimiterDO` bound by `script_name = "tollgate"` (DO RPC, no entrypoint). */
   RATE_LIMITER: NamespaceLike<BenchRateLimiterStub>;
   SEED_LIMITER: NamespaceLike<SeedLimiterStub>;
+  BENCH_AGGREGATOR: NamespaceLike<BenchAggregatorStub>;
+  SEED_PATH_COLLECTOR: NamespaceLike<SeedPathCollectorStub>;
   KV: KvLike;
 }
 

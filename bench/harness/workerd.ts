@@ -43,9 +43,10 @@ async function bundle(entry: string, outfile: string): Promise<string> {
 export async function startRuntime(): Promise<BenchRuntime> {
   const outdir = join(root, "node_modules", ".cache", "tollgate-bench");
   mkdirSync(outdir, { recursive: true });
-  const [tollgateScript, driverScript] = await Promise.all([
+  const [tollgateScript, driverScript, seedScript] = await Promise.all([
     bundle("tollgate-bench.ts", join(outdir, "tollgate-bench.mjs")),
     bundle("driver.ts", join(outdir, "driver.mjs")),
+    bundle("seed-worker.ts", join(outdir, "seed-worker.mjs")),
   ]);
 
   // tollgate's own configuration, so the bench follows wrangler.toml (dates, flags, vars, objects).
@@ -59,12 +60,14 @@ export async function startRuntime(): Promise<BenchRuntime> {
     };
   }
   tollgateObjects.SEED_LIMITER = { className: "SeedLimiterDO", useSQLite: true };
+  tollgateObjects.BENCH_AGGREGATOR = { className: "BenchAggregatorDO", useSQLite: true };
   const compatibility = {
     compatibilityDate: config.compatibility_date ?? "2026-05-01",
     compatibilityFlags: config.compatibility_flags,
   };
   const vars: Record<string, string> = {};
   for (const [name, value] of Object.entries(config.vars)) vars[name] = typeof value === "string" ? value : JSON.stringify(value);
+  withBenchGatewayPolicy(vars);
 
   // miniflare 5 takes a new options shape; the v4 shape (the one wrangler and the vitest
   // pool speak) is converted by miniflare itself.
@@ -84,10 +87,13 @@ export async function startRuntime(): Promise<BenchRuntime> {
           CREDITS: { name: "tollgate", entrypoint: "Credits" },
           PATH_STATS: { name: "tollgate", entrypoint: "PathStats" },
           CEILING: { name: "tollgate", entrypoint: "BenchCeiling" },
+          GATEWAY: { name: "tollgate" },
         },
         durableObjects: {
           RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
           SEED_LIMITER: { className: "SeedLimiterDO", scriptName: "tollgate", useSQLite: true },
+          BENCH_AGGREGATOR: { className: "BenchAggregatorDO", scriptName: "tollgate", useSQLite: true },
+          SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "bench-seeds", useSQLite: true },
         },
       },
       {
@@ -97,6 +103,17 @@ export async function startRuntime(): Promise<BenchRuntime> {
         ...compatibility,
         bindings: vars,
         durableObjects: tollgateObjects,
+      },
+      {
+        // The seeds' per-IP collectors (fan-out baseline): 10,000 objects with a SQLite file
+        // each would exhaust this machine's file descriptors, so their storage is in memory,
+        // which favours the baseline (no file I/O at all).
+        name: "bench-seeds",
+        modules: true,
+        scriptPath: seedScript,
+        ...compatibility,
+        unsafeEphemeralDurableObjects: true,
+        durableObjects: { SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", useSQLite: true } },
       },
     ],
   }));
@@ -130,6 +147,22 @@ export async function startRuntime(): Promise<BenchRuntime> {
   };
 }
 
+/** The per-IP policy `Gateway.authorize` applies in the bench (see withBenchGatewayPolicy). */
+export const BENCH_GATEWAY_IP_POLICY = "bench-per-ip";
+
+/**
+ * The shipped `per-ip` policy admits 100 calls a minute per IP, which a measurement passes in
+ * a few milliseconds; a denied call is a different (cheaper, then compensating) path. The
+ * bench adds a policy with the same rules at a limit no run reaches and points
+ * `GATEWAY_IP_POLICY` at it: the same code and algorithm, never a denial.
+ */
+function withBenchGatewayPolicy(vars: Record<string, string>): void {
+  const policies = JSON.parse(vars.RATE_LIMIT_POLICIES ?? "{}") as Record<string, Array<Record<string, unknown>>>;
+  const shipped = policies[vars.GATEWAY_IP_POLICY ?? ""] ?? [{ name: "minute", algorithm: "sliding_window", periodMs: 60_000 }];
+  policies[BENCH_GATEWAY_IP_POLICY] = shipped.map((rule) => ({ ...rule, limit: 1_000_000_000 }));
+  vars.RATE_LIMIT_POLICIES = JSON.stringify(policies);
+  vars.GATEWAY_IP_POLICY = BENCH_GATEWAY_IP_POLICY;
+}
 
 /** The workerd child of this Node process (miniflare spawns exactly one). */
 function findWorkerdPid(): number | undefined {

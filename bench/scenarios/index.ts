@@ -6,10 +6,12 @@ import type { AnyOp, Scenario } from "../harness/types";
 import { ceiling } from "./ceiling";
 import { rateLimitCheck } from "./check";
 import { credits } from "./credits";
+import { fanOut } from "./fan-out";
+import { gateway } from "./gateway";
 import { kvCounter } from "./kv-counter";
 import { leases } from "./leases";
-import { notBuiltYet } from "./not-built-yet";
 import { pathStats } from "./path-stats";
+import { rollups } from "./rollups";
 import { seedLimiter } from "./seed-limiter";
 
 /** Every scenario, in the order a run executes them. The ceiling comes first. */
@@ -19,9 +21,11 @@ export const SCENARIOS: readonly Scenario[] = [
   leases,
   credits,
   pathStats,
+  gateway,
+  rollups,
+  fanOut,
   kvCounter,
   seedLimiter,
-  notBuiltYet,
 ];
 
 /** Every op of every scenario, for the load driver. */

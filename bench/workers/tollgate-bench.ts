@@ -5,6 +5,7 @@
  */
 export * from "../../src/index";
 export { default } from "../../src/index";
+export { BenchAggregatorDO } from "./bench-aggregator-do";
 export { BenchCeiling } from "./bench-ceiling";
 export { BenchRateLimiterDO } from "./bench-rate-limiter-do";
 export { SeedLimiterDO } from "./seed-limiter-do";

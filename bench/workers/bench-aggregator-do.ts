@@ -1,0 +1,84 @@
+import { AggregatorDO } from "../../src/objects/aggregator-do";
+import { Partial } from "../../src/paths/partial";
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
+
+/** What `fill` stores: the same volume of hits whatever the number of distinct clients. */
+export interface FillInput {
+  /** Distinct client addresses, cycled over the hits. */
+  clients: number;
+  days: number;
+  /** Path templates the hits are spread over. */
+  paths: number;
+  /** Hits in each pushed minute (one minute per hour of the range). */
+  hitsPerMinute: number;
+}
+
+/**
+ * tollgate's AggregatorDO, unchanged, with a pinned clock and a bench-only `fill` that
+ * pushes `days` of partials the way collectors would, a day at a time, each day followed by
+ * the compaction alarm at that day's time (the aggregator only accepts minutes from the
+ * last 24 hours). Its real alarm also runs on the pinned clock, so a compaction fired in
+ * between sees the same time the fill does. Never shipped.
+ */
+export class BenchAggregatorDO extends AggregatorDO {
+  #pinned: number | null = null;
+
+  protected override now(): number {
+    // Kept in storage too, so an eviction between the fill and the queries changes nothing.
+    this.#pinned ??= (this.ctx.storage.kv.get("bench:pinned") as number | undefined) ?? null;
+    return this.#pinned ?? super.now();
+  }
+
+  #pin(nowMs: number): void {
+    this.#pinned = nowMs;
+    this.ctx.storage.kv.put("bench:pinned", nowMs);
+  }
+
+  override async alarm(): Promise<void> {
+    await this.runAlarm(this.now());
+  }
+
+  /** Fills the range ending now (real time, to the minute) and leaves the clock pinned there. */
+  async fill(input: FillInput): Promise<{ endMs: number; hits: number; minutes: number }> {
+    const endMs = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS;
+    const startMs = Math.floor((endMs - input.days * DAY_MS) / HOUR_MS) * HOUR_MS;
+    let hit = 0;
+    let minutes = 0;
+    for (let dayStart = startMs; dayStart < endMs; dayStart += DAY_MS) {
+      const dayEnd = Math.min(dayStart + DAY_MS, endMs);
+      // The clock at the end of the day: every minute of it is inside the acceptance window.
+      this.#pin(dayEnd);
+      const items = [];
+      for (let hour = dayStart; hour + MINUTE_MS <= dayEnd; hour += HOUR_MS) {
+        const bucketMs = hour + 17 * MINUTE_MS < dayEnd ? hour + 17 * MINUTE_MS : hour;
+        const partial = new Partial();
+        for (let j = 0; j < input.hitsPerMinute; j++, hit++) {
+          const client = hit % input.clients;
+          partial.add({
+            client: `10.${(client >> 16) & 255}.${(client >> 8) & 255}.${client & 255}`,
+            method: "GET",
+            path: `/v1/resource-${hit % input.paths}/:id`,
+            status: hit % 50 === 0 ? 500 : 200,
+            latencyMs: 5 + (hit % 200),
+            at: bucketMs + (j % 60) * 1_000,
+          });
+        }
+        items.push({ bucketMs, flushId: 1, partial: partial.serialize() });
+        minutes++;
+      }
+      await this.pushMany({ shard: 0, items });
+      await this.runAlarm(dayEnd + 10 * MINUTE_MS);
+    }
+    this.#pin(endMs + 10 * MINUTE_MS);
+    await this.runAlarm(endMs + 10 * MINUTE_MS);
+    return { endMs, hits: hit, minutes };
+  }
+
+  /** Bytes this aggregator occupies (SQLite pages). */
+  async storedBytes(): Promise<number> {
+    return this.ctx.storage.sql.databaseSize;
+  }
+}
