@@ -6,6 +6,7 @@ import { MINUTE_MS } from "../src/paths/buckets";
 import { shardName } from "../src/paths/shard";
 import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
 import { ReferenceLedger } from "./fixtures/reference-ledger";
+import { mulberry32 as prng } from "./fixtures/prng";
 
 /**
  * A mixed workload with faults injected between calls: random evictions, alarms fired early
@@ -19,17 +20,6 @@ import { ReferenceLedger } from "./fixtures/reference-ledger";
 const SEED = env.CHAOS_SEED ? Number(env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
 const YEAR = 366 * 24 * 3_600_000;
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
-
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 interface Subject {
   name: string;

@@ -5,20 +5,9 @@ import { MINUTE_MS } from "../src/paths/buckets";
 import { normalizePath } from "../src/paths/normalize";
 import { clientIdOf } from "../src/paths/privacy";
 import { shardName } from "../src/paths/shard";
+import { mulberry32 } from "./fixtures/prng";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
-
-/** A small deterministic PRNG so the random workload is reproducible. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const exactQuantile = (sorted: number[], q: number) => sorted[Math.floor(q * (sorted.length - 1))]!;
 

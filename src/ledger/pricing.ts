@@ -7,29 +7,12 @@
  *
  * Products are computed with BigInt: 1e9 tokens at 1e9 credits per million overflow 2^53.
  */
+import type { Price, Usage } from "../../rpc/credits";
+
+export type { Price, Usage };
+
 export const UNITS_PER_PRICE = 1_000_000;
 const SCALE = BigInt(UNITS_PER_PRICE);
-
-export interface Price {
-  operation: string;
-  /** A model name, or `"*"` for any model of the operation. */
-  model: string;
-  request?: number;
-  inputTokens?: number;
-  outputTokens?: number;
-  cachedTokens?: number;
-}
-
-export interface Usage {
-  operation: string;
-  model?: string;
-  requests?: number;
-  inputTokens?: number;
-  outputTokens?: number;
-  cachedTokens?: number;
-  /** The most output tokens the call may produce; only used by `quote` to size a hold. */
-  maxOutputTokens?: number;
-}
 
 /** The model a usage is priced and rolled up under when it names none. */
 export const DEFAULT_MODEL = "default";

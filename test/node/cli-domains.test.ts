@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../../rpc/cli/main";
+import { runCli } from "./run-cli";
 import { type DevServer, startTollgate } from "./wrangler-dev";
 
 const TOKEN = "cli-domains-admin-token-31bc";
@@ -21,16 +21,7 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-async function cli(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, {
-    env: { TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
 
 describe("the tollgate CLI: accounts, keys, credits and stats", () => {
   it("creates an account, grants credits idempotently and shows balance and entries", async () => {

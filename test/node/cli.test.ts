@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../../rpc/cli/main";
+import { runCli } from "./run-cli";
 import { type DevServer, startTollgate } from "./wrangler-dev";
 
 const TOKEN = "cli-test-admin-token-77aa";
@@ -12,16 +12,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function cli(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, {
-    env: { TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
 
 describe("the tollgate CLI", () => {
   it("checks a limit and prints a table, then exits 3 once denied", async () => {

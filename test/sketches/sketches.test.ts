@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { DDSketch, DDSKETCH_RELATIVE_ACCURACY } from "../../src/sketches/ddsketch";
 import { HLL_EXACT_LIMIT, HyperLogLog } from "../../src/sketches/hyperloglog";
 import { TopK } from "../../src/sketches/top-k";
+import { mulberry32 } from "../fixtures/prng";
 
 const latency = fc.double({ min: 0.01, max: 3_600_000, noNaN: true, noDefaultInfinity: true });
 const latencies = fc.array(latency, { minLength: 1, maxLength: 300 });
@@ -16,18 +17,6 @@ const topOf = (items: string[], capacity: number) => items.reduce((sketch, item)
 function exactQuantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(q * (sorted.length - 1))]!;
-}
-
-/** A small deterministic PRNG so large random inputs are reproducible. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 describe("DDSketch", () => {
