@@ -26,9 +26,6 @@ export const notFound = (message: string) => new ServiceError("NOT_FOUND", messa
 
 export const conflict = (message: string) => new ServiceError("CONFLICT", message);
 
-/** A public method whose capability has not been built yet (see the README's roadmap). */
-export const unimplemented = (method: string, issue: string) =>
-  new ServiceError("UNIMPLEMENTED", `${method} is not available yet (${issue})`);
 
 /**
  * The error an outside caller may see: tollgate errors keep their code, message and
