@@ -1,17 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { errorCodeOf } from "../rpc/errors";
+import { thrown } from "./fixtures/errors";
 
 const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
-
-async function thrown(promise: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    return { code: errorCodeOf(error), message: (error as Error).message };
-  }
-  throw new Error("expected the call to throw");
-}
 
 describe("CreditLedgerDO and Credits: bad input gets a clear code and changes nothing", () => {
   it("refuses negative, zero, fractional, unsafe and non-numeric amounts", async () => {

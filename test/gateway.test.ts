@@ -3,8 +3,8 @@ import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { AuthorizeInput } from "../rpc/gateway";
 import type { Rule } from "../rpc/rate-limits";
-import { errorCodeOf } from "../rpc/errors";
 import { formatKey, parseKey } from "../src/ledger/keys";
+import { thrown } from "./fixtures/errors";
 
 const PER_IP_LIMIT = 100;
 let ipCounter = 0;
@@ -30,15 +30,6 @@ const request = (ip: string, extra: Partial<AuthorizeInput> = {}): AuthorizeInpu
 /** What the per-IP rule has left, without consuming. */
 async function ipRemaining(ip: string): Promise<number> {
   return (await env.LIMITS.peek({ subject: `ip:${ip}`, policy: "per-ip" })).remaining;
-}
-
-async function thrown(promise: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    return { code: errorCodeOf(error), message: (error as Error).message };
-  }
-  throw new Error("expected the call to throw");
 }
 
 describe("Gateway.authorize", () => {

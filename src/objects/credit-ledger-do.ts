@@ -12,7 +12,6 @@ import type {
   Draw,
   EntriesPage,
   Entry,
-  EntryKind,
   EntryPrice,
   Hold,
   HoldStatus,
@@ -102,8 +101,6 @@ export const PRUNE_BATCH = 1_000;
 const CHAIN_PAGE = 500;
 
 
-type Change = Totals;
-
 /** The state after the last clean audit: where the next incremental audit starts. */
 interface AuditCheckpoint {
   seq: number;
@@ -113,26 +110,9 @@ interface AuditCheckpoint {
 }
 
 /** What an entry says before the ledger numbers, dates and hashes it. */
-interface EntryDraft {
-  kind: EntryKind;
-  amount: number;
-  change: Change;
-  reason: string;
-  idempotencyKey: string | null;
-  draws: Draw[];
-  entryId?: string;
-  keyId?: string;
-  holdId?: string;
-  grantId?: string;
-  expiresAt?: number;
-  priority?: number;
-  refundOf?: string;
-  price?: EntryPrice;
-  usage?: Usage;
-  meta?: Record<string, string>;
-}
+type EntryDraft = Omit<Entry, "entryId" | "seq" | "balanceAfter" | "at" | "prevHash" | "hash"> & { entryId?: string };
 
-const noChange = (): Change => ({ granted: 0, held: 0, consumed: 0, expired: 0 });
+const noChange = (): Totals => ({ granted: 0, held: 0, consumed: 0, expired: 0 });
 
 /**
  * One account's credit ledger and API keys. Single-threaded, so every decision is exact:
