@@ -63,6 +63,7 @@ export default defineConfig({
                 PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
                 AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
                 MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
+                ADAPTIVE_LIMITS: { className: "TestAdaptiveLimitsDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -1,3 +1,4 @@
+import type { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
 import type { AggregatorDO } from "./objects/aggregator-do";
 import type { MaintenanceDO } from "./objects/maintenance-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
@@ -13,6 +14,8 @@ export interface Env extends PathStatsVars {
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
   /** One instance: scheduled backups. */
   MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
+  /** One instance: adaptive limits (docs/adaptive-limits.md). */
+  ADAPTIVE_LIMITS: DurableObjectNamespace<AdaptiveLimitsDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

@@ -3,6 +3,7 @@ import type { AdminApi, Principal } from "../../rpc/admin";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { Env } from "../env";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
+import { AdaptiveService } from "../services/adaptive-service";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService, type WaitUntil } from "../services/gateway-service";
@@ -70,6 +71,11 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
 
   pathStats(): PathStatsService {
     return new PathStatsService(this.#env);
+  }
+
+  /** Adaptive limits: policies that tighten named rules while a signal is past a threshold. */
+  adaptive(): AdaptiveService {
+    return new AdaptiveService(this.#env);
   }
 
   gateway(): GatewayService {

@@ -26,7 +26,8 @@ export function evaluateGcra(rule: Rule, stored: LimiterState | undefined, nowMs
   }
   return {
     allowed,
-    remaining: floorDiv(capacity - after, periodMs),
+    // After a limit shrank (adaptive limits, a new policy), the debt can exceed the allowance.
+    remaining: after >= capacity ? 0 : floorDiv(capacity - after, periodMs),
     resetAt: nowMs + ceilDiv(after, limit),
     retryAfterMs,
     charged: { algorithm: "gcra", periodMs, level: after, atMs: nowMs },

@@ -13,6 +13,8 @@ import type {
 } from "../../rpc/rate-limits";
 import type { Env } from "../env";
 import { conflict, invalidArgument } from "../errors";
+import { adjustRules } from "../adaptive/adjust";
+import { adjustmentsCache } from "../adaptive/adjustments-cache";
 import { loadPolicies, resolveRules } from "../config/policies";
 import { evaluateRules, refundRules, type StateWrite } from "../limits/evaluate-rules";
 import type { LimiterState, LogEntry } from "../limits/rule-state";
@@ -32,6 +34,7 @@ import {
 } from "../schemas/rate-limits";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import { all, maybeOne, one, run } from "../storage/sql";
+import { ADAPTIVE_LIMITS_NAME } from "./adaptive-limits-do";
 import { RATE_LIMITER_MIGRATIONS } from "./rate-limiter-schema";
 import { TollgateObject } from "./tollgate-object";
 
@@ -79,7 +82,7 @@ export class RateLimiterDO extends TollgateObject {
     const parsed = parseInput(checkInputSchema, input, "check input");
     this.assertSubject(parsed.subject);
     const named = this.namedRules(parsed);
-    const rules = this.currentOverride() ?? named;
+    const rules = await this.enforcedRules(parsed, named);
     const cost = parsed.cost ?? 1;
     const nowMs = Date.now();
     if (cost === 0) return this.decide(rules, 1, false, nowMs).decision;
@@ -120,7 +123,7 @@ export class RateLimiterDO extends TollgateObject {
   async peek(input: unknown): Promise<Decision> {
     const parsed = parseInput(peekInputSchema, input, "peek input");
     this.assertSubject(parsed.subject);
-    return this.decide(this.rulesFor(parsed), 1, false, Date.now()).decision;
+    return this.decide(await this.enforcedRules(parsed, this.namedRules(parsed)), 1, false, Date.now()).decision;
   }
 
   /** Clears one rule's state (and its shadow count), or every rule's. */
@@ -147,7 +150,7 @@ export class RateLimiterDO extends TollgateObject {
     const parsed = parseInput(refundInputSchema, input, "refund input");
     this.assertSubject(parsed.subject);
     const named = this.namedRules(parsed);
-    const rules = this.currentOverride() ?? named;
+    const rules = await this.enforcedRules(parsed, named);
     const nowMs = Date.now();
     const key = parsed.idempotencyKey;
     const fingerprint = JSON.stringify({ refund: { rules: named, cost: parsed.cost } });
@@ -303,10 +306,16 @@ export class RateLimiterDO extends TollgateObject {
     return { ...evaluateRules(rules, states, nowMs, cost, charge, context), states };
   }
 
-  /** The call's own rules or policy, unless the subject has an override, which wins. */
-  private rulesFor(input: { rules?: Rule[]; policy?: string }): readonly Rule[] {
-    const named = this.namedRules(input);
-    return this.currentOverride() ?? named;
+  /**
+   * The rules to enforce: the subject's override, which wins; else the named rules, a named
+   * policy as adaptive limits currently adjust it (docs/adaptive-limits.md). The factors come
+   * from this isolate's cache, so only a cold or stale cache waits on the controller; the
+   * override is read after that wait, so one set meanwhile still wins.
+   */
+  private async enforcedRules(input: { policy?: string }, named: readonly Rule[]): Promise<readonly Rule[]> {
+    if (this.currentOverride() !== undefined || input.policy === undefined) return this.currentOverride() ?? named;
+    const factors = await adjustmentsCache.get(() => this.env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME).adjustments(), Date.now());
+    return this.currentOverride() ?? adjustRules(input.policy, named, factors);
   }
 
   /** The rules the call names (inline or by policy); validated even when an override wins. */
