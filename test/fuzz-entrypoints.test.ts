@@ -8,6 +8,7 @@ import { errorCodeOf } from "../rpc/errors";
 import { DAY_MS } from "../src/paths/buckets";
 import { shardName } from "../src/paths/shard";
 import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { ADAPTIVE_LIMITS_NAME } from "../src/objects/adaptive-limits-do";
 import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
 import { digestObject } from "./fixtures/digest";
 
@@ -106,6 +107,20 @@ const dataSamples: Record<string, () => Sample> = {
   restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
   importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
 };
+const adaptiveSamples: Record<string, () => Sample> = {
+  setPolicy: () => ({
+    name: "fuzz",
+    signal: { kind: "p99_latency", path: "/fuzz/a", method: "GET", windowMs: 60_000, minRequests: 20 },
+    tightenAbove: 500,
+    relaxBelow: 100,
+    dwellMs: 60_000,
+    stages: [{ policy: "per-key", rules: ["hour"], factor: 0.5 }],
+    evaluateEveryMs: 15_000,
+  }),
+  deletePolicy: () => ({ name: "fuzz-gone" }),
+  history: () => ({ range: { from: now - DAY_MS, to: now }, policy: "fuzz", limit: 5 }),
+};
+const adaptiveObjects = () => [env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME)];
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
   settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
@@ -203,6 +218,8 @@ describe("fuzzing every entrypoint", () => {
     Object.assign(ids, { holdId: hold.holdId, entryId: debit.entry.entryId });
     await env.PATHS.record(hit());
     await settlePaths();
+    // Far-future evaluations, so no real alarm of the adaptive controller changes it mid-case.
+    await env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME).pinClock(now + 60 * DAY_MS);
   });
 
   afterAll(() => {
@@ -223,6 +240,8 @@ describe("fuzzing every entrypoint", () => {
     await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
     // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
     await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
+    await fuzz("Admin.adaptive", adaptiveSamples, () => env.ADMIN.adaptive() as never, adaptiveObjects, 60);
+    await env.ADMIN.adaptive().deletePolicy({ name: "fuzz" });
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -233,7 +252,7 @@ describe("fuzzing every entrypoint", () => {
   it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
-    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats") => () => {
+    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "adaptive") => () => {
       const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
       const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       return admin[domain]() as never;
@@ -246,6 +265,8 @@ describe("fuzzing every entrypoint", () => {
       const { export: _stream, ...batchablePathSamples } = pathSamples;
       await fuzz("capnweb.pathStats", batchablePathSamples, session("pathStats"), pathObjects, 40);
       await fuzz("capnweb.gateway", gatewaySamples, session("gateway"), () => [ledger()], 20);
+      await fuzz("capnweb.adaptive", adaptiveSamples, session("adaptive"), adaptiveObjects, 20);
+      await env.ADMIN.adaptive().deletePolicy({ name: "fuzz" });
     } finally {
       globalThis.fetch = realFetch;
     }
