@@ -3,6 +3,7 @@ import { connect, type Transport } from "../client";
 import { errorCodeOf } from "../errors";
 import { UsageError } from "./args";
 import type { Command, CommandContext } from "./command";
+import { adaptiveCommands } from "./commands/adaptive";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
 import { statsCommands } from "./commands/stats";
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   ...creditCommands,
   ...limitsCommands,
   ...statsCommands,
+  ...adaptiveCommands,
 ];
 
 const GLOBAL_OPTIONS = {
