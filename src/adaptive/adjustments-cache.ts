@@ -23,8 +23,9 @@ export class AdjustmentsCache {
   ) {}
 
   /**
-   * The factors to apply now. `fetch` reads them from the controller; when it fails, the
-   * limits apply unadjusted (fail open to the configured limits) and it is retried after `refreshMs`.
+   * The factors to apply now. `fetch` reads them from the controller; when it fails, the last
+   * known copy stays in use (or none, the configured limits, when nothing is known) and the
+   * read is retried after `refreshMs`.
    */
   async get(fetch: () => Promise<RuleFactors>, nowMs: number): Promise<RuleFactors> {
     const age = nowMs - this.#fetchedAtMs;
