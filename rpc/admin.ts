@@ -3,6 +3,7 @@ import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
+import type { ProtectionApi } from "./protection";
 import type { RateLimitsApi } from "./rate-limits";
 
 /** Who a capability belongs to, as the server sees it. */
@@ -25,6 +26,8 @@ export interface AdminApi extends BackupApi {
   creditsAudit(): CreditsAuditApi;
   pathStats(): PathStatsApi;
   gateway(): GatewayApi;
+  /** Allow and deny lists, the anomaly policy, the flag log. */
+  protection(): ProtectionApi;
 }
 
 export type AccountEntriesInput = Omit<EntriesInput, "accountId">;

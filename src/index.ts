@@ -16,3 +16,4 @@ export { CreditLedgerDO } from "./objects/credit-ledger-do";
 export { PathCollectorDO } from "./objects/path-collector-do";
 export { AggregatorDO } from "./objects/aggregator-do";
 export { MaintenanceDO } from "./objects/maintenance-do";
+export { ProtectionDO } from "./objects/protection-do";
