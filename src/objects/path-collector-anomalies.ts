@@ -32,7 +32,8 @@ export const BASELINES_MIGRATION: Migration = {
       rate_var REAL NOT NULL,
       scan_mean REAL NOT NULL,
       scan_var REAL NOT NULL,
-      flagged_until_ms INTEGER NOT NULL
+      flagged_until_ms INTEGER NOT NULL,
+      flagged_minute_ms INTEGER NOT NULL
     ) WITHOUT ROWID`);
   },
 };
@@ -49,6 +50,7 @@ type BaselineRow = {
   scan_mean: number;
   scan_var: number;
   flagged_until_ms: number;
+  flagged_minute_ms: number;
 };
 
 /** A detection, and which hit of the ingest call raised it (to find its address, which is never stored). */
@@ -83,7 +85,7 @@ export function observeHits(sql: SqlStorage, hits: readonly NormalizedHit[], pol
     }
     sql.exec(
       `INSERT OR REPLACE INTO client_baselines (client, minute_ms, requests, client_errors, not_found, server_errors, minutes,
-         rate_mean, rate_var, scan_mean, scan_var, flagged_until_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         rate_mean, rate_var, scan_mean, scan_var, flagged_until_ms, flagged_minute_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       client,
       state.minuteMs,
       state.requests,
@@ -96,6 +98,7 @@ export function observeHits(sql: SqlStorage, hits: readonly NormalizedHit[], pol
       state.scanMean,
       state.scanVar,
       state.flaggedUntilMs,
+      state.flaggedMinuteMs,
     );
   }
   return found;
@@ -185,5 +188,6 @@ function fromRow(row: BaselineRow): ClientBaseline {
     scanMean: row.scan_mean,
     scanVar: row.scan_var,
     flaggedUntilMs: row.flagged_until_ms,
+    flaggedMinuteMs: row.flagged_minute_ms,
   };
 }

@@ -25,8 +25,14 @@ export interface ClientBaseline {
   rateVar: number;
   scanMean: number;
   scanVar: number;
-  /** Not flagged again before this; minutes that start before it are not folded in (they would teach the baseline the attack). */
+  /** Not flagged again before this (one episode, one flag). */
   flaggedUntilMs: number;
+  /**
+   * The minute of the latest flag: it is not folded in (it would teach the baseline the attack).
+   * The minutes after it are: a blocked client's requests are answered 429, which the error
+   * share leaves out, and a client whose new level persists becomes its new normal.
+   */
+  flaggedMinuteMs: number;
 }
 
 export interface Detection {
@@ -49,6 +55,7 @@ export function newBaseline(policy: AnomalyPolicy, minuteMs: number): ClientBase
     scanMean: policy.priorScanShare,
     scanVar: policy.priorScanSd ** 2,
     flaggedUntilMs: 0,
+    flaggedMinuteMs: -1,
   };
 }
 
@@ -61,16 +68,16 @@ export function ewStep(mean: number, variance: number, x: number, alpha: number)
 
 /**
  * Closes the open minute and every idle minute before `minuteMs`, then opens `minuteMs`.
- * The open minute is folded unless it overlaps a flag; each idle minute folds a rate of 0 (the
+ * The open minute is folded unless a flag was raised in it; each idle minute folds a rate of 0 (the
  * error share of an empty minute is undefined, so it stays).
  */
 export function rollTo(state: ClientBaseline, minuteMs: number, policy: AnomalyPolicy): ClientBaseline {
   if (minuteMs <= state.minuteMs) return state;
   if (minuteMs - state.minuteMs > BASELINE_IDLE_RESET_MS) {
-    return { ...newBaseline(policy, minuteMs), flaggedUntilMs: state.flaggedUntilMs };
+    return { ...newBaseline(policy, minuteMs), flaggedUntilMs: state.flaggedUntilMs, flaggedMinuteMs: state.flaggedMinuteMs };
   }
   const next = { ...state };
-  if (state.requests > 0 && state.minuteMs >= state.flaggedUntilMs) {
+  if (state.requests > 0 && state.minuteMs !== state.flaggedMinuteMs) {
     [next.rateMean, next.rateVar] = ewStep(state.rateMean, state.rateVar, state.requests, policy.alpha);
     [next.scanMean, next.scanVar] = ewStep(state.scanMean, state.scanVar, state.clientErrors / state.requests, policy.alpha);
     next.minutes += 1;
@@ -134,6 +141,7 @@ export function observe(
   }
   if (rule === undefined) return { state: next };
   next.flaggedUntilMs = hit.at + policy.blockMs;
+  next.flaggedMinuteMs = minuteMs;
   return {
     state: next,
     detection: {
