@@ -257,3 +257,27 @@ describe("administration", () => {
     expect(await digestObject(stub)).toBe(before);
   });
 });
+
+describe("the flag log's retention", () => {
+  it("prunes flags past 30 days by alarm, and a second run changes nothing", async () => {
+    const stub = object();
+    const at = Date.now() - 1_000;
+    const evidence = { minuteMs: at - (at % MINUTE_MS), requests: 20, clientErrors: 20, notFound: 20, serverErrors: 0, rateMean: 10, rateSd: 10, scanShareMean: 0.05, scanShareSd: 0.1, threshold: 0.5, minutesSeen: 0 };
+    const { flagId } = await stub.reportFlag({ client: "retention-test", rule: "scan", at, blocked: false, allowListed: false, evidence });
+    expect((await stub.flagged({ client: "retention-test" })).flags).toEqual([
+      { flagId, at, client: "retention-test", rule: "scan", blocked: false, allowListed: false, evidence },
+    ]);
+    const prune = (await stub.tasks()).find((task) => task.kind === "prune-flags")!;
+    expect(prune.dueMs).toBeGreaterThan(Date.now());
+    // A day on, the flag is young: kept, and the next prune is due a day later.
+    await stub.runAlarmAt(prune.dueMs);
+    expect((await stub.flagged({ client: "retention-test" })).flags).toHaveLength(1);
+    const later = at + 31 * DAY_MS;
+    await stub.runAlarmAt(later);
+    const after = await stub.stored();
+    await stub.runAlarmAt(later);
+    expect(await stub.stored()).toBe(after);
+    expect((await stub.flagged({})).flags).toEqual([]);
+    expect((await stub.tasks()).filter((task) => task.kind === "prune-flags")).toEqual([]);
+  });
+});
