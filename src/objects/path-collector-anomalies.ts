@@ -128,12 +128,12 @@ export class ProtectionView {
     );
   }
 
-  async get(nowMs: number): Promise<{ policy: AnomalyPolicy; allowSet: CidrSet; known: boolean }> {
+  async get(nowMs: number): Promise<{ policy: AnomalyPolicy; allowSet: CidrSet }> {
     try {
-      return { ...(await this.#cache.get(nowMs)), known: true };
+      return await this.#cache.get(nowMs);
     } catch (error) {
       console.error("collector: protection state unreachable; flagging without blocking", errorCodeOf(error) ?? String(error));
-      return { policy: { ...mergePolicy(configuredPolicy(this.env)), block: false }, allowSet: new CidrSet([]), known: false };
+      return { policy: { ...mergePolicy(configuredPolicy(this.env)), block: false }, allowSet: new CidrSet([]) };
     }
   }
 
