@@ -281,3 +281,33 @@ describe("the flag log's retention", () => {
     expect((await stub.tasks()).filter((task) => task.kind === "prune-flags")).toEqual([]);
   });
 });
+
+describe("backup and restore of the protection object", () => {
+  it("is opt-in (protection: true); a restore into the wiped object brings back the lists, the policy and the expiry task", async () => {
+    const until = Date.now() + 5 * DAY_MS;
+    await protection().allow({ cidr: "192.0.2.0/28", note: "backup test" });
+    await protection().deny({ cidr: "198.51.100.64/26", untilMs: until, reason: "backup test" });
+    await protection().setPolicy({ policy: { scanMinCount: 30 } });
+    const before = await object().stored();
+
+    const without = await env.ADMIN.backup({ to: "r2", paths: false });
+    expect(without.objects.map((o) => o.binding)).not.toContain("PROTECTION");
+    const manifest = await env.ADMIN.backup({ to: "r2", paths: false, protection: true });
+    expect(manifest.objects).toEqual([expect.objectContaining({ binding: "PROTECTION", name: PROTECTION_NAME, rows: expect.objectContaining({ allow_list: (await protection().allowList()).entries.length, deny_list: 1, policy_override: 1 }) })]);
+
+    // Emptied (every row, the schema kept): a restore goes only into an object without data.
+    await runInDurableObject(object(), (_instance: unknown, state: DurableObjectState) => {
+      for (const table of ["allow_list", "deny_list", "policy_override", "flags", "_tasks"]) state.storage.sql.exec(`DELETE FROM ${table}`);
+    });
+    expect((await protection().allowList()).entries).toEqual([]);
+    const report = await env.ADMIN.restore({ backupId: manifest.backupId });
+    expect(report).toMatchObject({ ok: true, problems: [], objects: 1 });
+    expect(await object().stored()).toBe(before);
+    expect((await object().tasks()).filter((task) => task.kind === "expire-denials")).toEqual([expect.objectContaining({ dueMs: until })]);
+    expect((await protection().policy()).effective.scanMinCount).toBe(30);
+
+    await protection().setPolicy({ policy: {} });
+    await protection().unallow({ cidr: "192.0.2.0/28" });
+    await protection().undeny({ cidr: "198.51.100.64/26" });
+  });
+});
