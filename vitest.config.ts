@@ -50,7 +50,8 @@ export default defineConfig({
             miniflare: {
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
               // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
-              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16" },
+              // PROTECTION_CACHE_MS 0: a list or policy change applies to the very next call (test/protection.test.ts).
+              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16", PROTECTION_CACHE_MS: "0" },
               // The legacy KV limiter's namespace, for Admin.importFromKv (not in wrangler.toml: it has no id to deploy with).
               kvNamespaces: ["LEGACY_KV"],
               durableObjects: {
@@ -64,6 +65,7 @@ export default defineConfig({
                 AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
                 MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
                 ADAPTIVE_LIMITS: { className: "TestAdaptiveLimitsDO", useSQLite: true },
+                PROTECTION: { className: "TestProtectionDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -4,6 +4,7 @@ import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
+import type { ProtectionApi } from "./protection";
 import type { RateLimitsApi } from "./rate-limits";
 
 /** Who a capability belongs to, as the server sees it. */
@@ -28,6 +29,8 @@ export interface AdminApi extends BackupApi {
   gateway(): GatewayApi;
   /** Adaptive limits (docs/adaptive-limits.md). */
   adaptive(): AdaptiveApi;
+  /** Allow and deny lists, the anomaly policy, the flag log. */
+  protection(): ProtectionApi;
 }
 
 export type AccountEntriesInput = Omit<EntriesInput, "accountId">;

@@ -12,11 +12,13 @@ export interface BackupInput {
   subjects?: string[];
   /** Include the path-statistics collectors and aggregator. Default true. */
   paths?: boolean;
+  /** Include the protection object: allow and deny lists, the policy override, the flag log. Default false. */
+  protection?: boolean;
 }
 
 /** One object in a backup: where it came from and how many rows each table held. */
 export interface BackedUpObject {
-  binding: "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR";
+  binding: "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR" | "PROTECTION";
   name: string;
   /** The R2 key of its dump. */
   key: string;

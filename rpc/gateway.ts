@@ -26,7 +26,9 @@ export type AuthorizeCode =
   | "INSUFFICIENT_SCOPE"
   | "RATE_LIMITED"
   | "INSUFFICIENT_CREDITS"
-  | "SPEND_CAP_EXCEEDED";
+  | "SPEND_CAP_EXCEEDED"
+  /** The client's address is on the deny list (docs/protection.md). */
+  | "IP_DENIED";
 
 export interface AuthorizeResult {
   allowed: boolean;

@@ -5,9 +5,11 @@ import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
 import type { PathStatsVars } from "./config/path-stats";
+import type { ProtectionDO } from "./objects/protection-do";
+import type { ProtectionVars } from "./config/protection";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env extends PathStatsVars {
+export interface Env extends PathStatsVars, ProtectionVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
@@ -16,6 +18,8 @@ export interface Env extends PathStatsVars {
   MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
   /** One instance: adaptive limits (docs/adaptive-limits.md). */
   ADAPTIVE_LIMITS: DurableObjectNamespace<AdaptiveLimitsDO>;
+  /** One instance: allow and deny lists, the run-time anomaly policy, the flag log (docs/protection.md). */
+  PROTECTION: DurableObjectNamespace<ProtectionDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

@@ -17,3 +17,4 @@ export { PathCollectorDO } from "./objects/path-collector-do";
 export { AggregatorDO } from "./objects/aggregator-do";
 export { MaintenanceDO } from "./objects/maintenance-do";
 export { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
+export { ProtectionDO } from "./objects/protection-do";

@@ -11,6 +11,7 @@ import type { Admin } from "../src/entrypoints/admin";
 import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
 import type { TestAdaptiveLimitsDO } from "./fixtures/test-adaptive-limits-do";
+import type { TestProtectionDO } from "./fixtures/test-protection-do";
 
 declare global {
   namespace Cloudflare {
@@ -32,6 +33,7 @@ declare global {
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
       ADAPTIVE_LIMITS: DurableObjectNamespace<TestAdaptiveLimitsDO>;
+      PROTECTION: DurableObjectNamespace<TestProtectionDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

@@ -121,6 +121,17 @@ const adaptiveSamples: Record<string, () => Sample> = {
   history: () => ({ range: { from: now - DAY_MS, to: now }, policy: "fuzz", limit: 5 }),
 };
 const adaptiveObjects = () => [env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME)];
+const protectionSamples: Record<string, () => Sample> = {
+  allowList: () => ({}),
+  allow: () => ({ cidr: "198.18.200.0/24", note: "fuzz" }),
+  unallow: () => ({ cidr: "198.18.200.0/24" }),
+  denyList: () => ({}),
+  deny: () => ({ cidr: "198.18.201.0/24", untilMs: now + DAY_MS, reason: "fuzz" }),
+  undeny: () => ({ cidr: "198.18.201.0/24" }),
+  policy: () => ({}),
+  setPolicy: () => ({ policy: { rateK: 5, scanMinShare: 0.6 } }),
+  flagged: () => ({ range: "24h", limit: 10, client: "198.18.200.0/24" }),
+};
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
   settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
@@ -242,6 +253,11 @@ describe("fuzzing every entrypoint", () => {
     await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
     await fuzz("Admin.adaptive", adaptiveSamples, () => env.ADMIN.adaptive() as never, adaptiveObjects, 60);
     await env.ADMIN.adaptive().deletePolicy({ name: "fuzz" });
+    await fuzz("Admin.protection", protectionSamples, () => env.ADMIN.protection() as never, () => [env.PROTECTION.getByName("protection")], 80);
+    // What the accepted calls set is undone, so later suites see the configured policy and empty lists.
+    await env.ADMIN.protection().setPolicy({ policy: {} });
+    for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
+    for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -252,7 +268,7 @@ describe("fuzzing every entrypoint", () => {
   it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
-    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "adaptive") => () => {
+    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "adaptive" | "protection") => () => {
       const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
       const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       return admin[domain]() as never;
@@ -267,6 +283,10 @@ describe("fuzzing every entrypoint", () => {
       await fuzz("capnweb.gateway", gatewaySamples, session("gateway"), () => [ledger()], 20);
       await fuzz("capnweb.adaptive", adaptiveSamples, session("adaptive"), adaptiveObjects, 20);
       await env.ADMIN.adaptive().deletePolicy({ name: "fuzz" });
+      await fuzz("capnweb.protection", protectionSamples, session("protection"), () => [env.PROTECTION.getByName("protection")], 30);
+      await env.ADMIN.protection().setPolicy({ policy: {} });
+      for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
+      for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
     } finally {
       globalThis.fetch = realFetch;
     }

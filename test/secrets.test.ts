@@ -148,3 +148,42 @@ describe("client IPs follow the privacy mode everywhere", () => {
     for (const raw of [v4, v6, "198.51.100.", "2001:db8:9:", HASH_KEY]) expect(text.includes(raw), raw).toBe(false);
   });
 });
+
+describe("anomaly detection keeps only the stored client id", () => {
+  const protection = () => env.PROTECTION.getByName("protection");
+  const scan = (ip: string) => Array.from({ length: 25 }, (_, i) => ({ ip, method: "GET", path: `/admin/${i}.php`, status: 404, at: Date.now() - 1_000 }));
+
+  async function scanAndLook(service: PathStatsService, ips: string[]): Promise<{ text: string; flagged: string[] }> {
+    await env.ADMIN.protection().setPolicy({ policy: { block: true } });
+    try {
+      for (const ip of ips) await service.recordMany({ hits: scan(ip) });
+    } finally {
+      await env.ADMIN.protection().setPolicy({ policy: {} });
+    }
+    const { flags } = await env.ADMIN.protection().flagged({ range: "1h", limit: 1_000 });
+    // The flags were acted on: each scanner's limiter holds a block (keyed by its address, as every per-IP limit is).
+    for (const ip of ips) {
+      // peek, not authorize: authorize would record a hit in the deployment's own (truncate) mode.
+      expect(await env.LIMITS.peek({ subject: `ip:${ip}`, policy: "per-ip" })).toMatchObject({ allowed: false });
+      await env.LIMITS.unblock({ subject: `ip:${ip}` });
+    }
+    const stored = await Promise.all([...pathObjects(), protection()].map((stub) => storedText(stub)));
+    return { text: [JSON.stringify(flags), ...stored, ...logged].join("\n"), flagged: flags.map((flag) => flag.client) };
+  }
+
+  it("truncate: baselines and flags hold the /24 and /48 networks, never the address", async () => {
+    const [v4, v6] = ["203.0.113.177", "2001:db8:77:2:3:4:5:6"];
+    const { text, flagged } = await scanAndLook(new PathStatsService(env as unknown as Env), [v4, v6]);
+    expect(flagged).toEqual(expect.arrayContaining(["203.0.113.0/24", "2001:db8:77::/48"]));
+    expect(text).toContain("203.0.113.0/24");
+    for (const raw of [v4, v6, "2001:db8:77:2:"]) expect(text.includes(raw), raw).toBe(false);
+  });
+
+  it("hash: baselines and flags hold keyed hashes only", async () => {
+    const [v4, v6] = ["198.51.100.177", "2001:db8:88:8:7:6:5:4"];
+    const { text, flagged } = await scanAndLook(new PathStatsService({ ...env, PATH_IP_MODE: "hash", PATH_IP_HASH_KEY: HASH_KEY } as unknown as Env), [v4, v6]);
+    const hashed = flagged.filter((client) => client.startsWith("h:"));
+    expect(hashed.length).toBeGreaterThanOrEqual(2);
+    for (const raw of [v4, v6, "198.51.100.", "2001:db8:88:", HASH_KEY]) expect(text.includes(raw), raw).toBe(false);
+  });
+});

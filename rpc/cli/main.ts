@@ -7,6 +7,7 @@ import { adaptiveCommands } from "./commands/adaptive";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
 import { statsCommands } from "./commands/stats";
+import { protectionCommands } from "./commands/protection";
 
 /** Every command, found by its leading words. Each domain adds its own list. */
 export const COMMANDS: Command[] = [
@@ -26,6 +27,7 @@ export const COMMANDS: Command[] = [
   ...limitsCommands,
   ...statsCommands,
   ...adaptiveCommands,
+  ...protectionCommands,
 ];
 
 const GLOBAL_OPTIONS = {

@@ -9,6 +9,7 @@ import { CreditsAuditService, CreditsService } from "../services/credits-service
 import { GatewayService } from "../services/gateway-service";
 import { KvImportService } from "../services/kv-import-service";
 import { PathStatsService } from "../services/path-stats-service";
+import { ProtectionService } from "../services/protection-service";
 import { RateLimitsService } from "../services/rate-limits-service";
 
 /**
@@ -61,6 +62,11 @@ export class Admin extends WorkerEntrypoint<Env> {
   /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }> {
     return new BackupService(this.env).list();
+  }
+
+  /** Allow and deny lists, the run-time anomaly policy, and the flag log (docs/protection.md). */
+  protection(): ProtectionService {
+    return new ProtectionService(this.env);
   }
 
   pathStats(): PathStatsService {

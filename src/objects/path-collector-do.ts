@@ -14,6 +14,7 @@ import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
 import { all, maybeOne, run } from "../storage/sql";
 import { TollgateObject } from "./tollgate-object";
+import { BASELINES_MIGRATION, type Found, observeHits, ProtectionView, pruneBaselines } from "./path-collector-anomalies";
 
 /** A closed minute is flushed this long after it ends, so hits still in flight make it. */
 export const FLUSH_DELAY_MS = 2_000;
@@ -65,6 +66,7 @@ const MIGRATIONS: readonly Migration[] = [
       sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
     },
   },
+  BASELINES_MIGRATION,
 ];
 
 type ClientPathRow = {
@@ -95,9 +97,11 @@ type ClientPathRow = {
  */
 export class PathCollectorDO extends TollgateObject {
   #templates: Set<string> | null = null;
+  readonly #protection: ProtectionView;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env, { component: "path-collector", migrations: MIGRATIONS });
+    this.#protection = new ProtectionView(env);
   }
 
   /** The clock; test subclasses pin it. */
@@ -107,7 +111,7 @@ export class PathCollectorDO extends TollgateObject {
 
   /** Records normalized hits (the `PathStats` service normalizes and routes them here). */
   async ingest(input: unknown): Promise<{ accepted: number }> {
-    const { hits } = parseInput(ingestHitsSchema, input, "ingest input");
+    const { hits, ips } = parseInput(ingestHitsSchema, input, "ingest input");
     const config = loadPathConfig(this.env);
     const shard = this.#shard();
     const nowMs = this.now();
@@ -117,7 +121,10 @@ export class PathCollectorDO extends TollgateObject {
         throw invalidArgument(`hits.${i}.at is outside the accepted window (1 h back, 1 min ahead)`);
       }
     });
+    if (ips !== undefined && ips.length !== hits.length) throw invalidArgument("ips must hold one address per hit");
     if (hits.length === 0) return { accepted: 0 };
+    // The only await before the writes: everything from here to the transaction is synchronous.
+    const protection = await this.#protection.get(nowMs);
 
     const templates = this.#loadTemplates();
     const partials = new Map<number, Partial>();
@@ -137,11 +144,13 @@ export class PathCollectorDO extends TollgateObject {
       if (partial === undefined) partials.set(bucket, (partial = new Partial()));
       partial.add(hit);
     }
+    let found: Found[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const [bucket, partial] of partials) {
         this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
       }
       this.#countClientPaths(capped);
+      found = observeHits(this.sql, capped, protection.policy);
       for (const [key, day] of added) {
         const space = key.indexOf(" ");
         run(this.sql, "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)", key.slice(0, space), key.slice(space + 1), day);
@@ -151,6 +160,7 @@ export class PathCollectorDO extends TollgateObject {
     const earliest = Math.min(...partials.keys());
     await this.scheduler.schedule("flush", earliest + MINUTE_MS + FLUSH_DELAY_MS, null, "flush", "earliest");
     await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "earliest");
+    if (found.length > 0) await this.#protection.actOn(found, ips, protection, nowMs);
     return { accepted: hits.length };
   }
 
@@ -250,6 +260,7 @@ export class PathCollectorDO extends TollgateObject {
     const { retention } = loadPathConfig(this.env);
     const cutoff = floorTo(nowMs - retention.clients, DAY_MS);
     run(this.sql, "DELETE FROM client_paths WHERE day_ms < ?", cutoff);
+    pruneBaselines(this.sql, nowMs);
     // A template holds a place under the cap while any client counter still uses it.
     const freed = run(
       this.sql,
@@ -257,7 +268,7 @@ export class PathCollectorDO extends TollgateObject {
          (SELECT 1 FROM client_paths AS c WHERE c.method = templates.method AND c.path = templates.path)`,
     );
     if (freed > 0) this.#templates = null;
-    const any = maybeOne<{ n: number }>(this.sql, "SELECT COUNT(*) AS n FROM client_paths")!.n;
+    const any = maybeOne<{ n: number }>(this.sql, "SELECT (SELECT COUNT(*) FROM client_paths) + (SELECT COUNT(*) FROM client_baselines) AS n")!.n;
     if (any > 0) await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "replace");
   }
 

@@ -10,6 +10,7 @@ export const backupInputSchema = v.strictObject({
   accounts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(ACCOUNT_ID, "must be an account id"))), v.maxLength(1_000))),
   subjects: v.optional(v.pipe(v.array(text(1, 256)), v.maxLength(1_000))),
   paths: v.optional(v.boolean()),
+  protection: v.optional(v.boolean()),
 });
 
 export const restoreInputSchema = v.strictObject({
@@ -64,7 +65,7 @@ export const manifestSchema = v.object({
   objects: v.pipe(
     v.array(
       v.object({
-        binding: v.picklist(["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR", "AGGREGATOR"]),
+        binding: v.picklist(["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR", "AGGREGATOR", "PROTECTION"]),
         name: text(1, 256),
         key: text(1, 1_024),
         rows: v.record(v.string(), integer(0, Number.MAX_SAFE_INTEGER)),

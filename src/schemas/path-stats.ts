@@ -112,6 +112,8 @@ export const normalizedHitSchema = v.strictObject({
 
 export const ingestHitsSchema = v.strictObject({
   hits: v.pipe(v.array(normalizedHitSchema), v.maxLength(PATH_BOUNDS.maxBatch)),
+  /** Each hit's address as the caller gave it, for anomaly blocking only: never stored (docs/protection.md). */
+  ips: v.optional(v.pipe(v.array(ip), v.maxLength(PATH_BOUNDS.maxBatch))),
 });
 
 export const clientQuerySchema = v.strictObject({ client: text(1, 128), range: v.optional(rangeSchema) });

@@ -5,6 +5,7 @@ import type { Env } from "../env";
 import * as v from "valibot";
 import { invalidArgument, notFound, ServiceError } from "../errors";
 import { AGGREGATOR_NAME } from "../objects/path-collector-do";
+import { PROTECTION_NAME } from "../objects/protection-do";
 import { shardName } from "../paths/shard";
 import { backupInputSchema, manifestSchema, restoreInputSchema } from "../schemas/backup";
 import { parseInput } from "../schemas/common";
@@ -31,7 +32,7 @@ export class BackupService {
   }
 
   async backup(input: BackupInput): Promise<BackupManifest> {
-    const { accounts = [], subjects = [], paths = true } = parseInput(backupInputSchema, input, "backup input");
+    const { accounts = [], subjects = [], paths = true, protection = false } = parseInput(backupInputSchema, input, "backup input");
     const bucket = this.#bucket();
     const createdAt = Date.now();
     const backupId = `b-${createdAt}-${[...crypto.getRandomValues(new Uint8Array(4))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
@@ -44,6 +45,7 @@ export class BackupService {
       targets.push(["AGGREGATOR", AGGREGATOR_NAME]);
       for (let shard = 0; shard < shards; shard += 1) targets.push(["PATH_COLLECTOR", shardName(shard)]);
     }
+    if (protection) targets.push(["PROTECTION", PROTECTION_NAME]);
     const objects: BackedUpObject[] = [];
     for (const [binding, name] of targets) {
       const dump = await this.#stub(binding, name).exportTables();

@@ -10,6 +10,7 @@ import { parseKey } from "../ledger/keys";
 import { parseInput } from "../schemas/common";
 import { authorizeSchema, settleSchema } from "../schemas/gateway";
 import { PathStatsService } from "./path-stats-service";
+import { isDenied } from "./deny-list";
 
 /** How long a hold placed for `estimate` stays open if the gateway never settles it (unless `holdTtlMs` says otherwise). */
 export const GATEWAY_HOLD_TTL_MS = 10 * 60_000;
@@ -50,7 +51,8 @@ export class GatewayService extends RpcTarget implements GatewayApi {
 
   async authorize(input: unknown): Promise<AuthorizeResult> {
     const parsed = parseInput(authorizeSchema, input, "authorize input");
-    const result = await this.#decide(parsed);
+    // A denied address is refused before any other work (docs/protection.md).
+    const result = (await isDenied(this.#env, parsed.ip)) ? ipDenied() : await this.#decide(parsed);
     this.#record(parsed, result.status);
     return result;
   }
@@ -206,6 +208,10 @@ function denied(status: 401 | 403, code: AuthorizeCode, scope?: string): Authori
     ? `Bearer realm="tollgate", error="insufficient_scope"${scope === undefined ? "" : `, scope="${scope}"`}`
     : code === "MISSING_KEY" ? `Bearer realm="tollgate"` : `Bearer realm="tollgate", error="invalid_token"`;
   return { allowed: false, status, code, retryAfterMs: 0, headers: { "WWW-Authenticate": challenge } };
+}
+
+function ipDenied(): AuthorizeResult {
+  return { allowed: false, status: 403, code: "IP_DENIED", retryAfterMs: 0, headers: {} };
 }
 
 function rateLimited(decision: Decision | undefined, retryAfterMs?: number): AuthorizeResult {

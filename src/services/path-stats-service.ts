@@ -129,6 +129,8 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
     const config = loadPathConfig(this.#env);
     const nowMs = Date.now();
     const byShard = new Map<number, NormalizedHit[]>();
+    // Each hit's address travels beside it (never stored) so the collector can block a flagged client.
+    const ipsByShard = new Map<number, string[]>();
     for (let i = 0; i < hits.length; i += 1) {
       const hit = hits[i]!;
       const where = prefix === "" ? "" : `${prefix}${i}.`;
@@ -147,9 +149,12 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
       let list = byShard.get(shard);
       if (list === undefined) byShard.set(shard, (list = []));
       list.push(normalized);
+      let ips = ipsByShard.get(shard);
+      if (ips === undefined) ipsByShard.set(shard, (ips = []));
+      ips.push(hit.ip);
     }
     const results = await Promise.all(
-      [...byShard].map(([shard, shardHits]) => this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest({ hits: shardHits })),
+      [...byShard].map(([shard, shardHits]) => this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest({ hits: shardHits, ips: ipsByShard.get(shard)! })),
     );
     return results.reduce((sum, result) => sum + result.accepted, 0);
   }

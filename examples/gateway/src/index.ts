@@ -20,6 +20,7 @@ const MESSAGES: Record<string, string> = {
   RATE_LIMITED: "too many requests",
   INSUFFICIENT_CREDITS: "not enough credits",
   SPEND_CAP_EXCEEDED: "the API key's spend cap is reached",
+  IP_DENIED: "requests from this address are not accepted",
 };
 
 /**
