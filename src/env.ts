@@ -4,9 +4,10 @@ import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
 import type { PathStatsVars } from "./config/path-stats";
+import type { RetentionVars } from "./config/retention";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env extends PathStatsVars {
+export interface Env extends PathStatsVars, RetentionVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;

@@ -105,6 +105,7 @@ const dataSamples: Record<string, () => Sample> = {
   backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false }),
   restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
   importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
+  retention: () => ({ dataClass: "ledger.idempotency" }),
 };
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),

@@ -1,7 +1,9 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
+import type { RetentionSettings } from "../../rpc/retention";
 import type { Env } from "../env";
+import { retentionSettings } from "../config/retention";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
@@ -66,6 +68,11 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }> {
     return new BackupService(this.#env).list();
+  }
+
+  /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
+  async retention(input?: unknown): Promise<RetentionSettings> {
+    return retentionSettings(this.#env, input);
   }
 
   pathStats(): PathStatsService {

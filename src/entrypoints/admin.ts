@@ -1,7 +1,9 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Principal } from "../../rpc/admin";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
+import type { RetentionSettings } from "../../rpc/retention";
 import type { Env } from "../env";
+import { retentionSettings } from "../config/retention";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
@@ -60,6 +62,11 @@ export class Admin extends WorkerEntrypoint<Env> {
   /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }> {
     return new BackupService(this.env).list();
+  }
+
+  /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
+  async retention(input?: unknown): Promise<RetentionSettings> {
+    return retentionSettings(this.env, input);
   }
 
   pathStats(): PathStatsService {
