@@ -2,10 +2,11 @@ import type { RetentionSettings } from "../../retention";
 import type { Command } from "../command";
 import { table } from "../format";
 
-/** `90d`, `26h`, `45m`, or the largest whole unit; `-` when not a fixed time. */
+/** `35d`, `24h`, `90m`: the largest whole unit, days from two on (as in the config); `-` when not a fixed time. */
 export function duration(ms: number | null): string {
   if (ms === null) return "-";
-  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
+  if (ms >= 2 * 86_400_000 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
