@@ -13,7 +13,7 @@ import type { Task } from "../src/scheduling/task-scheduler";
 
 /**
  * A mixed workload with faults injected between calls: random evictions, alarms fired early
- * and twice, alarm work that fails (test/fixtures/faults.ts: a task throwing before its work,
+ * and twice, replay records pruned after a configured 1 h window (RETENTION), alarm work that fails (test/fixtures/faults.ts: a task throwing before its work,
  * after it, or inside a rolled-back half-done write; the whole run throwing before or after),
  * retried calls (same idempotency key), concurrent bursts. A reference model of the accepted
  * operations predicts every decision and the final counts exactly; after the scheduler's
@@ -32,6 +32,8 @@ interface Subject {
   rules: Rule[];
   used: Map<string, number>;
   decisions: Map<string, Decision>;
+  /** Keys whose replay record the alarm pruned: a retry is a new call. */
+  pruned: string[];
   leaseLimit: number;
   /** Leases the model holds: id -> expiry. */
   leases: Map<string, number>;
@@ -101,13 +103,19 @@ describe(`chaos (seed ${SEED})`, () => {
       ],
       used: new Map([["fixed", 0], ["sliding", 0]]),
       decisions: new Map(),
+      pruned: [],
       leaseLimit: 2 + Math.floor(random() * 3),
       leases: new Map(),
     }));
     const limiter = (subject: Subject) => env.TEST_RATE_LIMITER.getByName(subject.name);
-    for (const subject of subjects) await limiter(subject).failNextTasks(0, "before"); // starts the fault log
-    // The lease alarm runs on a clock of its own, ahead of real time: leases live 1 h and the
-    // alarm runs 2 h ahead, so a run that does its work frees every lease held then.
+    for (const subject of subjects) {
+      await limiter(subject).failNextTasks(0, "before"); // starts the fault log
+      // A 1 h replay window (RETENTION): replays are pruned during the run, not after a day.
+      await limiter(subject).setRetentionVar('{ "limiterIdempotency": "1h" }');
+    }
+    // The limiter's alarm runs on a clock of its own, ahead of real time: leases and replay
+    // records live 1 h and the alarm runs 2 h ahead, so a run that does its work frees every
+    // lease held then and prunes every replay record written before it.
     let alarmClock = Date.now() + 2 * 3_600_000;
 
     /** The model's verdict, applied to the model when admitted. */
@@ -119,7 +127,7 @@ describe(`chaos (seed ${SEED})`, () => {
     };
 
     let opCounter = 0;
-    const counts = { operations: 0, evictions: 0, alarms: 0, retries: 0, "fault plans": 0 };
+    const counts = { operations: 0, evictions: 0, alarms: 0, retries: 0, "retries past the window": 0, "fault plans": 0 };
     for (let step = 0; step < 500; step++) {
       const subject = pick(subjects);
       const stub = limiter(subject);
@@ -132,7 +140,7 @@ describe(`chaos (seed ${SEED})`, () => {
         await runDurableObjectAlarm(stub);
         counts.alarms += 2;
       } else if (roll < 0.2) {
-        // The lease alarm, maybe failing; the fault log says whether its work got done.
+        // The lease and replay alarm, maybe failing; the fault log says whether its work got done.
         if (await maybeInjectFault(stub, random)) counts["fault plans"]++;
         const seen = (await stub.faultLog()).tasks.length;
         const times = pick([1, 2]);
@@ -141,9 +149,15 @@ describe(`chaos (seed ${SEED})`, () => {
           await runAlarm(stub, alarmClock);
         }
         counts.alarms += times;
-        const ran = (await stub.faultLog()).tasks.slice(seen).filter((t) => t.kind === "expire-leases" && (t.outcome === "ok" || t.outcome === "after"));
-        if (ran.length > 0) for (const [id, expiry] of subject.leases) if (expiry <= ran.at(-1)!.atMs) subject.leases.delete(id);
+        const ran = (await stub.faultLog()).tasks.slice(seen);
+        const done = (kind: string) => ran.some((t) => t.kind === kind && (t.outcome === "ok" || t.outcome === "after"));
+        if (done("expire-leases")) subject.leases.clear();
+        if (done("prune-replays")) {
+          subject.pruned.push(...subject.decisions.keys());
+          subject.decisions.clear();
+        }
         expect((await stub.storedLeases()).map((l) => l.lease_id).sort(), `leases after alarm, step ${step}`).toEqual([...subject.leases.keys()].sort());
+        expect(await stub.storedReplays(), `replay records after alarm, step ${step}`).toBe(subject.decisions.size);
       } else if (roll < 0.26) {
         counts.operations++;
         const result = await stub.acquire({ subject: subject.name, limit: subject.leaseLimit, ttlMs: 3_600_000 });
@@ -155,9 +169,18 @@ describe(`chaos (seed ${SEED})`, () => {
         const leaseId = pick([...subject.leases.keys()]);
         subject.leases.delete(leaseId);
         expect(await stub.release({ subject: subject.name, leaseId })).toEqual({ released: true, active: subject.leases.size });
+      } else if (roll < 0.35 && subject.pruned.length > 0 && random() < 0.3) {
+        // A retry after its replay record was pruned (past the 1 h window): a new call, charged.
+        counts["retries past the window"]++;
+        const key = subject.pruned.splice(Math.floor(random() * subject.pruned.length), 1)[0]!;
+        const cost = Number(key.split(":").at(-1));
+        const decision = await stub.check({ subject: subject.name, rules: subject.rules, cost, idempotencyKey: key });
+        const expected = model(subject, cost);
+        expect({ allowed: decision.allowed, remaining: decision.remaining }, `retry after the window, step ${step}`).toEqual({ allowed: expected.admits, remaining: expected.remaining });
+        subject.decisions.set(key, decision);
       } else if (roll < 0.35 && subject.decisions.size > 0) {
         counts.retries++;
-        // A retry of an earlier call: the first decision comes back, nothing is charged.
+        // A retry of an earlier call within the window: the first decision comes back, nothing is charged.
         const [key, first] = pick([...subject.decisions.entries()]);
         const cost = Number(key.split(":").at(-1));
         expect(await stub.check({ subject: subject.name, rules: subject.rules, cost, idempotencyKey: key })).toEqual(first);
@@ -191,12 +214,13 @@ describe(`chaos (seed ${SEED})`, () => {
       await evictDurableObject(stub).catch(() => {});
       const final = await stub.peek({ subject: subject.name, rules: subject.rules });
       expect(final.rules.map((rule) => rule.limit - rule.remaining)).toEqual(subject.rules.map((rule) => subject.used.get(rule.name)));
-      // After the retries every lease the model held has expired and been freed, and no task is left failing.
-      await settleFaults(stub, alarmClock + AFTER_BACKOFF_MS, counts);
-      expect(await stub.storedLeases()).toEqual([]);
       for (const [key, first] of subject.decisions) {
         expect(await stub.check({ subject: subject.name, rules: subject.rules, cost: Number(key.split(":").at(-1)), idempotencyKey: key })).toEqual(first);
       }
+      // After the retries every lease and replay record has expired and been deleted, and no task is left failing.
+      await settleFaults(stub, alarmClock + AFTER_BACKOFF_MS, counts);
+      expect(await stub.storedLeases()).toEqual([]);
+      expect(await stub.storedReplays()).toBe(0);
     }
     report("rate limits", counts);
   });
