@@ -14,7 +14,7 @@ export interface RetentionVars {
 export interface DataRetention {
   /** Idempotency records of the limiter's `check` and `refund`: a retry within it replays. */
   limiterIdempotency: number;
-  /** Idempotency keys of every ledger write: a retry within it answers its first result. */
+  /** Idempotency keys of the ledger's keyed writes: a retry within it answers its first result. */
   ledgerIdempotency: number;
 }
 
@@ -86,7 +86,7 @@ export function retentionSettings(vars: RetentionVars & PathStatsVars, input: un
     { dataClass: "limiter.shadowCounts", keptMs: SHADOW_COUNT_TTL_MS, setting: null, appliedBy: "limiter expire-state alarm", note: "a shadow rule's would-have-denied count, after its last denial" },
     { dataClass: "limiter.idempotency", keptMs: data.limiterIdempotency, setting: "RETENTION.limiterIdempotency", appliedBy: "limiter prune-replays alarm, 1,000 rows per run", note: "check and refund replays; a retry within the window replays, after it is a new call" },
     { dataClass: "ledger.entries", keptMs: null, setting: null, appliedBy: "never deleted", note: "kept forever: the hash chain, audits, balances at a past time and restores need every entry" },
-    { dataClass: "ledger.idempotency", keptMs: data.ledgerIdempotency, setting: "RETENTION.ledgerIdempotency", appliedBy: "ledger prune alarm, 1,000 rows per run", note: "every write's key; a retry within the window answers its first result, after it (once pruned) is a new call" },
+    { dataClass: "ledger.idempotency", keptMs: data.ledgerIdempotency, setting: "RETENTION.ledgerIdempotency", appliedBy: "ledger prune alarm, 1,000 rows per run", note: "keyed writes (grant, debit, reserve, commit, void, refund, charge); a retry within the window answers its first result, after it (once pruned) is a new call" },
     { dataClass: "ledger.keyRuleState", keptMs: null, setting: null, appliedBy: "ledger prune alarm, 1,000 rows per run", note: "an API key's rate-rule state: until its window or bucket no longer matters" },
     { dataClass: "ledger.keySpendDays", keptMs: KEY_SPEND_DAYS_KEPT_MS, setting: null, appliedBy: "ledger prune alarm", note: "past days' per-key spend counters (caps read only the current day)" },
     { dataClass: "ledger.keySpendMonths", keptMs: KEY_SPEND_MONTHS_KEPT_MS, setting: null, appliedBy: "ledger prune alarm", note: "past months' per-key spend counters" },
