@@ -6,6 +6,7 @@ import type { GatewayApi } from "./gateway";
 import type { PathStatsApi } from "./path-stats";
 import type { ProtectionApi } from "./protection";
 import type { RateLimitsApi } from "./rate-limits";
+import type { RetentionApi } from "./retention";
 
 /** Who a capability belongs to, as the server sees it. */
 export interface Principal {
@@ -19,7 +20,7 @@ export interface Principal {
  * The capability returned by `authenticate(adminToken)`: every domain, one sub-capability
  * each. Calls pipeline, so `api.authenticate(t).rateLimits().check(...)` is one round trip.
  */
-export interface AdminApi extends BackupApi {
+export interface AdminApi extends BackupApi, RetentionApi {
   whoami(): Principal;
   rateLimits(): RateLimitsApi;
   credits(): CreditsApi;

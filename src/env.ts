@@ -8,8 +8,10 @@ import type { PathStatsVars } from "./config/path-stats";
 import type { ProtectionDO } from "./objects/protection-do";
 import type { ProtectionVars } from "./config/protection";
 
+import type { RetentionVars } from "./config/retention";
+
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env extends PathStatsVars, ProtectionVars {
+export interface Env extends PathStatsVars, ProtectionVars, RetentionVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;

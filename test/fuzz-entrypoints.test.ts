@@ -106,6 +106,7 @@ const dataSamples: Record<string, () => Sample> = {
   backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false }),
   restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
   importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
+  retention: () => ({ dataClass: "ledger.idempotency" }),
 };
 const adaptiveSamples: Record<string, () => Sample> = {
   setPolicy: () => ({

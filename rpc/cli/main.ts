@@ -6,6 +6,7 @@ import type { Command, CommandContext } from "./command";
 import { adaptiveCommands } from "./commands/adaptive";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
+import { retentionCommands } from "./commands/retention";
 import { statsCommands } from "./commands/stats";
 import { protectionCommands } from "./commands/protection";
 
@@ -28,6 +29,7 @@ export const COMMANDS: Command[] = [
   ...statsCommands,
   ...adaptiveCommands,
   ...protectionCommands,
+  ...retentionCommands,
 ];
 
 const GLOBAL_OPTIONS = {

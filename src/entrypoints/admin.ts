@@ -1,7 +1,9 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Principal } from "../../rpc/admin";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
+import type { RetentionSettings } from "../../rpc/retention";
 import type { Env } from "../env";
+import { retentionSettings } from "../config/retention";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { AdaptiveService } from "../services/adaptive-service";
 import { BackupService } from "../services/backup-service";
@@ -67,6 +69,11 @@ export class Admin extends WorkerEntrypoint<Env> {
   /** Allow and deny lists, the run-time anomaly policy, and the flag log (docs/protection.md). */
   protection(): ProtectionService {
     return new ProtectionService(this.env);
+  }
+
+  /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
+  async retention(input?: unknown): Promise<RetentionSettings> {
+    return retentionSettings(this.env, input);
   }
 
   pathStats(): PathStatsService {

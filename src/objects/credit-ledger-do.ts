@@ -29,6 +29,7 @@ import type {
   DebitResult,
 } from "../../rpc/credits";
 import { loadDefaultPrices } from "../config/prices";
+import { DEFAULT_DATA_RETENTION, KEY_SPEND_DAYS_KEPT_MS, KEY_SPEND_MONTHS_KEPT_MS, loadDataRetention } from "../config/retention";
 import type { Env } from "../env";
 import { conflict, invalidArgument, notFound, ServiceError } from "../errors";
 import { drawFromGrants, mergeDraws, splitDraws } from "../ledger/burn-down";
@@ -85,8 +86,8 @@ import { type KeyAdmission, LedgerKeys } from "./credit-ledger-keys";
 import { CREDIT_LEDGER_MIGRATIONS } from "./credit-ledger-schema";
 import { TollgateObject } from "./tollgate-object";
 
-/** Idempotency keys are honoured for at least 35 days (a monthly billing cycle plus slack). */
-export const IDEMPOTENCY_TTL_MS = 35 * 86_400_000;
+/** Idempotency keys are honoured this long by default (a monthly billing cycle plus slack; `RETENTION.ledgerIdempotency`). */
+export const IDEMPOTENCY_TTL_MS = DEFAULT_DATA_RETENTION.ledgerIdempotency;
 /** How often the self-audit re-derives the balance and checks every invariant. */
 export const AUDIT_INTERVAL_MS = 6 * 3_600_000;
 /** Entries one alarm-driven audit reads at most; a longer backlog continues in the next run. */
@@ -735,7 +736,7 @@ export class CreditLedgerDO extends TollgateObject {
           run(this.sql, "DELETE FROM idempotency WHERE idempotency_key IN (SELECT idempotency_key FROM idempotency WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?)", nowMs, PRUNE_BATCH) +
           run(this.sql, "DELETE FROM key_rule_states WHERE (family_id, rule_name) IN (SELECT family_id, rule_name FROM key_rule_states WHERE expires_at_ms <= ? LIMIT ?)", nowMs, PRUNE_BATCH);
         // Spend counters of past periods are never read again (caps look at the current day and month).
-        run(this.sql, "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)", `d:${dayOf(nowMs - IDEMPOTENCY_TTL_MS)}`, `m:${monthOf(nowMs - 400 * 86_400_000)}`);
+        run(this.sql, "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)", `d:${dayOf(nowMs - KEY_SPEND_DAYS_KEPT_MS)}`, `m:${monthOf(nowMs - KEY_SPEND_MONTHS_KEPT_MS)}`);
         if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
         else await this.schedulePrune("replace");
       },
@@ -1156,6 +1157,8 @@ export class CreditLedgerDO extends TollgateObject {
    */
   private idempotent<T>(key: string, method: string, params: unknown, nowMs: number, body: () => T): T {
     const fingerprint = JSON.stringify([method, params]);
+    // Read before anything is written: a malformed RETENTION fails the call (INTERNAL) with no change.
+    const windowMs = loadDataRetention(this.env).ledgerIdempotency;
     const stored = maybeOne<{ fingerprint: string; result: string }>(this.sql, "SELECT fingerprint, result FROM idempotency WHERE idempotency_key = ?", key);
     if (stored) {
       if (stored.fingerprint !== fingerprint) throw conflict(`idempotency key "${key}" was already used with different parameters`);
@@ -1170,7 +1173,7 @@ export class CreditLedgerDO extends TollgateObject {
         fingerprint,
         JSON.stringify(result),
         nowMs,
-        nowMs + IDEMPOTENCY_TTL_MS,
+        nowMs + windowMs,
       );
       return result;
     });

@@ -16,6 +16,7 @@ import { conflict, invalidArgument } from "../errors";
 import { adjustRules } from "../adaptive/adjust";
 import { adjustmentsCache } from "../adaptive/adjustments-cache";
 import { loadPolicies, resolveRules } from "../config/policies";
+import { DEFAULT_DATA_RETENTION, loadDataRetention, SHADOW_COUNT_TTL_MS } from "../config/retention";
 import { evaluateRules, refundRules, type StateWrite } from "../limits/evaluate-rules";
 import type { LimiterState, LogEntry } from "../limits/rule-state";
 import { parseInput } from "../schemas/common";
@@ -38,10 +39,10 @@ import { ADAPTIVE_LIMITS_NAME } from "./adaptive-limits-do";
 import { RATE_LIMITER_MIGRATIONS } from "./rate-limiter-schema";
 import { TollgateObject } from "./tollgate-object";
 
-/** Idempotency keys of `check` and `refund` are honoured for at least this long. */
-export const CHECK_REPLAY_TTL_MS = 24 * 3_600_000;
+/** Idempotency keys of `check` and `refund` are honoured this long by default (`RETENTION.limiterIdempotency`). */
+export const CHECK_REPLAY_TTL_MS = DEFAULT_DATA_RETENTION.limiterIdempotency;
 /** A shadow rule's would-have-denied count is kept until this long passes without a new one. */
-export const SHADOW_COUNT_TTL_MS = 24 * 3_600_000;
+export { SHADOW_COUNT_TTL_MS };
 /** Cleanup waits this long past the last expiry, so a busy subject does not wake its alarm every window. */
 const CLEANUP_SLACK_MS = 60_000;
 /** Most expired idempotency records one alarm run deletes (retention in small batches). */
@@ -450,6 +451,8 @@ export class RateLimiterDO extends TollgateObject {
 
   /** The stored answer to a retried call, or undefined for a new key; CONFLICT if the key was used differently. */
   private findReplay(key: string, fingerprint: string, nowMs: number): unknown {
+    // Read before anything is written: a malformed RETENTION fails the call (INTERNAL) with no change.
+    loadDataRetention(this.env);
     const replay = maybeOne<{ fingerprint: string; decision: string }>(
       this.sql,
       "SELECT fingerprint, decision FROM check_replays WHERE idempotency_key = ? AND expires_at_ms > ?",
@@ -470,7 +473,7 @@ export class RateLimiterDO extends TollgateObject {
       fingerprint,
       JSON.stringify(result),
       nowMs,
-      nowMs + CHECK_REPLAY_TTL_MS,
+      nowMs + loadDataRetention(this.env).limiterIdempotency,
     );
   }
 
@@ -480,7 +483,7 @@ export class RateLimiterDO extends TollgateObject {
   }
 
   private async scheduleReplayPruning(nowMs: number): Promise<void> {
-    await this.scheduler.schedule("prune-replays", nowMs + CHECK_REPLAY_TTL_MS + CLEANUP_SLACK_MS, null, "prune-replays", "earliest");
+    await this.scheduler.schedule("prune-replays", nowMs + loadDataRetention(this.env).limiterIdempotency + CLEANUP_SLACK_MS, null, "prune-replays", "earliest");
   }
 
   /** Deletes rule state, shadow counts and a block nobody can observe any more; idempotent. */

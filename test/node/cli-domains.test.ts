@@ -67,6 +67,20 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
     expect((await cli("stats", "global", "--range", "2h")).code).toBe(2);
   });
 
+  it("shows the retention of every data class, or one, as a table or JSON", async () => {
+    const all = await cli("retention");
+    expect(all.code).toBe(0);
+    expect(all.out).toMatch(/^data class\s+kept\s+set by\s+deleted by\s+note/);
+    expect(all.out).toMatch(/ledger\.entries\s+-\s+fixed\s+never deleted/);
+    expect(all.out).toMatch(/limiter\.idempotency\s+24h\s+RETENTION\.limiterIdempotency/);
+    expect(all.out).toMatch(/paths\.minutes\s+26h\s+PATH_RETENTION\.minutes/);
+    const one = JSON.parse((await cli("retention", "ledger.idempotency", "--json")).out);
+    expect(one).toEqual({ classes: [expect.objectContaining({ dataClass: "ledger.idempotency", keptMs: 35 * 86_400_000 })] });
+    const unknown = await cli("retention", "everything");
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain("[INVALID_ARGUMENT]");
+  });
+
   it("shows global stats, top paths and top clients as tables or JSON", async () => {
     const global = await cli("stats", "global", "--range", "24h");
     expect(global.code).toBe(0);
