@@ -4,15 +4,19 @@ import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
 import type { RateLimiterDO } from "./objects/rate-limiter-do";
 import type { PathStatsVars } from "./config/path-stats";
+import type { MetricsVars } from "./config/metrics";
+import type { MetricsDO } from "./objects/metrics-do";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env extends PathStatsVars {
+export interface Env extends PathStatsVars, MetricsVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
   /** One instance: scheduled backups. */
   MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
+  /** Metrics rollup shards `metrics:0..METRICS_SHARDS-1` (docs/metrics.md). */
+  METRICS: DurableObjectNamespace<MetricsDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

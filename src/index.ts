@@ -4,8 +4,9 @@
  * Entrypoints (each a capability a sibling Worker binds to): `Gateway` (default; also
  * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
  * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
- * `MaintenanceDO` (scheduled backups).
+ * `MaintenanceDO` (scheduled backups), `MetricsDO` (metrics rollup shards).
  */
+import "./metrics/entrypoints";
 export { Gateway as default } from "./entrypoints/gateway";
 export { RateLimits } from "./entrypoints/rate-limits";
 export { Credits } from "./entrypoints/credits";
@@ -16,3 +17,4 @@ export { CreditLedgerDO } from "./objects/credit-ledger-do";
 export { PathCollectorDO } from "./objects/path-collector-do";
 export { AggregatorDO } from "./objects/aggregator-do";
 export { MaintenanceDO } from "./objects/maintenance-do";
+export { MetricsDO } from "./objects/metrics-do";

@@ -10,6 +10,7 @@ import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
 import type { Admin } from "../src/entrypoints/admin";
 import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
+import type { TestMetricsDO, TestMetricsProbeDO } from "./fixtures/test-metrics-objects";
 
 declare global {
   namespace Cloudflare {
@@ -30,6 +31,9 @@ declare global {
       PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
+      METRICS: DurableObjectNamespace<TestMetricsDO>;
+      /** A metered test object with a known SQL workload (test/metrics.test.ts). */
+      METRICS_PROBE: DurableObjectNamespace<TestMetricsProbeDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */
