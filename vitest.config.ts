@@ -63,6 +63,9 @@ export default defineConfig({
                 PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
                 AGGREGATOR: { className: "TestAggregatorDO", useSQLite: true },
                 MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
+                // Metrics rollups on their test subclass (pinnable clock, runAlarmAt), and a probe object.
+                METRICS: { className: "TestMetricsDO", useSQLite: true },
+                METRICS_PROBE: { className: "TestMetricsProbeDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -73,6 +73,8 @@ export interface CostItem {
 export interface CostReport {
   range: { from: number; to: number };
   items: CostItem[];
+  /** The objects' SQLite bytes: the sum of each object's latest `databaseSize` sample. */
+  storedBytes: number;
   totalUsd: number;
   monthlyTotalUsd: number;
   /** Present when COST_BUDGET_USD is set. */

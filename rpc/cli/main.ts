@@ -5,6 +5,7 @@ import { UsageError } from "./args";
 import type { Command, CommandContext } from "./command";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
+import { metricsCommands } from "./commands/metrics";
 import { statsCommands } from "./commands/stats";
 
 /** Every command, found by its leading words. Each domain adds its own list. */
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   ...creditCommands,
   ...limitsCommands,
   ...statsCommands,
+  ...metricsCommands,
 ];
 
 const GLOBAL_OPTIONS = {

@@ -16,7 +16,8 @@ export const NOT_INCLUDED = [
   "The metrics rollup objects' own requests and rows (one push per active object per METRICS_PUSH_EVERY window, one per isolate flush).",
 ];
 
-const round = (value: number) => Math.round(value * 1e6) / 1e6;
+/** Rounds away floating-point noise (to 1e-9: stored GB-months of a short range are tiny). */
+const round = (value: number) => Math.round(value * 1e9) / 1e9;
 
 /** The figures a cost report prices, from metric rows and the objects' stored bytes. */
 export interface Measured {
@@ -69,6 +70,7 @@ export function priceUsage(measured: Measured, range: { from: number; to: number
   const report: CostReport = {
     range,
     items,
+    storedBytes: measured.storedBytes,
     totalUsd: round(items.reduce((total, item) => total + item.costUsd, 0)),
     monthlyTotalUsd,
     byMethod: byMethod(measured.rows),

@@ -24,7 +24,6 @@ const pending = new Map<number, BufferedRow[]>();
 let isolateId: string | null = null;
 let nextPushId = 1;
 let lastFlushMs = 0;
-let inFlight: Promise<void> | null = null;
 
 /** Adds one finished entrypoint call to this isolate's buffer. */
 export function recordEntrypointCall(kind: string, outcome: CallOutcome): void {
@@ -49,36 +48,32 @@ export function maybeFlush(env: Env, waitUntil: (promise: Promise<unknown>) => v
   } catch {
     return;
   }
-  if (nowMs - lastFlushMs < flushMs || inFlight !== null) return;
+  if (nowMs - lastFlushMs < flushMs) return;
   lastFlushMs = nowMs;
   waitUntil(flushEntrypointMetrics(env));
 }
 
 /**
  * Sends this isolate's counts now (Admin.metrics calls it first, so its own isolate's calls are
- * in the answer). Concurrent callers share one flush.
+ * in the answer). Flushes never wait for each other: a promise of one request cannot be awaited
+ * by another in Workers, and two flushes sending the same frozen push are harmless, since the
+ * shard stores each (isolate, push id) once.
  */
-export function flushEntrypointMetrics(env: Env): Promise<void> {
-  if (inFlight !== null) return inFlight.then(() => flushEntrypointMetrics(env));
+export async function flushEntrypointMetrics(env: Env): Promise<void> {
   if (buffer.size > 0) {
     pending.set(nextPushId, [...buffer.values()]);
     nextPushId += 1;
     buffer.clear();
   }
-  if (pending.size === 0) return Promise.resolve();
+  if (pending.size === 0) return;
   isolateId ??= `isolate:${crypto.randomUUID()}`;
   const source = isolateId;
   const batches = [...pending].map(([pushId, rows]) => ({ pushId, rows }));
-  inFlight = (async () => {
-    try {
-      const { shards } = loadMetricsConfig(env);
-      await env.METRICS.getByName(metricsShardName(source, shards)).push({ source, surface: "entrypoint", batches });
-      for (const batch of batches) pending.delete(batch.pushId);
-    } catch (error) {
-      console.error("metrics: entrypoint flush failed; it is retried with the next flush", error);
-    } finally {
-      inFlight = null;
-    }
-  })();
-  return inFlight;
+  try {
+    const { shards } = loadMetricsConfig(env);
+    await env.METRICS.getByName(metricsShardName(source, shards)).push({ source, surface: "entrypoint", batches });
+    for (const batch of batches) pending.delete(batch.pushId);
+  } catch (error) {
+    console.error("metrics: entrypoint flush failed; it is retried with the next flush", error);
+  }
 }

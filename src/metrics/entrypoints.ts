@@ -17,15 +17,17 @@ import { PathStatsService } from "../services/path-stats-service";
 import { RateLimitsService } from "../services/rate-limits-service";
 import { maybeFlush, recordEntrypointCall } from "./entrypoint-metrics";
 import { instrumentEntrypoint, type EntrypointRecorder } from "./instrument";
+import { OK } from "./model";
 
 /**
- * Buffers the call; a WorkerEntrypoint (which has `env` and `ctx`) also flushes the buffer when
- * it is due. RPC targets have neither: their counts go out with the isolate's next flush.
+ * Buffers the call; a WorkerEntrypoint (which has `env` and `ctx`) that returned normally also
+ * flushes the buffer when it is due. RPC targets have neither, and the runtime cancels what a
+ * call that threw left in `waitUntil`: those counts go out with the isolate's next flush.
  */
 const record: EntrypointRecorder = (self, kind, outcome) => {
   recordEntrypointCall(kind, outcome);
   const { env, ctx } = self as { env?: Env; ctx?: ExecutionContext };
-  if (env !== undefined && ctx !== undefined && typeof ctx.waitUntil === "function") {
+  if (outcome.code === OK && env !== undefined && ctx !== undefined && typeof ctx.waitUntil === "function") {
     maybeFlush(env, (promise) => ctx.waitUntil(promise));
   }
 };
