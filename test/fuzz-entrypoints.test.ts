@@ -155,6 +155,12 @@ async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; 
   }
 }
 
+/** Admin.metrics / costReport: read-only; input is validated before anything is flushed or queried. */
+const metricsSamples: Record<string, () => Sample> = {
+  metrics: () => ({ range: "1h" }),
+  costReport: () => ({ range: { from: Date.now() - 3_600_000, to: Date.now() } }),
+};
+
 const ledger = () => env.CREDIT_LEDGER.getByName(ACCOUNT);
 const pathObjects = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
 
@@ -223,6 +229,7 @@ describe("fuzzing every entrypoint", () => {
     await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
     // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
     await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
+    await fuzz("Admin.metrics", metricsSamples, () => env.ADMIN as never, () => [], 40);
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -246,6 +253,8 @@ describe("fuzzing every entrypoint", () => {
       const { export: _stream, ...batchablePathSamples } = pathSamples;
       await fuzz("capnweb.pathStats", batchablePathSamples, session("pathStats"), pathObjects, 40);
       await fuzz("capnweb.gateway", gatewaySamples, session("gateway"), () => [ledger()], 20);
+      const adminSession = () => newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as never;
+      await fuzz("capnweb.metrics", metricsSamples, adminSession, () => [], 20);
     } finally {
       globalThis.fetch = realFetch;
     }
