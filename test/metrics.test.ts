@@ -190,7 +190,8 @@ describe("metrics", () => {
 
   it("compacts minutes into hours and days, takes a late minute into its hour, and a second run changes nothing", async () => {
     const shard = env.METRICS.getByName("compaction");
-    const hour = floorTo(Date.now(), HOUR_MS) - 3 * HOUR_MS;
+    // In the future (on a pinned clock), so the real compaction alarm is never due during the test.
+    const hour = floorTo(Date.now(), HOUR_MS) + 2 * DAY_MS;
     await shard.pinClock(hour + 30 * MINUTE_MS);
     const row = (minuteMs: number, calls: number) => ({ minuteMs, kind: "CompactDO", method: "m", code: "ok", bucket: latencyBucket(5), calls, rowsRead: calls, rowsWritten: 1 });
     await shard.push({ source: "src", surface: "object", batches: [{ pushId: 1, rows: [row(hour, 3), row(hour + 10 * MINUTE_MS, 4)] }] });
@@ -199,7 +200,8 @@ describe("metrics", () => {
     // A late push for a compacted hour (still inside the 24-hour window) is folded into it.
     await shard.pinClock(hour + 2 * HOUR_MS);
     await shard.push({ source: "src", surface: "object", batches: [{ pushId: 2, rows: [row(hour + 59 * MINUTE_MS, 2)] }] });
-    await shard.runAlarmAt(hour + 2 * HOUR_MS);
+    // Its hour is rebuilt 2 s after the push, not at the next hour's close.
+    await shard.runAlarmAt(hour + 2 * HOUR_MS + 2_000);
     expect(await shard.storedCalls()).toEqual({ minute: 9, hour: 9 });
     const snapshot = await shard.snapshot();
     await shard.runAlarmAt(hour + 2 * HOUR_MS);

@@ -142,19 +142,21 @@ export function instrumentObjectPrototypes(
  * outside a counted call (constructor migrations, metrics bookkeeping) are not attributed.
  */
 export function countingSql(sql: SqlStorage, owner: object): SqlStorage {
-  const exec = (query: string, ...bindings: unknown[]) => {
-    const cursor = sql.exec(query, ...bindings);
-    const call = objectScope.getStore();
-    if (call !== undefined && call.owner === owner) call.cursors.push(cursor);
-    return cursor;
-  };
-  return new Proxy(sql, {
-    get(target, property) {
-      if (property === "exec") return exec;
-      const value = Reflect.get(target, property, target) as unknown;
-      return typeof value === "function" ? (value as Function).bind(target) : value;
+  // A plain object rather than a Proxy: `exec` is on every call's hot path.
+  const counting = {
+    exec(query: string, ...bindings: unknown[]) {
+      const cursor = sql.exec(query, ...bindings);
+      const call = objectScope.getStore();
+      if (call !== undefined && call.owner === owner) call.cursors.push(cursor);
+      return cursor;
     },
-  });
+    get databaseSize() {
+      return sql.databaseSize;
+    },
+    Cursor: sql.Cursor,
+    Statement: sql.Statement,
+  };
+  return counting as unknown as SqlStorage;
 }
 
 /** Receives a finished entrypoint call; `self` is the entrypoint or RPC target instance. */

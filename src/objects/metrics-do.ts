@@ -17,6 +17,9 @@ export const RECEIPT_TTL_MS = 2 * DAY_MS;
 /** An hour (day) is compacted this long after it ends, when its last pushes are in. */
 export const METRICS_CLOSE_GRACE_MS = 10 * MINUTE_MS;
 
+/** A compacted hour that took a late minute is rebuilt this soon, batching the pushes around it. */
+export const LATE_COMPACT_DELAY_MS = 2_000;
+
 const SIZE: Record<Granularity, number> = { minute: MINUTE_MS, hour: HOUR_MS, day: DAY_MS };
 
 const MIGRATIONS: readonly Migration[] = [
@@ -86,6 +89,7 @@ export class MetricsDO extends TollgateObject {
     let stored = 0;
     let duplicates = 0;
     let refusedRows = 0;
+    let late = false;
     this.ctx.storage.transactionSync(() => {
       const hourWatermark = this.#watermark("hour");
       for (const batch of parsed.batches) {
@@ -110,7 +114,10 @@ export class MetricsDO extends TollgateObject {
             minute, parsed.surface, row.kind, row.method, row.code, row.bucket, row.calls, row.rowsRead, row.rowsWritten,
           );
           // A late minute of an hour already compacted: that hour is rebuilt from its minutes.
-          if (minute < hourWatermark) this.#markDirty("hour", floorTo(minute, HOUR_MS));
+          if (minute < hourWatermark) {
+            this.#markDirty("hour", floorTo(minute, HOUR_MS));
+            late = true;
+          }
         }
       }
       if (parsed.storedBytes !== undefined) {
@@ -121,7 +128,9 @@ export class MetricsDO extends TollgateObject {
         );
       }
     });
-    if (stored > 0) await this.scheduler.schedule("compact", floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS, null, "compact", "earliest");
+    // A late minute makes its hour stale until rebuilt: soon. Otherwise at the next hour's close.
+    const due = late ? nowMs + LATE_COMPACT_DELAY_MS : floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS;
+    if (stored > 0) await this.scheduler.schedule("compact", due, null, "compact", "earliest");
     return { stored, duplicates, refusedRows };
   }
 

@@ -40,6 +40,8 @@ export abstract class TollgateObject extends DurableObject<Env> {
   readonly #kind: string | null;
   /** Whether the alarm now running did more than push metrics (only then is a push scheduled for it). */
   #alarmDidWork = false;
+  /** METRICS_PUSH_EVERY, read once per instance (the hot path should not re-read configuration). */
+  #pushEveryMs: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec) {
     super(ctx, env);
@@ -117,7 +119,7 @@ export abstract class TollgateObject extends DurableObject<Env> {
     if (this.#kind === null) return;
     const minute = recordCall(this.ctx.storage.sql, outcome);
     if (outcome.method === "alarm" && !this.#alarmDidWork) return;
-    const { pushEveryMs } = loadMetricsConfig(this.env);
+    const pushEveryMs = (this.#pushEveryMs ??= loadMetricsConfig(this.env).pushEveryMs);
     this.scheduler
       .schedule(METRICS_PUSH_TASK, pushDueMs(minute, pushEveryMs), null, METRICS_PUSH_TASK, "earliest")
       .catch((error: unknown) => console.error("metrics: could not schedule the push", error));
