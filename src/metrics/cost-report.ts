@@ -14,6 +14,7 @@ export const NOT_INCLUDED = [
   "Workers CPU time: not measurable from inside the Worker (its clock stands still while code runs).",
   "Calls from sibling Workers through service bindings: Cloudflare bills them to the calling Worker's request, so only HTTP requests to tollgate (Gateway.fetch: capnweb, dashboard) count as Workers requests.",
   "The metrics rollup objects' own requests and rows (one push per active object per METRICS_PUSH_EVERY window, one per isolate flush).",
+  "The metrics' own SQLite writes in each object: one upsert (about one row written) per call, and the outbox rows of each push.",
 ];
 
 /** Rounds away floating-point noise (to 1e-9: stored GB-months of a short range are tiny). */
