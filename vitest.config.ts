@@ -66,6 +66,9 @@ export default defineConfig({
                 MAINTENANCE: { className: "TestMaintenanceDO", useSQLite: true },
                 ADAPTIVE_LIMITS: { className: "TestAdaptiveLimitsDO", useSQLite: true },
                 PROTECTION: { className: "TestProtectionDO", useSQLite: true },
+                // Metrics rollups on their test subclass (pinnable clock, runAlarmAt), and a probe object.
+                METRICS: { className: "TestMetricsDO", useSQLite: true },
+                METRICS_PROBE: { className: "TestMetricsProbeDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.

@@ -7,6 +7,7 @@ import type { AdminApi } from "../rpc/admin";
 import { connect } from "../rpc/client";
 import type { UsageReport } from "../rpc/credits";
 import { errorCodeOf } from "../rpc/errors";
+import type { CostReport, MetricsReport } from "../rpc/metrics";
 import type { GlobalStats, PathDetail, StatsRange, TimeSeries, TopClients, TopPaths } from "../rpc/path-stats";
 
 type Range = Extract<StatsRange, string>;
@@ -84,8 +85,10 @@ async function refresh(): Promise<void> {
   const usage = accountId === "" ? undefined : admin.credits().usage({ accountId, range, groupBy: "day" });
   // The status counts of the busiest paths, pipelined on the top-paths answer (same batch).
   const details = paths.paths.map((p) => stats.pathDetail({ range, path: p.path, method: p.method }));
-  const [seriesR, globalR, pathsR, clientsR, usageR, detailsR] = await Promise.allSettled([
-    series, global, paths, clients, usage ?? Promise.resolve(undefined), details,
+  const metrics = admin.metrics({ range });
+  const cost = admin.costReport({ range });
+  const [seriesR, globalR, pathsR, clientsR, usageR, detailsR, metricsR, costR] = await Promise.allSettled([
+    series, global, paths, clients, usage ?? Promise.resolve(undefined), details, metrics, cost,
   ]);
   if (seriesR.status === "rejected" && errorCodeOf(seriesR.reason) === "UNAUTHENTICATED") {
     token = undefined;
@@ -103,6 +106,8 @@ async function refresh(): Promise<void> {
   use(pathsR, drawTopPaths, "top paths");
   use(clientsR, drawTopClients, "top clients");
   use(detailsR, (value) => drawDenials(value as PathDetail[]), "denials by path");
+  use(metricsR, (value) => drawMetrics(value as MetricsReport), "service metrics");
+  use(costR, (value) => drawCost(value as CostReport), "cost report");
   if (usage === undefined) clearBurn();
   else use(usageR, (value) => drawBurn(value as UsageReport), "credit burn");
   status.textContent = failures.length > 0
@@ -180,6 +185,28 @@ function drawDenials(details: PathDetail[]): void {
       ? rows.map((r) => row([r.label, fmt(r.denials)], [false, true]))
       : [row([`No 429s among the ${DENIAL_PATHS} busiest paths.`, ""], [false, true])]),
   );
+}
+
+function drawMetrics(report: MetricsReport): void {
+  const ms = (value: number | null) => (value === null ? "–" : `${value} ms`);
+  const rows = [
+    ...report.entrypoints.map((kind) => ({ kind, rows: false })),
+    ...report.objects.map((kind) => ({ kind, rows: true })),
+  ].flatMap(({ kind, rows: withRows }) =>
+    kind.methods.map((m) =>
+      row(
+        [kind.kind, m.method, fmt(m.calls), `${(m.errorRate * 100).toFixed(1)}%`, ms(m.latencyMs.p50), ms(m.latencyMs.p99),
+          withRows ? fmt(m.rowsRead) : "–", withRows ? fmt(m.rowsWritten) : "–"],
+        [false, false, true, true, true, true, true, true],
+      ),
+    ),
+  );
+  $("metrics").querySelector("tbody")!.replaceChildren(...(rows.length > 0 ? rows : [row(["No calls counted in this range.", ""], [false, true])]));
+}
+
+function drawCost(report: CostReport): void {
+  const budget = report.budget === undefined ? "" : ` Budget $${report.budget.monthlyUsd.toFixed(2)}: ${report.budget.exceeded ? "exceeded" : "within"}.`;
+  $("cost-note").textContent = `Estimated Cloudflare cost: $${report.totalUsd.toFixed(4)} in this range, $${report.monthlyTotalUsd.toFixed(2)} per month projected (duration not included).${budget}`;
 }
 
 function drawBurn(report: UsageReport): void {

@@ -3,6 +3,7 @@ import type { AdaptiveApi } from "./adaptive";
 import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
+import type { MetricsApi } from "./metrics";
 import type { PathStatsApi } from "./path-stats";
 import type { ProtectionApi } from "./protection";
 import type { RateLimitsApi } from "./rate-limits";
@@ -20,7 +21,7 @@ export interface Principal {
  * The capability returned by `authenticate(adminToken)`: every domain, one sub-capability
  * each. Calls pipeline, so `api.authenticate(t).rateLimits().check(...)` is one round trip.
  */
-export interface AdminApi extends BackupApi, RetentionApi {
+export interface AdminApi extends BackupApi, RetentionApi, MetricsApi {
   whoami(): Principal;
   rateLimits(): RateLimitsApi;
   credits(): CreditsApi;

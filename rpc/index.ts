@@ -11,6 +11,7 @@ export type * from "./backup";
 export type * from "./adaptive";
 export type * from "./protection";
 export type * from "./retention";
+export type * from "./metrics";
 export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
 export { connect, type ConnectOptions, type Transport } from "./client";
 export { RateLimitGuard, type GuardedDecision, type RateLimitGuardOptions, type Unavailable } from "./rate-limit-guard";

@@ -7,11 +7,12 @@ import type { RateLimiterDO } from "./objects/rate-limiter-do";
 import type { PathStatsVars } from "./config/path-stats";
 import type { ProtectionDO } from "./objects/protection-do";
 import type { ProtectionVars } from "./config/protection";
-
 import type { RetentionVars } from "./config/retention";
+import type { MetricsVars } from "./config/metrics";
+import type { MetricsDO } from "./objects/metrics-do";
 
 /** The bindings and configuration of the tollgate Worker (see wrangler.toml). */
-export interface Env extends PathStatsVars, ProtectionVars, RetentionVars {
+export interface Env extends PathStatsVars, ProtectionVars, RetentionVars, MetricsVars {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterDO>;
   CREDIT_LEDGER: DurableObjectNamespace<CreditLedgerDO>;
   PATH_COLLECTOR: DurableObjectNamespace<PathCollectorDO>;
@@ -22,6 +23,8 @@ export interface Env extends PathStatsVars, ProtectionVars, RetentionVars {
   ADAPTIVE_LIMITS: DurableObjectNamespace<AdaptiveLimitsDO>;
   /** One instance: allow and deny lists, the run-time anomaly policy, the flag log (docs/protection.md). */
   PROTECTION: DurableObjectNamespace<ProtectionDO>;
+  /** Metrics rollup shards `metrics:0..METRICS_SHARDS-1` (docs/metrics.md). */
+  METRICS: DurableObjectNamespace<MetricsDO>;
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

@@ -5,7 +5,9 @@
  * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
  * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
  * `MaintenanceDO` (scheduled backups), `AdaptiveLimitsDO` (adaptive limits).
+ * `MaintenanceDO` (scheduled backups), `MetricsDO` (metrics rollup shards).
  */
+import "./metrics/entrypoints";
 export { Gateway as default } from "./entrypoints/gateway";
 export { RateLimits } from "./entrypoints/rate-limits";
 export { Credits } from "./entrypoints/credits";
@@ -18,3 +20,4 @@ export { AggregatorDO } from "./objects/aggregator-do";
 export { MaintenanceDO } from "./objects/maintenance-do";
 export { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
 export { ProtectionDO } from "./objects/protection-do";
+export { MetricsDO } from "./objects/metrics-do";

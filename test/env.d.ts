@@ -12,6 +12,7 @@ import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path
 import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
 import type { TestAdaptiveLimitsDO } from "./fixtures/test-adaptive-limits-do";
 import type { TestProtectionDO } from "./fixtures/test-protection-do";
+import type { TestMetricsDO, TestMetricsProbeDO } from "./fixtures/test-metrics-objects";
 
 declare global {
   namespace Cloudflare {
@@ -34,6 +35,9 @@ declare global {
       MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
       ADAPTIVE_LIMITS: DurableObjectNamespace<TestAdaptiveLimitsDO>;
       PROTECTION: DurableObjectNamespace<TestProtectionDO>;
+      METRICS: DurableObjectNamespace<TestMetricsDO>;
+      /** A metered test object with a known SQL workload (test/metrics.test.ts). */
+      METRICS_PROBE: DurableObjectNamespace<TestMetricsProbeDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

@@ -182,6 +182,12 @@ async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; 
   }
 }
 
+/** Admin.metrics / costReport: read-only; input is validated before anything is flushed or queried. */
+const metricsSamples: Record<string, () => Sample> = {
+  metrics: () => ({ range: "1h" }),
+  costReport: () => ({ range: { from: Date.now() - 3_600_000, to: Date.now() } }),
+};
+
 const ledger = () => env.CREDIT_LEDGER.getByName(ACCOUNT);
 const pathObjects = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
 
@@ -259,6 +265,7 @@ describe("fuzzing every entrypoint", () => {
     await env.ADMIN.protection().setPolicy({ policy: {} });
     for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
     for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
+    await fuzz("Admin.metrics", metricsSamples, () => env.ADMIN as never, () => [], 40);
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -288,6 +295,8 @@ describe("fuzzing every entrypoint", () => {
       await env.ADMIN.protection().setPolicy({ policy: {} });
       for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
       for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
+      const adminSession = () => newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as never;
+      await fuzz("capnweb.metrics", metricsSamples, adminSession, () => [], 20);
     } finally {
       globalThis.fetch = realFetch;
     }

@@ -7,6 +7,7 @@ import { adaptiveCommands } from "./commands/adaptive";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
 import { retentionCommands } from "./commands/retention";
+import { metricsCommands } from "./commands/metrics";
 import { statsCommands } from "./commands/stats";
 import { protectionCommands } from "./commands/protection";
 
@@ -30,6 +31,7 @@ export const COMMANDS: Command[] = [
   ...adaptiveCommands,
   ...protectionCommands,
   ...retentionCommands,
+  ...metricsCommands,
 ];
 
 const GLOBAL_OPTIONS = {

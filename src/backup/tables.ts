@@ -2,6 +2,7 @@ import type * as v from "valibot";
 import { conflict, invalidArgument } from "../errors";
 import type { objectDumpSchema } from "../schemas/backup";
 import { all } from "../storage/sql";
+import { METRICS_PUSH_TASK, METRICS_TABLES } from "../metrics/object-metrics";
 
 /** One object's tables: what a backup stores per object and what a restore imports. */
 export type ObjectDump = v.InferOutput<typeof objectDumpSchema>;
@@ -10,22 +11,32 @@ type Cell = ObjectDump["tables"][number]["rows"][number][number];
 /**
  * The object's own tables and the scheduler's `_tasks`, but not `_migrations` (a restored
  * object has applied the same migrations itself; the dump records their versions instead)
- * nor the runtime's internal tables.
+ * nor the runtime's internal tables, nor metrics (`_metrics*` and the push task): counts are
+ * not state, and a restored object must not push the source's counts a second time.
  */
 function dataTables(sql: SqlStorage): string[] {
   return all<{ name: string }>(
     sql,
     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> '_migrations' ORDER BY name",
-  ).map((row) => row.name);
+  ).map((row) => row.name).filter((name) => !(METRICS_TABLES as readonly string[]).includes(name));
+}
+
+/** Rows of `table` that belong in a backup: the metrics push task is left out with the metrics. */
+function backedUp(table: string): string {
+  return table === "_tasks" ? `WHERE kind <> '${METRICS_PUSH_TASK}'` : "";
 }
 
 function columnsOf(sql: SqlStorage, table: string): string[] {
   return all<{ name: string }>(sql, "SELECT name FROM pragma_table_info(?) ORDER BY cid", table).map((row) => row.name);
 }
 
+/**
+ * Schema versions per component, metrics left out: their tables are not in a dump, so a backup
+ * taken before metrics existed restores into an object that has them.
+ */
 function versionsOf(sql: SqlStorage): Record<string, number> {
   const versions: Record<string, number> = {};
-  for (const row of all<{ component: string; version: number }>(sql, "SELECT component, MAX(version) AS version FROM _migrations GROUP BY component")) {
+  for (const row of all<{ component: string; version: number }>(sql, "SELECT component, MAX(version) AS version FROM _migrations WHERE component <> 'metrics' GROUP BY component")) {
     versions[row.component] = row.version;
   }
   return versions;
@@ -58,7 +69,7 @@ export function exportTables(sql: SqlStorage): ObjectDump {
     tables: dataTables(sql).map((name) => {
       const columns = columnsOf(sql, name);
       const list = columns.map((c) => `"${c}"`).join(", ");
-      const rows = [...sql.exec(`SELECT ${list} FROM "${name}" ORDER BY ${list}`).raw()];
+      const rows = [...sql.exec(`SELECT ${list} FROM "${name}" ${backedUp(name)} ORDER BY ${list}`).raw()];
       return { name, columns, rows: rows.map((row) => row.map(encodeCell)) };
     }),
   };
@@ -90,7 +101,7 @@ export function importTables(storage: DurableObjectStorage, dump: ObjectDump): R
     for (const row of table.rows) if (row.length !== table.columns.length) throw invalidArgument(`a row of ${table.name} has ${row.length} cells for ${table.columns.length} columns`);
   }
   for (const table of tables) {
-    if (all(sql, `SELECT 1 FROM "${table}" LIMIT 1`).length > 0) throw conflict("the object already holds data; restore only into an empty object");
+    if (all(sql, `SELECT 1 FROM "${table}" ${backedUp(table)} LIMIT 1`).length > 0) throw conflict("the object already holds data; restore only into an empty object");
   }
   const written: Record<string, number> = {};
   try {

@@ -1,5 +1,6 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
+import type { CostReport, MetricsInput, MetricsReport } from "../../rpc/metrics";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { RetentionSettings } from "../../rpc/retention";
 import type { Env } from "../env";
@@ -10,6 +11,7 @@ import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService, type WaitUntil } from "../services/gateway-service";
 import { KvImportService } from "../services/kv-import-service";
+import { MetricsService } from "../services/metrics-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { ProtectionService } from "../services/protection-service";
 import { RateLimitsService } from "../services/rate-limits-service";
@@ -93,5 +95,13 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
 
   gateway(): GatewayService {
     return new GatewayService(this.#env, this.#waitUntil);
+  }
+
+  metrics(input: MetricsInput): Promise<MetricsReport> {
+    return new MetricsService(this.#env).metrics(input);
+  }
+
+  costReport(input: MetricsInput): Promise<CostReport> {
+    return new MetricsService(this.#env).costReport(input);
   }
 }

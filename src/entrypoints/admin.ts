@@ -1,5 +1,6 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Principal } from "../../rpc/admin";
+import type { CostReport, MetricsInput, MetricsReport } from "../../rpc/metrics";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { RetentionSettings } from "../../rpc/retention";
 import type { Env } from "../env";
@@ -10,6 +11,7 @@ import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService } from "../services/gateway-service";
 import { KvImportService } from "../services/kv-import-service";
+import { MetricsService } from "../services/metrics-service";
 import { PathStatsService } from "../services/path-stats-service";
 import { ProtectionService } from "../services/protection-service";
 import { RateLimitsService } from "../services/rate-limits-service";
@@ -87,5 +89,15 @@ export class Admin extends WorkerEntrypoint<Env> {
 
   gateway(): GatewayService {
     return new GatewayService(this.env, (promise) => this.ctx.waitUntil(promise));
+  }
+
+  /** Calls, outcomes, latency and SQLite rows per object class / entrypoint and method (docs/metrics.md). */
+  metrics(input: MetricsInput): Promise<MetricsReport> {
+    return new MetricsService(this.env).metrics(input);
+  }
+
+  /** The Cloudflare bill estimated from the measured figures, with a monthly projection. */
+  costReport(input: MetricsInput): Promise<CostReport> {
+    return new MetricsService(this.env).costReport(input);
   }
 }

@@ -10,6 +10,21 @@ const LOG_GAMMA = Math.log(GAMMA);
 const FORMAT_VERSION = 1;
 
 /**
+ * The bucket a value falls in, the same mapping the sketch uses: `null` for values below
+ * DDSKETCH_MIN_VALUE (counted as zero), otherwise the index `i` of (γ^(i-1), γ^i]. Exported so
+ * counts kept per bucket in SQL (metrics) answer quantiles with the sketch's 1% guarantee.
+ */
+export function ddsketchIndex(value: number): number | null {
+  if (!Number.isFinite(value) || value < DDSKETCH_MIN_VALUE) return null;
+  return Math.ceil(Math.log(value) / LOG_GAMMA);
+}
+
+/** The value reported for bucket `index`: within 1% of every value the bucket holds. */
+export function ddsketchValue(index: number): number {
+  return (2 * GAMMA ** index) / (GAMMA + 1);
+}
+
+/**
  * A DDSketch (Masson, Rim & Lee, VLDB 2019) with logarithmic buckets and no collapsing:
  * every quantile it reports is within 1% of the exact value of that rank. Bucket `i` holds
  * values in (γ^(i-1), γ^i], γ = 1.01/0.99, so the sketch's size grows with log(max/min), not

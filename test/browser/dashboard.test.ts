@@ -144,6 +144,10 @@ describe("the dashboard", () => {
     await expect.poll(() => page.getAttribute("#burn-chart", "data-credits")).toBe("15");
     expect(await page.textContent("#burn-summary")).toContain("15 credits over 3 calls");
     expect(await pixelsOf(page, "burn-chart", [0x7b, 0x3f, 0xd6])).toBeGreaterThan(500);
+    // Service metrics: the capnweb calls above are counted per method (docs/metrics.md).
+    const counted = await page.$$eval("#metrics tbody tr", (rows) => rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 2).join(" ")));
+    expect(counted).toContain("PathStatsService recordMany");
+    expect(await page.textContent("#cost-note")).toMatch(/per month projected/);
 
     // The range picker asks again: 7 days of the same hits, drawn per hour or coarser.
     await page.click("#range button[data-range='7d']");

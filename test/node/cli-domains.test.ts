@@ -90,6 +90,23 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
     expect(JSON.parse((await cli("stats", "clients", "--json")).out)).toMatchObject({ clients: expect.any(Array), errorBound: expect.any(Number) });
   });
 
+  it("shows metrics per entrypoint and object method, and the cost report", async () => {
+    await cli("accounts", "create", "Metrics Co", "--id", "metricsco");
+    const metrics = await cli("metrics", "--range", "1h");
+    expect(metrics.code).toBe(0);
+    // The accounts call above went through capnweb's AdminApi (flushed by this isolate's metrics call).
+    expect(metrics.out).toMatch(/^entrypoints\n/);
+    expect(metrics.out).toMatch(/entrypoint\s+method\s+calls\s+errors\s+codes\s+p50\s+p99/);
+    const report = JSON.parse((await cli("metrics", "--json")).out) as { entrypoints: { kind: string }[] };
+    expect(report.entrypoints.map((entry) => entry.kind)).toContain("Gateway");
+    const cost = await cli("cost", "--range", "24h");
+    expect(cost.code).toBe(0);
+    expect(cost.out).toMatch(/^item\s+quantity\s+price/);
+    expect(cost.out).toMatch(/projected per month/);
+    expect(JSON.parse((await cli("cost", "--json")).out)).toMatchObject({ items: expect.any(Array), monthlyTotalUsd: expect.any(Number) });
+    expect((await cli("metrics", "--range", "2h")).code).not.toBe(0);
+  });
+
   it("exports a range to a file through a WebSocket session", async () => {
     const file = join(scratch, "export.csv");
     const exported = await cli("stats", "export", "--out", file, "--range", "1h");
