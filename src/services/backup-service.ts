@@ -24,8 +24,9 @@ const MANIFEST = manifestSchema<Binding>([...DATA_BINDINGS, ...CONTROL_BINDINGS]
 
 /**
  * Backups to the R2 bucket `BACKUPS`: one JSON dump per object plus a manifest with every
- * table's row count, under `backups/<backupId>/`. Restore writes each dump into its (empty)
- * object, then verifies: row counts against the manifest, and every ledger's hash chain and
+ * table's row count, under `backups/<backupId>/`. The objects are the named ledgers and
+ * limiters, the path objects, and the control objects of src/backup/control-objects.ts.
+ * Restore checks that every target is empty, writes each dump into its object, then verifies: row counts against the manifest, and every ledger's hash chain and
  * totals by a full audit. Admin only.
  */
 export class BackupService {
