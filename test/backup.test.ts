@@ -115,6 +115,9 @@ describe("backup and restore through R2", () => {
     const original = await (await env.BACKUPS!.get(key))!.text();
     await env.BACKUPS!.put(key, original.replace('"CREDIT_LEDGER"', '"TOLLGATE_ADMIN_TOKEN"'));
     expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("INVALID_ARGUMENT");
+    const parsed = JSON.parse(original) as BackupManifest;
+    await env.BACKUPS!.put(key, JSON.stringify({ ...parsed, objects: [...parsed.objects, parsed.objects[0]] }));
+    expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("INVALID_ARGUMENT");
     await env.BACKUPS!.put(key, original);
     await env.BACKUPS!.put(manifest.objects[0]!.key, "{ not json");
     await wipe(env.CREDIT_LEDGER.getByName(accountId));
@@ -277,6 +280,9 @@ describe("control objects (src/backup/control-objects.ts)", () => {
     expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
     expect(await controller().adjustments()).toEqual(adjustments);
     expect(adjustments).not.toEqual(emptyAnswer);
+    for (const stub of controlStubs()) await evictDurableObject(stub);
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
+    expect(await controller().adjustments()).toEqual(adjustments);
     expect((await env.ADMIN.adaptive().state()).policies).toEqual([expect.objectContaining({ name: "backup-storm", level: 1, nextEvaluationAt: FUTURE + 15_000 })]);
     expect({ allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() }).toEqual(lists);
     expect((await env.ADMIN.protection().policy()).effective.scanMinCount).toBe(30);

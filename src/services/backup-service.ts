@@ -73,6 +73,8 @@ export class BackupService {
     // The bucket is outside tollgate: a manifest is validated before it names any object.
     const checked = v.safeParse(MANIFEST, stored);
     if (!checked.success || checked.output.backupId !== backupId) throw invalidArgument(`backup ${backupId} has a malformed manifest`);
+    const named = new Set(checked.output.objects.map((object) => `${object.binding}/${object.name}`));
+    if (named.size !== checked.output.objects.length) throw invalidArgument(`backup ${backupId} has a malformed manifest (an object named twice)`);
     const objects = checked.output.objects.filter((object) => control || !isControlBinding(object.binding));
     // Every object is checked before any is written: a conflict anywhere leaves everything as it was.
     const occupied: string[] = [];
