@@ -12,13 +12,29 @@ export interface BackupInput {
   subjects?: string[];
   /** Include the path-statistics collectors and aggregator. Default true. */
   paths?: boolean;
-  /** Include the protection object: allow and deny lists, the policy override, the flag log. Default false. */
+  /**
+   * Include every control object (`ControlBinding`: deployment-wide state that belongs to no
+   * account or subject). Default true.
+   */
+  control?: boolean;
+  /**
+   * The protection object alone, overriding `control` for it (kept from before `control`
+   * existed): `protection: true` includes it even with `control: false`, `false` leaves it out.
+   */
   protection?: boolean;
 }
 
+/** Objects backed up by name (accounts, subjects) or as the path-statistics set. */
+export type DataBinding = "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR";
+/**
+ * The control objects, one instance each (or a fixed set): protection lists and policy,
+ * adaptive policies, the backup schedule. Registered in src/backup/control-objects.ts.
+ */
+export type ControlBinding = "PROTECTION" | "ADAPTIVE_LIMITS" | "MAINTENANCE";
+
 /** One object in a backup: where it came from and how many rows each table held. */
 export interface BackedUpObject {
-  binding: "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR" | "PROTECTION";
+  binding: DataBinding | ControlBinding;
   name: string;
   /** The R2 key of its dump. */
   key: string;
@@ -33,6 +49,8 @@ export interface BackupManifest {
 
 export interface RestoreInput {
   backupId: string;
+  /** Default true. `false` restores only the data objects and leaves the control objects as they are. */
+  control?: boolean;
 }
 
 /** What a restore did and what its verification found; `ok` only when every check passed. */
@@ -94,6 +112,8 @@ export interface BackupScheduleInput {
   accounts?: string[];
   subjects?: string[];
   paths?: boolean;
+  /** The control objects, as in `BackupInput`. Default true. */
+  control?: boolean;
 }
 
 export interface BackupSchedule {
@@ -101,6 +121,7 @@ export interface BackupSchedule {
   accounts: string[];
   subjects: string[];
   paths: boolean;
+  control: boolean;
   /** When the next scheduled backup is due; null when stopped. */
   nextAt: number | null;
   /** The latest runs, newest first. */

@@ -6,9 +6,15 @@ import type { Rule } from "../rpc/rate-limits";
 import { MINUTE_MS } from "../src/paths/buckets";
 import { shardName } from "../src/paths/shard";
 import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { ADAPTIVE_LIMITS_NAME } from "../src/objects/adaptive-limits-do";
+import { MAINTENANCE_NAME } from "../src/objects/maintenance-do";
+import { PROTECTION_NAME } from "../src/objects/protection-do";
+import { CONTROL_BINDINGS } from "../src/backup/control-objects";
+import type { BackupManifest } from "../rpc/backup";
 import { digestObject } from "./fixtures/digest";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
+const CONTROL = CONTROL_BINDINGS.length; // one instance each
 const YEAR = 366 * 24 * 3_600_000;
 const RULES: Rule[] = [{ name: "year", algorithm: "fixed_window", limit: 10, periodMs: YEAR }];
 
@@ -61,7 +67,7 @@ describe("backup and restore through R2", () => {
     const global = await env.PATHS.globalStats({ range: "1h" });
 
     const manifest = await env.ADMIN.backup({ to: "r2", accounts: [accountId], subjects: [subject] });
-    expect(manifest.objects).toHaveLength(2 + 1 + SHARDS);
+    expect(manifest.objects).toHaveLength(2 + 1 + SHARDS + CONTROL);
     expect(manifest.objects[0]).toMatchObject({ binding: "CREDIT_LEDGER", name: accountId, rows: expect.objectContaining({ entries: 3, holds: 1, api_keys: 1 }) });
     expect((await env.ADMIN.listBackups()).backups.map((b) => b.backupId)).toContain(manifest.backupId);
 
@@ -73,7 +79,7 @@ describe("backup and restore through R2", () => {
     expect(await codeOf(env.CREDITS.balance({ accountId }))).toBe("NOT_FOUND");
 
     const report = await env.ADMIN.restore({ backupId: manifest.backupId });
-    expect(report).toMatchObject({ ok: true, problems: [], objects: 2 + 1 + SHARDS });
+    expect(report).toMatchObject({ ok: true, problems: [], objects: 2 + 1 + SHARDS + CONTROL });
     expect(await Promise.all(stubs.map(contentOf))).toEqual(before);
     expect(await env.CREDITS.balance({ accountId })).toEqual(balance);
     expect(await env.CREDITS.verifyKey({ key: key.key })).toMatchObject({ valid: true, keyId: key.keyId });
@@ -108,6 +114,9 @@ describe("backup and restore through R2", () => {
     const key = `backups/${manifest.backupId}/manifest.json`;
     const original = await (await env.BACKUPS!.get(key))!.text();
     await env.BACKUPS!.put(key, original.replace('"CREDIT_LEDGER"', '"TOLLGATE_ADMIN_TOKEN"'));
+    expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("INVALID_ARGUMENT");
+    const parsed = JSON.parse(original) as BackupManifest;
+    await env.BACKUPS!.put(key, JSON.stringify({ ...parsed, objects: [...parsed.objects, parsed.objects[0]] }));
     expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("INVALID_ARGUMENT");
     await env.BACKUPS!.put(key, original);
     await env.BACKUPS!.put(manifest.objects[0]!.key, "{ not json");
@@ -151,7 +160,7 @@ describe("scheduled backups", () => {
     const maintenance = env.MAINTENANCE.getByName("maintenance");
     const hour = 3_600_000;
     const schedule = await env.ADMIN.scheduleBackups({ everyMs: 6 * hour, accounts: [accountId], paths: false });
-    expect(schedule).toMatchObject({ everyMs: 6 * hour, accounts: [accountId], subjects: [], paths: false, runs: [] });
+    expect(schedule).toMatchObject({ everyMs: 6 * hour, accounts: [accountId], subjects: [], paths: false, control: true, runs: [] });
     const slot = schedule.nextAt!;
     expect(await codeOf(env.ADMIN.scheduleBackups({ everyMs: 1_000 }))).toBe("INVALID_ARGUMENT");
 
@@ -168,6 +177,15 @@ describe("scheduled backups", () => {
     const backups = (await env.ADMIN.listBackups()).backups;
     expect(backups.length).toBe(before + 1);
     expect(backups.map((b) => b.backupId)).toContain(after.runs[0]!.backupId);
+    // The scheduled backup covers the control objects, this one included.
+    const ran = (await (await env.BACKUPS!.get(`backups/${after.runs[0]!.backupId}/manifest.json`))!.json()) as BackupManifest;
+    expect(ran.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([
+      `CREDIT_LEDGER/${accountId}`,
+      `PROTECTION/${PROTECTION_NAME}`,
+      `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`,
+      `MAINTENANCE/${MAINTENANCE_NAME}`,
+    ]);
+    expect(ran.objects.at(-1)!.rows).toMatchObject({ backup_schedule: 1, _tasks: 1 });
 
     await maintenance.runAlarmAt(slot + 6 * hour);
     expect((await env.ADMIN.backupSchedule()).runs).toHaveLength(2);
@@ -176,5 +194,136 @@ describe("scheduled backups", () => {
     await maintenance.runAlarmAt(slot + 12 * hour);
     expect((await env.ADMIN.listBackups()).backups.length).toBe(before + 2);
     expect((await maintenance.tasks()).map((t) => t.kind)).not.toContain("scheduled-backup");
+  });
+});
+
+describe("control objects (src/backup/control-objects.ts)", () => {
+  const protection = () => env.PROTECTION.getByName(PROTECTION_NAME);
+  const controller = () => env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME);
+  const maintenance = () => env.MAINTENANCE.getByName(MAINTENANCE_NAME);
+  const controlStubs = () => [protection(), controller(), maintenance()];
+  const alarmOf = (stub: DurableObjectStub) => runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.getAlarm());
+  const manifestOf = async (backupId: string) => (await (await env.BACKUPS!.get(`backups/${backupId}/manifest.json`))!.json()) as BackupManifest;
+  const hour = 3_600_000;
+  // The controller's clock is pinned far ahead, so its evaluation is due long after the test.
+  const FUTURE = Date.now() + 60 * 24 * hour;
+
+  it("refuses bad control options and changes nothing", async () => {
+    const before = await Promise.all(controlStubs().map(contentOf));
+    expect(await codeOf(env.ADMIN.backup({ to: "r2", control: "yes" } as never))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(env.ADMIN.backup({ to: "r2", protection: 1 } as never))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(env.ADMIN.restore({ backupId: "b-1700000000000-0123abcd", control: null } as never))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(env.ADMIN.scheduleBackups({ everyMs: 6 * hour, control: [] } as never))).toBe("INVALID_ARGUMENT");
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
+  });
+
+  it("`control: false` leaves them out (`protection: true` still adds that one), in a backup and in a schedule", async () => {
+    const none = await env.ADMIN.backup({ to: "r2", paths: false, control: false });
+    expect(none.objects).toEqual([]);
+    const onlyProtection = await env.ADMIN.backup({ to: "r2", paths: false, control: false, protection: true });
+    expect(onlyProtection.objects.map((o) => o.binding)).toEqual(["PROTECTION"]);
+    const withoutProtection = await env.ADMIN.backup({ to: "r2", paths: false, protection: false });
+    expect(withoutProtection.objects.map((o) => o.binding)).toEqual(["ADAPTIVE_LIMITS", "MAINTENANCE"]);
+
+    const schedule = await env.ADMIN.scheduleBackups({ everyMs: 6 * hour, paths: false, control: false });
+    expect(schedule).toMatchObject({ control: false });
+    await maintenance().runAlarmAt(schedule.nextAt!);
+    // Runs are listed by slot, and the previous test's ran at later slots than this one.
+    const run = (await env.ADMIN.backupSchedule()).runs.find((r) => r.slotMs === schedule.nextAt)!;
+    expect((await manifestOf(run.backupId)).objects).toEqual([]);
+    await env.ADMIN.scheduleBackups({ everyMs: null });
+  });
+
+  it("backs up the protection lists, the adaptive policies and the backup schedule; a restore into wiped objects brings back their tables, answers and alarms", async () => {
+    const until = Date.now() + 5 * 24 * hour;
+    await env.ADMIN.protection().allow({ cidr: "192.0.2.0/28", note: "control backup" });
+    await env.ADMIN.protection().deny({ cidr: "198.51.100.64/26", untilMs: until, reason: "control backup" });
+    await env.ADMIN.protection().setPolicy({ policy: { scanMinCount: 30 } });
+    await controller().pinClock(FUTURE);
+    await env.ADMIN.adaptive().setPolicy({
+      name: "backup-storm",
+      signal: { kind: "error_rate", windowMs: 60_000, minRequests: 20 },
+      tightenAbove: 0.2,
+      relaxBelow: 0.05,
+      dwellMs: 120_000,
+      evaluateEveryMs: 15_000,
+      stages: [{ policy: "per-ip", factor: 0.1 }],
+    });
+    // Tightened as a storm would (test/adaptive-limits.test.ts drives a real one): level 1 since FUTURE.
+    await runInDurableObject(controller(), (_i: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec("UPDATE adaptive_policies SET level = 1, last_change_at_ms = ? WHERE name = 'backup-storm'", FUTURE);
+    });
+    await evictDurableObject(controller());
+    const schedule = await env.ADMIN.scheduleBackups({ everyMs: 24 * hour, accounts: ["backup-acct"], paths: false });
+
+    const before = await Promise.all(controlStubs().map(contentOf));
+    const adjustments = await controller().adjustments();
+    const adaptiveTasks = await controller().tasks();
+    expect(adaptiveTasks).toEqual([expect.objectContaining({ id: "evaluate:backup-storm", dueMs: FUTURE + 15_000 })]);
+    const lists = { allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() };
+
+    const manifest = await env.ADMIN.backup({ to: "r2", paths: false });
+    expect(manifest.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([`PROTECTION/${PROTECTION_NAME}`, `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`, `MAINTENANCE/${MAINTENANCE_NAME}`]);
+    expect(manifest.objects[0]!.rows).toMatchObject({ allow_list: 1, deny_list: 1, policy_override: 1, _tasks: 1 });
+    expect(manifest.objects[1]!.rows).toMatchObject({ adaptive_policies: 1, _tasks: 1 });
+    expect(manifest.objects[2]!.rows).toMatchObject({ backup_schedule: 1, _tasks: 1 });
+
+    for (const stub of controlStubs()) await wipe(stub);
+    // An empty controller answers (and caches) no adjustments; the restore must not leave that cached.
+    const emptyAnswer = await controller().adjustments();
+    expect(emptyAnswer).not.toEqual(adjustments);
+    expect((await env.ADMIN.backupSchedule()).everyMs).toBeNull();
+    for (const stub of controlStubs()) expect(await alarmOf(stub)).toBeNull();
+
+    const report = await env.ADMIN.restore({ backupId: manifest.backupId });
+    expect(report).toMatchObject({ ok: true, problems: [], objects: CONTROL });
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
+    expect(await controller().adjustments()).toEqual(adjustments);
+    expect(adjustments).not.toEqual(emptyAnswer);
+    for (const stub of controlStubs()) await evictDurableObject(stub);
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
+    expect(await controller().adjustments()).toEqual(adjustments);
+    expect((await env.ADMIN.adaptive().state()).policies).toEqual([expect.objectContaining({ name: "backup-storm", level: 1, nextEvaluationAt: FUTURE + 15_000 })]);
+    expect({ allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() }).toEqual(lists);
+    expect((await env.ADMIN.protection().policy()).effective.scanMinCount).toBe(30);
+    expect(await env.ADMIN.backupSchedule()).toMatchObject({ everyMs: 24 * hour, accounts: ["backup-acct"], control: true, nextAt: schedule.nextAt });
+    // Alarms re-armed from the restored tasks: the denial's expiry, the recurring evaluation, the next scheduled backup.
+    expect(await alarmOf(protection())).toBe(until);
+    expect(await alarmOf(controller())).toBe(FUTURE + 15_000);
+    expect(await alarmOf(maintenance())).toBe(schedule.nextAt);
+    // The restored evaluation task runs as before, and twice changes nothing more than once.
+    await controller().failSignalReads(true);
+    await controller().runAlarmAt(FUTURE + 15_000);
+    const evaluated = await controller().snapshot();
+    await controller().evaluateAt("backup-storm", FUTURE + 15_000);
+    expect(await controller().snapshot()).toBe(evaluated);
+    expect((await controller().tasks())[0]!.dueMs).toBe(FUTURE + 30_000);
+    await controller().failSignalReads(false);
+    // The restored denial expires by its alarm.
+    await protection().runAlarmAt(until);
+    expect((await env.ADMIN.protection().denyList()).entries).toEqual([]);
+  });
+
+  it("checks every object before writing any: one occupied object refuses the whole restore; `control: false` restores the rest", async () => {
+    const accountId = "backup-control-conflict";
+    await env.CREDITS.createAccount({ accountId, name: "Conflict" });
+    await env.CREDITS.grant({ accountId, amount: 10, reason: "seed", idempotencyKey: "g1" });
+    const ledger = env.CREDIT_LEDGER.getByName(accountId);
+    const before = await contentOf(ledger);
+    // The control objects hold the previous test's state, so the backup names them with data.
+    const manifest = await env.ADMIN.backup({ to: "r2", accounts: [accountId], paths: false });
+    expect(manifest.objects).toHaveLength(1 + CONTROL);
+    await wipe(ledger);
+    const empty = await contentOf(ledger);
+    const controls = await Promise.all(controlStubs().map(contentOf));
+
+    expect(await codeOf(env.ADMIN.restore({ backupId: manifest.backupId }))).toBe("CONFLICT");
+    expect(await contentOf(ledger)).toBe(empty);
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(controls);
+
+    const report = await env.ADMIN.restore({ backupId: manifest.backupId, control: false });
+    expect(report).toMatchObject({ ok: true, problems: [], objects: 1 });
+    expect(await contentOf(ledger)).toBe(before);
+    expect(await Promise.all(controlStubs().map(contentOf))).toEqual(controls);
   });
 });

@@ -103,8 +103,8 @@ const pathSamples: Record<string, () => Sample> = {
   export: () => ({ range: "1h", format: "csv" }),
 };
 const dataSamples: Record<string, () => Sample> = {
-  backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false }),
-  restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
+  backup: () => ({ to: "r2", accounts: [ACCOUNT], subjects: ["fuzz"], paths: false, control: true, protection: false }),
+  restore: () => ({ backupId: "b-1700000000000-0123abcd", control: false }),
   importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
   retention: () => ({ dataClass: "ledger.idempotency" }),
 };

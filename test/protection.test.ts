@@ -283,16 +283,17 @@ describe("the flag log's retention", () => {
 });
 
 describe("backup and restore of the protection object", () => {
-  it("is opt-in (protection: true); a restore into the wiped object brings back the lists, the policy and the expiry task", async () => {
+  it("is in every backup as a control object (`protection: false` leaves it out); a restore into the wiped object brings back the lists, the policy and the expiry task", async () => {
     const until = Date.now() + 5 * DAY_MS;
     await protection().allow({ cidr: "192.0.2.0/28", note: "backup test" });
     await protection().deny({ cidr: "198.51.100.64/26", untilMs: until, reason: "backup test" });
     await protection().setPolicy({ policy: { scanMinCount: 30 } });
     const before = await object().stored();
 
-    const without = await env.ADMIN.backup({ to: "r2", paths: false });
+    const without = await env.ADMIN.backup({ to: "r2", paths: false, protection: false });
     expect(without.objects.map((o) => o.binding)).not.toContain("PROTECTION");
-    const manifest = await env.ADMIN.backup({ to: "r2", paths: false, protection: true });
+    expect((await env.ADMIN.backup({ to: "r2", paths: false })).objects.map((o) => o.binding)).toContain("PROTECTION");
+    const manifest = await env.ADMIN.backup({ to: "r2", paths: false, control: false, protection: true });
     expect(manifest.objects).toEqual([expect.objectContaining({ binding: "PROTECTION", name: PROTECTION_NAME, rows: expect.objectContaining({ allow_list: (await protection().allowList()).entries.length, deny_list: 1, policy_override: 1 }) })]);
 
     // Emptied (every row, the schema kept): a restore goes only into an object without data.

@@ -61,6 +61,11 @@ function decodeCell(cell: Cell): SqlStorageValue {
   return cell;
 }
 
+/** Whether any data table (`_tasks` included) holds a row: a restore goes only where none does. */
+export function holdsData(sql: SqlStorage): boolean {
+  return dataTables(sql).some((table) => all(sql, `SELECT 1 AS x FROM "${table}" ${backedUp(table)} LIMIT 1`).length > 0);
+}
+
 /** Every row of every data table, in primary-key order (so equal states give equal dumps). */
 export function exportTables(sql: SqlStorage): ObjectDump {
   return {
@@ -100,9 +105,7 @@ export function importTables(storage: DurableObjectStorage, dump: ObjectDump): R
     for (const column of table.columns) if (!columns.has(column)) throw invalidArgument(`no column ${table.name}.${column}`);
     for (const row of table.rows) if (row.length !== table.columns.length) throw invalidArgument(`a row of ${table.name} has ${row.length} cells for ${table.columns.length} columns`);
   }
-  for (const table of tables) {
-    if (all(sql, `SELECT 1 FROM "${table}" ${backedUp(table)} LIMIT 1`).length > 0) throw conflict("the object already holds data; restore only into an empty object");
-  }
+  if (holdsData(sql)) throw conflict("the object already holds data; restore only into an empty object");
   const written: Record<string, number> = {};
   try {
     storage.transactionSync(() => {

@@ -222,6 +222,11 @@ export class AdaptiveLimitsDO extends TollgateObject {
     return this.#factors;
   }
 
+  /** Limiters ask an empty controller for its factors too: a restore must not leave that answer cached. */
+  protected override afterImport(): void {
+    this.#factors = undefined;
+  }
+
   protected override taskHandlers(): TaskHandlers {
     return {
       evaluate: (payload, nowMs) => this.evaluate((payload as { name: string }).name, nowMs),

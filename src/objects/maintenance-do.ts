@@ -39,6 +39,13 @@ interface Targets {
   accounts: string[];
   subjects: string[];
   paths: boolean;
+  /** Absent in schedules stored before control objects were backed up: those include them now too. */
+  control?: boolean;
+}
+
+function targetsOf(row: ScheduleRow): Required<Targets> {
+  const targets = JSON.parse(row.targets) as Targets;
+  return { ...targets, control: targets.control ?? true };
 }
 
 /**
@@ -63,7 +70,12 @@ export class MaintenanceDO extends TollgateObject {
       await this.scheduler.rearm();
       return this.backupSchedule();
     }
-    const targets: Targets = { accounts: [...new Set(parsed.accounts ?? [])], subjects: [...new Set(parsed.subjects ?? [])], paths: parsed.paths ?? true };
+    const targets: Required<Targets> = {
+      accounts: [...new Set(parsed.accounts ?? [])],
+      subjects: [...new Set(parsed.subjects ?? [])],
+      paths: parsed.paths ?? true,
+      control: parsed.control ?? true,
+    };
     const slot = this.now() + parsed.everyMs;
     run(
       this.sql,
@@ -83,9 +95,8 @@ export class MaintenanceDO extends TollgateObject {
       backupId: r.backup_id,
       at: r.at_ms,
     }));
-    if (row === undefined) return { everyMs: null, accounts: [], subjects: [], paths: false, nextAt: null, runs };
-    const targets = JSON.parse(row.targets) as Targets;
-    return { everyMs: row.every_ms, ...targets, nextAt: row.next_slot_ms, runs };
+    if (row === undefined) return { everyMs: null, accounts: [], subjects: [], paths: false, control: false, nextAt: null, runs };
+    return { everyMs: row.every_ms, ...targetsOf(row), nextAt: row.next_slot_ms, runs };
   }
 
   protected override taskHandlers(): TaskHandlers {
@@ -96,7 +107,9 @@ export class MaintenanceDO extends TollgateObject {
         if (row === undefined) return;
         const done = maybeOne(this.sql, "SELECT 1 AS done FROM backup_runs WHERE slot_ms = ?", slotMs) !== undefined;
         if (!done) {
-          const manifest = await new BackupService(this.env).backup({ to: "r2", ...(JSON.parse(row.targets) as Targets) });
+          // The control objects include this one: its dump is taken through its own stub, mid-run,
+          // so a restore of it finds this slot's task due and no run recorded, and backs up once more.
+          const manifest = await new BackupService(this.env).backup({ to: "r2", ...targetsOf(row) });
           run(this.sql, "INSERT OR IGNORE INTO backup_runs (slot_ms, backup_id, at_ms) VALUES (?, ?, ?)", slotMs, manifest.backupId, nowMs);
           run(this.sql, "DELETE FROM backup_runs WHERE slot_ms NOT IN (SELECT slot_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT ?)", KEEP_RUNS);
         }

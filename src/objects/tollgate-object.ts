@@ -5,7 +5,7 @@ import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "../me
 import { METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs, recordCall } from "../metrics/object-metrics";
 import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandler, type TaskHandlers } from "../scheduling/task-scheduler";
 import { applyMigrations, type Migration } from "../storage/migrations";
-import { exportTables, importTables, type ObjectDump } from "../backup/tables";
+import { exportTables, holdsData, importTables, type ObjectDump } from "../backup/tables";
 import { objectDumpSchema } from "../schemas/backup";
 import { parseInput } from "../schemas/common";
 
@@ -83,9 +83,21 @@ export abstract class TollgateObject extends DurableObject<Env> {
   async importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
     const dump = parseInput(objectDumpSchema, input, "table import");
     const rows = importTables(this.ctx.storage, dump);
+    this.afterImport();
     await this.scheduler.rearm();
     return { rows };
   }
+
+  /** Whether the object holds any data, so a restore can check every target before writing any. */
+  holdsData(): boolean {
+    return holdsData(this.sql);
+  }
+
+  /**
+   * Called after a restore wrote the tables: an object that keeps something derived from its
+   * tables in memory drops it here (an empty object may have cached its emptiness).
+   */
+  protected afterImport(): void {}
 
   /** The alarm's work, returning what it did (tests and diagnostics read the report). */
   protected runAlarm(nowMs: number = Date.now()): Promise<AlarmReport> {

@@ -10,11 +10,13 @@ export const backupInputSchema = v.strictObject({
   accounts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(ACCOUNT_ID, "must be an account id"))), v.maxLength(1_000))),
   subjects: v.optional(v.pipe(v.array(text(1, 256)), v.maxLength(1_000))),
   paths: v.optional(v.boolean()),
+  control: v.optional(v.boolean()),
   protection: v.optional(v.boolean()),
 });
 
 export const restoreInputSchema = v.strictObject({
   backupId: v.pipe(v.string(), v.regex(BACKUP_ID, "must be a backup id")),
+  control: v.optional(v.boolean()),
 });
 
 /** A stored value in a dump: SQLite's scalars, with blobs as base64 (`{ b64 }`). */
@@ -56,16 +58,24 @@ export const backupScheduleInputSchema = v.strictObject({
   accounts: backupInputSchema.entries.accounts,
   subjects: backupInputSchema.entries.subjects,
   paths: v.optional(v.boolean()),
+  control: v.optional(v.boolean()),
 });
 
-/** A manifest read back from R2: checked before it names any object, like any other input. */
-export const manifestSchema = v.object({
+/** The objects backed up by name. The control objects' bindings come from src/backup/control-objects.ts. */
+export const DATA_BINDINGS = ["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR", "AGGREGATOR"] as const;
+
+/**
+ * A manifest read back from R2: checked before it names any object, like any other input.
+ * `bindings` is every binding a manifest may name (`DATA_BINDINGS` and the control objects'):
+ * passed in, because the control registry imports the objects, which import this module.
+ */
+export const manifestSchema = <const B extends string>(bindings: readonly B[]) => v.object({
   backupId: v.pipe(v.string(), v.regex(BACKUP_ID)),
   createdAt: integer(0, Number.MAX_SAFE_INTEGER),
   objects: v.pipe(
     v.array(
       v.object({
-        binding: v.picklist(["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR", "AGGREGATOR", "PROTECTION"]),
+        binding: v.picklist(bindings),
         name: text(1, 256),
         key: text(1, 1_024),
         rows: v.record(v.string(), integer(0, Number.MAX_SAFE_INTEGER)),

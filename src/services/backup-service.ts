@@ -1,13 +1,13 @@
 import type { BackedUpObject, BackupInput, BackupManifest, BackupSummary, RestoreInput, RestoreReport } from "../../rpc/backup";
+import { CONTROL_BINDINGS, controlTargets, isControlBinding } from "../backup/control-objects";
 import type { ObjectDump } from "../backup/tables";
 import { loadPathConfig } from "../config/path-stats";
 import type { Env } from "../env";
 import * as v from "valibot";
-import { invalidArgument, notFound, ServiceError } from "../errors";
+import { conflict, invalidArgument, notFound, ServiceError } from "../errors";
 import { AGGREGATOR_NAME } from "../objects/path-collector-do";
-import { PROTECTION_NAME } from "../objects/protection-do";
 import { shardName } from "../paths/shard";
-import { backupInputSchema, manifestSchema, restoreInputSchema } from "../schemas/backup";
+import { backupInputSchema, DATA_BINDINGS, manifestSchema, restoreInputSchema } from "../schemas/backup";
 import { parseInput } from "../schemas/common";
 
 const PREFIX = "backups/";
@@ -16,12 +16,17 @@ type Binding = BackedUpObject["binding"];
 interface Dumpable {
   exportTables(): Promise<ObjectDump>;
   importTables(input: unknown): Promise<{ rows: Record<string, number> }>;
+  holdsData(): Promise<boolean>;
 }
+
+/** Only these bindings may appear in a manifest: a manifest never names a secret or another binding. */
+const MANIFEST = manifestSchema<Binding>([...DATA_BINDINGS, ...CONTROL_BINDINGS]);
 
 /**
  * Backups to the R2 bucket `BACKUPS`: one JSON dump per object plus a manifest with every
- * table's row count, under `backups/<backupId>/`. Restore writes each dump into its (empty)
- * object, then verifies: row counts against the manifest, and every ledger's hash chain and
+ * table's row count, under `backups/<backupId>/`. The objects are the named ledgers and
+ * limiters, the path objects, and the control objects of src/backup/control-objects.ts.
+ * Restore checks that every target is empty, writes each dump into its object, then verifies: row counts against the manifest, and every ledger's hash chain and
  * totals by a full audit. Admin only.
  */
 export class BackupService {
@@ -32,7 +37,7 @@ export class BackupService {
   }
 
   async backup(input: BackupInput): Promise<BackupManifest> {
-    const { accounts = [], subjects = [], paths = true, protection = false } = parseInput(backupInputSchema, input, "backup input");
+    const { accounts = [], subjects = [], paths = true, control = true, protection } = parseInput(backupInputSchema, input, "backup input");
     const bucket = this.#bucket();
     const createdAt = Date.now();
     const backupId = `b-${createdAt}-${[...crypto.getRandomValues(new Uint8Array(4))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
@@ -45,7 +50,8 @@ export class BackupService {
       targets.push(["AGGREGATOR", AGGREGATOR_NAME]);
       for (let shard = 0; shard < shards; shard += 1) targets.push(["PATH_COLLECTOR", shardName(shard)]);
     }
-    if (protection) targets.push(["PROTECTION", PROTECTION_NAME]);
+    // `protection` predates `control` and still decides for the protection object alone.
+    targets.push(...controlTargets(this.#env).filter(([binding]) => (binding === "PROTECTION" ? (protection ?? control) : control)));
     const objects: BackedUpObject[] = [];
     for (const [binding, name] of targets) {
       const dump = await this.#stub(binding, name).exportTables();
@@ -60,17 +66,27 @@ export class BackupService {
   }
 
   async restore(input: RestoreInput): Promise<RestoreReport> {
-    const { backupId } = parseInput(restoreInputSchema, input, "restore input");
+    const { backupId, control = true } = parseInput(restoreInputSchema, input, "restore input");
     const bucket = this.#bucket();
     const stored = await this.#json<unknown>(bucket, `${PREFIX}${backupId}/manifest.json`);
     if (stored === undefined) throw notFound(`no complete backup ${backupId}`);
     // The bucket is outside tollgate: a manifest is validated before it names any object.
-    const checked = v.safeParse(manifestSchema, stored);
+    const checked = v.safeParse(MANIFEST, stored);
     if (!checked.success || checked.output.backupId !== backupId) throw invalidArgument(`backup ${backupId} has a malformed manifest`);
-    const manifest = checked.output;
+    const named = new Set(checked.output.objects.map((object) => `${object.binding}/${object.name}`));
+    if (named.size !== checked.output.objects.length) throw invalidArgument(`backup ${backupId} has a malformed manifest (an object named twice)`);
+    const objects = checked.output.objects.filter((object) => control || !isControlBinding(object.binding));
+    // Every object is checked before any is written: a conflict anywhere leaves everything as it was.
+    const occupied: string[] = [];
+    for (const object of objects) {
+      if (await this.#stub(object.binding, object.name).holdsData()) occupied.push(`${object.binding}/${object.name}`);
+    }
+    if (occupied.length > 0) {
+      throw conflict(`restore only into empty objects; these hold data: ${occupied.slice(0, 10).join(", ")}${occupied.length > 10 ? ` and ${occupied.length - 10} more` : ""}`);
+    }
     const problems: string[] = [];
     let rows = 0;
-    for (const object of manifest.objects) {
+    for (const object of objects) {
       const where = `${object.binding}/${object.name}`;
       if (!object.key.startsWith(`${PREFIX}${backupId}/`)) {
         problems.push(`${where}: dump outside the backup (${object.key})`);
@@ -93,7 +109,7 @@ export class BackupService {
         for (const violation of audit.violations) problems.push(`${where}: ${violation}`);
       }
     }
-    return { backupId, ok: problems.length === 0, objects: manifest.objects.length, rows, problems };
+    return { backupId, ok: problems.length === 0, objects: objects.length, rows, problems };
   }
 
   async list(): Promise<{ backups: BackupSummary[] }> {
@@ -103,7 +119,7 @@ export class BackupService {
     do {
       const page = await bucket.list({ prefix: PREFIX, delimiter: "/", cursor });
       for (const prefix of page.delimitedPrefixes) {
-        const checked = v.safeParse(manifestSchema, await this.#json<unknown>(bucket, `${prefix}manifest.json`).catch(() => undefined));
+        const checked = v.safeParse(MANIFEST, await this.#json<unknown>(bucket, `${prefix}manifest.json`).catch(() => undefined));
         const manifest = checked.success ? checked.output : undefined;
         if (manifest !== undefined) backups.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, objects: manifest.objects.length });
       }
