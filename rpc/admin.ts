@@ -1,4 +1,5 @@
 /** What an authenticated capnweb caller can reach. Types only. */
+import type { AlertsApi } from "./alerts";
 import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
@@ -25,6 +26,8 @@ export interface AdminApi extends BackupApi {
   creditsAudit(): CreditsAuditApi;
   pathStats(): PathStatsApi;
   gateway(): GatewayApi;
+  /** Alert rules, their alerts, acknowledgement and muting. */
+  alerts(): AlertsApi;
 }
 
 export type AccountEntriesInput = Omit<EntriesInput, "accountId">;

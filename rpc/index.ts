@@ -8,6 +8,7 @@ export type * from "./path-stats";
 export type * from "./gateway";
 export type * from "./admin";
 export type * from "./backup";
+export type * from "./alerts";
 export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
 export { connect, type ConnectOptions, type Transport } from "./client";
 export { RateLimitGuard, type GuardedDecision, type RateLimitGuardOptions, type Unavailable } from "./rate-limit-guard";

@@ -1,4 +1,6 @@
+import type { AlertNotification } from "../rpc/alerts";
 import type { AggregatorDO } from "./objects/aggregator-do";
+import type { AlertsDO } from "./objects/alerts-do";
 import type { MaintenanceDO } from "./objects/maintenance-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
@@ -13,6 +15,10 @@ export interface Env extends PathStatsVars {
   AGGREGATOR: DurableObjectNamespace<AggregatorDO>;
   /** One instance: scheduled backups. */
   MAINTENANCE: DurableObjectNamespace<MaintenanceDO>;
+  /** One instance: alert rules, their state, the alert history and the outbox (docs/alerts.md). */
+  ALERTS: DurableObjectNamespace<AlertsDO>;
+  /** Service binding to a sibling Worker's entrypoint that receives alerts. Without it alerts stay pending. */
+  ALERT_SINK?: { notify(alert: AlertNotification): Promise<unknown> };
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

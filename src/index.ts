@@ -4,7 +4,7 @@
  * Entrypoints (each a capability a sibling Worker binds to): `Gateway` (default; also
  * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
  * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
- * `MaintenanceDO` (scheduled backups).
+ * `MaintenanceDO` (scheduled backups), `AlertsDO` (alert rules and their delivery).
  */
 export { Gateway as default } from "./entrypoints/gateway";
 export { RateLimits } from "./entrypoints/rate-limits";
@@ -16,3 +16,4 @@ export { CreditLedgerDO } from "./objects/credit-ledger-do";
 export { PathCollectorDO } from "./objects/path-collector-do";
 export { AggregatorDO } from "./objects/aggregator-do";
 export { MaintenanceDO } from "./objects/maintenance-do";
+export { AlertsDO } from "./objects/alerts-do";

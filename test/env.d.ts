@@ -10,6 +10,8 @@ import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
 import type { Admin } from "../src/entrypoints/admin";
 import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
+import type { TestAlertsDO } from "./fixtures/test-alerts-do";
+import type { AlertSinkLogDO } from "./fixtures/test-alert-sink";
 
 declare global {
   namespace Cloudflare {
@@ -30,6 +32,9 @@ declare global {
       PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
+      ALERTS: DurableObjectNamespace<TestAlertsDO>;
+      /** What the test alert sink received (test/fixtures/test-alert-sink.ts). */
+      SINK_LOG: DurableObjectNamespace<AlertSinkLogDO>;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

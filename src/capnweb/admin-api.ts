@@ -3,6 +3,7 @@ import type { AdminApi, Principal } from "../../rpc/admin";
 import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
 import type { Env } from "../env";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
+import { AlertsService } from "../services/alerts-service";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService, type WaitUntil } from "../services/gateway-service";
@@ -66,6 +67,11 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }> {
     return new BackupService(this.#env).list();
+  }
+
+  /** Alert rules, their alerts, acknowledgement and muting (docs/alerts.md). */
+  alerts(): AlertsService {
+    return new AlertsService(this.#env);
   }
 
   pathStats(): PathStatsService {

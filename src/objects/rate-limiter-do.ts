@@ -2,6 +2,7 @@ import type {
   AcquireResult,
   Block,
   BlockResult,
+  CheckCounts,
   ClearOverrideResult,
   Decision,
   HeartbeatResult,
@@ -20,6 +21,7 @@ import { parseInput } from "../schemas/common";
 import {
   acquireInputSchema,
   blockInputSchema,
+  checkCountsInputSchema,
   checkInputSchema,
   heartbeatInputSchema,
   peekInputSchema,
@@ -43,6 +45,8 @@ export const SHADOW_COUNT_TTL_MS = 24 * 3_600_000;
 const CLEANUP_SLACK_MS = 60_000;
 /** Most expired idempotency records one alarm run deletes (retention in small batches). */
 export const PRUNE_BATCH = 1_000;
+/** Per-minute check counts are kept this long: the longest window a denial_rate alert reads, plus an hour. */
+export const CHECK_COUNT_RETENTION_MS = 25 * 3_600_000;
 
 type RuleStateRow = {
   rule_name: string;
@@ -107,13 +111,28 @@ export class RateLimiterDO extends TollgateObject {
         );
       }
       if (key !== undefined) this.saveReplay(key, fingerprint, decision, nowMs);
+      this.countCheck(decision.allowed, nowMs);
     });
     const expiries = [...writes.values()].map((write) => write.expiresAtMs);
     if (newBlock !== undefined) expiries.push(newBlock.untilMs);
     if (shadowDenials.length > 0) expiries.push(nowMs + SHADOW_COUNT_TTL_MS);
     await this.scheduleExpiry(expiries);
     if (key !== undefined) await this.scheduleReplayPruning(nowMs);
+    await this.scheduler.schedule("prune-check-counts", nowMs + CHECK_COUNT_RETENTION_MS + CLEANUP_SLACK_MS, null, "prune-check-counts", "earliest");
     return decision;
+  }
+
+  /** Charged checks since `sinceMs` (whole minutes: the minute holding `sinceMs` counts), allowed and denied. */
+  async checkCounts(input: unknown): Promise<CheckCounts> {
+    const parsed = parseInput(checkCountsInputSchema, input, "checkCounts input");
+    this.assertSubject(parsed.subject);
+    const since = parsed.sinceMs - (parsed.sinceMs % 60_000);
+    const row = one<{ allowed: number | null; denied: number | null }>(
+      this.sql,
+      "SELECT SUM(allowed) AS allowed, SUM(denied) AS denied FROM check_counts WHERE minute_ms >= ?",
+      since,
+    );
+    return { allowed: row.allowed ?? 0, denied: row.denied ?? 0, sinceMs: since };
   }
 
   /** Whether a call of cost 1 would be admitted now, and what remains; never consumes. */
@@ -290,7 +309,27 @@ export class RateLimiterDO extends TollgateObject {
       "expire-state": (_payload, nowMs) => this.expireState(nowMs),
       "prune-replays": (_payload, nowMs) => this.pruneReplays(nowMs),
       "expire-leases": (_payload, nowMs) => this.expireLeases(nowMs),
+      "prune-check-counts": (_payload, nowMs) => this.pruneCheckCounts(nowMs),
     };
+  }
+
+  private countCheck(allowed: boolean, nowMs: number): void {
+    run(
+      this.sql,
+      `INSERT INTO check_counts (minute_ms, allowed, denied) VALUES (?, ?, ?)
+       ON CONFLICT (minute_ms) DO UPDATE SET allowed = allowed + excluded.allowed, denied = denied + excluded.denied`,
+      nowMs - (nowMs % 60_000),
+      allowed ? 1 : 0,
+      allowed ? 0 : 1,
+    );
+  }
+
+  /** Forgets check counts older than their retention; idempotent. */
+  private async pruneCheckCounts(nowMs: number): Promise<void> {
+    run(this.sql, "DELETE FROM check_counts WHERE minute_ms < ?", nowMs - CHECK_COUNT_RETENTION_MS);
+    const oldest = one<{ oldest: number | null }>(this.sql, "SELECT MIN(minute_ms) AS oldest FROM check_counts").oldest;
+    // "replace": see pruneReplays.
+    if (oldest !== null) await this.scheduler.schedule("prune-check-counts", oldest + CHECK_COUNT_RETENTION_MS + CLEANUP_SLACK_MS, null, "prune-check-counts", "replace");
   }
 
   private decide(rules: readonly Rule[], cost: number, charge: boolean, nowMs: number) {
