@@ -4,11 +4,12 @@ import { describe, expect, it } from "vitest";
 import type { AlertRule } from "../rpc/alerts";
 import { ALERTS_NAME } from "../src/objects/alerts-do";
 import { digestObject } from "./fixtures/digest";
+import { adminAlerts } from "./fixtures/alerts-admin";
 import { codeOf, thrown } from "./fixtures/errors";
 import { SINK_LOG_NAME } from "./fixtures/test-alert-sink";
 
 const alertsObject = () => env.ALERTS.getByName(ALERTS_NAME);
-const admin = () => env.ADMIN.alerts();
+const admin = adminAlerts;
 const received = async (ruleId: string) => (await env.SINK_LOG.getByName(SINK_LOG_NAME).received()).filter((a) => a.ruleId === ruleId);
 const T0 = Math.floor(Date.now() / 60_000) * 60_000;
 const MIN = 60_000;

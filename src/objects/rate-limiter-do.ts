@@ -118,7 +118,6 @@ export class RateLimiterDO extends TollgateObject {
     if (shadowDenials.length > 0) expiries.push(nowMs + SHADOW_COUNT_TTL_MS);
     await this.scheduleExpiry(expiries);
     if (key !== undefined) await this.scheduleReplayPruning(nowMs);
-    await this.scheduler.schedule("prune-check-counts", nowMs + CHECK_COUNT_RETENTION_MS + CLEANUP_SLACK_MS, null, "prune-check-counts", "earliest");
     return decision;
   }
 
@@ -309,7 +308,6 @@ export class RateLimiterDO extends TollgateObject {
       "expire-state": (_payload, nowMs) => this.expireState(nowMs),
       "prune-replays": (_payload, nowMs) => this.pruneReplays(nowMs),
       "expire-leases": (_payload, nowMs) => this.expireLeases(nowMs),
-      "prune-check-counts": (_payload, nowMs) => this.pruneCheckCounts(nowMs),
     };
   }
 
@@ -324,12 +322,13 @@ export class RateLimiterDO extends TollgateObject {
     );
   }
 
-  /** Forgets check counts older than their retention; idempotent. */
-  private async pruneCheckCounts(nowMs: number): Promise<void> {
+  /**
+   * Forgets check counts older than their retention. Runs inside the existing cleanup tasks
+   * (expire-state, prune-replays) rather than a task of its own: an idle subject keeps at most
+   * a day of per-minute rows until its next check wakes the cleanup again.
+   */
+  private pruneCheckCounts(nowMs: number): void {
     run(this.sql, "DELETE FROM check_counts WHERE minute_ms < ?", nowMs - CHECK_COUNT_RETENTION_MS);
-    const oldest = one<{ oldest: number | null }>(this.sql, "SELECT MIN(minute_ms) AS oldest FROM check_counts").oldest;
-    // "replace": see pruneReplays.
-    if (oldest !== null) await this.scheduler.schedule("prune-check-counts", oldest + CHECK_COUNT_RETENTION_MS + CLEANUP_SLACK_MS, null, "prune-check-counts", "replace");
   }
 
   private decide(rules: readonly Rule[], cost: number, charge: boolean, nowMs: number) {
@@ -520,6 +519,7 @@ export class RateLimiterDO extends TollgateObject {
       run(this.sql, "DELETE FROM rule_states WHERE expires_at_ms <= ?", nowMs);
       run(this.sql, "DELETE FROM shadow_denials WHERE last_at_ms <= ?", nowMs - SHADOW_COUNT_TTL_MS);
       run(this.sql, "DELETE FROM subject_block WHERE until_ms <= ?", nowMs);
+      this.pruneCheckCounts(nowMs);
     });
     this.#block = undefined;
     const last = one<{ last: number | null }>(
@@ -535,6 +535,7 @@ export class RateLimiterDO extends TollgateObject {
 
   /** Forgets idempotency keys older than the replay window; idempotent. */
   private async pruneReplays(nowMs: number): Promise<void> {
+    this.pruneCheckCounts(nowMs);
     // In batches, so a backlog never holds the object for long; a full batch comes back at once.
     const deleted = run(
       this.sql,

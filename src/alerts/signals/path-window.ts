@@ -1,16 +1,16 @@
 import type { PathErrorRateRule, PathP99Rule } from "../../../rpc/alerts";
 import type { PathDetail } from "../../../rpc/path-stats";
-import type { SignalReader } from "./types";
+import { callOnce, type SignalReader } from "./types";
 
 /** The aggregator's `pathDetail`, which reads rollups only (never a collector). */
 export type PathDetailSource = () => { pathDetail(input: { range: { from: number; to: number }; path: string; method?: string }): Promise<PathDetail> };
 
 async function detail(source: PathDetailSource, rule: PathErrorRateRule | PathP99Rule, nowMs: number): Promise<PathDetail> {
-  return source().pathDetail({
+  return callOnce(source(), (stub) => stub.pathDetail({
     range: { from: Math.max(0, nowMs - rule.windowMs), to: nowMs },
     path: rule.path,
     ...(rule.method === undefined ? {} : { method: rule.method }),
-  });
+  }));
 }
 
 /**

@@ -18,3 +18,27 @@ export interface SignalReader<R extends AlertRule = AlertRule> {
 
 /** The readers an evaluator can use, by kind. A kind without a reader cannot be set as a rule. */
 export type SignalReaders = { [K in AlertKind]?: SignalReader<Extract<AlertRule, { kind: K }>> };
+
+/** Disposes an RPC stub or result, when the runtime gives it a disposer. */
+function dispose(value: unknown): void {
+  const symbol = (Symbol as { dispose?: symbol }).dispose;
+  if (symbol !== undefined && typeof value === "object" && value !== null) (value as Record<symbol, (() => void) | undefined>)[symbol]?.();
+}
+
+/**
+ * Calls `stub` once and disposes both the stub and its result (or leaves a failure to the
+ * caller, disposed too). A Workers RPC stub or result keeps its session open until disposed
+ * or collected, and an object holding one cannot be evicted.
+ */
+export async function callOnce<S, T>(stub: S, call: (stub: S) => Promise<T>): Promise<T> {
+  const pending = call(stub);
+  try {
+    const result = await pending;
+    dispose(result);
+    return result;
+  } finally {
+    // The call itself too: a failed call has no result to dispose, but holds its session.
+    dispose(pending);
+    dispose(stub);
+  }
+}
