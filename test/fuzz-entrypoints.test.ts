@@ -8,6 +8,7 @@ import { errorCodeOf } from "../rpc/errors";
 import { DAY_MS } from "../src/paths/buckets";
 import { shardName } from "../src/paths/shard";
 import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { ALERTS_NAME } from "../src/objects/alerts-do";
 import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
 import { digestObject } from "./fixtures/digest";
 
@@ -106,6 +107,14 @@ const dataSamples: Record<string, () => Sample> = {
   restore: () => ({ backupId: "b-1700000000000-0123abcd" }),
   importFromKv: () => ({ limit: 10, ruleName: "minute", subjectPrefix: "fuzz:", batch: 10 }),
 };
+const alertSamples: Record<string, () => Sample> = {
+  setRule: () => ({ kind: "denial_rate", ruleId: "fuzz-rule", subject: "fuzz", windowMs: 300_000, threshold: 0.5, minRequests: 10, intervalMs: 60_000, description: "fuzz" }),
+  deleteRule: () => ({ ruleId: "fuzz-gone" }),
+  list: () => ({ status: "firing", ruleId: "fuzz-rule", limit: 5 }),
+  acknowledge: () => ({ alertId: "fuzz-rule#1" }),
+  mute: () => ({ ruleId: "fuzz-seeded", untilMs: now + DAY_MS }),
+  unmute: () => ({ ruleId: "fuzz-seeded" }),
+};
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
   settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
@@ -203,6 +212,7 @@ describe("fuzzing every entrypoint", () => {
     Object.assign(ids, { holdId: hold.holdId, entryId: debit.entry.entryId });
     await env.PATHS.record(hit());
     await settlePaths();
+    await env.ADMIN.alerts().setRule({ kind: "balance_below", ruleId: "fuzz-seeded", accountId: ACCOUNT, level: 10 });
   });
 
   afterAll(() => {
@@ -223,6 +233,7 @@ describe("fuzzing every entrypoint", () => {
     await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
     // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
     await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
+    await fuzz("Admin.alerts", alertSamples, () => env.ADMIN.alerts() as never, () => [env.ALERTS.getByName(ALERTS_NAME)], 80);
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -233,7 +244,7 @@ describe("fuzzing every entrypoint", () => {
   it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
-    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats") => () => {
+    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "alerts") => () => {
       const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
       const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       return admin[domain]() as never;
@@ -246,6 +257,7 @@ describe("fuzzing every entrypoint", () => {
       const { export: _stream, ...batchablePathSamples } = pathSamples;
       await fuzz("capnweb.pathStats", batchablePathSamples, session("pathStats"), pathObjects, 40);
       await fuzz("capnweb.gateway", gatewaySamples, session("gateway"), () => [ledger()], 20);
+      await fuzz("capnweb.alerts", alertSamples, session("alerts"), () => [env.ALERTS.getByName(ALERTS_NAME)], 30);
     } finally {
       globalThis.fetch = realFetch;
     }
