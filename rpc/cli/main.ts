@@ -6,6 +6,7 @@ import type { Command, CommandContext } from "./command";
 import { accountCommands, creditCommands, keyCommands } from "./commands/credits";
 import { limitsCommands } from "./commands/limits";
 import { statsCommands } from "./commands/stats";
+import { alertsCommands } from "./commands/alerts";
 
 /** Every command, found by its leading words. Each domain adds its own list. */
 export const COMMANDS: Command[] = [
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   ...creditCommands,
   ...limitsCommands,
   ...statsCommands,
+  ...alertsCommands,
 ];
 
 const GLOBAL_OPTIONS = {
