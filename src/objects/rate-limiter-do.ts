@@ -311,9 +311,9 @@ export class RateLimiterDO extends TollgateObject {
     };
   }
 
+  /** One upsert of this minute's row (a rowid table: no index to write). `exec`, not `run`: the hot path skips `changes()`. */
   private countCheck(allowed: boolean, nowMs: number): void {
-    run(
-      this.sql,
+    this.sql.exec(
       `INSERT INTO check_counts (minute_ms, allowed, denied) VALUES (?, ?, ?)
        ON CONFLICT (minute_ms) DO UPDATE SET allowed = allowed + excluded.allowed, denied = denied + excluded.denied`,
       nowMs - (nowMs % 60_000),
