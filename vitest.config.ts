@@ -80,6 +80,8 @@ export default defineConfig({
                 EXAMPLE_GATEWAY: "example-gateway",
                 // A test entrypoint that records every alert (test/fixtures/test-alert-sink.ts).
                 ALERT_SINK: { name: RUNNER_WORKER, entrypoint: "TestAlertSink" },
+                // The example gateway's own receiver, as tollgate's wrangler.toml binds it for `npm start`.
+                EXAMPLE_ALERT_SINK: { name: "example-gateway", entrypoint: "AlertSink" },
               },
               workers: [
                 {

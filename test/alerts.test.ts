@@ -301,3 +301,12 @@ describe("alerts: bad input", () => {
     expect(await digestObject(alertsObject())).toBe(before);
   });
 });
+
+describe("the example gateway's alert receiver", () => {
+  it("accepts a notification through its AlertSink entrypoint, as tollgate's ALERT_SINK binding calls it", async () => {
+    const alert = { alertId: "demo-low#1", ruleId: "demo-low", kind: "balance_below" as const, crossing: 1, firedAt: Date.now(), value: 40, threshold: 500, message: "account demo: available balance 40 is below 500" };
+    await expect(env.EXAMPLE_ALERT_SINK.notify(alert)).resolves.toBeUndefined();
+    // Sent again (as after a lost answer), it is accepted again.
+    await expect(env.EXAMPLE_ALERT_SINK.notify(alert)).resolves.toBeUndefined();
+  });
+});

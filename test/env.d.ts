@@ -1,3 +1,4 @@
+import type { AlertSinkApi } from "../rpc/alerts";
 import type { CreditsApi } from "../rpc/credits";
 import type { GatewayApi } from "../rpc/gateway";
 import type { PathStatsApi } from "../rpc/path-stats";
@@ -35,6 +36,8 @@ declare global {
       ALERTS: DurableObjectNamespace<TestAlertsDO>;
       /** What the test alert sink received (test/fixtures/test-alert-sink.ts). */
       SINK_LOG: DurableObjectNamespace<AlertSinkLogDO>;
+      /** The example gateway's `AlertSink` entrypoint. */
+      EXAMPLE_ALERT_SINK: Service & AlertSinkApi;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */
