@@ -26,9 +26,9 @@ function dispose(value: unknown): void {
 }
 
 /**
- * Calls `stub` once and disposes both the stub and its result (or leaves a failure to the
- * caller, disposed too). A Workers RPC stub or result keeps its session open until disposed
- * or collected, and an object holding one cannot be evicted.
+ * Calls `stub` once, returns the result (its fields stay readable) and disposes the stub, the
+ * call and the result, whether the call succeeded or threw. A Workers RPC stub or result keeps
+ * its session open until disposed or collected, and an object holding one cannot be evicted.
  */
 export async function callOnce<S, T>(stub: S, call: (stub: S) => Promise<T>): Promise<T> {
   const pending = call(stub);
