@@ -26,6 +26,8 @@ async function bundleExampleGateway(): Promise<string> {
     platform: "neutral",
     outfile,
     logLevel: "warning",
+    // The AlertSink entrypoint imports WorkerEntrypoint; workerd provides the module.
+    external: ["cloudflare:*"],
   });
   return outfile;
 }
@@ -46,6 +48,7 @@ export default defineConfig({
               PathStats: "WorkerEntrypoint",
               Admin: "WorkerEntrypoint",
               Gateway: "WorkerEntrypoint",
+              TestAlertSink: "WorkerEntrypoint",
             },
             miniflare: {
               // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
@@ -69,6 +72,9 @@ export default defineConfig({
                 // Metrics rollups on their test subclass (pinnable clock, runAlarmAt), and a probe object.
                 METRICS: { className: "TestMetricsDO", useSQLite: true },
                 METRICS_PROBE: { className: "TestMetricsProbeDO", useSQLite: true },
+                // Alerts on their test subclass (driven clock, platform alarm off); the sink's log.
+                ALERTS: { className: "TestAlertsDO", useSQLite: true },
+                SINK_LOG: { className: "AlertSinkLogDO", useSQLite: true },
               },
               serviceBindings: {
                 // The way a sibling Worker binds tollgate: a named entrypoint of the service.
@@ -78,6 +84,10 @@ export default defineConfig({
                 PATHS: { name: "tollgate", entrypoint: "PathStats" },
                 GATEWAY: { name: RUNNER_WORKER },
                 EXAMPLE_GATEWAY: "example-gateway",
+                // A test entrypoint that records every alert (test/fixtures/test-alert-sink.ts).
+                ALERT_SINK: { name: RUNNER_WORKER, entrypoint: "TestAlertSink" },
+                // The example gateway's own receiver, as tollgate's wrangler.toml binds it for `npm start`.
+                EXAMPLE_ALERT_SINK: { name: "example-gateway", entrypoint: "AlertSink" },
               },
               workers: [
                 {

@@ -37,6 +37,9 @@ Try (the demo key belongs to account "demo", 1,000 credits; paid routes hold 10 
   for i in $(seq 1 101); do curl -s -o /dev/null -w "%{http_code} " http://127.0.0.1:${gatewayPort}/hello; done; echo
   TOLLGATE_URL=http://127.0.0.1:${tollgatePort}/rpc TOLLGATE_TOKEN=${token} npx tollgate credits balance demo
 
+Alerts (docs/alerts.md) go to the gateway's AlertSink, which logs them as "[gateway ] [alert] ...":
+  TOLLGATE_URL=http://127.0.0.1:${tollgatePort}/rpc TOLLGATE_TOKEN=${token} npx tollgate alerts set '{"kind":"balance_below","ruleId":"demo-low","accountId":"demo","level":500}'
+
 Ctrl-C stops both.
 `);
 

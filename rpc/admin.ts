@@ -1,5 +1,6 @@
 /** What an authenticated capnweb caller can reach. Types only. */
 import type { AdaptiveApi } from "./adaptive";
+import type { AlertsApi } from "./alerts";
 import type { BackupApi } from "./backup";
 import type { Account, Balance, CreditsApi, CreditsAuditApi, EntriesInput, EntriesPage, KeyInfo, UsageInput, UsageReport } from "./credits";
 import type { GatewayApi } from "./gateway";
@@ -33,6 +34,8 @@ export interface AdminApi extends BackupApi, RetentionApi, MetricsApi {
   adaptive(): AdaptiveApi;
   /** Allow and deny lists, the anomaly policy, the flag log. */
   protection(): ProtectionApi;
+  /** Alert rules, their alerts, acknowledgement and muting. */
+  alerts(): AlertsApi;
 }
 
 export type AccountEntriesInput = Omit<EntriesInput, "accountId">;

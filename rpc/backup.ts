@@ -30,7 +30,7 @@ export type DataBinding = "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | 
  * The control objects, one instance each (or a fixed set): protection lists and policy,
  * adaptive policies, the backup schedule. Registered in src/backup/control-objects.ts.
  */
-export type ControlBinding = "PROTECTION" | "ADAPTIVE_LIMITS" | "MAINTENANCE";
+export type ControlBinding = "PROTECTION" | "ADAPTIVE_LIMITS" | "MAINTENANCE" | "ALERTS";
 
 /** One object in a backup: where it came from and how many rows each table held. */
 export interface BackedUpObject {

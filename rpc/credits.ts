@@ -215,6 +215,13 @@ export interface SpendCap {
   perMonth?: number;
 }
 
+/** A key's spend in the current UTC day and calendar month (shared with keys it was rolled from), with the caps. */
+export interface KeySpend {
+  keyId: string;
+  day: { period: string; spent: number; cap?: number };
+  month: { period: string; spent: number; cap?: number };
+}
+
 export interface CreateKeyInput {
   accountId: string;
   name: string;

@@ -12,6 +12,7 @@ export type * from "./adaptive";
 export type * from "./protection";
 export type * from "./retention";
 export type * from "./metrics";
+export type * from "./alerts";
 export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
 export { connect, type ConnectOptions, type Transport } from "./client";
 export { RateLimitGuard, type GuardedDecision, type RateLimitGuardOptions, type Unavailable } from "./rate-limit-guard";

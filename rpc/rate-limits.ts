@@ -248,3 +248,10 @@ export interface RateLimitsApi {
   block(input: BlockInput): Promise<BlockResult>;
   unblock(input: SubjectInput): Promise<UnblockResult>;
 }
+
+/** A subject's charged checks since `sinceMs` (a minute boundary), by outcome (read by denial_rate alert rules). */
+export interface CheckCounts {
+  allowed: number;
+  denied: number;
+  sinceMs: number;
+}

@@ -1,5 +1,7 @@
 import type { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
+import type { AlertNotification } from "../rpc/alerts";
 import type { AggregatorDO } from "./objects/aggregator-do";
+import type { AlertsDO } from "./objects/alerts-do";
 import type { MaintenanceDO } from "./objects/maintenance-do";
 import type { CreditLedgerDO } from "./objects/credit-ledger-do";
 import type { PathCollectorDO } from "./objects/path-collector-do";
@@ -25,6 +27,10 @@ export interface Env extends PathStatsVars, ProtectionVars, RetentionVars, Metri
   PROTECTION: DurableObjectNamespace<ProtectionDO>;
   /** Metrics rollup shards `metrics:0..METRICS_SHARDS-1` (docs/metrics.md). */
   METRICS: DurableObjectNamespace<MetricsDO>;
+  /** One instance: alert rules, their state, the alert history and the outbox (docs/alerts.md). */
+  ALERTS: DurableObjectNamespace<AlertsDO>;
+  /** Service binding to a sibling Worker's entrypoint that receives alerts. Without it alerts stay pending. */
+  ALERT_SINK?: { notify(alert: AlertNotification): Promise<unknown> };
   /** JSON: policy name -> Rule[]. */
   RATE_LIMIT_POLICIES?: string;
   /** JSON: the default credit price book, Price[] (credits per 1,000,000 units). */

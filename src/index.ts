@@ -6,6 +6,7 @@
  * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
  * `MaintenanceDO` (scheduled backups), `AdaptiveLimitsDO` (adaptive limits).
  * `MaintenanceDO` (scheduled backups), `MetricsDO` (metrics rollup shards).
+ * `MaintenanceDO` (scheduled backups), `AlertsDO` (alert rules and their delivery).
  */
 import "./metrics/entrypoints";
 export { Gateway as default } from "./entrypoints/gateway";
@@ -21,3 +22,4 @@ export { MaintenanceDO } from "./objects/maintenance-do";
 export { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
 export { ProtectionDO } from "./objects/protection-do";
 export { MetricsDO } from "./objects/metrics-do";
+export { AlertsDO } from "./objects/alerts-do";

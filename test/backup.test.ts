@@ -1,4 +1,3 @@
-import { METRICS_PUSH_TASK } from "../src/metrics/object-metrics";
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -10,6 +9,8 @@ import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
 import { ADAPTIVE_LIMITS_NAME } from "../src/objects/adaptive-limits-do";
 import { MAINTENANCE_NAME } from "../src/objects/maintenance-do";
 import { PROTECTION_NAME } from "../src/objects/protection-do";
+import { ALERTS_NAME } from "../src/objects/alerts-do";
+import { METRICS_PUSH_TASK } from "../src/metrics/object-metrics";
 import { CONTROL_BINDINGS } from "../src/backup/control-objects";
 import type { BackupManifest } from "../rpc/backup";
 import { digestObject } from "./fixtures/digest";
@@ -185,8 +186,9 @@ describe("scheduled backups", () => {
       `PROTECTION/${PROTECTION_NAME}`,
       `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`,
       `MAINTENANCE/${MAINTENANCE_NAME}`,
+      `ALERTS/${ALERTS_NAME}`,
     ]);
-    expect(ran.objects.at(-1)!.rows).toMatchObject({ backup_schedule: 1, _tasks: 1 });
+    expect(ran.objects.find((o) => o.binding === "MAINTENANCE")!.rows).toMatchObject({ backup_schedule: 1, _tasks: 1 });
 
     await maintenance.runAlarmAt(slot + 6 * hour);
     expect((await env.ADMIN.backupSchedule()).runs).toHaveLength(2);
@@ -202,7 +204,8 @@ describe("control objects (src/backup/control-objects.ts)", () => {
   const protection = () => env.PROTECTION.getByName(PROTECTION_NAME);
   const controller = () => env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME);
   const maintenance = () => env.MAINTENANCE.getByName(MAINTENANCE_NAME);
-  const controlStubs = () => [protection(), controller(), maintenance()];
+  const alerts = () => env.ALERTS.getByName(ALERTS_NAME);
+  const controlStubs = () => [protection(), controller(), maintenance(), alerts()];
   const alarmOf = (stub: DurableObjectStub) => runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.getAlarm());
   /** Every call is metered, so a called object may also have a metrics push pending: its due time, or null. */
   const metricsPushOf = (stub: DurableObjectStub) =>
@@ -214,7 +217,7 @@ describe("control objects (src/backup/control-objects.ts)", () => {
   };
   /** The object's own tasks, the metrics push left out. */
   const ownTasksOf = (stub: DurableObjectStub) =>
-    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.sql.exec("SELECT kind FROM _tasks WHERE kind <> ?", METRICS_PUSH_TASK).toArray());
+    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.sql.exec("SELECT kind, due_ms FROM _tasks WHERE kind <> ?", METRICS_PUSH_TASK).toArray());
   const manifestOf = async (backupId: string) => (await (await env.BACKUPS!.get(`backups/${backupId}/manifest.json`))!.json()) as BackupManifest;
   const hour = 3_600_000;
   // The controller's clock is pinned far ahead, so its evaluation is due long after the test.
@@ -235,7 +238,7 @@ describe("control objects (src/backup/control-objects.ts)", () => {
     const onlyProtection = await env.ADMIN.backup({ to: "r2", paths: false, control: false, protection: true });
     expect(onlyProtection.objects.map((o) => o.binding)).toEqual(["PROTECTION"]);
     const withoutProtection = await env.ADMIN.backup({ to: "r2", paths: false, protection: false });
-    expect(withoutProtection.objects.map((o) => o.binding)).toEqual(["ADAPTIVE_LIMITS", "MAINTENANCE"]);
+    expect(withoutProtection.objects.map((o) => o.binding)).toEqual(["ADAPTIVE_LIMITS", "MAINTENANCE", "ALERTS"]);
 
     const schedule = await env.ADMIN.scheduleBackups({ everyMs: 6 * hour, paths: false, control: false });
     expect(schedule).toMatchObject({ control: false });
@@ -267,6 +270,10 @@ describe("control objects (src/backup/control-objects.ts)", () => {
     });
     await evictDurableObject(controller());
     const schedule = await env.ADMIN.scheduleBackups({ everyMs: 24 * hour, accounts: ["backup-acct"], paths: false });
+    await env.ADMIN.alerts().setRule({ kind: "balance_below", ruleId: "backup-low", accountId: "backup-acct", level: 10, intervalMs: 24 * hour });
+    const rules = await env.ADMIN.alerts().rules();
+    const alertTasks = await ownTasksOf(alerts());
+    expect(alertTasks).toHaveLength(1);
 
     const before = await Promise.all(controlStubs().map(contentOf));
     const adjustments = await controller().adjustments();
@@ -275,7 +282,8 @@ describe("control objects (src/backup/control-objects.ts)", () => {
     const lists = { allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() };
 
     const manifest = await env.ADMIN.backup({ to: "r2", paths: false });
-    expect(manifest.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([`PROTECTION/${PROTECTION_NAME}`, `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`, `MAINTENANCE/${MAINTENANCE_NAME}`]);
+    expect(manifest.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([`PROTECTION/${PROTECTION_NAME}`, `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`, `MAINTENANCE/${MAINTENANCE_NAME}`, `ALERTS/${ALERTS_NAME}`]);
+    expect(manifest.objects[3]!.rows).toMatchObject({ alert_rules: 1, _tasks: 1 });
     expect(manifest.objects[0]!.rows).toMatchObject({ allow_list: 1, deny_list: 1, policy_override: 1, _tasks: 1 });
     expect(manifest.objects[1]!.rows).toMatchObject({ adaptive_policies: 1, _tasks: 1 });
     expect(manifest.objects[2]!.rows).toMatchObject({ backup_schedule: 1, _tasks: 1 });
@@ -298,6 +306,8 @@ describe("control objects (src/backup/control-objects.ts)", () => {
     expect((await env.ADMIN.adaptive().state()).policies).toEqual([expect.objectContaining({ name: "backup-storm", level: 1, nextEvaluationAt: FUTURE + 15_000 })]);
     expect({ allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() }).toEqual(lists);
     expect((await env.ADMIN.protection().policy()).effective.scanMinCount).toBe(30);
+    expect(await env.ADMIN.alerts().rules()).toEqual(rules);
+    expect(await ownTasksOf(alerts())).toEqual(alertTasks);
     expect(await env.ADMIN.backupSchedule()).toMatchObject({ everyMs: 24 * hour, accounts: ["backup-acct"], control: true, nextAt: schedule.nextAt });
     // Alarms re-armed from the restored tasks: the denial's expiry, the recurring evaluation, the next scheduled backup.
     await expectAlarmFor(protection(), until);

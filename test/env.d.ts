@@ -1,3 +1,4 @@
+import type { AlertSinkApi } from "../rpc/alerts";
 import type { CreditsApi } from "../rpc/credits";
 import type { GatewayApi } from "../rpc/gateway";
 import type { PathStatsApi } from "../rpc/path-stats";
@@ -13,6 +14,8 @@ import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
 import type { TestAdaptiveLimitsDO } from "./fixtures/test-adaptive-limits-do";
 import type { TestProtectionDO } from "./fixtures/test-protection-do";
 import type { TestMetricsDO, TestMetricsProbeDO } from "./fixtures/test-metrics-objects";
+import type { TestAlertsDO } from "./fixtures/test-alerts-do";
+import type { AlertSinkLogDO } from "./fixtures/test-alert-sink";
 
 declare global {
   namespace Cloudflare {
@@ -38,6 +41,11 @@ declare global {
       METRICS: DurableObjectNamespace<TestMetricsDO>;
       /** A metered test object with a known SQL workload (test/metrics.test.ts). */
       METRICS_PROBE: DurableObjectNamespace<TestMetricsProbeDO>;
+      ALERTS: DurableObjectNamespace<TestAlertsDO>;
+      /** What the test alert sink received (test/fixtures/test-alert-sink.ts). */
+      SINK_LOG: DurableObjectNamespace<AlertSinkLogDO>;
+      /** The example gateway's `AlertSink` entrypoint. */
+      EXAMPLE_ALERT_SINK: Service & AlertSinkApi;
       /** The example gateway, running as an auxiliary Worker with its own LIMITS binding. */
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */

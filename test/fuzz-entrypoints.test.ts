@@ -9,6 +9,7 @@ import { DAY_MS } from "../src/paths/buckets";
 import { shardName } from "../src/paths/shard";
 import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
 import { ADAPTIVE_LIMITS_NAME } from "../src/objects/adaptive-limits-do";
+import { ALERTS_NAME } from "../src/objects/alerts-do";
 import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
 import { digestObject } from "./fixtures/digest";
 
@@ -133,6 +134,14 @@ const protectionSamples: Record<string, () => Sample> = {
   setPolicy: () => ({ policy: { rateK: 5, scanMinShare: 0.6 } }),
   flagged: () => ({ range: "24h", limit: 10, client: "198.18.200.0/24" }),
 };
+const alertSamples: Record<string, () => Sample> = {
+  setRule: () => ({ kind: "denial_rate", ruleId: "fuzz-rule", subject: "fuzz", windowMs: 300_000, threshold: 0.5, minRequests: 10, intervalMs: 60_000, description: "fuzz" }),
+  deleteRule: () => ({ ruleId: "fuzz-gone" }),
+  list: () => ({ status: "firing", ruleId: "fuzz-rule", limit: 5 }),
+  acknowledge: () => ({ alertId: "fuzz-rule#1" }),
+  mute: () => ({ ruleId: "fuzz-seeded", untilMs: now + DAY_MS }),
+  unmute: () => ({ ruleId: "fuzz-seeded" }),
+};
 const gatewaySamples: Record<string, () => Sample> = {
   authorize: () => ({ apiKey: ids.key, ip: "198.51.100.7", method: "GET", path: "/x", scope: "credits.debit", cost: 1 }),
   settle: () => ({ accountId: ACCOUNT, holdId: ids.holdId, actualCost: 1, status: 200, latencyMs: 5, idempotencyKey: "fuzz-settle" }),
@@ -238,6 +247,7 @@ describe("fuzzing every entrypoint", () => {
     await settlePaths();
     // Far-future evaluations, so no real alarm of the adaptive controller changes it mid-case.
     await env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME).pinClock(now + 60 * DAY_MS);
+    await env.ADMIN.alerts().setRule({ kind: "balance_below", ruleId: "fuzz-seeded", accountId: ACCOUNT, level: 10 });
   });
 
   afterAll(() => {
@@ -266,6 +276,7 @@ describe("fuzzing every entrypoint", () => {
     for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
     for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
     await fuzz("Admin.metrics", metricsSamples, () => env.ADMIN as never, () => [], 40);
+    await fuzz("Admin.alerts", alertSamples, () => env.ADMIN.alerts() as never, () => [env.ALERTS.getByName(ALERTS_NAME)], 80);
     await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
   });
 
@@ -276,7 +287,7 @@ describe("fuzzing every entrypoint", () => {
   it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
-    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "adaptive" | "protection") => () => {
+    const session = (domain: "credits" | "creditsAudit" | "gateway" | "pathStats" | "adaptive" | "protection" | "alerts") => () => {
       const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
       const admin = root.authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       return admin[domain]() as never;
@@ -297,6 +308,7 @@ describe("fuzzing every entrypoint", () => {
       for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
       const adminSession = () => newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as never;
       await fuzz("capnweb.metrics", metricsSamples, adminSession, () => [], 20);
+      await fuzz("capnweb.alerts", alertSamples, session("alerts"), () => [env.ALERTS.getByName(ALERTS_NAME)], 30);
     } finally {
       globalThis.fetch = realFetch;
     }

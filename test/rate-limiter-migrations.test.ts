@@ -19,7 +19,7 @@ describe("RateLimiterDO schema", () => {
       );
       run(sql, "INSERT INTO check_replays VALUES ('k', '{}', '{}', 1, 2)");
 
-      expect(applyMigrations(state.storage, "rate-limiter", RATE_LIMITER_MIGRATIONS)).toBe(2);
+      expect(applyMigrations(state.storage, "rate-limiter", RATE_LIMITER_MIGRATIONS.slice(0, 2))).toBe(2);
       expect(currentVersion(sql, "rate-limiter")).toBe(2);
       expect(all(sql, "SELECT rule_name, count, previous_count, level, level_at_ms FROM rule_states")).toEqual([
         { rule_name: "minute", count: 7, previous_count: 3, level: 0, level_at_ms: 0 },

@@ -10,6 +10,7 @@ import { retentionCommands } from "./commands/retention";
 import { metricsCommands } from "./commands/metrics";
 import { statsCommands } from "./commands/stats";
 import { protectionCommands } from "./commands/protection";
+import { alertsCommands } from "./commands/alerts";
 
 /** Every command, found by its leading words. Each domain adds its own list. */
 export const COMMANDS: Command[] = [
@@ -32,6 +33,7 @@ export const COMMANDS: Command[] = [
   ...protectionCommands,
   ...retentionCommands,
   ...metricsCommands,
+  ...alertsCommands,
 ];
 
 const GLOBAL_OPTIONS = {

@@ -1,6 +1,7 @@
 import type { ControlBinding } from "../../rpc/backup";
 import type { Env } from "../env";
 import { ADAPTIVE_LIMITS_NAME } from "../objects/adaptive-limits-do";
+import { ALERTS_NAME } from "../objects/alerts-do";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { PROTECTION_NAME } from "../objects/protection-do";
 
@@ -28,6 +29,7 @@ export const CONTROL_OBJECTS: { readonly [B in ControlBinding]: ControlObject } 
   PROTECTION: { names: () => [PROTECTION_NAME], holds: "allow and deny lists, the anomaly policy override, the flag log" },
   ADAPTIVE_LIMITS: { names: () => [ADAPTIVE_LIMITS_NAME], holds: "adaptive policies, their levels and level history" },
   MAINTENANCE: { names: () => [MAINTENANCE_NAME], holds: "the backup schedule and its run history" },
+  ALERTS: { names: () => [ALERTS_NAME], holds: "alert rules, their state, the alert history and the undelivered outbox" },
 };
 
 export const CONTROL_BINDINGS = Object.keys(CONTROL_OBJECTS) as ControlBinding[];

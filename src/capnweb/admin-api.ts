@@ -7,6 +7,7 @@ import type { Env } from "../env";
 import { retentionSettings } from "../config/retention";
 import { MAINTENANCE_NAME } from "../objects/maintenance-do";
 import { AdaptiveService } from "../services/adaptive-service";
+import { AlertsService } from "../services/alerts-service";
 import { BackupService } from "../services/backup-service";
 import { CreditsAuditService, CreditsService } from "../services/credits-service";
 import { GatewayService, type WaitUntil } from "../services/gateway-service";
@@ -82,6 +83,11 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
   async retention(input?: unknown): Promise<RetentionSettings> {
     return retentionSettings(this.#env, input);
+  }
+
+  /** Alert rules, their alerts, acknowledgement and muting (docs/alerts.md). */
+  alerts(): AlertsService {
+    return new AlertsService(this.#env);
   }
 
   pathStats(): PathStatsService {

@@ -16,6 +16,7 @@ import type {
   Hold,
   HoldStatus,
   KeyInfo,
+  KeySpend,
   Price,
   PriceBook,
   Quote,
@@ -501,6 +502,13 @@ export class CreditLedgerDO extends TollgateObject {
     const parsed = parseInput(accountRefSchema, input, "listKeys input");
     this.requireAccount(parsed.accountId);
     return { keys: this.#keys.list() };
+  }
+
+  /** What a key has spent in its caps' current day and month (read by `key_spend_share` alert rules). */
+  async keySpend(input: unknown): Promise<KeySpend> {
+    const parsed = parseInput(keyRefSchema, input, "keySpend input");
+    this.requireAccount(parsed.accountId);
+    return this.#keys.spendOf(this.#keys.require(parsed.keyId), this.now());
   }
 
   // ---------------------------------------------------------------- the gateway's calls

@@ -1,4 +1,4 @@
-import type { CreatedKey, KeyInfo, SpendCap, SpendDenial } from "../../rpc/credits";
+import type { CreatedKey, KeyInfo, KeySpend, SpendCap, SpendDenial } from "../../rpc/credits";
 import type { Decision, Rule } from "../../rpc/rate-limits";
 import { notFound } from "../errors";
 import { dayOf, monthOf } from "../ledger/invariants";
@@ -70,6 +70,15 @@ export class LedgerKeys {
     const overMonth = key.spend_cap_month !== null && spent(`m:${monthOf(nowMs)}`) + amount > key.spend_cap_month;
     if (overDay || overMonth) return { ok: false, refusal: { code: "SPEND_CAP_EXCEEDED" } };
     return { ok: true, admitted: { key, ruleWrites } };
+  }
+
+  /** What the key's family has spent in the current UTC day and month, against its caps. */
+  spendOf(key: KeyRow, nowMs: number): KeySpend {
+    const period = (prefix: "d" | "m", name: string, cap: number | null) => {
+      const spent = maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, `${prefix}:${name}`)?.amount ?? 0;
+      return cap === null ? { period: name, spent } : { period: name, spent, cap };
+    };
+    return { keyId: key.key_id, day: period("d", dayOf(nowMs), key.spend_cap_day), month: period("m", monthOf(nowMs), key.spend_cap_month) };
   }
 
   /** Records an admitted spend: the key's counters for the day and month, and its rule states. */

@@ -2,6 +2,7 @@ import type {
   AcquireResult,
   Block,
   BlockResult,
+  CheckCounts,
   ClearOverrideResult,
   Decision,
   HeartbeatResult,
@@ -23,6 +24,7 @@ import { parseInput } from "../schemas/common";
 import {
   acquireInputSchema,
   blockInputSchema,
+  checkCountsInputSchema,
   checkInputSchema,
   heartbeatInputSchema,
   peekInputSchema,
@@ -47,6 +49,8 @@ export { SHADOW_COUNT_TTL_MS };
 const CLEANUP_SLACK_MS = 60_000;
 /** Most expired idempotency records one alarm run deletes (retention in small batches). */
 export const PRUNE_BATCH = 1_000;
+/** Per-minute check counts are kept this long: the longest window a denial_rate alert reads, plus an hour. */
+export const CHECK_COUNT_RETENTION_MS = 25 * 3_600_000;
 
 type RuleStateRow = {
   rule_name: string;
@@ -111,6 +115,7 @@ export class RateLimiterDO extends TollgateObject {
         );
       }
       if (key !== undefined) this.saveReplay(key, fingerprint, decision, nowMs);
+      this.countCheck(decision.allowed, nowMs);
     });
     const expiries = [...writes.values()].map((write) => write.expiresAtMs);
     if (newBlock !== undefined) expiries.push(newBlock.untilMs);
@@ -118,6 +123,19 @@ export class RateLimiterDO extends TollgateObject {
     await this.scheduleExpiry(expiries);
     if (key !== undefined) await this.scheduleReplayPruning(nowMs);
     return decision;
+  }
+
+  /** Charged checks since `sinceMs` (whole minutes: the minute holding `sinceMs` counts), allowed and denied. */
+  async checkCounts(input: unknown): Promise<CheckCounts> {
+    const parsed = parseInput(checkCountsInputSchema, input, "checkCounts input");
+    this.assertSubject(parsed.subject);
+    const since = parsed.sinceMs - (parsed.sinceMs % 60_000);
+    const row = one<{ allowed: number | null; denied: number | null }>(
+      this.sql,
+      "SELECT SUM(allowed) AS allowed, SUM(denied) AS denied FROM check_counts WHERE minute_ms >= ?",
+      since,
+    );
+    return { allowed: row.allowed ?? 0, denied: row.denied ?? 0, sinceMs: since };
   }
 
   /** Whether a call of cost 1 would be admitted now, and what remains; never consumes. */
@@ -295,6 +313,26 @@ export class RateLimiterDO extends TollgateObject {
       "prune-replays": (_payload, nowMs) => this.pruneReplays(nowMs),
       "expire-leases": (_payload, nowMs) => this.expireLeases(nowMs),
     };
+  }
+
+  /** One upsert of this minute's row (a rowid table: no index to write). `exec`, not `run`: the hot path skips `changes()`. */
+  private countCheck(allowed: boolean, nowMs: number): void {
+    this.sql.exec(
+      `INSERT INTO check_counts (minute_ms, allowed, denied) VALUES (?, ?, ?)
+       ON CONFLICT (minute_ms) DO UPDATE SET allowed = allowed + excluded.allowed, denied = denied + excluded.denied`,
+      nowMs - (nowMs % 60_000),
+      allowed ? 1 : 0,
+      allowed ? 0 : 1,
+    );
+  }
+
+  /**
+   * Forgets check counts older than their retention. Runs inside the existing cleanup tasks
+   * (expire-state, prune-replays) rather than a task of its own: an idle subject keeps at most
+   * a day of per-minute rows until its next check wakes the cleanup again.
+   */
+  private pruneCheckCounts(nowMs: number): void {
+    run(this.sql, "DELETE FROM check_counts WHERE minute_ms < ?", nowMs - CHECK_COUNT_RETENTION_MS);
   }
 
   private decide(rules: readonly Rule[], cost: number, charge: boolean, nowMs: number) {
@@ -493,6 +531,7 @@ export class RateLimiterDO extends TollgateObject {
       run(this.sql, "DELETE FROM rule_states WHERE expires_at_ms <= ?", nowMs);
       run(this.sql, "DELETE FROM shadow_denials WHERE last_at_ms <= ?", nowMs - SHADOW_COUNT_TTL_MS);
       run(this.sql, "DELETE FROM subject_block WHERE until_ms <= ?", nowMs);
+      this.pruneCheckCounts(nowMs);
     });
     this.#block = undefined;
     const last = one<{ last: number | null }>(
@@ -508,6 +547,7 @@ export class RateLimiterDO extends TollgateObject {
 
   /** Forgets idempotency keys older than the replay window; idempotent. */
   private async pruneReplays(nowMs: number): Promise<void> {
+    this.pruneCheckCounts(nowMs);
     // In batches, so a backlog never holds the object for long; a full batch comes back at once.
     const deleted = run(
       this.sql,

@@ -65,4 +65,16 @@ export const RATE_LIMITER_MIGRATIONS: readonly Migration[] = [
       )`);
     },
   },
+  {
+    version: 3,
+    name: "per-minute check counts",
+    up(sql) {
+      // Charged checks per minute, allowed and denied (read by denial_rate alert rules).
+      sql.exec(`CREATE TABLE check_counts (
+        minute_ms INTEGER PRIMARY KEY,
+        allowed INTEGER NOT NULL,
+        denied INTEGER NOT NULL
+      )`);
+    },
+  },
 ];

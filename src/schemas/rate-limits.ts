@@ -113,6 +113,7 @@ export const heartbeatInputSchema = v.strictObject({
 export const setOverrideInputSchema = v.strictObject({ subject: objectName, rules: rulesSchema });
 
 export const subjectInputSchema = v.strictObject({ subject: objectName });
+export const checkCountsInputSchema = v.strictObject({ subject: objectName, sinceMs: integer(0, Number.MAX_SAFE_INTEGER) });
 
 export const blockInputSchema = v.strictObject({
   subject: objectName,

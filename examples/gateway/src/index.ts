@@ -2,6 +2,8 @@ import type { AuthorizeResult, GatewayApi } from "../../../rpc";
 import { errorCodeOf } from "../../../rpc/errors";
 import { upstream } from "./upstream";
 
+export { AlertSink } from "./alert-sink";
+
 interface Env {
   /** Service binding to tollgate's default entrypoint, `Gateway`. */
   TOLLGATE: GatewayApi;
