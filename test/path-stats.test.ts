@@ -145,6 +145,28 @@ describe("PathCollectorDO", () => {
     expect(detail.methods).toEqual([expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, statuses: { "200": 5, "503": 1 } })]);
   });
 
+  it("flushes when woken without a name (an alarm after an eviction or restart): the shard comes from its first accepted hits", async () => {
+    const ip = "192.0.2.77";
+    const client = (await clientIdOf(ip, "truncate"))!;
+    const named = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
+    const now = Date.now();
+    await env.PATHS.record({ ip, method: "GET", path: "/nameless/1", status: 200, latencyMs: 5, at: now - 2 * MINUTE_MS });
+    await named.wakeNameless();
+    await evictDurableObject(named);
+    await named.runAlarmAt(now + MINUTE_MS);
+    expect(await named.counts()).toMatchObject({ staged: 0, outbox: 0 });
+    await env.AGGREGATOR.getByName("global").runAlarmAt(now + MINUTE_MS);
+    expect((await env.PATHS.pathDetail({ range: "1h", path: "/nameless/1" })).methods).toEqual([expect.objectContaining({ method: "GET", requests: 1 })]);
+
+    // A collector from before the shard was kept in `meta` finds it from the clients it counts.
+    await named.forgetStoredShard();
+    await env.PATHS.record({ ip, method: "GET", path: "/nameless/2", status: 200, latencyMs: 5, at: now - MINUTE_MS });
+    await named.forgetStoredShard();
+    await evictDurableObject(named);
+    await named.runAlarmAt(now + 2 * MINUTE_MS);
+    expect(await named.counts()).toMatchObject({ staged: 0, outbox: 0 });
+  });
+
   it("makes a hit visible to global queries within 65 seconds: flush 2 s after its minute, compaction 2 s after the push", async () => {
     const ip = "192.0.2.211";
     const client = (await clientIdOf(ip, "truncate"))!;

@@ -21,6 +21,9 @@ export const FLUSH_DELAY_MS = 2_000;
 /** The name of the one aggregator of this deployment. */
 export const AGGREGATOR_NAME = "global";
 
+/** The `meta` key of the collector's shard number. */
+const SHARD_META_KEY = "shard";
+
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -97,6 +100,9 @@ type ClientPathRow = {
  */
 export class PathCollectorDO extends TollgateObject {
   #templates: Set<string> | null = null;
+  /** The shard, once known; and whether `meta` holds it (written with the first accepted hits). */
+  #shardIndex: number | undefined;
+  #shardStored = false;
   readonly #protection: ProtectionView;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -146,6 +152,7 @@ export class PathCollectorDO extends TollgateObject {
     }
     let found: Found[] = [];
     this.ctx.storage.transactionSync(() => {
+      this.#rememberShard(shard);
       for (const [bucket, partial] of partials) {
         this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
       }
@@ -156,6 +163,7 @@ export class PathCollectorDO extends TollgateObject {
         run(this.sql, "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)", key.slice(0, space), key.slice(space + 1), day);
       }
     });
+    this.#shardStored = true;
     for (const key of added.keys()) templates.add(key);
     const earliest = Math.min(...partials.keys());
     await this.scheduler.schedule("flush", earliest + MINUTE_MS + FLUSH_DELAY_MS, null, "flush", "earliest");
@@ -376,9 +384,34 @@ export class PathCollectorDO extends TollgateObject {
     return maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", key)!.value;
   }
 
+  /** The name the runtime gave this instance; an alarm may wake it without one. Tests override it. */
+  protected runtimeName(): string | undefined {
+    return this.ctx.id.name;
+  }
+
+  /**
+   * The shard this collector serves: from its name, or, when the runtime woke it without one
+   * (an alarm after an eviction or restart: `ctx.id.name` is not always set there), from `meta`,
+   * where its first accepted hits wrote it, or else from any client it counts (collectors
+   * written before `meta` held the shard).
+   */
   #shard(): number {
-    const shard = shardFromName(this.ctx.id.name);
+    if (this.#shardIndex !== undefined) return this.#shardIndex;
+    const shard = shardFromName(this.runtimeName()) ?? this.#storedShard();
     if (shard === null) throw invalidArgument("this object is not a collector shard (name it shard:<n>)");
+    this.#shardIndex = shard;
     return shard;
+  }
+
+  #storedShard(): number | null {
+    const stored = maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", SHARD_META_KEY);
+    if (stored !== undefined) return stored.value;
+    const counted = maybeOne<{ client: string }>(this.sql, "SELECT client FROM client_paths LIMIT 1");
+    return counted === undefined ? null : shardOf(counted.client, loadPathConfig(this.env).shards);
+  }
+
+  /** Writes the shard into `meta` once, with the first accepted hits, for alarms that wake it nameless. */
+  #rememberShard(shard: number): void {
+    if (!this.#shardStored) this.sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", SHARD_META_KEY, shard);
   }
 }
