@@ -226,6 +226,27 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
   });
 
+  it("counts the overdraft a call's own settling just freed (an overdue hold released before the alarm ran)", async () => {
+    // Found by the chaos test (seed 1265596039): reserve and commit checked the overdraft
+    // against the debt as it stood before the call released an overdue hold.
+    const { accountId, ledger } = await freshAccount(5);
+    await ledger.grant({ accountId, amount: 2, reason: "top-up", idempotencyKey: "g1" });
+    const kept = await ledger.reserve({ accountId, amount: 2, ttlMs: 60_000, idempotencyKey: "r-kept" });
+    if (!kept.ok) throw new Error("reserve failed");
+    expect(await ledger.reserve({ accountId, amount: 4, ttlMs: 1_000, idempotencyKey: "r-lapsing" })).toMatchObject({ ok: true, balance: { available: -4 } });
+    // The lapsing hold's 4 of overdraft come back when it is released: by this commit, no alarm in between.
+    await ledger.setClock(T0 + 1_000);
+    const commit = await ledger.commit({ accountId, holdId: kept.holdId, amount: 6, idempotencyKey: "c1" });
+    expect(commit).toMatchObject({ ok: true, balance: { available: -4, held: 0, consumed: 6 } });
+    // The same for a reserve: 4 owed, 1 held in overdraft that lapses, then 1 more fits the limit of 5.
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 1_000, idempotencyKey: "r-lapsing-2" })).toMatchObject({ ok: true, balance: { available: -5 } });
+    await ledger.setClock(T0 + 2_000);
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-last" })).toMatchObject({ ok: true, balance: { available: -5, held: 1 } });
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-over" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    invariantHolds(await ledger.balance({ accountId }));
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+  });
+
   it("releases an unsettled hold by alarm at its TTL, exactly once, even when the alarm runs twice", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });

@@ -267,9 +267,9 @@ export class CreditLedgerDO extends TollgateObject {
     const nowMs = this.now();
     const { idempotencyKey, ...params } = parsed;
     const result = this.idempotent(idempotencyKey, "reserve", params, nowMs, (): ReserveResult => {
-      const account = this.requireAccount(parsed.accountId);
+      this.requireAccount(parsed.accountId);
       this.settleDue(nowMs);
-      return this.placeHold(account, parsed, idempotencyKey, nowMs);
+      return this.placeHold(parsed, idempotencyKey, nowMs);
     });
     await this.afterWrite();
     return result;
@@ -284,7 +284,7 @@ export class CreditLedgerDO extends TollgateObject {
     const nowMs = this.now();
     const { idempotencyKey, ...params } = parsed;
     const result = this.idempotent(idempotencyKey, "commit", params, nowMs, (): CommitResult => {
-      const account = this.requireAccount(parsed.accountId);
+      this.requireAccount(parsed.accountId);
       this.settleDue(nowMs);
       const hold = this.requireHold(parsed.holdId);
       if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.currentBalance() };
@@ -292,7 +292,7 @@ export class CreditLedgerDO extends TollgateObject {
       const { taken, left } = splitDraws(allocations, Math.min(parsed.amount, hold.amount));
       let extra: Draw[] = [];
       if (parsed.amount > hold.amount) {
-        const plan = this.planSpend(account, parsed.amount - hold.amount, nowMs);
+        const plan = this.planSpend(parsed.amount - hold.amount, nowMs);
         if (plan === undefined) return { ok: false, code: "INSUFFICIENT_CREDITS", balance: this.currentBalance() };
         this.takeFromGrants(plan.draws);
         run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
@@ -532,7 +532,7 @@ export class CreditLedgerDO extends TollgateObject {
     const { accountId, keyId, scopes } = verdict;
     const { idempotencyKey, key: _secret, ...params } = parsed;
     const admit = (): AdmitRequestResult => {
-      const account = this.requireAccount(accountId);
+      this.requireAccount(accountId);
       this.settleDue(nowMs);
       const spend = { amount: parsed.amount, keyId, reason: parsed.reason ?? "gateway request", meta: parsed.meta };
       let outcome: ReserveResult | DebitResult | { ok: true };
@@ -541,7 +541,7 @@ export class CreditLedgerDO extends TollgateObject {
         if (admission.ok) this.#keys.record(admission.admitted, 0, dayOf(nowMs), monthOf(nowMs));
         outcome = admission.ok ? { ok: true } : admission.denied;
       } else if (parsed.mode === "hold") {
-        outcome = this.placeHold(account, { ...spend, ttlMs: parsed.ttlMs }, idempotencyKey, nowMs);
+        outcome = this.placeHold({ ...spend, ttlMs: parsed.ttlMs }, idempotencyKey, nowMs);
       } else {
         outcome = this.consume(nowMs, { ...spend, idempotencyKey, operation: "debit", model: "" });
       }
@@ -868,14 +868,13 @@ export class CreditLedgerDO extends TollgateObject {
 
   /** A hold of `amount`: key admission, then funds, then the allocations, the hold and its entry. */
   private placeHold(
-    account: AccountRow,
     parsed: { amount: number; ttlMs: number; keyId?: string; reason?: string; meta?: Record<string, string> },
     idempotencyKey: string,
     nowMs: number,
   ): ReserveResult {
     const admission = this.admitKey(parsed.keyId, parsed.amount, nowMs);
     if (!admission.ok) return admission.denied;
-    const plan = this.planSpend(account, parsed.amount, nowMs);
+    const plan = this.planSpend(parsed.amount, nowMs);
     if (plan === undefined) return this.denied("INSUFFICIENT_CREDITS");
     const holdId = newId("h");
     const expiresAt = nowMs + parsed.ttlMs;
@@ -927,10 +926,9 @@ export class CreditLedgerDO extends TollgateObject {
       price?: EntryPrice;
     },
   ): DebitResult {
-    const account = this.accountRow()!;
     const admission = this.admitKey(spend.keyId, spend.amount, nowMs);
     if (!admission.ok) return admission.denied;
-    const plan = this.planSpend(account, spend.amount, nowMs);
+    const plan = this.planSpend(spend.amount, nowMs);
     if (plan === undefined) return this.denied("INSUFFICIENT_CREDITS");
     this.takeFromGrants(plan.draws);
     for (const draw of plan.draws) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
@@ -956,9 +954,12 @@ export class CreditLedgerDO extends TollgateObject {
 
   /**
    * How `amount` would be covered: grants in burn-down order, the shortfall from the
-   * overdraft. `undefined` when the debt would exceed the overdraft limit.
+   * overdraft. `undefined` when the debt would exceed the overdraft limit. The debt is read
+   * here, not passed in: the caller's `settleDue` may just have released a hold or repaid
+   * debt, and a row read before it would refuse credit that is there.
    */
-  private planSpend(account: AccountRow, amount: number, nowMs: number): { draws: Draw[]; shortfall: number } | undefined {
+  private planSpend(amount: number, nowMs: number): { draws: Draw[]; shortfall: number } | undefined {
+    const account = this.accountRow()!;
     const grants = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE remaining > 0");
     const plan = drawFromGrants(grants.map(toBucket), amount, nowMs);
     const debt = account.held_debt + account.consumed_debt;
