@@ -344,7 +344,7 @@ describe(`chaos: path statistics (seed ${SEED})`, () => {
     const start = Date.now();
     const base = `/chaos${SEED.toString(36)}`;
     const paths = ["alpha", "beta", "gamma"].map((name) => `${base}/${name}`);
-    const ips = [`198.51.100.${SEED % 250}`, `203.0.113.${(SEED >> 8) % 250}`, `2001:db8:${(SEED & 0xffff).toString(16)}::7`];
+    const ips = [`198.51.100.${SEED % 250}`, `203.0.113.${(SEED >>> 8) % 250}`, `2001:db8:${(SEED & 0xffff).toString(16)}::7`];
     const expected = new Map<string, { requests: number; errors: number }>();
     const perIp = new Map<string, number>();
     const collectors = Array.from({ length: SHARDS }, (_, shard) => env.PATH_COLLECTOR.getByName(shardName(shard)));
