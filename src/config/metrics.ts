@@ -3,7 +3,8 @@ import type { CostItemName } from "../../rpc/metrics";
 import { ServiceError } from "../errors";
 import { DAY_MS, HOUR_MS, MINUTE_MS } from "../paths/buckets";
 import { parseJsonVar } from "./json-var";
-import { DEFAULT_RETENTION, MIN_RETENTION, parseDuration } from "./path-stats";
+import { parseDuration, parseNamedDurations } from "./durations";
+import { DEFAULT_RETENTION, MIN_RETENTION } from "./path-stats";
 
 /** The variables metrics and the cost report read (wrangler.toml `[vars]`). */
 export interface MetricsVars {
@@ -76,19 +77,7 @@ function intVar(name: string, raw: string | undefined, fallback: number, min: nu
 
 /** Same format and floors as PATH_RETENTION (minutes ≥ 25h so a late push can rebuild its hour). */
 function retention(raw: string | undefined): MetricsRetention {
-  if (blank(raw)) return DEFAULTS.retention;
-  const parsed: unknown = JSON.parse(raw!);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("METRICS_RETENTION must be a JSON object");
-  const out: MetricsRetention = { ...DEFAULTS.retention };
-  for (const [name, value] of Object.entries(parsed)) {
-    if (!(name in out)) throw new Error(`METRICS_RETENTION has an unknown granularity "${name}"`);
-    if (typeof value !== "string") throw new Error(`METRICS_RETENTION.${name} must be a duration string`);
-    const ms = parseDuration(value);
-    const floor = MIN_RETENTION[name as keyof MetricsRetention];
-    if (ms < floor) throw new Error(`METRICS_RETENTION.${name} must be at least ${floor / HOUR_MS}h`);
-    out[name as keyof MetricsRetention] = ms;
-  }
-  return out;
+  return parseNamedDurations(raw, { variable: "METRICS_RETENTION", defaults: DEFAULTS.retention, bounds: (name) => ({ min: MIN_RETENTION[name] }) });
 }
 
 const price = v.strictObject({

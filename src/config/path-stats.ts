@@ -3,6 +3,10 @@ import { compileRoutes, type RoutePattern } from "../paths/normalize";
 import { DEFAULT_SHARDS, MAX_SHARDS } from "../paths/shard";
 import { IP_MODES, type IpMode } from "../paths/privacy";
 import { DAY_MS, HOUR_MS } from "../paths/buckets";
+import { parseNamedDurations } from "./durations";
+
+/** Re-exported: the duration format every retention-like variable shares. */
+export { parseDuration } from "./durations";
 
 /** The variables path statistics read (wrangler.toml `[vars]`, plus the hash-key secret). */
 export interface PathStatsVars {
@@ -89,26 +93,6 @@ function routes(raw: string | undefined): RoutePattern[] {
   return compileRoutes(parsed as string[]);
 }
 
-/** Parses `"26h"`, `"35d"`, `"90m"` into milliseconds. */
-export function parseDuration(text: string): number {
-  const match = /^(\d{1,6})([mhd])$/.exec(text.trim());
-  if (match === null) throw new Error(`"${text}" is not a duration like 90m, 26h or 35d`);
-  const unit = match[2] === "m" ? 60_000 : match[2] === "h" ? HOUR_MS : DAY_MS;
-  return Number(match[1]) * unit;
-}
-
 function retention(raw: string | undefined): Retention {
-  if (raw === undefined || raw.trim() === "") return DEFAULT_RETENTION;
-  const parsed: unknown = JSON.parse(raw);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("PATH_RETENTION must be a JSON object");
-  const out: Retention = { ...DEFAULT_RETENTION };
-  for (const [name, value] of Object.entries(parsed)) {
-    if (!(name in out)) throw new Error(`PATH_RETENTION has an unknown granularity "${name}"`);
-    if (typeof value !== "string") throw new Error(`PATH_RETENTION.${name} must be a duration string`);
-    const ms = parseDuration(value);
-    const floor = MIN_RETENTION[name as keyof Retention];
-    if (ms < floor) throw new Error(`PATH_RETENTION.${name} must be at least ${floor / HOUR_MS}h`);
-    out[name as keyof Retention] = ms;
-  }
-  return out;
+  return parseNamedDurations(raw, { variable: "PATH_RETENTION", defaults: DEFAULT_RETENTION, bounds: (name) => ({ min: MIN_RETENTION[name] }) });
 }

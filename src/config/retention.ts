@@ -3,7 +3,8 @@ import { ServiceError } from "../errors";
 import { DAY_MS, HOUR_MS } from "../paths/buckets";
 import { parseInput } from "../schemas/common";
 import { type DataClass, retentionInputSchema } from "../schemas/retention";
-import { loadPathConfig, parseDuration, type PathStatsVars } from "./path-stats";
+import { type DurationMessages, parseNamedDurations } from "./durations";
+import { loadPathConfig, type PathStatsVars } from "./path-stats";
 
 /** The variable that sets the configurable idempotency windows (wrangler.toml `[vars]`). */
 export interface RetentionVars {
@@ -58,19 +59,20 @@ export function loadDataRetention(vars: RetentionVars): DataRetention {
   }
 }
 
+/** RETENTION's own wording: its log line already names the variable, so entries go by name. */
+const DATA_CLASS_MESSAGES: DurationMessages = {
+  unknownName: (name, known) => `unknown data class "${name}" (known: ${known.join(", ")})`,
+  notAString: (name) => `${name} must be a duration string like "48h" or "90d"`,
+  outOfBounds: (name, { min, max = min }) => `${name} must be between ${min / HOUR_MS}h and ${max / DAY_MS}d`,
+};
+
 function parseRetention(raw: string): DataRetention {
-  const parsed: unknown = JSON.parse(raw);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("RETENTION must be a JSON object");
-  const out: DataRetention = { ...DEFAULT_DATA_RETENTION };
-  for (const [name, value] of Object.entries(parsed)) {
-    if (!Object.hasOwn(out, name)) throw new Error(`unknown data class "${name}" (known: ${Object.keys(out).join(", ")})`);
-    if (typeof value !== "string") throw new Error(`${name} must be a duration string like "48h" or "90d"`);
-    const ms = parseDuration(value);
-    const { min, max } = IDEMPOTENCY_WINDOW_BOUNDS;
-    if (ms < min || ms > max) throw new Error(`${name} must be between ${min / HOUR_MS}h and ${max / DAY_MS}d`);
-    out[name as keyof DataRetention] = ms;
-  }
-  return out;
+  return parseNamedDurations(raw, {
+    variable: "RETENTION",
+    defaults: DEFAULT_DATA_RETENTION,
+    bounds: () => IDEMPOTENCY_WINDOW_BOUNDS,
+    messages: DATA_CLASS_MESSAGES,
+  });
 }
 
 /**

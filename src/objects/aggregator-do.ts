@@ -21,7 +21,10 @@ import {
 } from "../schemas/path-stats";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
-import { all, maybeOne, run } from "../storage/sql";
+import {
+  closeFinishedBuckets, markRollupDirty, pruneExpiredRollups, rebuildDirtyBuckets, rollupCoverage, type RollupStore,
+} from "../storage/rollup-compaction";
+import { all, run } from "../storage/sql";
 import { TollgateObject } from "./tollgate-object";
 
 /** Pushes for minutes older than this are refused (their hour may already be final). */
@@ -35,9 +38,7 @@ export const CLOSE_GRACE_MS = 5 * MINUTE_MS;
 
 const GLOBAL = "";
 const GRANULARITIES: readonly Granularity[] = ["minute", "hour", "day"];
-const COARSER: Record<Granularity, Granularity | null> = { minute: "hour", hour: "day", day: null };
 const FINER: Record<Granularity, Granularity | null> = { minute: null, hour: "minute", day: "hour" };
-const SIZE: Record<Granularity, number> = { minute: MINUTE_MS, hour: HOUR_MS, day: DAY_MS };
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -117,6 +118,9 @@ function decodeAggregate(blob: ArrayBuffer | Uint8Array): Aggregate {
  * the range, never with the number of clients, and it never calls a collector.
  */
 export class AggregatorDO extends TollgateObject {
+  /** The rollup tables as the shared compaction sees them (see storage/rollup-compaction). */
+  readonly #rollups: RollupStore = { sql: this.sql, transactionSync: (closure) => this.ctx.storage.transactionSync(closure) };
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env, { component: "aggregator", migrations: MIGRATIONS });
   }
@@ -184,7 +188,7 @@ export class AggregatorDO extends TollgateObject {
       item.partial,
       nowMs,
     );
-    this.#markDirty("minute", item.bucketMs);
+    markRollupDirty(this.sql, "minute", item.bucketMs);
   }
 
   async globalStats(input: unknown): Promise<GlobalStats> {
@@ -390,46 +394,13 @@ export class AggregatorDO extends TollgateObject {
   protected async compact(nowMs: number): Promise<void> {
     const config = loadPathConfig(this.env);
     for (const granularity of GRANULARITIES) {
-      if (granularity !== "minute") this.#close(granularity, nowMs);
-      const dirty = all<{ bucket_ms: number }>(this.sql, "SELECT bucket_ms FROM dirty WHERE granularity = ? ORDER BY bucket_ms", granularity);
-      for (const { bucket_ms: bucket } of dirty) {
-        this.ctx.storage.transactionSync(() => {
-          this.#rebuild(granularity, bucket, config, nowMs);
-          run(this.sql, "DELETE FROM dirty WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
-          const coarser = COARSER[granularity];
-          if (coarser !== null && bucket < this.#watermark(coarser)) this.#markDirty(coarser, floorTo(bucket, SIZE[coarser]));
-        });
-      }
+      if (granularity !== "minute") closeFinishedBuckets(this.#rollups, granularity, nowMs, CLOSE_GRACE_MS);
+      rebuildDirtyBuckets(this.#rollups, granularity, (bucket) => this.#rebuild(granularity, bucket, config, nowMs));
     }
     this.#applyRetention(config, nowMs);
     // Recurring: the next hour closes then. "replace" because this run's own row is due in
     // the past and would be deleted on completion if the reschedule did not bump it.
     await this.scheduler.schedule("compact", floorTo(nowMs, HOUR_MS) + HOUR_MS + CLOSE_GRACE_MS, null, "compact", "replace");
-  }
-
-  /** Marks every newly finished hour (day) dirty and moves the watermark past it. */
-  #close(granularity: "hour" | "day", nowMs: number): void {
-    const size = SIZE[granularity];
-    let target = floorTo(nowMs - CLOSE_GRACE_MS, size);
-    // A day closes only once all its hours are compacted.
-    if (granularity === "day") target = Math.min(target, floorTo(this.#watermark("hour"), DAY_MS));
-    const finer = FINER[granularity]!;
-    let start = this.#watermark(granularity);
-    if (start === 0) {
-      const oldest = maybeOne<{ b: number | null }>(this.sql, "SELECT MIN(bucket_ms) AS b FROM rollups WHERE granularity = ?", finer)?.b;
-      if (oldest == null) return;
-      start = floorTo(oldest, size);
-    }
-    if (start >= target) return;
-    this.ctx.storage.transactionSync(() => {
-      const withData = all<{ b: number }>(
-        this.sql,
-        `SELECT DISTINCT bucket_ms - (bucket_ms % ?) AS b FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?`,
-        size, finer, start, target,
-      );
-      for (const { b } of withData) this.#markDirty(granularity, b);
-      this.#setMeta(`${granularity}_watermark`, target);
-    });
   }
 
   #rebuild(granularity: Granularity, bucket: number, config: PathConfig, nowMs: number): void {
@@ -446,7 +417,7 @@ export class AggregatorDO extends TollgateObject {
       const rows = all<RollupRow>(
         this.sql,
         "SELECT bucket_ms, method, path, aggregate, top_clients FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?",
-        finer, bucket, bucket + SIZE[granularity],
+        finer, bucket, bucket + GRANULARITY_MS[granularity],
       );
       for (const row of rows) bundle.addRow(row);
     }
@@ -499,16 +470,10 @@ export class AggregatorDO extends TollgateObject {
 
   #applyRetention(config: PathConfig, nowMs: number): void {
     const { retention } = config;
-    const hourWatermark = this.#watermark("hour");
-    const dayWatermark = this.#watermark("day");
-    const minuteCutoff = Math.min(floorTo(nowMs - retention.minutes, HOUR_MS), hourWatermark);
-    const hourCutoff = Math.min(floorTo(nowMs - retention.hours, DAY_MS), dayWatermark);
-    const dayCutoff = floorTo(nowMs - retention.days, DAY_MS);
     this.ctx.storage.transactionSync(() => {
-      run(this.sql, "DELETE FROM shard_partials WHERE bucket_ms < ?", Math.min(minuteCutoff, nowMs - ACCEPT_WINDOW_MS - HOUR_MS));
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'minute' AND bucket_ms < ?", minuteCutoff);
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'hour' AND bucket_ms < ?", hourCutoff);
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'day' AND bucket_ms < ?", dayCutoff);
+      const { minuteFloor } = pruneExpiredRollups(this.sql, retention, nowMs);
+      // A minute's partials go once both its rollup has and a push for it would be refused.
+      run(this.sql, "DELETE FROM shard_partials WHERE bucket_ms < ?", Math.min(minuteFloor, nowMs - ACCEPT_WINDOW_MS - HOUR_MS));
       // A template unseen for the whole day retention no longer holds a place under the cap.
       run(this.sql, "DELETE FROM templates WHERE last_seen_ms < ?", nowMs - retention.days);
     });
@@ -516,12 +481,7 @@ export class AggregatorDO extends TollgateObject {
 
   #plan(range: StatsRange, nowMs: number): Plan {
     const { retention } = loadPathConfig(this.env);
-    return planRange(resolveRange(range, nowMs), {
-      hourWatermark: this.#watermark("hour"),
-      dayWatermark: this.#watermark("day"),
-      minuteFloor: Math.min(floorTo(nowMs - retention.minutes, HOUR_MS), this.#watermark("hour")),
-      hourFloor: Math.min(floorTo(nowMs - retention.hours, DAY_MS), this.#watermark("day")),
-    });
+    return planRange(resolveRange(range, nowMs), rollupCoverage(this.sql, retention, nowMs));
   }
 
   /** Merges the rollups a plan names: the totals only, every path, or one path. */
@@ -565,20 +525,6 @@ export class AggregatorDO extends TollgateObject {
       }
     }
     return keys.size;
-  }
-
-  #markDirty(granularity: Granularity, bucket: number): void {
-    run(this.sql, "INSERT OR IGNORE INTO dirty (granularity, bucket_ms) VALUES (?, ?)", granularity, bucket);
-  }
-
-  /** Buckets of `granularity` before this are compacted; 0 before the first compaction. */
-  #watermark(granularity: Granularity): number {
-    if (granularity === "minute") return Number.MAX_SAFE_INTEGER;
-    return maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", `${granularity}_watermark`)?.value ?? 0;
-  }
-
-  #setMeta(key: string, value: number): void {
-    run(this.sql, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
   }
 }
 

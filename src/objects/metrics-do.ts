@@ -1,12 +1,15 @@
 import type { Env } from "../env";
 import type { MetricsSurface } from "../../rpc/metrics";
 import { loadMetricsConfig } from "../config/metrics";
-import { DAY_MS, type Granularity, HOUR_MS, MINUTE_MS, floorTo, planRange } from "../paths/buckets";
+import { DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS, floorTo, planRange } from "../paths/buckets";
 import type { MetricRow } from "../metrics/model";
 import { parseInput } from "../schemas/common";
 import { metricsPushSchema, shardQuerySchema } from "../schemas/metrics";
 import type { TaskHandlers } from "../scheduling/task-scheduler";
 import type { Migration } from "../storage/migrations";
+import {
+  closeFinishedBuckets, markRollupDirty, pruneExpiredRollups, rebuildDirtyBuckets, rollupCoverage, rollupWatermark, type RollupStore,
+} from "../storage/rollup-compaction";
 import { all, maybeOne, run } from "../storage/sql";
 import { TollgateObject } from "./tollgate-object";
 
@@ -19,8 +22,6 @@ export const METRICS_CLOSE_GRACE_MS = 10 * MINUTE_MS;
 
 /** A compacted hour that took a late minute is rebuilt this soon, batching the pushes around it. */
 export const LATE_COMPACT_DELAY_MS = 2_000;
-
-const SIZE: Record<Granularity, number> = { minute: MINUTE_MS, hour: HOUR_MS, day: DAY_MS };
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -70,10 +71,14 @@ type SumRow = {
  * their entrypoint counts here; each batch is stored once per (source, push id), so a doubled
  * or retried push changes nothing. Counts are summed into minute rollups, which an alarm
  * compacts into hours and days (a late push re-derives its hour from the minutes) and prunes
- * by METRICS_RETENTION, like path statistics. Not metered itself: its pushes would be counted
+ * by METRICS_RETENTION with path statistics' own compaction (storage/rollup-compaction.ts);
+ * only the rebuild, a sum of counts, is its own. Not metered itself: its pushes would be counted
  * by the very pushes they cause.
  */
 export class MetricsDO extends TollgateObject {
+  /** The rollup tables as the shared compaction sees them (see storage/rollup-compaction). */
+  readonly #rollups: RollupStore = { sql: this.sql, transactionSync: (closure) => this.ctx.storage.transactionSync(closure) };
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env, { component: "metrics-rollup", migrations: MIGRATIONS, metrics: false });
   }
@@ -91,7 +96,7 @@ export class MetricsDO extends TollgateObject {
     let refusedRows = 0;
     let late = false;
     this.ctx.storage.transactionSync(() => {
-      const hourWatermark = this.#watermark("hour");
+      const hourWatermark = rollupWatermark(this.sql, "hour");
       for (const batch of parsed.batches) {
         const seen = maybeOne(this.sql, "SELECT 1 AS seen FROM receipts WHERE source = ? AND push_id = ?", parsed.source, batch.pushId);
         if (seen !== undefined) {
@@ -115,7 +120,7 @@ export class MetricsDO extends TollgateObject {
           );
           // A late minute of an hour already compacted: that hour is rebuilt from its minutes.
           if (minute < hourWatermark) {
-            this.#markDirty("hour", floorTo(minute, HOUR_MS));
+            markRollupDirty(this.sql, "hour", floorTo(minute, HOUR_MS));
             late = true;
           }
         }
@@ -139,12 +144,7 @@ export class MetricsDO extends TollgateObject {
     const parsed = parseInput(shardQuerySchema, input, "metrics query");
     const nowMs = this.now();
     const { retention } = loadMetricsConfig(this.env);
-    const plan = planRange(parsed.range, {
-      hourWatermark: this.#watermark("hour"),
-      dayWatermark: this.#watermark("day"),
-      minuteFloor: Math.min(floorTo(nowMs - retention.minutes, HOUR_MS), this.#watermark("hour")),
-      hourFloor: Math.min(floorTo(nowMs - retention.hours, DAY_MS), this.#watermark("day")),
-    });
+    const plan = planRange(parsed.range, rollupCoverage(this.sql, retention, nowMs));
     const sums = new Map<string, MetricRow>();
     for (const granularity of ["minute", "hour", "day"] as const) {
       for (const segment of plan.segments[granularity]) {
@@ -190,30 +190,11 @@ export class MetricsDO extends TollgateObject {
   protected async compact(nowMs: number): Promise<void> {
     const { retention } = loadMetricsConfig(this.env);
     for (const granularity of ["hour", "day"] as const) {
-      this.#close(granularity, nowMs);
-      const finer: Granularity = granularity === "hour" ? "minute" : "hour";
-      const dirty = all<{ bucket_ms: number }>(this.sql, "SELECT bucket_ms FROM dirty WHERE granularity = ? ORDER BY bucket_ms", granularity);
-      for (const { bucket_ms: bucket } of dirty) {
-        this.ctx.storage.transactionSync(() => {
-          run(this.sql, "DELETE FROM rollups WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
-          this.sql.exec(
-            `INSERT INTO rollups (granularity, bucket_ms, surface, kind, method, code, latency_bucket, calls, rows_read, rows_written)
-             SELECT ?, ?, surface, kind, method, code, latency_bucket, SUM(calls), SUM(rows_read), SUM(rows_written)
-             FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
-             GROUP BY surface, kind, method, code, latency_bucket`,
-            granularity, bucket, finer, bucket, bucket + SIZE[granularity],
-          );
-          run(this.sql, "DELETE FROM dirty WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
-          if (granularity === "hour" && bucket < this.#watermark("day")) this.#markDirty("day", floorTo(bucket, DAY_MS));
-        });
-      }
+      closeFinishedBuckets(this.#rollups, granularity, nowMs, METRICS_CLOSE_GRACE_MS);
+      rebuildDirtyBuckets(this.#rollups, granularity, (bucket) => this.#rebuild(granularity, bucket));
     }
-    const hourWatermark = this.#watermark("hour");
-    const dayWatermark = this.#watermark("day");
     this.ctx.storage.transactionSync(() => {
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'minute' AND bucket_ms < ?", Math.min(floorTo(nowMs - retention.minutes, HOUR_MS), hourWatermark));
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'hour' AND bucket_ms < ?", Math.min(floorTo(nowMs - retention.hours, DAY_MS), dayWatermark));
-      run(this.sql, "DELETE FROM rollups WHERE granularity = 'day' AND bucket_ms < ?", floorTo(nowMs - retention.days, DAY_MS));
+      pruneExpiredRollups(this.sql, retention, nowMs);
       run(this.sql, "DELETE FROM receipts WHERE at_ms < ?", nowMs - RECEIPT_TTL_MS);
       // An object silent for the whole day retention is taken as gone (its size no longer counted).
       run(this.sql, "DELETE FROM sizes WHERE at_ms < ?", nowMs - retention.days);
@@ -221,36 +202,16 @@ export class MetricsDO extends TollgateObject {
     await this.scheduler.schedule("compact", floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS, null, "compact", "replace");
   }
 
-  /** Marks every newly finished hour (day) that has finer data dirty, and moves the watermark past it. */
-  #close(granularity: "hour" | "day", nowMs: number): void {
-    const size = SIZE[granularity];
-    let target = floorTo(nowMs - METRICS_CLOSE_GRACE_MS, size);
-    if (granularity === "day") target = Math.min(target, floorTo(this.#watermark("hour"), DAY_MS));
+  /** Replaces an hour (day) with the sums of its minutes (hours): counts add, unlike sketches. */
+  #rebuild(granularity: "hour" | "day", bucket: number): void {
     const finer: Granularity = granularity === "hour" ? "minute" : "hour";
-    let start = this.#watermark(granularity);
-    if (start === 0) {
-      const oldest = maybeOne<{ b: number | null }>(this.sql, "SELECT MIN(bucket_ms) AS b FROM rollups WHERE granularity = ?", finer)?.b;
-      if (oldest == null) return;
-      start = floorTo(oldest, size);
-    }
-    if (start >= target) return;
-    this.ctx.storage.transactionSync(() => {
-      const withData = all<{ b: number }>(
-        this.sql,
-        "SELECT DISTINCT bucket_ms - (bucket_ms % ?) AS b FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?",
-        size, finer, start, target,
-      );
-      for (const { b } of withData) this.#markDirty(granularity, b);
-      run(this.sql, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", `${granularity}_watermark`, target);
-    });
-  }
-
-  #markDirty(granularity: Granularity, bucket: number): void {
-    run(this.sql, "INSERT OR IGNORE INTO dirty (granularity, bucket_ms) VALUES (?, ?)", granularity, bucket);
-  }
-
-  /** Buckets of `granularity` before this are compacted; 0 before the first compaction. */
-  #watermark(granularity: "hour" | "day"): number {
-    return maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", `${granularity}_watermark`)?.value ?? 0;
+    run(this.sql, "DELETE FROM rollups WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
+    this.sql.exec(
+      `INSERT INTO rollups (granularity, bucket_ms, surface, kind, method, code, latency_bucket, calls, rows_read, rows_written)
+       SELECT ?, ?, surface, kind, method, code, latency_bucket, SUM(calls), SUM(rows_read), SUM(rows_written)
+       FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
+       GROUP BY surface, kind, method, code, latency_bucket`,
+      granularity, bucket, finer, bucket, bucket + GRANULARITY_MS[granularity],
+    );
   }
 }
