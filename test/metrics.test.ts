@@ -127,6 +127,20 @@ describe("metrics", () => {
     expect(objects["check INVALID_ARGUMENT"]).toBe(1);
   });
 
+  it("counts the control-plane services Admin hands out (alerts, protection, adaptive limits) under their own names", async () => {
+    const before = await Promise.all(["AlertsService", "ProtectionService", "AdaptiveService"].map((kind) => outcomes("entrypoints", kind)));
+    await env.ADMIN.alerts().rules();
+    await env.ADMIN.protection().allowList();
+    await env.ADMIN.adaptive().policies();
+    expect((await thrown(env.ADMIN.alerts().acknowledge({} as never))).code).toBe("INVALID_ARGUMENT");
+    const after = await Promise.all(["AlertsService", "ProtectionService", "AdaptiveService"].map((kind) => outcomes("entrypoints", kind)));
+    expect(after.map((counts, i) => delta(counts, before[i]!))).toEqual([
+      { "rules ok": 1, "acknowledge INVALID_ARGUMENT": 1 },
+      { "allowList ok": 1 },
+      { "policies ok": 1 },
+    ]);
+  });
+
   it("counts capnweb AdminApi calls and answers metrics over capnweb", async () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
