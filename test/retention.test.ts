@@ -221,6 +221,12 @@ describe("Admin.retention", () => {
     expect(byClass.get("paths.minutes")).toMatchObject({ keptMs: 26 * HOUR, setting: "PATH_RETENTION.minutes" });
     expect(byClass.get("paths.clients")).toMatchObject({ keptMs: 30 * DAY });
     expect([...byClass.keys()]).toEqual(expect.arrayContaining(["limiter.state", "ledger.keyRuleState", "ledger.keySpendDays", "paths.hours", "paths.days"]));
+    expect(byClass.get("metrics.minutes")).toMatchObject({ keptMs: 26 * HOUR, setting: "METRICS_RETENTION.minutes" });
+    expect(byClass.get("limiter.checkCounts")).toMatchObject({ keptMs: 25 * HOUR, setting: null });
+    expect(byClass.get("alerts.history")).toMatchObject({ keptMs: 30 * DAY, setting: null });
+    expect(byClass.get("protection.flags")).toMatchObject({ keptMs: 30 * DAY });
+    expect(byClass.get("adaptive.history")).toMatchObject({ keptMs: 90 * DAY });
+    expect([...byClass.keys()]).toEqual(expect.arrayContaining(["metrics.hours", "metrics.days", "protection.baselines"]));
     expect(await env.ADMIN.retention({ dataClass: "ledger.entries" })).toEqual({ classes: [byClass.get("ledger.entries")] });
     expect(await refusal(env.ADMIN.retention({ dataClass: "everything" }))).toBe("INVALID_ARGUMENT");
     expect(await refusal(env.ADMIN.retention({ dataClass: "ledger.entries", extra: 1 } as never))).toBe("INVALID_ARGUMENT");

@@ -4,6 +4,8 @@ import { DAY_MS, HOUR_MS } from "../paths/buckets";
 import { parseInput } from "../schemas/common";
 import { type DataClass, retentionInputSchema } from "../schemas/retention";
 import { type DurationMessages, parseNamedDurations } from "./durations";
+import { BASELINE_IDLE_RESET_MS } from "../protection/detector";
+import { loadMetricsConfig, type MetricsVars } from "./metrics";
 import { loadPathConfig, type PathStatsVars } from "./path-stats";
 
 /** The variable that sets the configurable idempotency windows (wrangler.toml `[vars]`). */
@@ -36,6 +38,17 @@ export const KEY_SPEND_DAYS_KEPT_MS = 35 * DAY_MS;
 export const KEY_SPEND_MONTHS_KEPT_MS = 400 * DAY_MS;
 /** A shadow rule's would-have-denied count lives this long after its last denial. */
 export const SHADOW_COUNT_TTL_MS = 24 * HOUR_MS;
+/** The limiter's per-minute check counts, read by `denial_rate` alert rules (windows up to a day). */
+export const CHECK_COUNT_RETENTION_MS = 25 * HOUR_MS;
+/** Resolved alerts with nothing left to deliver: kept this long, and at most this many. */
+export const ALERT_RETENTION_MS = 30 * DAY_MS;
+export const KEEP_ALERTS = 10_000;
+/** The protection flag log: kept this long, and at most this many. */
+export const FLAG_RETENTION_MS = 30 * DAY_MS;
+export const MAX_FLAGS = 10_000;
+/** Adaptive limits' level-change history: kept this long, and at most this many. */
+export const CHANGES_TTL_MS = 90 * DAY_MS;
+export const KEEP_CHANGES = 10_000;
 
 const cache = new Map<string, DataRetention>();
 
@@ -79,10 +92,11 @@ function parseRetention(raw: string): DataRetention {
  * The effective retention of every data class, for `Admin.retention()`. Reads both variables,
  * so a misconfigured one fails here too (`INTERNAL`, logged), as the calls that need it would.
  */
-export function retentionSettings(vars: RetentionVars & PathStatsVars, input: unknown): RetentionSettings {
+export function retentionSettings(vars: RetentionVars & PathStatsVars & MetricsVars, input: unknown): RetentionSettings {
   const { dataClass } = parseInput(retentionInputSchema, input === undefined ? {} : input, "retention input");
   const data = loadDataRetention(vars);
   const paths = loadPathConfig(vars).retention;
+  const metrics = loadMetricsConfig(vars).retention;
   const classes: (RetentionClass & { dataClass: DataClass })[] = [
     { dataClass: "limiter.state", keptMs: null, setting: null, appliedBy: "limiter expire-state and expire-leases alarms", note: "rule state, lease slots and blocks: until the window, bucket, lease or block no longer matters (plus 60 s)" },
     { dataClass: "limiter.shadowCounts", keptMs: SHADOW_COUNT_TTL_MS, setting: null, appliedBy: "limiter expire-state alarm", note: "a shadow rule's would-have-denied count, after its last denial" },
@@ -97,6 +111,14 @@ export function retentionSettings(vars: RetentionVars & PathStatsVars, input: un
     { dataClass: "paths.hours", keptMs: paths.hours, setting: "PATH_RETENTION.hours", appliedBy: "aggregator compaction alarm", note: "hour rollups" },
     { dataClass: "paths.days", keptMs: paths.days, setting: "PATH_RETENTION.days", appliedBy: "aggregator compaction alarm", note: "day rollups and route templates unseen that long" },
     { dataClass: "paths.clients", keptMs: paths.clients, setting: "PATH_RETENTION.clients", appliedBy: "collector prune-clients alarm, daily", note: "per-client path counters" },
+    { dataClass: "metrics.minutes", keptMs: metrics.minutes, setting: "METRICS_RETENTION.minutes", appliedBy: "MetricsDO compaction alarm", note: "minute rollups of every method's calls, codes, latency and rows" },
+    { dataClass: "metrics.hours", keptMs: metrics.hours, setting: "METRICS_RETENTION.hours", appliedBy: "MetricsDO compaction alarm", note: "hour rollups" },
+    { dataClass: "metrics.days", keptMs: metrics.days, setting: "METRICS_RETENTION.days", appliedBy: "MetricsDO compaction alarm", note: "day rollups" },
+    { dataClass: "limiter.checkCounts", keptMs: CHECK_COUNT_RETENTION_MS, setting: null, appliedBy: "limiter expire-state and prune-replays alarms", note: "allowed and denied checks per minute, read by denial_rate alert rules" },
+    { dataClass: "alerts.history", keptMs: ALERT_RETENTION_MS, setting: null, appliedBy: "AlertsDO daily prune alarm", note: `resolved, delivered alerts; at most ${KEEP_ALERTS.toLocaleString("en-US")}; open or undelivered ones stay until resolved and delivered` },
+    { dataClass: "protection.flags", keptMs: FLAG_RETENTION_MS, setting: null, appliedBy: "ProtectionDO daily prune-flags alarm", note: `the anomaly flag log, at most ${MAX_FLAGS.toLocaleString("en-US")} flags` },
+    { dataClass: "protection.baselines", keptMs: BASELINE_IDLE_RESET_MS, setting: null, appliedBy: "collector prune-clients alarm, daily", note: "a client's rate and error-mix baseline, after its last hit (it would start from the priors again anyway)" },
+    { dataClass: "adaptive.history", keptMs: CHANGES_TTL_MS, setting: null, appliedBy: "AdaptiveLimitsDO, whenever it records a level change", note: `adaptive level changes, at most the newest ${KEEP_CHANGES.toLocaleString("en-US")}` },
   ];
   return { classes: dataClass === undefined ? classes : classes.filter((c) => c.dataClass === dataClass) };
 }

@@ -1,3 +1,4 @@
+import { CHANGES_TTL_MS, KEEP_CHANGES } from "../config/retention";
 import type {
   AdaptivePolicy, AdaptivePolicyState, AdaptiveSignal, AdaptiveState, AdjustedRule, LevelChange, SetAdaptivePolicyResult,
 } from "../../rpc/adaptive";
@@ -25,8 +26,7 @@ export const ADAPTIVE_LIMITS_NAME = "global";
  */
 export const SIGNAL_SETTLE_MS = 5_000;
 /** Level changes kept (the newest), and for how long at most. */
-export const KEEP_CHANGES = 10_000;
-export const CHANGES_TTL_MS = 90 * 24 * 3_600_000;
+export { CHANGES_TTL_MS, KEEP_CHANGES };
 
 const MIGRATIONS: readonly Migration[] = [
   {

@@ -1,3 +1,4 @@
+import { ALERT_RETENTION_MS, KEEP_ALERTS } from "../config/retention";
 import type { Alert, AlertNotification, AlertRule, AlertRuleView, AlertStatus, DeliveryState, AlertRuleState } from "../../rpc/alerts";
 import { crossingMessage, nextState } from "../alerts/crossing";
 import { productionReaders, UNAVAILABLE } from "../alerts/signals";
@@ -19,8 +20,7 @@ export const DELIVERY_BATCH = 50;
 /** A delivery in flight is not picked up by a concurrent run until this long has passed. */
 const IN_FLIGHT_MS = 60_000;
 /** Resolved, no longer pending alerts are kept this long, and at most `KEEP_ALERTS` in all. */
-export const ALERT_RETENTION_MS = 30 * 86_400_000;
-const KEEP_ALERTS = 10_000;
+export { ALERT_RETENTION_MS };
 const PRUNE_EVERY_MS = 86_400_000;
 
 const MIGRATIONS: readonly Migration[] = [

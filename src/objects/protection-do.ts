@@ -1,3 +1,4 @@
+import { FLAG_RETENTION_MS, MAX_FLAGS } from "../config/retention";
 import type { AllowEntry, AnomalyPolicy, DenyEntry, Flag, PolicyInfo } from "../../rpc/protection";
 import { configuredPolicy } from "../config/protection";
 import type { Env } from "../env";
@@ -16,8 +17,7 @@ import { TollgateObject } from "./tollgate-object";
 /** The one protection object's name. */
 export const PROTECTION_NAME = "protection";
 /** Flags older than this are pruned by alarm, and at most `MAX_FLAGS` are kept. */
-export const FLAG_RETENTION_MS = 30 * DAY_MS;
-export const MAX_FLAGS = 10_000;
+export { FLAG_RETENTION_MS, MAX_FLAGS };
 
 const MIGRATIONS: readonly Migration[] = [
   {

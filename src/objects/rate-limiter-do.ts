@@ -17,7 +17,7 @@ import { conflict, invalidArgument } from "../errors";
 import { adjustRules } from "../adaptive/adjust";
 import { adjustmentsCache } from "../adaptive/adjustments-cache";
 import { loadPolicies, resolveRules } from "../config/policies";
-import { DEFAULT_DATA_RETENTION, loadDataRetention, SHADOW_COUNT_TTL_MS } from "../config/retention";
+import { CHECK_COUNT_RETENTION_MS, DEFAULT_DATA_RETENTION, loadDataRetention, SHADOW_COUNT_TTL_MS } from "../config/retention";
 import { evaluateRules, refundRules, type StateWrite } from "../limits/evaluate-rules";
 import type { LimiterState, LogEntry } from "../limits/rule-state";
 import { parseInput } from "../schemas/common";
@@ -50,7 +50,7 @@ const CLEANUP_SLACK_MS = 60_000;
 /** Most expired idempotency records one alarm run deletes (retention in small batches). */
 export const PRUNE_BATCH = 1_000;
 /** Per-minute check counts are kept this long: the longest window a denial_rate alert reads, plus an hour. */
-export const CHECK_COUNT_RETENTION_MS = 25 * 3_600_000;
+export { CHECK_COUNT_RETENTION_MS };
 
 type RuleStateRow = {
   rule_name: string;
