@@ -1,18 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./run-cli";
-import { type DevServer, startTollgate } from "./wrangler-dev";
+import { describe, expect, it } from "vitest";
+import { cliAgainstTollgate } from "./run-cli";
 
 const TOKEN = "cli-alerts-admin-token-5e07";
-let server: DevServer;
-
-beforeAll(async () => {
-  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
-
-const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
+const { cli } = cliAgainstTollgate(TOKEN);
 
 describe("the tollgate CLI: alerts", () => {
   it("sets a rule that the real alarm evaluates, lists its alert, acknowledges, mutes and deletes", async () => {

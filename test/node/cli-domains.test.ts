@@ -4,24 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./run-cli";
-import { type DevServer, startTollgate } from "./wrangler-dev";
+import { cliAgainstTollgate } from "./run-cli";
 
 const TOKEN = "cli-domains-admin-token-31bc";
 const root = join(import.meta.dirname, "..", "..");
-let server: DevServer;
+const { cli, rpcUrl } = cliAgainstTollgate(TOKEN);
 let scratch: string;
 
-beforeAll(async () => {
-  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
+beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), "tollgate-cli-"));
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
+});
+afterAll(() => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
-
-const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
 
 describe("the tollgate CLI: accounts, keys, credits and stats", () => {
   it("creates an account, grants credits idempotently and shows balance and entries", async () => {
@@ -118,12 +113,12 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
   it("runs as the real binary (npx tollgate) with settings from the environment", async () => {
     const { stdout } = await promisify(execFile)("node", [join(root, "rpc/cli/bin.mjs"), "credits", "balance", "acme", "--json"], {
       cwd: root,
-      env: { ...process.env, TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
+      env: { ...process.env, TOLLGATE_URL: rpcUrl(), TOLLGATE_TOKEN: TOKEN },
     });
     expect(JSON.parse(stdout)).toMatchObject({ available: 500 });
     const failed = await promisify(execFile)("node", [join(root, "rpc/cli/bin.mjs"), "credits", "balance", "nobody"], {
       cwd: root,
-      env: { ...process.env, TOLLGATE_URL: `${server.url}/rpc`, TOLLGATE_TOKEN: TOKEN },
+      env: { ...process.env, TOLLGATE_URL: rpcUrl(), TOLLGATE_TOKEN: TOKEN },
     }).then(() => undefined, (error: { code: number; stderr: string }) => error);
     expect(failed?.code).toBe(1);
     expect(failed?.stderr).toContain("[NOT_FOUND]");

@@ -1,20 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { connect } from "../../rpc/client";
-import { runCli } from "./run-cli";
-import { type DevServer, startTollgate } from "./wrangler-dev";
+import { cliAgainstTollgate } from "./run-cli";
 
 const TOKEN = "cli-protection-admin-token-5e1f";
-let server: DevServer;
-
-beforeAll(async () => {
-  // A run-time policy change reaches the collectors within PROTECTION_CACHE_MS: 0 here, so at once.
-  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN, PROTECTION_CACHE_MS: "0" } });
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
-
-const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
+// A run-time policy change reaches the collectors within PROTECTION_CACHE_MS: 0 here, so at once.
+const { cli, rpcUrl } = cliAgainstTollgate(TOKEN, { PROTECTION_CACHE_MS: "0" });
 
 describe("the tollgate CLI: protection", () => {
   it("shows and overrides the policy, and resets it", async () => {
@@ -47,7 +37,7 @@ describe("the tollgate CLI: protection", () => {
   });
 
   it("lists a flagged scanner with its evidence and the block", async () => {
-    const api = connect(`${server.url}/rpc`, { token: TOKEN });
+    const api = connect(rpcUrl(), { token: TOKEN });
     const at = Date.now() - 1_000;
     await api.pathStats().recordMany({ hits: Array.from({ length: 12 }, (_, i) => ({ ip: "192.0.2.66", method: "GET" as const, path: `/.env${i}`, status: 404, at })) });
     const flagged = await cli("protection", "flagged", "--range", "1h");

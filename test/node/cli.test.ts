@@ -1,18 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./run-cli";
-import { type DevServer, startTollgate } from "./wrangler-dev";
+import { describe, expect, it } from "vitest";
+import { cliAgainstTollgate } from "./run-cli";
 
 const TOKEN = "cli-test-admin-token-77aa";
-let server: DevServer;
-
-beforeAll(async () => {
-  server = await startTollgate({ vars: { TOLLGATE_ADMIN_TOKEN: TOKEN } });
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
-
-const cli = (...argv: string[]) => runCli(`${server.url}/rpc`, TOKEN, argv);
+const { cli } = cliAgainstTollgate(TOKEN);
 
 describe("the tollgate CLI", () => {
   it("checks a limit and prints a table, then exits 3 once denied", async () => {
