@@ -1,17 +1,17 @@
-import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { build } from "esbuild";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
-import { TEST_ADMIN_TOKEN } from "./test/fixtures/constants";
+import { TEST_ADMIN_TOKEN } from "./test/fixtures/constants.ts";
 
 /**
  * tollgate runs inside the pool's test runner Worker, whose name the pool derives from the
  * project name ("workers"). The main Worker's own binding may say "tollgate" (the pool maps its
  * own name to itself); an auxiliary Worker has to name the runner.
  */
-const RUNNER_WORKER = "vitest-pool-workers-runner-workers";
+const RUNNER_WORKER = "vitest-plugin-runner-workers";
 
 /** Bundles the example gateway so it can run as an auxiliary Worker beside tollgate. */
 async function bundleExampleGateway(): Promise<string> {
@@ -51,10 +51,10 @@ export default defineConfig({
               TestAlertSink: "WorkerEntrypoint",
             },
             miniflare: {
-              // CHAOS_SEED replays a failed chaos run (test/chaos.test.ts prints the seed).
+              // CHAOS_SEED and FUZZ_SEED replay a failed chaos or fuzz run (the tests print their seeds).
               // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
               // PROTECTION_CACHE_MS 0: a list or policy change applies to the very next call (test/protection.test.ts).
-              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", PATH_SHARDS: "16", PROTECTION_CACHE_MS: "0" },
+              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", FUZZ_SEED: process.env.FUZZ_SEED ?? "", PATH_SHARDS: "16", PROTECTION_CACHE_MS: "0" },
               // The legacy KV limiter's namespace, for Admin.importFromKv (not in wrangler.toml: it has no id to deploy with).
               kvNamespaces: ["LEGACY_KV"],
               durableObjects: {
@@ -62,6 +62,9 @@ export default defineConfig({
                 SCHEDULER_PROBE: { className: "SchedulerProbeDO", useSQLite: true },
                 TEST_RATE_LIMITER: { className: "TestRateLimiterDO", useSQLite: true },
                 TEST_CREDIT_LEDGER: { className: "TestCreditLedgerDO", useSQLite: true },
+                // The shipped binding on the test subclass too (same code, plus a clock a test may pin),
+                // so the entrypoint fuzz can stop real time from expiring its holds mid-case.
+                CREDIT_LEDGER: { className: "TestCreditLedgerDO", useSQLite: true },
                 // Path statistics run on their test subclasses (a pinnable clock, runAlarmAt), so the
                 // PathStats entrypoint and the tests reach the very objects the tests drive.
                 PATH_COLLECTOR: { className: "TestPathCollectorDO", useSQLite: true },
@@ -94,7 +97,7 @@ export default defineConfig({
                   name: "example-gateway",
                   modules: true,
                   scriptPath: await bundleExampleGateway(),
-                  compatibilityDate: "2026-05-01",
+                  compatibilityDate: "2026-11-17",
                   bindings: { PAID_PREFIX: "/v1/", ESTIMATE: "10" },
                   serviceBindings: {
                     // tollgate's default entrypoint, Gateway (authorize/settle).

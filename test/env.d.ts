@@ -3,7 +3,6 @@ import type { CreditsApi } from "../rpc/credits";
 import type { GatewayApi } from "../rpc/gateway";
 import type { PathStatsApi } from "../rpc/path-stats";
 import type { RateLimitsApi } from "../rpc/rate-limits";
-import type { Env as TollgateEnv } from "../src/env";
 import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
 import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
 import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
@@ -19,7 +18,10 @@ import type { AlertSinkLogDO } from "./fixtures/test-alert-sink";
 
 declare global {
   namespace Cloudflare {
-    interface Env extends TollgateEnv {
+    /** What the test pool binds beyond wrangler.toml (vitest.config.ts); merged into the generated Env. */
+    interface Env {
+      /** The legacy KV limiter's namespace, for Admin.importFromKv. */
+      LEGACY_KV: KVNamespace;
       MIGRATION_PROBE: DurableObjectNamespace<MigrationProbeDO>;
       SCHEDULER_PROBE: DurableObjectNamespace<SchedulerProbeDO>;
       TEST_RATE_LIMITER: DurableObjectNamespace<TestRateLimiterDO>;
@@ -33,6 +35,7 @@ declare global {
       /** Self binding to the default entrypoint `Gateway`. */
       GATEWAY: Service & GatewayApi;
       /** In tests these bindings serve the test subclasses (see vitest.config.ts). */
+      CREDIT_LEDGER: DurableObjectNamespace<TestCreditLedgerDO>;
       PATH_COLLECTOR: DurableObjectNamespace<TestPathCollectorDO>;
       AGGREGATOR: DurableObjectNamespace<TestAggregatorDO>;
       MAINTENANCE: DurableObjectNamespace<TestMaintenanceDO>;
@@ -50,6 +53,8 @@ declare global {
       EXAMPLE_GATEWAY: Fetcher;
       /** Set from the shell's CHAOS_SEED to replay a chaos run; empty for a random seed. */
       CHAOS_SEED: string;
+      /** Set from the shell's FUZZ_SEED to replay a run of test/fuzz-entrypoints.test.ts; empty for a random seed. */
+      FUZZ_SEED: string;
     }
   }
 }

@@ -62,7 +62,7 @@ export async function startRuntime(): Promise<BenchRuntime> {
   tollgateObjects.SEED_LIMITER = { className: "SeedLimiterDO", useSQLite: true };
   tollgateObjects.BENCH_AGGREGATOR = { className: "BenchAggregatorDO", useSQLite: true };
   const compatibility = {
-    compatibilityDate: config.compatibility_date ?? "2026-05-01",
+    compatibilityDate: config.compatibility_date ?? "2026-11-17",
     compatibilityFlags: config.compatibility_flags,
   };
   const vars: Record<string, string> = {};
