@@ -28,7 +28,7 @@ export interface BackupInput {
 export type DataBinding = "CREDIT_LEDGER" | "RATE_LIMITER" | "PATH_COLLECTOR" | "AGGREGATOR";
 /**
  * The control objects, one instance each (or a fixed set): protection lists and policy,
- * adaptive policies, the backup schedule. Registered in src/backup/control-objects.ts.
+ * adaptive policies, the backup schedule. Registered in src/operations/backup/control-objects.ts.
  */
 export type ControlBinding = "PROTECTION" | "ADAPTIVE_LIMITS" | "MAINTENANCE" | "ALERTS";
 

@@ -8,18 +8,18 @@
  * `MaintenanceDO` (scheduled backups), `MetricsDO` (metrics rollup shards).
  * `MaintenanceDO` (scheduled backups), `AlertsDO` (alert rules and their delivery).
  */
-import "./metrics/entrypoints";
-export { Gateway as default } from "./entrypoints/gateway";
-export { RateLimits } from "./entrypoints/rate-limits";
-export { Credits } from "./entrypoints/credits";
-export { PathStats } from "./entrypoints/path-stats";
-export { Admin } from "./entrypoints/admin";
-export { RateLimiterDO } from "./objects/rate-limiter-do";
-export { CreditLedgerDO } from "./objects/credit-ledger-do";
-export { PathCollectorDO } from "./objects/path-collector-do";
-export { AggregatorDO } from "./objects/aggregator-do";
-export { MaintenanceDO } from "./objects/maintenance-do";
-export { AdaptiveLimitsDO } from "./objects/adaptive-limits-do";
-export { ProtectionDO } from "./objects/protection-do";
-export { MetricsDO } from "./objects/metrics-do";
-export { AlertsDO } from "./objects/alerts-do";
+import "./operations/metrics/entrypoints";
+export { Gateway as default } from "./gateway/entrypoint";
+export { RateLimits } from "./rate-limits/entrypoint";
+export { Credits } from "./credits/entrypoint";
+export { PathStats } from "./path-stats/entrypoint";
+export { Admin } from "./admin/entrypoint";
+export { RateLimiterDO } from "./rate-limits/limiter-do";
+export { CreditLedgerDO } from "./credits/ledger-do";
+export { PathCollectorDO } from "./path-stats/collector-do";
+export { AggregatorDO } from "./path-stats/aggregator-do";
+export { MaintenanceDO } from "./operations/backup/maintenance-do";
+export { AdaptiveLimitsDO } from "./operations/adaptive/adaptive-limits-do";
+export { ProtectionDO } from "./operations/protection/protection-do";
+export { MetricsDO } from "./operations/metrics/metrics-do";
+export { AlertsDO } from "./operations/alerts/alerts-do";

@@ -2,14 +2,14 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Decision, Rule } from "../rpc/rate-limits";
-import { MINUTE_MS } from "../src/paths/buckets";
-import { shardName } from "../src/paths/shard";
-import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
+import { MINUTE_MS } from "../src/path-stats/buckets";
+import { shardName } from "../src/path-stats/shard";
+import { AGGREGATOR_NAME } from "../src/path-stats/collector-do";
 import { ReferenceLedger } from "./fixtures/reference-ledger";
 import { mulberry32 as prng } from "./fixtures/prng";
 import type { AlarmRun, RunFault, TaskFault, TaskOutcome } from "./fixtures/faults";
-import { MAX_ATTEMPTS } from "../src/scheduling/backoff";
-import type { Task } from "../src/scheduling/task-scheduler";
+import { MAX_ATTEMPTS } from "../src/platform/backoff";
+import type { Task } from "../src/platform/task-scheduler";
 
 /**
  * A mixed workload with faults injected between calls: random evictions, alarms fired early
@@ -52,7 +52,7 @@ interface Faultable {
 /**
  * Maybe plans a fault in the next alarm work of `stub`. Never when a task has failed close to
  * the parking threshold: a plan strikes at most twice, so no task reaches MAX_ATTEMPTS
- * (parking and retryParked are proven in test/scheduler.test.ts). Returns whether it planned one.
+ * (parking and retryParked are proven in test/platform/scheduler.test.ts). Returns whether it planned one.
  */
 async function maybeInjectFault(stub: Faultable, random: () => number): Promise<boolean> {
   if (random() < 0.4) return false;

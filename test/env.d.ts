@@ -7,7 +7,7 @@ import type { MigrationProbeDO } from "./fixtures/migration-probe-do";
 import type { SchedulerProbeDO } from "./fixtures/scheduler-probe-do";
 import type { TestRateLimiterDO } from "./fixtures/test-rate-limiter-do";
 import type { TestCreditLedgerDO } from "./fixtures/test-credit-ledger-do";
-import type { Admin } from "../src/entrypoints/admin";
+import type { Admin } from "../src/admin/entrypoint";
 import type { TestAggregatorDO, TestPathCollectorDO } from "./fixtures/test-path-objects";
 import type { TestMaintenanceDO } from "./fixtures/test-maintenance-do";
 import type { TestAdaptiveLimitsDO } from "./fixtures/test-adaptive-limits-do";
@@ -42,7 +42,7 @@ declare global {
       ADAPTIVE_LIMITS: DurableObjectNamespace<TestAdaptiveLimitsDO>;
       PROTECTION: DurableObjectNamespace<TestProtectionDO>;
       METRICS: DurableObjectNamespace<TestMetricsDO>;
-      /** A metered test object with a known SQL workload (test/metrics.test.ts). */
+      /** A metered test object with a known SQL workload (test/operations/metrics/metrics.test.ts). */
       METRICS_PROBE: DurableObjectNamespace<TestMetricsProbeDO>;
       ALERTS: DurableObjectNamespace<TestAlertsDO>;
       /** What the test alert sink received (test/fixtures/test-alert-sink.ts). */

@@ -5,11 +5,11 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AdminApi, TollgateRpc } from "../rpc/admin";
 import { errorCodeOf } from "../rpc/errors";
-import { DAY_MS } from "../src/paths/buckets";
-import { shardName } from "../src/paths/shard";
-import { AGGREGATOR_NAME } from "../src/objects/path-collector-do";
-import { ADAPTIVE_LIMITS_NAME } from "../src/objects/adaptive-limits-do";
-import { ALERTS_NAME } from "../src/objects/alerts-do";
+import { DAY_MS } from "../src/path-stats/buckets";
+import { shardName } from "../src/path-stats/shard";
+import { AGGREGATOR_NAME } from "../src/path-stats/collector-do";
+import { ADAPTIVE_LIMITS_NAME } from "../src/operations/adaptive/adaptive-limits-do";
+import { ALERTS_NAME } from "../src/operations/alerts/alerts-do";
 import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
 import { digestObject } from "./fixtures/digest";
 
@@ -306,7 +306,7 @@ describe("fuzzing every entrypoint", () => {
     try {
       await fuzz("capnweb.credits", creditSamples, session("credits"), () => [ledger()], 120);
       await fuzz("capnweb.creditsAudit", auditSamples, session("creditsAudit"), () => [ledger()], 30);
-      // Not export: a stream needs a WebSocket session (covered in test/path-stats-e2e.test.ts);
+      // Not export: a stream needs a WebSocket session (covered in test/path-stats/e2e.test.ts);
       // over an HTTP batch, capnweb itself cannot carry it.
       const { export: _stream, ...batchablePathSamples } = pathSamples;
       await fuzz("capnweb.pathStats", batchablePathSamples, session("pathStats"), pathObjects, 40);

@@ -1,5 +1,5 @@
-import { AggregatorDO } from "../../src/objects/aggregator-do";
-import { Partial } from "../../src/paths/partial";
+import { AggregatorDO } from "../../src/path-stats/aggregator-do";
+import { Partial } from "../../src/path-stats/partial";
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;

@@ -1,4 +1,4 @@
-import type { Env } from "../../src/env";
+import type { Env } from "../../src/platform/env";
 import type { BenchRateLimiterDO } from "./bench-rate-limiter-do";
 import type { SeedLimiterDO } from "./seed-limiter-do";
 

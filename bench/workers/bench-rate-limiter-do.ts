@@ -1,4 +1,4 @@
-import { RateLimiterDO } from "../../src/objects/rate-limiter-do";
+import { RateLimiterDO } from "../../src/rate-limits/limiter-do";
 
 /**
  * tollgate's RateLimiterDO, unchanged, plus two bench-only methods. The bench binds

@@ -1,0 +1,171 @@
+import type { CreatedKey, KeyInfo, KeySpend, SpendCap, SpendDenial } from "../../rpc/credits";
+import type { Decision, Rule } from "../../rpc/rate-limits";
+import { notFound } from "../platform/errors";
+import { dayOf, monthOf } from "./invariants";
+import { formatKey, hashSecret, newKeyId, newSecret } from "./keys";
+import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-rules";
+import type { LimiterState, StateChange } from "../rate-limits/algorithms/rule-state";
+import { all, maybeOne, run } from "../platform/sql";
+import { type KeyRow, toKeyInfo } from "./ledger-rows";
+
+/** A spend the key's rules and caps admit: the key, and the rule states to store with the spend. */
+export interface KeyAdmission {
+  key: KeyRow;
+  ruleWrites: Map<string, StateChange>;
+}
+
+/** Why a key may not spend now, with what a caller needs to retry. */
+export interface KeyRefusal {
+  code: Exclude<SpendDenial, "INSUFFICIENT_CREDITS">;
+  retryAfterMs?: number;
+  deniedBy?: string[];
+}
+
+/**
+ * The API-key tables of one CreditLedgerDO: `api_keys`, `key_spend` (per-family day and month
+ * counters) and `key_rule_states`. Synchronous SQL only, so the object can use it inside the
+ * transaction of the spend it guards. A rolled key and its successor share a family, and so
+ * their counters.
+ */
+export class LedgerKeys {
+  constructor(private readonly sql: SqlStorage) {}
+
+  row(keyId: string): KeyRow | undefined {
+    return maybeOne<KeyRow>(this.sql, "SELECT * FROM api_keys WHERE key_id = ?", keyId);
+  }
+
+  require(keyId: string): KeyRow {
+    const row = this.row(keyId);
+    if (row === undefined) throw notFound(`no key "${keyId}" in this account`);
+    return row;
+  }
+
+  list(): KeyInfo[] {
+    return all<KeyRow>(this.sql, "SELECT * FROM api_keys ORDER BY created_at_ms, key_id").map(toKeyInfo);
+  }
+
+  /**
+   * Whether the key may spend `amount` now: active, within its rate rules (each spend costs
+   * one request), within its day and month caps. Nothing is written here; the caller records
+   * the spend with `record` only once the funds are there too, so all of it is atomic.
+   */
+  admit(keyId: string | undefined, amount: number, nowMs: number): { ok: true; admitted?: KeyAdmission } | { ok: false; refusal: KeyRefusal } {
+    if (keyId === undefined) return { ok: true };
+    const key = this.require(keyId);
+    if ((key.revoked_at_ms !== null && key.revoked_at_ms <= nowMs) || (key.expires_at_ms !== null && key.expires_at_ms <= nowMs)) {
+      return { ok: false, refusal: { code: "KEY_INACTIVE" } };
+    }
+    const rules = JSON.parse(key.rules) as Rule[];
+    let ruleWrites = new Map<string, StateChange>();
+    if (rules.length > 0) {
+      const evaluation = evaluateRules(rules, this.ruleStates(key.family_id), nowMs, 1, true);
+      if (!evaluation.decision.allowed) {
+        return { ok: false, refusal: { code: "RATE_LIMITED", retryAfterMs: evaluation.decision.retryAfterMs, deniedBy: evaluation.decision.deniedBy } };
+      }
+      ruleWrites = evaluation.writes;
+    }
+    const spent = (period: string) =>
+      maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, period)?.amount ?? 0;
+    const overDay = key.spend_cap_day !== null && spent(`d:${dayOf(nowMs)}`) + amount > key.spend_cap_day;
+    const overMonth = key.spend_cap_month !== null && spent(`m:${monthOf(nowMs)}`) + amount > key.spend_cap_month;
+    if (overDay || overMonth) return { ok: false, refusal: { code: "SPEND_CAP_EXCEEDED" } };
+    return { ok: true, admitted: { key, ruleWrites } };
+  }
+
+  /** What the key's family has spent in the current UTC day and month, against its caps. */
+  spendOf(key: KeyRow, nowMs: number): KeySpend {
+    const period = (prefix: "d" | "m", name: string, cap: number | null) => {
+      const spent = maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, `${prefix}:${name}`)?.amount ?? 0;
+      return cap === null ? { period: name, spent } : { period: name, spent, cap };
+    };
+    return { keyId: key.key_id, day: period("d", dayOf(nowMs), key.spend_cap_day), month: period("m", monthOf(nowMs), key.spend_cap_month) };
+  }
+
+  /** Records an admitted spend: the key's counters for the day and month, and its rule states. */
+  record(admitted: KeyAdmission | undefined, amount: number, day: string, month: string): void {
+    if (admitted === undefined) return;
+    const familyId = admitted.key.family_id;
+    this.addSpend(familyId, amount, day, month);
+    this.saveRuleStates(familyId, admitted.ruleWrites);
+  }
+
+  /**
+   * The key's rate rules as they stand now, without charging: with `cost` 0, what remains
+   * after the calls so far; with `cost` 1, whether one more call would be admitted. `undefined`
+   * for a key without rules.
+   */
+  limits(key: KeyRow, nowMs: number, cost: number): Decision | undefined {
+    const rules = JSON.parse(key.rules) as Rule[];
+    if (rules.length === 0) return undefined;
+    return evaluateRules(rules, this.ruleStates(key.family_id), nowMs, cost, false).decision;
+  }
+
+  /** Gives one request back to each of the key's rules (never beyond what was taken): an admission another check overruled. */
+  refundRequest(key: KeyRow, nowMs: number): void {
+    const rules = JSON.parse(key.rules) as Rule[];
+    if (rules.length === 0) return;
+    this.saveRuleStates(key.family_id, refundRules(rules, this.ruleStates(key.family_id), nowMs, 1).writes);
+  }
+
+  private saveRuleStates(familyId: string, writes: ReadonlyMap<string, StateChange>): void {
+    for (const [name, { state, expiresAtMs }] of writes) {
+      run(
+        this.sql,
+        `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
+        familyId,
+        name,
+        JSON.stringify(state),
+        expiresAtMs,
+      );
+    }
+  }
+
+  /** Adds `amount` (negative to give back) to a family's counters of the given day and month. */
+  addSpend(familyId: string, amount: number, day: string, month: string): void {
+    if (amount === 0) return;
+    for (const period of [`d:${day}`, `m:${month}`]) {
+      run(
+        this.sql,
+        `INSERT INTO key_spend (family_id, period, amount) VALUES (?, ?, ?)
+         ON CONFLICT (family_id, period) DO UPDATE SET amount = amount + excluded.amount`,
+        familyId,
+        period,
+        amount,
+      );
+    }
+  }
+
+  /** Creates a key and returns it, the only time its secret leaves the object. */
+  insert(
+    accountId: string,
+    spec: { name: string; scopes: string[]; rules: Rule[]; spendCap?: SpendCap; expiresAt?: number; familyId?: string },
+    nowMs: number,
+  ): CreatedKey {
+    const keyId = newKeyId(crypto.getRandomValues(new Uint8Array(8)));
+    const secret = newSecret(crypto.getRandomValues(new Uint8Array(24)));
+    const key = formatKey(accountId, keyId, secret);
+    run(
+      this.sql,
+      `INSERT INTO api_keys (key_id, family_id, name, start, secret_hash, scopes, rules, spend_cap_day, spend_cap_month, created_at_ms, expires_at_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      keyId,
+      spec.familyId ?? keyId,
+      spec.name,
+      `tg_${accountId}_${keyId}`,
+      hashSecret(secret),
+      JSON.stringify(spec.scopes),
+      JSON.stringify(spec.rules),
+      spec.spendCap?.perDay ?? null,
+      spec.spendCap?.perMonth ?? null,
+      nowMs,
+      spec.expiresAt ?? null,
+    );
+    return { keyId, key, info: toKeyInfo(this.require(keyId)) };
+  }
+
+  private ruleStates(familyId: string): Map<string, LimiterState> {
+    const rows = all<{ rule_name: string; state: string }>(this.sql, "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?", familyId);
+    return new Map(rows.map((r) => [r.rule_name, JSON.parse(r.state) as LimiterState]));
+  }
+}

@@ -1,0 +1,150 @@
+import type { Migration } from "../platform/migrations";
+
+/**
+ * Tables of one account's ledger. `entries` is append-only (no statement ever updates or
+ * deletes it); every other table is a view the entries justify, re-checked by the audit.
+ */
+export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "account, entries, grants, holds, idempotency, keys, prices, rollups, audits",
+    up(sql) {
+      sql.exec(`CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        account_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        overdraft_limit INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        granted INTEGER NOT NULL DEFAULT 0,
+        held INTEGER NOT NULL DEFAULT 0,
+        consumed INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        held_debt INTEGER NOT NULL DEFAULT 0,
+        consumed_debt INTEGER NOT NULL DEFAULT 0,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        head_hash TEXT NOT NULL
+      )`);
+      sql.exec(`CREATE TABLE entries (
+        seq INTEGER PRIMARY KEY,
+        entry_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL,
+        granted_after INTEGER NOT NULL,
+        held_after INTEGER NOT NULL,
+        consumed_after INTEGER NOT NULL,
+        expired_after INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      )`);
+      sql.exec("CREATE INDEX entries_by_time ON entries (at_ms, seq)");
+      sql.exec(`CREATE TABLE grants (
+        grant_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        amount INTEGER NOT NULL,
+        remaining INTEGER NOT NULL,
+        consumed INTEGER NOT NULL DEFAULT 0,
+        repaid INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        priority INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        expiry_booked INTEGER NOT NULL DEFAULT 0
+      )`);
+      sql.exec("CREATE INDEX grants_to_expire ON grants (expires_at_ms) WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL");
+      sql.exec(`CREATE TABLE holds (
+        hold_id TEXT PRIMARY KEY,
+        amount INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        key_id TEXT,
+        spend_day TEXT NOT NULL,
+        spend_month TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        settled_at_ms INTEGER
+      )`);
+      sql.exec("CREATE INDEX holds_open ON holds (expires_at_ms) WHERE status = 'open'");
+      sql.exec(`CREATE TABLE hold_allocations (
+        hold_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        grant_id TEXT,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (hold_id, ord)
+      )`);
+      sql.exec(`CREATE TABLE consumptions (
+        entry_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        grant_id TEXT,
+        amount INTEGER NOT NULL,
+        refunded INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (entry_id, ord)
+      )`);
+      sql.exec(`CREATE TABLE idempotency (
+        idempotency_key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+      )`);
+      sql.exec("CREATE INDEX idempotency_by_expiry ON idempotency (expires_at_ms)");
+      sql.exec(`CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        family_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        start TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        rules TEXT NOT NULL,
+        spend_cap_day INTEGER,
+        spend_cap_month INTEGER,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        revoked_at_ms INTEGER,
+        rolled_to TEXT
+      )`);
+      sql.exec(`CREATE TABLE key_spend (
+        family_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (family_id, period)
+      )`);
+      // The limiter's state is stored whole, as JSON, so its shape can grow with new algorithms.
+      sql.exec(`CREATE TABLE key_rule_states (
+        family_id TEXT NOT NULL,
+        rule_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (family_id, rule_name)
+      )`);
+      sql.exec("CREATE TABLE prices (operation TEXT NOT NULL, model TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (operation, model))");
+      sql.exec(`CREATE TABLE price_carries (
+        key_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        model TEXT NOT NULL,
+        carry INTEGER NOT NULL,
+        PRIMARY KEY (key_id, operation, model)
+      )`);
+      sql.exec(`CREATE TABLE usage_rollups (
+        day TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        model TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day, key_id, operation, model)
+      )`);
+      sql.exec("CREATE TABLE audit_reports (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL, body TEXT NOT NULL)");
+      sql.exec(`CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        held INTEGER NOT NULL,
+        consumed INTEGER NOT NULL,
+        expired INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL
+      )`);
+      sql.exec("CREATE INDEX audit_reports_by_time ON audit_reports (at_ms)");
+    },
+  },
+];

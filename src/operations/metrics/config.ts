@@ -1,0 +1,136 @@
+import * as v from "valibot";
+import type { CostItemName } from "../../../rpc/metrics";
+import { ServiceError } from "../../platform/errors";
+import { DAY_MS, HOUR_MS, MINUTE_MS } from "../../path-stats/buckets";
+import { parseJsonVar } from "../../platform/json-var";
+import { parseDuration, parseNamedDurations } from "../../platform/durations";
+import { DEFAULT_RETENTION, MIN_RETENTION } from "../../path-stats/config";
+
+/** The variables metrics and the cost report read (wrangler.toml `[vars]`). */
+export interface MetricsVars {
+  METRICS_SHARDS?: string;
+  METRICS_RETENTION?: string;
+  METRICS_PUSH_EVERY?: string;
+  METRICS_FLUSH_MS?: string;
+  COST_PRICES?: string;
+  COST_BUDGET_USD?: string;
+}
+
+export interface MetricsRetention {
+  minutes: number;
+  hours: number;
+  days: number;
+}
+
+export interface MetricsConfig {
+  /** Rollup objects `metrics:0..shards-1`; an object pushes to the one its id hashes to. */
+  shards: number;
+  retention: MetricsRetention;
+  /** An object pushes its closed minutes once per window of this length (a multiple of a minute). */
+  pushEveryMs: number;
+  /** An isolate flushes its entrypoint counts at most this often (0: after every call). */
+  flushMs: number;
+}
+
+export const MAX_METRICS_SHARDS = 64;
+const DEFAULTS: MetricsConfig = {
+  shards: 4,
+  retention: { minutes: DEFAULT_RETENTION.minutes, hours: DEFAULT_RETENTION.hours, days: DEFAULT_RETENTION.days },
+  pushEveryMs: 5 * MINUTE_MS,
+  flushMs: 5_000,
+};
+
+const cache = new Map<string, MetricsConfig>();
+
+/** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
+export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
+  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_PUSH_EVERY, vars.METRICS_FLUSH_MS]);
+  const cached = cache.get(key);
+  if (cached) return cached;
+  try {
+    const pushEveryMs = blank(vars.METRICS_PUSH_EVERY) ? DEFAULTS.pushEveryMs : parseDuration(vars.METRICS_PUSH_EVERY!);
+    if (pushEveryMs < MINUTE_MS || pushEveryMs > HOUR_MS || HOUR_MS % pushEveryMs !== 0) {
+      throw new Error("METRICS_PUSH_EVERY must be a whole number of minutes that divides an hour (1m..60m)");
+    }
+    const config: MetricsConfig = {
+      shards: intVar("METRICS_SHARDS", vars.METRICS_SHARDS, DEFAULTS.shards, 1, MAX_METRICS_SHARDS),
+      retention: retention(vars.METRICS_RETENTION),
+      pushEveryMs,
+      flushMs: intVar("METRICS_FLUSH_MS", vars.METRICS_FLUSH_MS, DEFAULTS.flushMs, 0, 60_000),
+    };
+    cache.set(key, config);
+    return config;
+  } catch (error) {
+    console.error(`metrics misconfigured: ${(error as Error).message}`);
+    throw new ServiceError("INTERNAL", "metrics are misconfigured");
+  }
+}
+
+const blank = (raw: string | undefined) => raw === undefined || raw.trim() === "";
+
+function intVar(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (blank(raw)) return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer in ${min}..${max}`);
+  return value;
+}
+
+/** Same format and floors as PATH_RETENTION (minutes ≥ 25h so a late push can rebuild its hour). */
+function retention(raw: string | undefined): MetricsRetention {
+  return parseNamedDurations(raw, { variable: "METRICS_RETENTION", defaults: DEFAULTS.retention, bounds: (name) => ({ min: MIN_RETENTION[name] }) });
+}
+
+const price = v.strictObject({
+  /** USD per `per` units beyond the allowance. */
+  usd: v.pipe(v.number(), v.finite(), v.minValue(0)),
+  per: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
+  /** Units included per month. */
+  includedPerMonth: v.pipe(v.number(), v.finite(), v.minValue(0)),
+});
+
+const pricesSchema = v.strictObject({
+  source: v.pipe(v.string(), v.maxLength(2_000)),
+  /** Workers Paid: the monthly subscription, USD. */
+  subscriptionUsdPerMonth: v.pipe(v.number(), v.finite(), v.minValue(0)),
+  workersRequests: price,
+  durableObjectRequests: price,
+  sqliteRowsRead: price,
+  sqliteRowsWritten: price,
+  /** Per GB-month (`per` = 1). */
+  sqliteStoredGbMonths: price,
+});
+
+export type CostPrices = v.InferOutput<typeof pricesSchema>;
+export type PricedItem = Exclude<CostItemName, "subscription">;
+
+/**
+ * Cloudflare's published Workers Paid prices (see docs/metrics.md for the pages): used when
+ * COST_PRICES is unset. wrangler.toml carries the same values so an operator can edit them.
+ */
+export const DEFAULT_COST_PRICES: CostPrices = {
+  source: "https://developers.cloudflare.com/workers/platform/pricing/ and https://developers.cloudflare.com/durable-objects/platform/pricing/",
+  subscriptionUsdPerMonth: 5,
+  workersRequests: { usd: 0.3, per: 1_000_000, includedPerMonth: 10_000_000 },
+  durableObjectRequests: { usd: 0.15, per: 1_000_000, includedPerMonth: 1_000_000 },
+  sqliteRowsRead: { usd: 0.001, per: 1_000_000, includedPerMonth: 25_000_000_000 },
+  sqliteRowsWritten: { usd: 1, per: 1_000_000, includedPerMonth: 50_000_000 },
+  sqliteStoredGbMonths: { usd: 0.2, per: 1, includedPerMonth: 5 },
+};
+
+export function loadCostPrices(vars: MetricsVars): CostPrices {
+  return parseJsonVar("COST_PRICES", vars.COST_PRICES, JSON.stringify(DEFAULT_COST_PRICES), pricesSchema);
+}
+
+/** The monthly budget in USD, or `null` when COST_BUDGET_USD is unset or empty. */
+export function loadCostBudget(vars: MetricsVars): number | null {
+  if (blank(vars.COST_BUDGET_USD)) return null;
+  const value = Number(vars.COST_BUDGET_USD);
+  if (!Number.isFinite(value) || value < 0) {
+    console.error("COST_BUDGET_USD must be a number ≥ 0");
+    throw new ServiceError("INTERNAL", "COST_BUDGET_USD is misconfigured");
+  }
+  return value;
+}
+
+/** 30 days: the month the cost report projects to, as Cloudflare's GB-month does. */
+export const MONTH_MS = 30 * DAY_MS;

@@ -1,0 +1,48 @@
+import { type ErrorCode, type ErrorDetail, errorCodeOf } from "../../rpc/errors";
+
+export { type ErrorCode, type ErrorDetail, errorCodeOf, hasErrorCode } from "../../rpc/errors";
+
+/**
+ * The one error type tollgate throws on purpose. `code` is an own property and the message
+ * starts with `[CODE]`, so both survive Workers RPC (enhanced error serialization) and
+ * capnweb. Never test it with `instanceof` once it has crossed RPC: use `errorCodeOf`.
+ */
+export class ServiceError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: ErrorDetail[];
+
+  constructor(code: ErrorCode, message: string, details?: ErrorDetail[]) {
+    super(`[${code}] ${message}`);
+    this.name = "ServiceError";
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+}
+
+export const invalidArgument = (message: string, details?: ErrorDetail[]) =>
+  new ServiceError("INVALID_ARGUMENT", message, details);
+
+export const notFound = (message: string) => new ServiceError("NOT_FOUND", message);
+
+export const conflict = (message: string) => new ServiceError("CONFLICT", message);
+
+
+/**
+ * The error an outside caller may see: tollgate errors keep their code, message and
+ * details; anything else becomes a bare `[INTERNAL]` so no internal detail leaks.
+ * The result never carries a stack.
+ */
+export function toPublicError(error: unknown): ServiceError {
+  const code = errorCodeOf(error);
+  if (code === undefined || code === "INTERNAL") {
+    return withoutStack(new ServiceError("INTERNAL", "internal error"));
+  }
+  const source = error as { message: string; details?: ErrorDetail[] };
+  const message = source.message.replace(/^\[[A-Z_]+\]\s*/, "");
+  return withoutStack(new ServiceError(code, message, source.details));
+}
+
+function withoutStack(error: ServiceError): ServiceError {
+  Object.defineProperty(error, "stack", { value: "", enumerable: false, writable: true });
+  return error;
+}

@@ -1,0 +1,166 @@
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "./env";
+import { loadMetricsConfig } from "../operations/metrics/config";
+import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "../operations/metrics/instrument";
+import { METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs, recordCall } from "../operations/metrics/object-metrics";
+import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandler, type TaskHandlers } from "./task-scheduler";
+import { applyMigrations, type Migration } from "./migrations";
+import { exportTables, holdsData, importTables, type ObjectDump } from "../operations/backup/tables";
+import { objectDumpSchema } from "../operations/backup/schemas";
+import { parseInput } from "./schemas";
+
+/** What every tollgate object declares: its schema and the kinds of timed work it does. */
+export interface ObjectSpec {
+  /** Names the object's own migration sequence in `_migrations`. */
+  component: string;
+  migrations: readonly Migration[];
+  /**
+   * `false` leaves the object out of metrics (the metrics rollup itself, which would otherwise
+   * count its own pushes forever, and test probes). Default: counted.
+   */
+  metrics?: false;
+}
+
+/** Records a finished call into the object's metrics (a symbol, so it is no RPC method). */
+const RECORD = Symbol("record call");
+
+/**
+ * Shared machinery of the objects: the schema is brought up to date synchronously in
+ * the constructor (so no call ever sees an old schema), and the single alarm is driven by
+ * the `_tasks` table. Subclasses name their task handlers in `taskHandlers()`.
+ *
+ * Every public method of every object class is counted (docs/metrics.md): the constructor
+ * wraps the class's prototype methods once, and `this.sql` counts the rows each call's own
+ * cursors read and write.
+ */
+export abstract class TollgateObject extends DurableObject<Env> {
+  protected readonly sql: SqlStorage;
+  protected readonly scheduler: TaskScheduler;
+  /** The object class counted (`RateLimiterDO`, also when a test subclass runs), or null when not metered. */
+  readonly #kind: string | null;
+  /** Whether the alarm now running did more than push metrics (only then is a push scheduled for it). */
+  #alarmDidWork = false;
+  /** METRICS_PUSH_EVERY, read once per instance (the hot path should not re-read configuration). */
+  #pushEveryMs: number | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec) {
+    super(ctx, env);
+    this.sql = countingSql(ctx.storage.sql, this);
+    applyMigrations(ctx.storage, "scheduler", SCHEDULER_MIGRATIONS);
+    applyMigrations(ctx.storage, spec.component, spec.migrations);
+    this.scheduler = new TaskScheduler(withSql(ctx.storage, this.sql));
+    if (spec.metrics === false) {
+      this.#kind = null;
+      return;
+    }
+    applyMigrations(ctx.storage, "metrics", METRICS_MIGRATIONS);
+    const objectClass = objectClassOf(new.target.prototype);
+    this.#kind = objectClass.constructor.name;
+    instrumentObjectPrototypes(
+      [objectClass, TollgateObject.prototype],
+      (self, outcome) => (self as TollgateObject)[RECORD](outcome),
+      { runAlarm: "alarm" },
+      new Set(),
+    );
+  }
+
+  /** The handlers for this object's task kinds. Each must be safe to run twice. */
+  protected abstract taskHandlers(): TaskHandlers;
+
+  override async alarm(): Promise<void> {
+    await this.runAlarm();
+  }
+
+  /** Every data table, for a backup (Admin only: no entrypoint exposes the object itself). */
+  exportTables(): ObjectDump {
+    return exportTables(this.sql);
+  }
+
+  /**
+   * Restores a backup's tables into this object, which must be empty, then points the alarm at
+   * the restored tasks. The dump is validated here too: the caller is not trusted.
+   */
+  async importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
+    const dump = parseInput(objectDumpSchema, input, "table import");
+    const rows = importTables(this.ctx.storage, dump);
+    this.afterImport();
+    await this.scheduler.rearm();
+    return { rows };
+  }
+
+  /** Whether the object holds any data, so a restore can check every target before writing any. */
+  holdsData(): boolean {
+    return holdsData(this.sql);
+  }
+
+  /**
+   * Called after a restore wrote the tables: an object that keeps something derived from its
+   * tables in memory drops it here (an empty object may have cached its emptiness).
+   */
+  protected afterImport(): void {}
+
+  /** The alarm's work, returning what it did (tests and diagnostics read the report). */
+  protected runAlarm(nowMs: number = Date.now()): Promise<AlarmReport> {
+    this.#alarmDidWork = false;
+    const handlers: Record<string, TaskHandler> = {};
+    for (const [kind, handler] of Object.entries(this.taskHandlers())) {
+      handlers[kind] = (payload, at) => {
+        this.#alarmDidWork = true;
+        return handler(payload, at);
+      };
+    }
+    let pushes = 0;
+    if (this.#kind !== null) {
+      handlers[METRICS_PUSH_TASK] = async (_payload, at) => {
+        await this.#pushMetrics(at);
+        pushes += 1;
+      };
+    }
+    // `ran` counts the object's own tasks; a metrics push is housekeeping, reported apart.
+    return this.scheduler.runDue(handlers, nowMs).then((report) => ({ ...report, ran: report.ran - pushes, metricsPushes: pushes }));
+  }
+
+  /**
+   * One upsert into `_metrics`, written before the call's answer leaves the object (the output
+   * gate holds it until the write is durable), so counts survive any eviction. The push is
+   * scheduled without awaiting: the task row is written synchronously, and the scheduler skips
+   * the write when a push is already due earlier. An alarm that only pushed metrics schedules
+   * no push for itself, or every object would wake itself forever (docs/metrics.md).
+   */
+  [RECORD](outcome: CallOutcome): void {
+    if (this.#kind === null) return;
+    const minute = recordCall(this.ctx.storage.sql, outcome);
+    if (outcome.method === "alarm" && !this.#alarmDidWork) return;
+    const pushEveryMs = (this.#pushEveryMs ??= loadMetricsConfig(this.env).pushEveryMs);
+    this.scheduler
+      .schedule(METRICS_PUSH_TASK, pushDueMs(minute, pushEveryMs), null, METRICS_PUSH_TASK, "earliest")
+      .catch((error: unknown) => console.error("metrics: could not schedule the push", error));
+  }
+
+  async #pushMetrics(nowMs: number): Promise<void> {
+    const config = loadMetricsConfig(this.env);
+    const next = await pushClosedMinutes(this.ctx.storage, this.env, { id: this.ctx.id.toString(), kind: this.#kind!, shards: config.shards }, nowMs);
+    if (next !== null) await this.scheduler.schedule(METRICS_PUSH_TASK, pushDueMs(next, config.pushEveryMs), null, METRICS_PUSH_TASK, "replace");
+  }
+}
+
+/** The class directly below TollgateObject in `prototype`'s chain: what metrics call the object. */
+function objectClassOf(prototype: object): object {
+  let current = prototype;
+  for (;;) {
+    const parent = Object.getPrototypeOf(current) as object;
+    if (parent === TollgateObject.prototype) return current;
+    current = parent;
+  }
+}
+
+/** The storage with `sql` replaced by the counting one, so the scheduler's rows are counted too. */
+function withSql(storage: DurableObjectStorage, sql: SqlStorage): DurableObjectStorage {
+  return new Proxy(storage, {
+    get(target, property) {
+      if (property === "sql") return sql;
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === "function" ? (value as Function).bind(target) : value;
+    },
+  });
+}
