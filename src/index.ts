@@ -3,10 +3,9 @@
  *
  * Entrypoints (each a capability a sibling Worker binds to): `Gateway` (default; also
  * serves capnweb at /rpc), `RateLimits`, `Credits`, `PathStats`, `Admin`.
- * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO`,
- * `MaintenanceDO` (scheduled backups), `AdaptiveLimitsDO` (adaptive limits).
- * `MaintenanceDO` (scheduled backups), `MetricsDO` (metrics rollup shards).
- * `MaintenanceDO` (scheduled backups), `AlertsDO` (alert rules and their delivery).
+ * Durable Objects: `RateLimiterDO`, `CreditLedgerDO`, `PathCollectorDO`, `AggregatorDO` (the data),
+ * `MaintenanceDO` (scheduled backups), `AdaptiveLimitsDO` (adaptive limits), `ProtectionDO` (allow
+ * and deny lists, anomaly flags), `MetricsDO` (metrics rollup shards), `AlertsDO` (alert rules and their delivery).
  */
 import "./operations/metrics/entrypoints";
 export { Gateway as default } from "./gateway/entrypoint";

@@ -2,14 +2,13 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Decision, Rule } from "../rpc/rate-limits";
-import { MINUTE_MS } from "../src/path-stats/buckets";
-import { shardName } from "../src/path-stats/shard";
-import { AGGREGATOR_NAME } from "../src/path-stats/collector-do";
+import { MINUTE_MS } from "../src/platform/buckets";
 import { ReferenceLedger } from "./fixtures/reference-ledger";
 import { mulberry32 as prng } from "./fixtures/prng";
 import type { AlarmRun, RunFault, TaskFault, TaskOutcome } from "./fixtures/faults";
 import { MAX_ATTEMPTS } from "../src/platform/backoff";
 import type { Task } from "../src/platform/task-scheduler";
+import { AGGREGATOR_NAME, shardName } from "../src/platform/names";
 
 /**
  * A mixed workload with faults injected between calls: random evictions, alarms fired early

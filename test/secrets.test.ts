@@ -3,12 +3,11 @@ import { runInDurableObject, SELF } from "cloudflare:test";
 import { newHttpBatchRpcSession, type RpcStub } from "capnweb";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { AdminApi, TollgateRpc } from "../rpc/admin";
-import { MINUTE_MS } from "../src/path-stats/buckets";
-import { shardName } from "../src/path-stats/shard";
-import { AGGREGATOR_NAME } from "../src/path-stats/collector-do";
+import { MINUTE_MS } from "../src/platform/buckets";
 import type { Env } from "../src/platform/env";
 import { PathStatsService } from "../src/path-stats/service";
 import { TEST_ADMIN_TOKEN } from "./fixtures/constants";
+import { AGGREGATOR_NAME, shardName } from "../src/platform/names";
 
 /**
  * Secrets never rest in plaintext: API-key secrets and the admin token appear in no stored

@@ -1,9 +1,13 @@
 import { AggregatorDO } from "../../src/path-stats/aggregator-do";
 import { Partial } from "../../src/path-stats/partial";
+import type { Env } from "../../src/platform/env";
+import type { ObjectControls } from "../../src/platform/tollgate-object";
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
+/** The KV key of the pinned clock. */
+const PINNED = "bench:pinned";
 
 /** What `fill` stores: the same volume of hits whatever the number of distinct clients. */
 export interface FillInput {
@@ -24,21 +28,24 @@ export interface FillInput {
  * between sees the same time the fill does. Never shipped.
  */
 export class BenchAggregatorDO extends AggregatorDO {
-  #pinned: number | null = null;
+  readonly #clock: { pinned: number | null };
+  readonly #controls: ObjectControls;
 
-  protected override now(): number {
-    // Kept in storage too, so an eviction between the fill and the queries changes nothing.
-    this.#pinned ??= (this.ctx.storage.kv.get("bench:pinned") as number | undefined) ?? null;
-    return this.#pinned ?? super.now();
+  constructor(ctx: DurableObjectState, env: Env) {
+    const clock: { pinned: number | null } = { pinned: null };
+    let controls: ObjectControls | undefined;
+    super(ctx, env, {
+      // Kept in storage too, so an eviction between the fill and the queries changes nothing.
+      now: () => (clock.pinned ??= (ctx.storage.kv.get(PINNED) as number | undefined) ?? null) ?? Date.now(),
+      attach: (attached) => (controls = attached),
+    });
+    this.#clock = clock;
+    this.#controls = controls!;
   }
 
   #pin(nowMs: number): void {
-    this.#pinned = nowMs;
-    this.ctx.storage.kv.put("bench:pinned", nowMs);
-  }
-
-  override async alarm(): Promise<void> {
-    await this.runAlarm(this.now());
+    this.#clock.pinned = nowMs;
+    this.ctx.storage.kv.put(PINNED, nowMs);
   }
 
   /** Fills the range ending now (real time, to the minute) and leaves the clock pinned there. */
@@ -70,10 +77,10 @@ export class BenchAggregatorDO extends AggregatorDO {
         minutes++;
       }
       await this.pushMany({ shard: 0, items });
-      await this.runAlarm(dayEnd + 10 * MINUTE_MS);
+      await this.#controls.runAlarm(dayEnd + 10 * MINUTE_MS);
     }
     this.#pin(endMs + 10 * MINUTE_MS);
-    await this.runAlarm(endMs + 10 * MINUTE_MS);
+    await this.#controls.runAlarm(endMs + 10 * MINUTE_MS);
     return { endMs, hits: hit, minutes };
   }
 

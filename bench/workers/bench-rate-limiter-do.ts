@@ -1,11 +1,18 @@
+import type { Env } from "../../src/platform/env";
 import { RateLimiterDO } from "../../src/rate-limits/limiter-do";
+import { costMeter } from "./cost-meter";
 
 /**
- * tollgate's RateLimiterDO, unchanged, plus two bench-only methods. The bench binds
+ * tollgate's RateLimiterDO, unchanged, plus bench-only methods. The bench binds
  * `RATE_LIMITER` to this class, so `check` runs the shipped code on the very object the
- * ceiling's no-op runs on: same constructor (migrations), same isolate, same route.
+ * ceiling's no-op runs on: same constructor (migrations), same isolate, same route. It is
+ * constructed with the cost meter's hooks (bench/workers/cost-meter.ts), as every object is.
  */
 export class BenchRateLimiterDO extends RateLimiterDO {
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env, costMeter.hooks(ctx, "RateLimiterDO"));
+  }
+
   /** The ceiling: everything a call costs except tollgate's own work. */
   async noop(): Promise<null> {
     return null;
@@ -23,5 +30,14 @@ export class BenchRateLimiterDO extends RateLimiterDO {
   /** Bytes this subject occupies on disk (SQLite pages, including tollgate's internal tables). */
   async storedBytes(): Promise<number> {
     return this.ctx.storage.sql.databaseSize;
+  }
+
+  /** See MeteredObject (bench/workers/metered-objects.ts). */
+  benchPing(): null {
+    return null;
+  }
+
+  benchRunAlarm(): Promise<{ ran: number; nextDueMs: number | null }> {
+    return costMeter.runAlarm(this.ctx);
   }
 }

@@ -1,23 +1,37 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { AdminApi, Principal } from "../../rpc/admin";
+import type {
+  BackupInput,
+  BackupManifest,
+  BackupSchedule,
+  BackupScheduleInput,
+  BackupSummary,
+  ImportFromKvInput,
+  ImportFromKvReport,
+  RestoreInput,
+  RestoreReport,
+} from "../../rpc/backup";
 import type { CostReport, MetricsInput, MetricsReport } from "../../rpc/metrics";
-import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
-import type { RetentionSettings } from "../../rpc/retention";
-import type { Env } from "../platform/env";
-import { retentionSettings } from "../platform/retention";
-import { MAINTENANCE_NAME } from "../operations/backup/maintenance-do";
-import { AdaptiveService } from "../operations/adaptive/service";
-import { AlertsService } from "../operations/alerts/service";
-import { BackupService } from "../operations/backup/service";
+import type { RetentionInput, RetentionSettings } from "../../rpc/retention";
 import { CreditsAuditService, CreditsService } from "../credits/service";
 import { GatewayService, type WaitUntil } from "../gateway/service";
+import { AdaptiveService } from "../operations/adaptive/service";
+import { AlertsService } from "../operations/alerts/service";
 import { KvImportService } from "../operations/backup/kv-import-service";
+import { BackupService } from "../operations/backup/service";
 import { MetricsService } from "../operations/metrics/service";
-import { PathStatsService } from "../path-stats/service";
 import { ProtectionService } from "../operations/protection/service";
+import { PathStatsService } from "../path-stats/service";
+import type { Env } from "../platform/env";
+import { MAINTENANCE_NAME } from "../platform/names";
 import { RateLimitsService } from "../rate-limits/service";
+import { retentionSettings } from "./retention-settings";
 
-/** What `authenticate(adminToken)` hands to a capnweb caller: every domain. */
+/**
+ * The one admin surface: every capability. capnweb's `authenticate(adminToken)` hands it out
+ * as `AdminApi`, and the `Admin` entrypoint (src/admin/entrypoint.ts) answers each call with it,
+ * so the two cannot drift apart. The Worker's `waitUntil` lets the gateway record hits after it answers.
+ */
 export class AdminApiTarget extends RpcTarget implements AdminApi {
   readonly #env: Env;
   readonly #waitUntil: WaitUntil;
@@ -81,7 +95,7 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
   }
 
   /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
-  async retention(input?: unknown): Promise<RetentionSettings> {
+  async retention(input?: RetentionInput): Promise<RetentionSettings> {
     return retentionSettings(this.#env, input);
   }
 
@@ -103,10 +117,12 @@ export class AdminApiTarget extends RpcTarget implements AdminApi {
     return new GatewayService(this.#env, this.#waitUntil);
   }
 
+  /** Calls, outcomes, latency and SQLite rows per object class / entrypoint and method (docs/metrics.md). */
   metrics(input: MetricsInput): Promise<MetricsReport> {
     return new MetricsService(this.#env).metrics(input);
   }
 
+  /** The Cloudflare bill estimated from the measured figures, with a monthly projection. */
   costReport(input: MetricsInput): Promise<CostReport> {
     return new MetricsService(this.#env).costReport(input);
   }

@@ -1,109 +1,105 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { Principal } from "../../rpc/admin";
+import type { AdminApi, Principal } from "../../rpc/admin";
+import type {
+  BackupInput,
+  BackupManifest,
+  BackupSchedule,
+  BackupScheduleInput,
+  BackupSummary,
+  ImportFromKvInput,
+  ImportFromKvReport,
+  RestoreInput,
+  RestoreReport,
+} from "../../rpc/backup";
 import type { CostReport, MetricsInput, MetricsReport } from "../../rpc/metrics";
-import type { BackupInput, BackupManifest, BackupSchedule, BackupScheduleInput, BackupSummary, ImportFromKvInput, ImportFromKvReport, RestoreInput, RestoreReport } from "../../rpc/backup";
-import type { RetentionSettings } from "../../rpc/retention";
+import type { RetentionInput, RetentionSettings } from "../../rpc/retention";
+import type { CreditsAuditService, CreditsService } from "../credits/service";
+import type { GatewayService } from "../gateway/service";
+import type { AdaptiveService } from "../operations/adaptive/service";
+import type { AlertsService } from "../operations/alerts/service";
+import type { ProtectionService } from "../operations/protection/service";
+import type { PathStatsService } from "../path-stats/service";
 import type { Env } from "../platform/env";
-import { retentionSettings } from "../platform/retention";
-import { MAINTENANCE_NAME } from "../operations/backup/maintenance-do";
-import { AdaptiveService } from "../operations/adaptive/service";
-import { AlertsService } from "../operations/alerts/service";
-import { BackupService } from "../operations/backup/service";
-import { CreditsAuditService, CreditsService } from "../credits/service";
-import { GatewayService } from "../gateway/service";
-import { KvImportService } from "../operations/backup/kv-import-service";
-import { MetricsService } from "../operations/metrics/service";
-import { PathStatsService } from "../path-stats/service";
-import { ProtectionService } from "../operations/protection/service";
-import { RateLimitsService } from "../rate-limits/service";
+import type { RateLimitsService } from "../rate-limits/service";
+import { AdminApiTarget } from "./admin-api";
 
 /**
  * `Admin`: every capability, for an operator's own Worker. Binding it grants full control,
- * so bind it only where that is intended. The same surface is `AdminApi` over capnweb.
+ * so bind it only where that is intended. Each call is answered by the one admin surface,
+ * `AdminApiTarget` (src/admin/admin-api.ts), which capnweb hands out as `AdminApi`.
  */
-export class Admin extends WorkerEntrypoint<Env> {
+export class Admin extends WorkerEntrypoint<Env> implements AdminApi {
+  readonly #api = new AdminApiTarget(this.env, (promise) => this.ctx.waitUntil(promise));
+
   whoami(): Principal {
-    return { role: "admin" };
+    return this.#api.whoami();
   }
 
   rateLimits(): RateLimitsService {
-    return new RateLimitsService(this.env);
+    return this.#api.rateLimits();
   }
 
   credits(): CreditsService {
-    return new CreditsService(this.env);
+    return this.#api.credits();
   }
 
-  /** Admin-only: hash-chain verification and the ledger self-audit. */
   creditsAudit(): CreditsAuditService {
-    return new CreditsAuditService(this.env);
+    return this.#api.creditsAudit();
   }
 
-  /** Dumps the named ledgers and limiters and all path objects to the R2 bucket `BACKUPS`. */
   backup(input: BackupInput): Promise<BackupManifest> {
-    return new BackupService(this.env).backup(input);
+    return this.#api.backup(input);
   }
 
-  /** Rebuilds the objects of a backup (each must be empty) and verifies them. */
   restore(input: RestoreInput): Promise<RestoreReport> {
-    return new BackupService(this.env).restore(input);
+    return this.#api.restore(input);
   }
 
-  /** Imports the legacy KV limiter's live per-minute counters; resumable by cursor, idempotent. */
   importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport> {
-    return new KvImportService(this.env).importFromKv(input);
+    return this.#api.importFromKv(input);
   }
 
-  /** Sets (or with `everyMs: null` stops) a backup of the same targets every `everyMs`, run by an alarm. */
   scheduleBackups(input: BackupScheduleInput): Promise<BackupSchedule> {
-    return this.env.MAINTENANCE.getByName(MAINTENANCE_NAME).setBackupSchedule(input);
+    return this.#api.scheduleBackups(input);
   }
 
-  /** The backup schedule and its latest runs. */
   backupSchedule(): Promise<BackupSchedule> {
-    return this.env.MAINTENANCE.getByName(MAINTENANCE_NAME).backupSchedule();
+    return this.#api.backupSchedule();
   }
 
-  /** Complete backups in the bucket, newest first. */
   listBackups(): Promise<{ backups: BackupSummary[] }> {
-    return new BackupService(this.env).list();
+    return this.#api.listBackups();
   }
 
-  /** Allow and deny lists, the run-time anomaly policy, and the flag log (docs/protection.md). */
   protection(): ProtectionService {
-    return new ProtectionService(this.env);
+    return this.#api.protection();
   }
 
-  /** The effective retention of every data class (or one): what is kept how long, set where, deleted by what. */
-  async retention(input?: unknown): Promise<RetentionSettings> {
-    return retentionSettings(this.env, input);
+  retention(input?: RetentionInput): Promise<RetentionSettings> {
+    return this.#api.retention(input);
   }
 
-  /** Alert rules, their alerts, acknowledgement and muting (docs/alerts.md). */
   alerts(): AlertsService {
-    return new AlertsService(this.env);
+    return this.#api.alerts();
   }
 
   pathStats(): PathStatsService {
-    return new PathStatsService(this.env);
+    return this.#api.pathStats();
   }
 
-  /** Adaptive limits: policies that tighten named rules while a signal is past a threshold. */
   adaptive(): AdaptiveService {
-    return new AdaptiveService(this.env);
+    return this.#api.adaptive();
   }
 
   gateway(): GatewayService {
-    return new GatewayService(this.env, (promise) => this.ctx.waitUntil(promise));
+    return this.#api.gateway();
   }
 
-  /** Calls, outcomes, latency and SQLite rows per object class / entrypoint and method (docs/metrics.md). */
   metrics(input: MetricsInput): Promise<MetricsReport> {
-    return new MetricsService(this.env).metrics(input);
+    return this.#api.metrics(input);
   }
 
-  /** The Cloudflare bill estimated from the measured figures, with a monthly projection. */
   costReport(input: MetricsInput): Promise<CostReport> {
-    return new MetricsService(this.env).costReport(input);
+    return this.#api.costReport(input);
   }
 }

@@ -1,6 +1,6 @@
-import type { CreatedKey, KeyInfo, KeySpend, SpendCap, SpendDenial } from "../../rpc/credits";
+import type { CreatedKey, KeyInfo, KeySpend, RolledKey, SpendCap, SpendDenial } from "../../rpc/credits";
 import type { Decision, Rule } from "../../rpc/rate-limits";
-import { notFound } from "../platform/errors";
+import { conflict, notFound } from "../platform/errors";
 import { dayOf, monthOf } from "./invariants";
 import { formatKey, hashSecret, newKeyId, newSecret } from "./keys";
 import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-rules";
@@ -162,6 +162,46 @@ export class LedgerKeys {
       spec.expiresAt ?? null,
     );
     return { keyId, key, info: toKeyInfo(this.require(keyId)) };
+  }
+
+  /** Revokes a key from `nowMs` on; a key already revoked keeps its time. */
+  revoke(keyId: string, nowMs: number): KeyInfo {
+    this.require(keyId);
+    run(this.sql, "UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL", nowMs, keyId);
+    return toKeyInfo(this.require(keyId));
+  }
+
+  /**
+   * Replaces a key with a new one of the same name, scopes, rules and caps, in the same family
+   * (so the counters go on). The old key works for `graceMs` more. Run it in a transaction.
+   */
+  roll(accountId: string, keyId: string, graceMs: number, nowMs: number): RolledKey {
+    const old = this.require(keyId);
+    if (old.revoked_at_ms !== null) throw conflict(`key "${keyId}" is revoked`);
+    if (old.rolled_to !== null) throw conflict(`key "${keyId}" was already rolled to "${old.rolled_to}"`);
+    const info = toKeyInfo(old);
+    const created = this.insert(accountId, {
+      name: info.name,
+      scopes: info.scopes,
+      rules: info.rules,
+      spendCap: info.spendCap,
+      expiresAt: info.expiresAt,
+      familyId: old.family_id,
+    }, nowMs);
+    const graceEnd = nowMs + graceMs;
+    if (graceMs === 0) {
+      run(this.sql, "UPDATE api_keys SET revoked_at_ms = ?, rolled_to = ? WHERE key_id = ?", nowMs, created.keyId, old.key_id);
+    } else {
+      run(
+        this.sql,
+        "UPDATE api_keys SET expires_at_ms = MIN(COALESCE(expires_at_ms, ?), ?), rolled_to = ? WHERE key_id = ?",
+        graceEnd,
+        graceEnd,
+        created.keyId,
+        old.key_id,
+      );
+    }
+    return { ...created, previous: toKeyInfo(this.require(old.key_id)) };
   }
 
   private ruleStates(familyId: string): Map<string, LimiterState> {

@@ -1,4 +1,5 @@
 import { RpcTarget } from "cloudflare:workers";
+import type * as v from "valibot";
 import type {
   Account,
   AccountRef,
@@ -42,16 +43,16 @@ import type {
   VoidResult,
 } from "../../rpc/credits";
 import type { Env } from "../platform/env";
-import { invalidArgument } from "../platform/errors";
-import { parseKey } from "./keys";
-import { toHex } from "./sha256";
+import { routeName } from "../platform/routing";
 import { parseInput } from "../platform/schemas";
+import { parseKey } from "./keys";
 import * as s from "./schemas";
+import { toHex } from "./sha256";
 
 /**
- * The credits API: validates at the boundary, then calls the account's CreditLedgerDO
- * (`CREDIT_LEDGER.getByName(accountId)`), so each call is one object round trip. Served by
- * the `Credits` entrypoint and by capnweb's `AdminApi.credits()`.
+ * The credits API: routes each call to the account's CreditLedgerDO
+ * (`CREDIT_LEDGER.getByName(accountId)`), which validates it, so each call is one object round
+ * trip. Served by the `Credits` entrypoint and by capnweb's `AdminApi.credits()`.
  */
 export class CreditsService extends RpcTarget implements CreditsApi {
   readonly #env: Env;
@@ -63,53 +64,56 @@ export class CreditsService extends RpcTarget implements CreditsApi {
 
   /** Creates an account; without `accountId` one is generated (`acc-` and 16 hex digits). */
   async createAccount(input: CreateAccountInput): Promise<Account> {
-    const parsed = parseInput(s.createAccountSchema, input, "createAccount input");
-    const accountId = parsed.accountId ?? `acc-${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
-    return this.#ledger(accountId).createAccount({ ...parsed, accountId });
+    if (isRecord(input) && input.accountId === undefined) {
+      // The account's object is named by its id, so the id is chosen here; the object validates the rest.
+      const accountId = `acc-${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
+      return this.#ledger(accountId).createAccount({ ...input, accountId });
+    }
+    return this.#route(input, s.createAccountSchema, "createAccount input").createAccount(input);
   }
 
   async account(input: AccountRef): Promise<Account> {
-    return this.#ledger(parseInput(s.accountRefSchema, input, "account input").accountId).account(input);
+    return this.#route(input, s.accountRefSchema, "account input").account(input);
   }
 
   async balance(input: BalanceInput): Promise<Balance> {
-    return this.#ledger(parseInput(s.balanceSchema, input, "balance input").accountId).balance(input);
+    return this.#route(input, s.balanceSchema, "balance input").balance(input);
   }
 
   async grant(input: GrantInput): Promise<Entry> {
-    return this.#ledger(parseInput(s.grantSchema, input, "grant input").accountId).grant(input);
+    return this.#route(input, s.grantSchema, "grant input").grant(input);
   }
 
   async debit(input: DebitInput): Promise<DebitResult> {
-    return this.#ledger(parseInput(s.debitSchema, input, "debit input").accountId).debit(input);
+    return this.#route(input, s.debitSchema, "debit input").debit(input);
   }
 
   async reserve(input: ReserveInput): Promise<ReserveResult> {
-    return this.#ledger(parseInput(s.reserveSchema, input, "reserve input").accountId).reserve(input);
+    return this.#route(input, s.reserveSchema, "reserve input").reserve(input);
   }
 
   async commit(input: CommitInput): Promise<CommitResult> {
-    return this.#ledger(parseInput(s.commitSchema, input, "commit input").accountId).commit(input);
+    return this.#route(input, s.commitSchema, "commit input").commit(input);
   }
 
   async void(input: VoidInput): Promise<VoidResult> {
-    return this.#ledger(parseInput(s.voidSchema, input, "void input").accountId).void(input);
+    return this.#route(input, s.voidSchema, "void input").void(input);
   }
 
   async hold(input: { accountId: string; holdId: string }): Promise<Hold> {
-    return this.#ledger(parseInput(s.holdRefSchema, input, "hold input").accountId).hold(input);
+    return this.#route(input, s.holdRefSchema, "hold input").hold(input);
   }
 
   async refund(input: CreditRefundInput): Promise<CreditRefundResult> {
-    return this.#ledger(parseInput(s.refundSchema, input, "refund input").accountId).refund(input);
+    return this.#route(input, s.refundSchema, "refund input").refund(input);
   }
 
   async entries(input: EntriesInput): Promise<EntriesPage> {
-    return this.#ledger(parseInput(s.entriesSchema, input, "entries input").accountId).entries(input);
+    return this.#route(input, s.entriesSchema, "entries input").entries(input);
   }
 
   async createKey(input: CreateKeyInput): Promise<CreatedKey> {
-    return this.#ledger(parseInput(s.createKeySchema, input, "createKey input").accountId).createKey(input);
+    return this.#route(input, s.createKeySchema, "createKey input").createKey(input);
   }
 
   /**
@@ -117,48 +121,53 @@ export class CreditsService extends RpcTarget implements CreditsApi {
    * touching any object; a well-formed key goes straight to the account it names.
    */
   async verifyKey(input: VerifyKeyInput): Promise<VerifyKeyResult> {
+    // Validated here too: a malformed key is answered without an object, and only a valid input may be answered.
     const parsed = parseInput(s.verifyKeySchema, input, "verifyKey input");
     const key = parseKey(parsed.key);
     if (key === undefined) return { valid: false, code: "MALFORMED" };
-    return this.#ledger(key.accountId).verifyKey(parsed);
+    return this.#ledger(key.accountId).verifyKey(input);
   }
 
   async revokeKey(input: KeyRef): Promise<KeyInfo> {
-    return this.#ledger(parseInput(s.keyRefSchema, input, "revokeKey input").accountId).revokeKey(input);
+    return this.#route(input, s.keyRefSchema, "revokeKey input").revokeKey(input);
   }
 
   async rollKey(input: RollKeyInput): Promise<RolledKey> {
-    return this.#ledger(parseInput(s.rollKeySchema, input, "rollKey input").accountId).rollKey(input);
+    return this.#route(input, s.rollKeySchema, "rollKey input").rollKey(input);
   }
 
   async listKeys(input: AccountRef): Promise<{ keys: KeyInfo[] }> {
-    return this.#ledger(parseInput(s.accountRefSchema, input, "listKeys input").accountId).listKeys(input);
+    return this.#route(input, s.accountRefSchema, "listKeys input").listKeys(input);
   }
 
   async setPrices(input: SetPricesInput): Promise<PriceBook> {
-    const parsed = parseInput(s.setPricesSchema, input, "setPrices input");
-    if (parsed.accountId === undefined) throw invalidArgument("accountId is required: the default price book comes from CREDIT_PRICES");
-    return this.#ledger(parsed.accountId).setPrices(parsed);
+    const missing = "accountId is required: the default price book comes from CREDIT_PRICES";
+    return this.#route(input, s.setPricesSchema, "setPrices input", missing).setPrices(input);
   }
 
   async prices(input: AccountRef): Promise<PriceBook> {
-    return this.#ledger(parseInput(s.accountRefSchema, input, "prices input").accountId).prices(input);
+    return this.#route(input, s.accountRefSchema, "prices input").prices(input);
   }
 
   async quote(input: QuoteInput): Promise<Quote> {
-    return this.#ledger(parseInput(s.quoteSchema, input, "quote input").accountId).quote(input);
+    return this.#route(input, s.quoteSchema, "quote input").quote(input);
   }
 
   async charge(input: ChargeInput): Promise<ChargeResult> {
-    return this.#ledger(parseInput(s.chargeSchema, input, "charge input").accountId).charge(input);
+    return this.#route(input, s.chargeSchema, "charge input").charge(input);
   }
 
   async usage(input: UsageInput): Promise<UsageReport> {
-    return this.#ledger(parseInput(s.usageQuerySchema, input, "usage input").accountId).usage(input);
+    return this.#route(input, s.usageQuerySchema, "usage input").usage(input);
   }
 
   #ledger(accountId: string) {
     return this.#env.CREDIT_LEDGER.getByName(accountId);
+  }
+
+  /** The account's ledger; an input without a usable `accountId` is refused here, since no object can be chosen. */
+  #route(input: unknown, schema: v.GenericSchema, what: string, missing?: string) {
+    return this.#ledger(routeName(input, "accountId", s.accountId, { schema, what, missing }));
   }
 }
 
@@ -172,18 +181,23 @@ export class CreditsAuditService extends RpcTarget implements CreditsAuditApi {
   }
 
   async verifyChain(input: AccountRef): Promise<ChainReport> {
-    return this.#ledger(parseInput(s.accountRefSchema, input, "verifyChain input").accountId).verifyChain(input);
+    return this.#route(input, s.accountRefSchema, "verifyChain input").verifyChain(input);
   }
 
   async audit(input: AccountRef): Promise<AuditReport> {
-    return this.#ledger(parseInput(s.accountRefSchema, input, "audit input").accountId).audit(input);
+    return this.#route(input, s.accountRefSchema, "audit input").audit(input);
   }
 
   async auditReports(input: { accountId: string; limit?: number; divergent?: boolean }): Promise<{ reports: AuditReport[] }> {
-    return this.#ledger(parseInput(s.auditReportsSchema, input, "auditReports input").accountId).auditReports(input);
+    return this.#route(input, s.auditReportsSchema, "auditReports input").auditReports(input);
   }
 
-  #ledger(accountId: string) {
-    return this.#env.CREDIT_LEDGER.getByName(accountId);
+  /** The account's ledger; an input without a usable `accountId` is refused here, since no object can be chosen. */
+  #route(input: unknown, schema: v.GenericSchema, what: string) {
+    return this.#env.CREDIT_LEDGER.getByName(routeName(input, "accountId", s.accountId, { schema, what }));
   }
+}
+
+function isRecord(input: unknown): input is Record<string, unknown> {
+  return typeof input === "object" && input !== null && !Array.isArray(input);
 }

@@ -65,6 +65,7 @@ export class AccountApiTarget extends RpcTarget implements AccountApi {
   }
 }
 
+// Validated here, not only by the ledger: the ledger takes any `accountId`, and this capability must refuse one.
 const ownBalanceSchema = v.omit(balanceSchema, ["accountId"]);
 const ownEntriesSchema = v.omit(entriesSchema, ["accountId"]);
 const ownUsageSchema = v.omit(usageQuerySchema, ["accountId"]);

@@ -15,7 +15,9 @@ const amount = integer(1, LEDGER_BOUNDS.maxAmount);
 /** `authorize`: the request as the gateway saw it. `cost` and `estimate` exclude each other. */
 export const authorizeSchema = v.pipe(
   v.strictObject({
-    apiKey: v.optional(v.pipe(v.string(), v.maxLength(GATEWAY_BOUNDS.maxApiKeyLength, `must be at most ${GATEWAY_BOUNDS.maxApiKeyLength} characters`))),
+    apiKey: v.optional(
+      v.pipe(v.string(), v.maxLength(GATEWAY_BOUNDS.maxApiKeyLength, `must be at most ${GATEWAY_BOUNDS.maxApiKeyLength} characters`)),
+    ),
     ip: hitSchema.entries.ip,
     method: hitSchema.entries.method,
     path: hitSchema.entries.path,

@@ -50,6 +50,7 @@ export class GatewayService extends RpcTarget implements GatewayApi {
   }
 
   async authorize(input: unknown): Promise<AuthorizeResult> {
+    // Validated here: it answers some requests itself (a malformed key) and fans out to a limiter and a ledger.
     const parsed = parseInput(authorizeSchema, input, "authorize input");
     // A denied address is refused before any other work (docs/protection.md).
     const result = (await isDenied(this.#env, parsed.ip)) ? ipDenied() : await this.#decide(parsed);
@@ -62,6 +63,7 @@ export class GatewayService extends RpcTarget implements GatewayApi {
    * The upstream status and latency are kept in the settling entry's `meta`.
    */
   async settle(input: unknown): Promise<SettleResult> {
+    // Validated here: the ledger calls it makes (void, commit, hold, debit) are built from it, not forwarded.
     const parsed = parseInput(settleSchema, input, "settle input");
     const { accountId, holdId, actualCost, idempotencyKey } = parsed;
     const ledger = this.#env.CREDIT_LEDGER.getByName(accountId);
@@ -75,7 +77,14 @@ export class GatewayService extends RpcTarget implements GatewayApi {
     if (committed.code === "INSUFFICIENT_CREDITS") {
       // The account cannot cover more than was held: take the hold in full, which it can.
       const hold = await ledger.hold({ accountId, holdId });
-      const capped = await ledger.commit({ accountId, holdId, amount: hold.amount, idempotencyKey: `${idempotencyKey}:capped`, reason: "settle (capped at the hold)", meta });
+      const capped = await ledger.commit({
+        accountId,
+        holdId,
+        amount: hold.amount,
+        idempotencyKey: `${idempotencyKey}:capped`,
+        reason: "settle (capped at the hold)",
+        meta,
+      });
       return capped.ok
         ? { balance: capped.balance.available, outcome: "capped", charged: hold.amount }
         : { balance: capped.balance.available, outcome: "already_settled", charged: 0 };
@@ -139,7 +148,8 @@ export class GatewayService extends RpcTarget implements GatewayApi {
     if (ipOutcome.status === "rejected") throw ipOutcome.reason;
     if (ledgerOutcome.status === "rejected") throw ledgerOutcome.reason;
 
-    const ids = admission === undefined || admission.accountId === undefined ? {} : { accountId: admission.accountId, keyId: admission.keyId! };
+    const ids =
+      admission === undefined || admission.accountId === undefined ? {} : { accountId: admission.accountId, keyId: admission.keyId! };
     const keyLimits = admission?.keyLimits;
     if (admission !== undefined && !admission.ok) {
       const mapped = KEY_CODES[admission.code];
@@ -198,7 +208,9 @@ export class GatewayService extends RpcTarget implements GatewayApi {
   #record(parsed: { ip: string; method: string; path: string }, status: number): void {
     const hit = { ip: parsed.ip, method: parsed.method, path: parsed.path, status };
     this.#waitUntil(
-      new PathStatsService(this.#env).record(hit).catch((error: unknown) => console.error("authorize: recording the hit failed", errorCodeOf(error) ?? error)),
+      new PathStatsService(this.#env)
+        .record(hit)
+        .catch((error: unknown) => console.error("authorize: recording the hit failed", errorCodeOf(error) ?? error)),
     );
   }
 }

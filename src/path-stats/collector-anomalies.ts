@@ -9,7 +9,8 @@ import { mergePolicy } from "../operations/protection/policy";
 import { protectionCacheMs, TtlCache } from "../operations/protection/ttl-cache";
 import type { Migration } from "../platform/migrations";
 import { all, run } from "../platform/sql";
-import { PROTECTION_NAME, type ProtectionSnapshot } from "../operations/protection/protection-do";
+import type { ProtectionSnapshot } from "../operations/protection/protection-do";
+import { PROTECTION_NAME } from "../platform/names";
 
 /**
  * Anomaly detection inside a path collector (docs/protection.md): each client's baseline lives
@@ -115,9 +116,11 @@ export function pruneBaselines(sql: SqlStorage, nowMs: number): number {
  * blocking off (the allow list is unknown, so nobody may be blocked).
  */
 export class ProtectionView {
+  readonly #env: Env;
   readonly #cache: TtlCache<ProtectionSnapshot & { allowSet: CidrSet }>;
 
-  constructor(private readonly env: Env) {
+  constructor(env: Env) {
+    this.#env = env;
     this.#cache = new TtlCache(
       protectionCacheMs(env.PROTECTION_CACHE_MS),
       async () => {
@@ -133,7 +136,7 @@ export class ProtectionView {
       return await this.#cache.get(nowMs);
     } catch (error) {
       console.error("collector: protection state unreachable; flagging without blocking", errorCodeOf(error) ?? String(error));
-      return { policy: { ...mergePolicy(configuredPolicy(this.env)), block: false }, allowSet: new CidrSet([]) };
+      return { policy: { ...mergePolicy(configuredPolicy(this.#env)), block: false }, allowSet: new CidrSet([]) };
     }
   }
 
@@ -152,14 +155,14 @@ export class ProtectionView {
         const subject = `ip:${ip}`;
         const untilMs = nowMs + view.policy.blockMs;
         try {
-          await this.env.RATE_LIMITER.getByName(subject).block({ subject, untilMs, reason: `anomaly: ${detection.rule}` });
+          await this.#env.RATE_LIMITER.getByName(subject).block({ subject, untilMs, reason: `anomaly: ${detection.rule}` });
           blockedUntil = untilMs;
         } catch (error) {
           console.error(`collector: blocking a flagged client (${detection.rule}) failed`, errorCodeOf(error) ?? String(error));
         }
       }
       try {
-        await this.env.PROTECTION.getByName(PROTECTION_NAME).reportFlag({
+        await this.#env.PROTECTION.getByName(PROTECTION_NAME).reportFlag({
           client: detection.client,
           rule: detection.rule,
           at: detection.at,

@@ -1,25 +1,23 @@
-import type { ClientPathStat, ClientStats, StatusClasses } from "../../rpc/path-stats";
+import type { ClientStats } from "../../rpc/path-stats";
 import { loadPathConfig } from "./config";
 import type { Env } from "../platform/env";
 import { invalidArgument } from "../platform/errors";
-import { DAY_MS, MINUTE_MS, floorTo, resolveRange } from "./buckets";
+import { DAY_MS, MINUTE_MS, floorTo, resolveRange } from "../platform/buckets";
 import { OTHER_TEMPLATE } from "./normalize";
-import { isError, type NormalizedHit, Partial, pathKey } from "./partial";
-import { classOf, emptyClasses } from "./report";
-import { shardFromName, shardOf } from "./shard";
+import { Partial, pathKey } from "./partial";
+import { shardOf } from "./shard";
 import { asBytes } from "../sketches/bytes";
 import { parseInput } from "../platform/schemas";
 import { clientQuerySchema, ingestHitsSchema, MAX_PUSH_BATCH, PATH_BOUNDS } from "./schemas";
-import type { TaskHandlers } from "../platform/task-scheduler";
 import type { Migration } from "../platform/migrations";
 import { all, maybeOne, run } from "../platform/sql";
-import { TollgateObject } from "../platform/tollgate-object";
+import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
 import { BASELINES_MIGRATION, type Found, observeHits, ProtectionView, pruneBaselines } from "./collector-anomalies";
+import { AGGREGATOR_NAME, shardFromName } from "../platform/names";
+import { ClientPaths } from "./collector-clients";
 
 /** A closed minute is flushed this long after it ends, so hits still in flight make it. */
 export const FLUSH_DELAY_MS = 2_000;
-/** The name of the one aggregator of this deployment. */
-export const AGGREGATOR_NAME = "global";
 
 /** The `meta` key of the collector's shard number. */
 const SHARD_META_KEY = "shard";
@@ -72,22 +70,11 @@ const MIGRATIONS: readonly Migration[] = [
   BASELINES_MIGRATION,
 ];
 
-type ClientPathRow = {
-  method: string;
-  path: string;
-  requests: number;
-  errors: number;
-  s1xx: number;
-  s2xx: number;
-  s3xx: number;
-  s4xx: number;
-  s5xx: number;
-  s_none: number;
-  first_seen_ms: number;
-  last_seen_ms: number;
-  country: string | null;
-  user_agent: string | null;
-};
+/** A collector's test hooks: the base's, and the name the runtime gave the instance. */
+export interface PathCollectorHooks extends ObjectHooks {
+  /** Default: `ctx.id.name` (an alarm may wake the instance without one). */
+  runtimeName?: () => string | undefined;
+}
 
 /**
  * One collector shard: every client whose id hashes to it (`hash(id) mod PATH_SHARDS`).
@@ -99,20 +86,28 @@ type ClientPathRow = {
  * (shard, minute, flush id): a retried push replaces, a later flush of late hits adds.
  */
 export class PathCollectorDO extends TollgateObject {
+  static readonly #spec: ObjectSpec<PathCollectorDO> = {
+    component: "path-collector",
+    migrations: MIGRATIONS,
+    tasks: (self) => ({
+      flush: (_payload, nowMs) => self.#flush(nowMs),
+      "prune-clients": (_payload, nowMs) => self.#pruneClients(nowMs),
+    }),
+  };
+
   #templates: Set<string> | null = null;
   /** The shard, once known; and whether `meta` holds it (written with the first accepted hits). */
   #shardIndex: number | undefined;
   #shardStored = false;
   readonly #protection: ProtectionView;
+  readonly #clients: ClientPaths;
+  readonly #runtimeName: () => string | undefined;
 
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { component: "path-collector", migrations: MIGRATIONS });
+  constructor(ctx: DurableObjectState, env: Env, hooks: PathCollectorHooks = {}) {
+    super(ctx, env, PathCollectorDO.#spec, hooks);
     this.#protection = new ProtectionView(env);
-  }
-
-  /** The clock; test subclasses pin it. */
-  protected now(): number {
-    return Date.now();
+    this.#clients = new ClientPaths(this.sql);
+    this.#runtimeName = hooks.runtimeName ?? (() => ctx.id.name);
   }
 
   /** Records normalized hits (the `PathStats` service normalizes and routes them here). */
@@ -156,7 +151,7 @@ export class PathCollectorDO extends TollgateObject {
       for (const [bucket, partial] of partials) {
         this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
       }
-      this.#countClientPaths(capped);
+      this.#clients.count(capped);
       found = observeHits(this.sql, capped, protection.policy);
       for (const [key, day] of added) {
         const space = key.indexOf(" ");
@@ -179,52 +174,7 @@ export class PathCollectorDO extends TollgateObject {
     if (shardOf(parsed.client, config.shards) !== this.#shard()) throw invalidArgument("client belongs to another shard");
     const nowMs = this.now();
     const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, nowMs);
-    const rows = all<ClientPathRow>(
-      this.sql,
-      `SELECT method, path, SUM(requests) AS requests, SUM(errors) AS errors, SUM(s1xx) AS s1xx, SUM(s2xx) AS s2xx,
-         SUM(s3xx) AS s3xx, SUM(s4xx) AS s4xx, SUM(s5xx) AS s5xx, SUM(s_none) AS s_none,
-         MIN(first_seen_ms) AS first_seen_ms, MAX(last_seen_ms) AS last_seen_ms,
-         (SELECT country FROM client_paths AS c WHERE c.client = p.client AND c.method = p.method AND c.path = p.path
-            ORDER BY last_seen_ms DESC LIMIT 1) AS country,
-         (SELECT user_agent FROM client_paths AS c WHERE c.client = p.client AND c.method = p.method AND c.path = p.path
-            ORDER BY last_seen_ms DESC LIMIT 1) AS user_agent
-       FROM client_paths AS p
-       WHERE client = ? AND day_ms >= ? AND day_ms < ?
-       GROUP BY method, path
-       ORDER BY requests DESC, method, path`,
-      parsed.client,
-      floorTo(range.from, DAY_MS),
-      range.to,
-    );
-    const paths: ClientPathStat[] = rows.map((row) => {
-      const stat: ClientPathStat = {
-        method: row.method,
-        path: row.path,
-        requests: row.requests,
-        errors: row.errors,
-        firstSeen: row.first_seen_ms,
-        lastSeen: row.last_seen_ms,
-        statusClasses: { "1xx": row.s1xx, "2xx": row.s2xx, "3xx": row.s3xx, "4xx": row.s4xx, "5xx": row.s5xx, none: row.s_none },
-      };
-      if (row.country !== null) stat.country = row.country;
-      if (row.user_agent !== null) stat.userAgent = row.user_agent;
-      return stat;
-    });
-    return {
-      ip: parsed.client,
-      totalRequests: paths.reduce((sum, path) => sum + path.requests, 0),
-      uniquePaths: paths.length,
-      firstSeen: paths.length === 0 ? null : Math.min(...paths.map((path) => path.firstSeen!)),
-      lastSeen: paths.length === 0 ? null : Math.max(...paths.map((path) => path.lastSeen!)),
-      paths,
-    };
-  }
-
-  protected override taskHandlers(): TaskHandlers {
-    return {
-      flush: (_payload, nowMs) => this.flush(nowMs),
-      "prune-clients": (_payload, nowMs) => this.pruneClients(nowMs),
-    };
+    return this.#clients.stats(parsed.client, range);
   }
 
   /**
@@ -232,7 +182,7 @@ export class PathCollectorDO extends TollgateObject {
    * outbox in batches. Idempotent: a second run finds nothing staged, and re-pushing an
    * outbox row replaces it at the aggregator.
    */
-  protected async flush(nowMs: number): Promise<void> {
+  async #flush(nowMs: number): Promise<void> {
     this.#seal(nowMs);
     const shard = this.#shard();
     const aggregator = this.env.AGGREGATOR.getByName(AGGREGATOR_NAME);
@@ -264,7 +214,7 @@ export class PathCollectorDO extends TollgateObject {
   }
 
   /** Forgets per-client counters (and templates) older than the client retention. */
-  protected async pruneClients(nowMs: number): Promise<void> {
+  async #pruneClients(nowMs: number): Promise<void> {
     const { retention } = loadPathConfig(this.env);
     const cutoff = floorTo(nowMs - retention.clients, DAY_MS);
     run(this.sql, "DELETE FROM client_paths WHERE day_ms < ?", cutoff);
@@ -304,73 +254,6 @@ export class PathCollectorDO extends TollgateObject {
     });
   }
 
-  /**
-   * Folds a call's hits into one delta per (client, method, path, day) and upserts each once,
-   * so a batch with repeats writes one row per counter, not one per hit.
-   */
-  #countClientPaths(hits: readonly NormalizedHit[]): void {
-    type Delta = {
-      hit: NormalizedHit; requests: number; errors: number; classes: StatusClasses; first: number; last: number;
-      country?: string; countryAt: number; userAgent?: string; userAgentAt: number;
-    };
-    const deltas = new Map<string, Delta>();
-    for (const hit of hits) {
-      const day = floorTo(hit.at, DAY_MS);
-      const key = JSON.stringify([hit.client, hit.method, hit.path, day]);
-      let delta = deltas.get(key);
-      if (delta === undefined) {
-        delta = { hit, requests: 0, errors: 0, classes: emptyClasses(), first: hit.at, last: hit.at, countryAt: -1, userAgentAt: -1 };
-        deltas.set(key, delta);
-      }
-      delta.requests += 1;
-      if (isError(hit.status)) delta.errors += 1;
-      delta.classes[classOf(hit.status)] += 1;
-      if (hit.at < delta.first) delta.first = hit.at;
-      if (hit.at > delta.last) delta.last = hit.at;
-      // Country and user agent: the latest hit that carried each describes the client now.
-      if (hit.country !== undefined && hit.at >= delta.countryAt) {
-        delta.country = hit.country;
-        delta.countryAt = hit.at;
-      }
-      if (hit.userAgent !== undefined && hit.at >= delta.userAgentAt) {
-        delta.userAgent = hit.userAgent;
-        delta.userAgentAt = hit.at;
-      }
-    }
-    for (const { hit, requests, errors, classes, first, last, country, userAgent } of deltas.values()) {
-      // sql.exec, not run(): the hot path has no use for a changed-row count.
-      this.sql.exec(
-        `INSERT INTO client_paths (client, method, path, day_ms, requests, errors, s1xx, s2xx, s3xx, s4xx, s5xx, s_none,
-           first_seen_ms, last_seen_ms, country, user_agent)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (client, method, path, day_ms) DO UPDATE SET
-           requests = requests + excluded.requests, errors = errors + excluded.errors,
-           s1xx = s1xx + excluded.s1xx, s2xx = s2xx + excluded.s2xx, s3xx = s3xx + excluded.s3xx,
-           s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx, s_none = s_none + excluded.s_none,
-           first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms),
-           last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
-           country = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.country, country) ELSE country END,
-           user_agent = CASE WHEN excluded.last_seen_ms >= last_seen_ms THEN COALESCE(excluded.user_agent, user_agent) ELSE user_agent END`,
-        hit.client,
-        hit.method,
-        hit.path,
-        floorTo(hit.at, DAY_MS),
-        requests,
-        errors,
-        classes["1xx"],
-        classes["2xx"],
-        classes["3xx"],
-        classes["4xx"],
-        classes["5xx"],
-        classes.none,
-        first,
-        last,
-        country ?? null,
-        userAgent ?? null,
-      );
-    }
-  }
-
   #loadTemplates(): Set<string> {
     if (this.#templates === null) {
       this.#templates = new Set(all<{ method: string; path: string }>(this.sql, "SELECT method, path FROM templates").map((row) => pathKey(row.method, row.path)));
@@ -384,11 +267,6 @@ export class PathCollectorDO extends TollgateObject {
     return maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", key)!.value;
   }
 
-  /** The name the runtime gave this instance; an alarm may wake it without one. Tests override it. */
-  protected runtimeName(): string | undefined {
-    return this.ctx.id.name;
-  }
-
   /**
    * The shard this collector serves: from its name, or, when the runtime woke it without one
    * (an alarm after an eviction or restart: `ctx.id.name` is not always set there), from `meta`,
@@ -397,7 +275,7 @@ export class PathCollectorDO extends TollgateObject {
    */
   #shard(): number {
     if (this.#shardIndex !== undefined) return this.#shardIndex;
-    const shard = shardFromName(this.runtimeName()) ?? this.#storedShard();
+    const shard = shardFromName(this.#runtimeName()) ?? this.#storedShard();
     if (shard === null) throw invalidArgument("this object is not a collector shard (name it shard:<n>)");
     this.#shardIndex = shard;
     return shard;

@@ -2,8 +2,9 @@ import { ServiceError } from "../platform/errors";
 import { compileRoutes, type RoutePattern } from "./normalize";
 import { DEFAULT_SHARDS, MAX_SHARDS } from "./shard";
 import { IP_MODES, type IpMode } from "./privacy";
-import { DAY_MS, HOUR_MS } from "./buckets";
+import { DAY_MS, HOUR_MS } from "../platform/buckets";
 import { parseNamedDurations } from "../platform/durations";
+import { DEFAULT_ROLLUP_RETENTION, MIN_ROLLUP_RETENTION } from "../platform/rollup-compaction";
 
 /** Re-exported: the duration format every retention-like variable shares. */
 export { parseDuration } from "../platform/durations";
@@ -37,12 +38,9 @@ export interface PathConfig {
 }
 
 export const DEFAULT_MAX_TEMPLATES = 1_000;
-export const DEFAULT_RETENTION: Retention = { minutes: 26 * HOUR_MS, hours: 35 * DAY_MS, days: 400 * DAY_MS, clients: 30 * DAY_MS };
-/**
- * Floors of each retention. Minutes must outlive the aggregator's 24-hour acceptance window
- * (a late push recomputes its hour from the minutes); hours must cover a day being compacted.
- */
-export const MIN_RETENTION: Retention = { minutes: 25 * HOUR_MS, hours: 2 * DAY_MS, days: 2 * DAY_MS, clients: DAY_MS };
+export const DEFAULT_RETENTION: Retention = { ...DEFAULT_ROLLUP_RETENTION, clients: 30 * DAY_MS };
+/** Floors of each retention: the rollups' (see MIN_ROLLUP_RETENTION), and a day of client counters. */
+export const MIN_RETENTION: Retention = { ...MIN_ROLLUP_RETENTION, clients: DAY_MS };
 
 const cache = new Map<string, PathConfig>();
 

@@ -1,7 +1,7 @@
 import * as v from "valibot";
 import { MAX_RAW_PATH, METHODS, normalizeMethod } from "./normalize";
 import { parseIp } from "./ip";
-import { MAX_RANGE_MS, NAMED_RANGES } from "./buckets";
+import { MAX_RANGE_MS, NAMED_RANGES } from "../platform/buckets";
 import { integer, text } from "../platform/schemas";
 
 /** Bounds of path statistics input (docs/path-stats.md). */

@@ -6,27 +6,24 @@ import type {
 import { loadPathConfig, type PathConfig } from "./config";
 import type { Env } from "../platform/env";
 import { invalidArgument, ServiceError } from "../platform/errors";
-import { AGGREGATOR_NAME } from "./collector-do";
 import { csvHeader, csvRow, jsonRow } from "./export-format";
 import { normalizeMethod, normalizePath } from "./normalize";
 import type { NormalizedHit } from "./partial";
 import { clientIdOf } from "./privacy";
-import { shardName, shardOf } from "./shard";
+import { shardOf } from "./shard";
 import { parseInput } from "../platform/schemas";
-import {
-  clientStatsSchema, exportSchema, globalStatsSchema, hitSchema, PATH_BOUNDS, pathDetailSchema, recordManySchema,
-  timeSeriesSchema, topClientsSchema, topPathsSchema,
-} from "./schemas";
-import { resolveRange } from "./buckets";
-import * as v from "valibot";
+import { clientStatsSchema, exportSchema, hitSchema, PATH_BOUNDS, recordManySchema } from "./schemas";
+import { resolveRange } from "../platform/buckets";
+import type * as v from "valibot";
+import { AGGREGATOR_NAME, shardName } from "../platform/names";
 
 /** Rows per export page: one aggregator call each. */
 const EXPORT_PAGE = 500;
 
 /**
- * The path-statistics API: validates and normalizes at the boundary, applies the IP privacy
- * mode, routes each hit to its collector shard (`hash(client) mod PATH_SHARDS`), and answers
- * queries from the aggregator's rollups (or, for `clientStats`, from the client's one shard).
+ * The path-statistics API: validates and normalizes hits, applies the IP privacy mode, routes
+ * each hit to its collector shard (`hash(client) mod PATH_SHARDS`), and passes queries on to
+ * the aggregator, which validates them (or, for `clientStats`, asks the client's one shard).
  * Served by the `PathStats` entrypoint and by capnweb's `AdminApi.pathStats()`.
  */
 export class PathStatsService extends RpcTarget implements PathStatsApi {
@@ -37,6 +34,8 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
     this.#env = env;
   }
 
+  // record, recordMany and clientStats validate here: the collector takes normalized hits and
+  // client ids, which only this service computes (privacy mode, shard), never the caller's input.
   async record(input: RecordInput): Promise<void> {
     const hit = parseInput(hitSchema, input, "record input");
     await this.#ingest([hit], "");
@@ -56,28 +55,23 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
   }
 
   async globalStats(input: { range: StatsRange }): Promise<GlobalStats> {
-    const parsed = parseInput(globalStatsSchema, input, "globalStats input");
-    return this.#aggregator().globalStats(parsed);
+    return this.#aggregator().globalStats(input);
   }
 
   async timeSeries(input: { range: StatsRange }): Promise<TimeSeries> {
-    const parsed = parseInput(timeSeriesSchema, input, "timeSeries input");
-    return this.#aggregator().timeSeries(parsed);
+    return this.#aggregator().timeSeries(input);
   }
 
   async topPaths(input: TopPathsInput): Promise<TopPaths> {
-    const parsed = parseInput(topPathsSchema, input, "topPaths input");
-    return this.#aggregator().topPaths(parsed);
+    return this.#aggregator().topPaths(input);
   }
 
   async topClients(input: { range: StatsRange; limit?: number }): Promise<TopClients> {
-    const parsed = parseInput(topClientsSchema, input, "topClients input");
-    return this.#aggregator().topClients(parsed);
+    return this.#aggregator().topClients(input);
   }
 
   async pathDetail(input: { range: StatsRange; path: string; method?: string }): Promise<PathDetail> {
-    const parsed = parseInput(pathDetailSchema, input, "pathDetail input");
-    return this.#aggregator().pathDetail(parsed);
+    return this.#aggregator().pathDetail(input);
   }
 
   /**
@@ -86,6 +80,7 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
    * absolute times when the export starts, so every page reads the same range.
    */
   async export(input: { range: StatsRange; format: ExportFormat }): Promise<ReadableStream<Uint8Array>> {
+    // Validated here: the stream's pages are asked for later, and a bad input must fail this call, not the stream.
     const parsed = parseInput(exportSchema, input, "export input");
     const range = typeof parsed.range === "string" ? resolveRange(parsed.range, Date.now()) : parsed.range;
     const aggregator = this.#aggregator();
@@ -101,7 +96,9 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
           started = true;
           chunk += csv ? csvHeader() : "[";
         }
-        const page = await aggregator.exportPage(cursor === undefined ? { range, limit: EXPORT_PAGE } : { range, cursor, limit: EXPORT_PAGE });
+        const page = await aggregator.exportPage(
+          cursor === undefined ? { range, limit: EXPORT_PAGE } : { range, cursor, limit: EXPORT_PAGE },
+        );
         for (const row of page.rows) {
           if (csv) chunk += csvRow(row);
           else {
@@ -136,7 +133,9 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
       const where = prefix === "" ? "" : `${prefix}${i}.`;
       const at = hit.at ?? nowMs;
       if (at < nowMs - PATH_BOUNDS.maxAgeMs || at > nowMs + PATH_BOUNDS.maxSkewMs) {
-        throw invalidArgument(`${where}at must be within 1 hour before and 1 minute after now`, [{ path: `${where}at`, message: "outside the accepted window" }]);
+        throw invalidArgument(`${where}at must be within 1 hour before and 1 minute after now`, [
+          { path: `${where}at`, message: "outside the accepted window" },
+        ]);
       }
       const path = normalizePath(hit.path, config.routes);
       if (path === null) throw invalidArgument(`${where}path is not a path`);
@@ -154,7 +153,9 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
       ips.push(hit.ip);
     }
     const results = await Promise.all(
-      [...byShard].map(([shard, shardHits]) => this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest({ hits: shardHits, ips: ipsByShard.get(shard)! })),
+      [...byShard].map(([shard, shardHits]) =>
+        this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest({ hits: shardHits, ips: ipsByShard.get(shard)! }),
+      ),
     );
     return results.reduce((sum, result) => sum + result.accepted, 0);
   }

@@ -1,4 +1,4 @@
-import { DAY_MS, HOUR_MS } from "../path-stats/buckets";
+import { DAY_MS, HOUR_MS } from "./buckets";
 
 /** Parses `"26h"`, `"35d"`, `"90m"` into milliseconds. */
 export function parseDuration(text: string): number {

@@ -1,4 +1,4 @@
-import { type Coverage, DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, floorTo } from "../path-stats/buckets";
+import { type Coverage, DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, floorTo } from "./buckets";
 import { all, maybeOne, run } from "./sql";
 
 /**
@@ -22,6 +22,14 @@ export interface RollupRetention {
   hours: number;
   days: number;
 }
+
+/** The default retention of rollups (PATH_RETENTION and METRICS_RETENTION alike). */
+export const DEFAULT_ROLLUP_RETENTION: RollupRetention = { minutes: 26 * HOUR_MS, hours: 35 * DAY_MS, days: 400 * DAY_MS };
+/**
+ * Floors of each retention. Minutes must outlive the aggregator's 24-hour acceptance window
+ * (a late push recomputes its hour from the minutes); hours must cover a day being compacted.
+ */
+export const MIN_ROLLUP_RETENTION: RollupRetention = { minutes: 25 * HOUR_MS, hours: 2 * DAY_MS, days: 2 * DAY_MS };
 
 const COARSER: Record<Granularity, Granularity | null> = { minute: "hour", hour: "day", day: null };
 const FINER: Record<"hour" | "day", Granularity> = { hour: "minute", day: "hour" };

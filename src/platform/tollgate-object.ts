@@ -1,16 +1,20 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env";
-import { loadMetricsConfig } from "../operations/metrics/config";
-import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "../operations/metrics/instrument";
-import { METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs, recordCall } from "../operations/metrics/object-metrics";
+import { loadMetricsConfig } from "./metering/config";
+import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "./metering/instrument";
+import { METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs, recordCall } from "./metering/object-metrics";
 import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandler, type TaskHandlers } from "./task-scheduler";
 import { applyMigrations, type Migration } from "./migrations";
-import { exportTables, holdsData, importTables, type ObjectDump } from "../operations/backup/tables";
-import { objectDumpSchema } from "../operations/backup/schemas";
+import { exportTables, holdsData, importTables, type ObjectDump, objectDumpSchema } from "./table-dump";
 import { parseInput } from "./schemas";
 
-/** What every tollgate object declares: its schema and the kinds of timed work it does. */
-export interface ObjectSpec {
+/**
+ * What every tollgate object declares: its schema and the kinds of timed work it does.
+ * `Self` is the object class, so `tasks` and `afterImport` can reach its `#private` members
+ * (declare the spec as a static `#private` field of the class). They are functions of the
+ * object, not methods on it: nothing here is reachable over RPC.
+ */
+export interface ObjectSpec<Self extends TollgateObject = TollgateObject> {
   /** Names the object's own migration sequence in `_migrations`. */
   component: string;
   migrations: readonly Migration[];
@@ -19,15 +23,39 @@ export interface ObjectSpec {
    * count its own pushes forever, and test probes). Default: counted.
    */
   metrics?: false;
+  /** The handlers for this object's task kinds. Each must be safe to run twice. */
+  tasks(self: Self): TaskHandlers;
+  /**
+   * Called after a restore wrote the tables: an object that keeps something derived from its
+   * tables in memory drops it here (an empty object may have cached its emptiness).
+   */
+  afterImport?(self: Self): void;
 }
 
-/** Records a finished call into the object's metrics (a symbol, so it is no RPC method). */
-const RECORD = Symbol("record call");
+/** What the base hands to a test subclass through `ObjectHooks.attach`; never reachable over RPC. */
+export interface ObjectControls {
+  /** Runs the alarm's work as if the clock read `nowMs`, and reports what it did. */
+  runAlarm(nowMs: number): Promise<AlarmReport>;
+}
+
+/**
+ * What a test subclass may change. Production objects are built with none: the Workers
+ * runtime calls every object class with `(ctx, env)` only.
+ */
+export interface ObjectHooks {
+  /** The clock that every call and the platform alarm read. Default: `Date.now`. */
+  now?: () => number;
+  /** Wraps the task handlers (fault injection in the chaos test). */
+  wrapTasks?: (handlers: TaskHandlers) => TaskHandlers;
+  /** Receives the object's controls, synchronously, during construction. */
+  attach?: (controls: ObjectControls) => void;
+}
+
 
 /**
  * Shared machinery of the objects: the schema is brought up to date synchronously in
  * the constructor (so no call ever sees an old schema), and the single alarm is driven by
- * the `_tasks` table. Subclasses name their task handlers in `taskHandlers()`.
+ * the `_tasks` table. Subclasses name their task handlers in their spec's `tasks`.
  *
  * Every public method of every object class is counted (docs/metrics.md): the constructor
  * wraps the class's prototype methods once, and `this.sql` counts the rows each call's own
@@ -36,6 +64,10 @@ const RECORD = Symbol("record call");
 export abstract class TollgateObject extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
   protected readonly scheduler: TaskScheduler;
+  /** The clock (a field, not a method: fields are not reachable over RPC). */
+  protected readonly now: () => number;
+  readonly #spec: ObjectSpec;
+  readonly #wrapTasks: (handlers: TaskHandlers) => TaskHandlers;
   /** The object class counted (`RateLimiterDO`, also when a test subclass runs), or null when not metered. */
   readonly #kind: string | null;
   /** Whether the alarm now running did more than push metrics (only then is a push scheduled for it). */
@@ -43,8 +75,12 @@ export abstract class TollgateObject extends DurableObject<Env> {
   /** METRICS_PUSH_EVERY, read once per instance (the hot path should not re-read configuration). */
   #pushEveryMs: number | undefined;
 
-  constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec) {
+  constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec, hooks: ObjectHooks = {}) {
     super(ctx, env);
+    this.#spec = spec;
+    this.now = hooks.now ?? Date.now;
+    this.#wrapTasks = hooks.wrapTasks ?? ((handlers) => handlers);
+    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs) });
     this.sql = countingSql(ctx.storage.sql, this);
     applyMigrations(ctx.storage, "scheduler", SCHEDULER_MIGRATIONS);
     applyMigrations(ctx.storage, spec.component, spec.migrations);
@@ -58,17 +94,34 @@ export abstract class TollgateObject extends DurableObject<Env> {
     this.#kind = objectClass.constructor.name;
     instrumentObjectPrototypes(
       [objectClass, TollgateObject.prototype],
-      (self, outcome) => (self as TollgateObject)[RECORD](outcome),
-      { runAlarm: "alarm" },
+      (self, outcome) => (self as TollgateObject).#record(outcome),
+      {},
       new Set(),
     );
   }
 
-  /** The handlers for this object's task kinds. Each must be safe to run twice. */
-  protected abstract taskHandlers(): TaskHandlers;
-
+  /** The alarm reads the same clock as the calls, so lazy and alarm-driven work agree. */
   override async alarm(): Promise<void> {
-    await this.runAlarm();
+    const requested = this.#requestedRun;
+    const run = this.#runAlarm(requested?.nowMs ?? this.now());
+    if (requested !== null) requested.report = run;
+    await run;
+  }
+
+  /** A test's alarm run at `nowMs`, made through `alarm()` itself so metrics count it as the platform's would be. */
+  #requestedRun: { nowMs: number; report?: Promise<AlarmReport> } | null = null;
+
+  #runAlarmAsCalled(nowMs: number): Promise<AlarmReport> {
+    const requested: { nowMs: number; report?: Promise<AlarmReport> } = { nowMs };
+    this.#requestedRun = requested;
+    let done: Promise<void>;
+    try {
+      // The base's own (metered) alarm, even where a test subclass switched the platform alarm off.
+      done = TollgateObject.prototype.alarm.call(this);
+    } finally {
+      this.#requestedRun = null;
+    }
+    return done.then(() => requested.report!);
   }
 
   /** Every data table, for a backup (Admin only: no entrypoint exposes the object itself). */
@@ -83,7 +136,7 @@ export abstract class TollgateObject extends DurableObject<Env> {
   async importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
     const dump = parseInput(objectDumpSchema, input, "table import");
     const rows = importTables(this.ctx.storage, dump);
-    this.afterImport();
+    this.#spec.afterImport?.(this);
     await this.scheduler.rearm();
     return { rows };
   }
@@ -93,17 +146,11 @@ export abstract class TollgateObject extends DurableObject<Env> {
     return holdsData(this.sql);
   }
 
-  /**
-   * Called after a restore wrote the tables: an object that keeps something derived from its
-   * tables in memory drops it here (an empty object may have cached its emptiness).
-   */
-  protected afterImport(): void {}
-
   /** The alarm's work, returning what it did (tests and diagnostics read the report). */
-  protected runAlarm(nowMs: number = Date.now()): Promise<AlarmReport> {
+  #runAlarm(nowMs: number): Promise<AlarmReport> {
     this.#alarmDidWork = false;
     const handlers: Record<string, TaskHandler> = {};
-    for (const [kind, handler] of Object.entries(this.taskHandlers())) {
+    for (const [kind, handler] of Object.entries(this.#wrapTasks(this.#spec.tasks(this)))) {
       handlers[kind] = (payload, at) => {
         this.#alarmDidWork = true;
         return handler(payload, at);
@@ -127,7 +174,7 @@ export abstract class TollgateObject extends DurableObject<Env> {
    * the write when a push is already due earlier. An alarm that only pushed metrics schedules
    * no push for itself, or every object would wake itself forever (docs/metrics.md).
    */
-  [RECORD](outcome: CallOutcome): void {
+  #record(outcome: CallOutcome): void {
     if (this.#kind === null) return;
     const minute = recordCall(this.ctx.storage.sql, outcome);
     if (outcome.method === "alarm" && !this.#alarmDidWork) return;

@@ -1,4 +1,5 @@
 import { RpcTarget } from "cloudflare:workers";
+import type * as v from "valibot";
 import type {
   AcquireInput,
   AcquireResult,
@@ -25,7 +26,8 @@ import type {
   UnblockResult,
 } from "../../rpc/rate-limits";
 import type { Env } from "../platform/env";
-import { parseInput } from "../platform/schemas";
+import { routeName } from "../platform/routing";
+import { objectName, parseInput } from "../platform/schemas";
 import {
   acquireInputSchema,
   blockInputSchema,
@@ -41,7 +43,7 @@ import {
 } from "./schemas";
 
 /**
- * The rate-limit API: validates at the boundary, then calls the subject's RateLimiterDO.
+ * The rate-limit API: routes each call to its subject's RateLimiterDO, which validates it.
  * Served by the `RateLimits` entrypoint and by capnweb's `AdminApi.rateLimits()`.
  */
 export class RateLimitsService extends RpcTarget implements RateLimitsApi {
@@ -53,8 +55,7 @@ export class RateLimitsService extends RpcTarget implements RateLimitsApi {
   }
 
   async check(input: CheckInput): Promise<Decision> {
-    const parsed = parseInput(checkInputSchema, input, "check input");
-    return this.#limiter(parsed.subject).check(parsed);
+    return this.#route(input, checkInputSchema, "check input").check(input);
   }
 
   /**
@@ -64,6 +65,7 @@ export class RateLimitsService extends RpcTarget implements RateLimitsApi {
    * retry-safe: each subject's check is keyed `<key>#<index>` and its refund `<key>#<index>:refund`.
    */
   async checkMany(input: CheckManyInput): Promise<CheckManyResult> {
+    // Validated here too: it fans out to several objects and must refuse before any of them is charged.
     const parsed = parseInput(checkManyInputSchema, input, "checkMany input");
     const key = parsed.idempotencyKey;
     const settled = await Promise.allSettled(
@@ -112,56 +114,51 @@ export class RateLimitsService extends RpcTarget implements RateLimitsApi {
   }
 
   async peek(input: PeekInput): Promise<Decision> {
-    const parsed = parseInput(peekInputSchema, input, "peek input");
-    return this.#limiter(parsed.subject).peek(parsed);
+    return this.#route(input, peekInputSchema, "peek input").peek(input);
   }
 
   async reset(input: ResetInput): Promise<ResetResult> {
-    const parsed = parseInput(resetInputSchema, input, "reset input");
-    return this.#limiter(parsed.subject).reset(parsed);
+    return this.#route(input, resetInputSchema, "reset input").reset(input);
   }
 
   async refund(input: RefundInput): Promise<RefundResult> {
-    const parsed = parseInput(refundInputSchema, input, "refund input");
-    return this.#limiter(parsed.subject).refund(parsed);
+    return this.#route(input, refundInputSchema, "refund input").refund(input);
   }
 
   async acquire(input: AcquireInput): Promise<AcquireResult> {
-    const parsed = parseInput(acquireInputSchema, input, "acquire input");
-    return this.#limiter(parsed.subject).acquire(parsed);
+    return this.#route(input, acquireInputSchema, "acquire input").acquire(input);
   }
 
   async release(input: ReleaseInput): Promise<ReleaseResult> {
-    const parsed = parseInput(releaseInputSchema, input, "release input");
-    return this.#limiter(parsed.subject).release(parsed);
+    return this.#route(input, releaseInputSchema, "release input").release(input);
   }
 
   async heartbeat(input: HeartbeatInput): Promise<HeartbeatResult> {
-    const parsed = parseInput(heartbeatInputSchema, input, "heartbeat input");
-    return this.#limiter(parsed.subject).heartbeat(parsed);
+    return this.#route(input, heartbeatInputSchema, "heartbeat input").heartbeat(input);
   }
 
   async setOverride(input: SetOverrideInput): Promise<OverrideResult> {
-    const parsed = parseInput(setOverrideInputSchema, input, "setOverride input");
-    return this.#limiter(parsed.subject).setOverride(parsed);
+    return this.#route(input, setOverrideInputSchema, "setOverride input").setOverride(input);
   }
 
   async clearOverride(input: SubjectInput): Promise<ClearOverrideResult> {
-    const parsed = parseInput(subjectInputSchema, input, "clearOverride input");
-    return this.#limiter(parsed.subject).clearOverride(parsed);
+    return this.#route(input, subjectInputSchema, "clearOverride input").clearOverride(input);
   }
 
   async block(input: BlockInput): Promise<BlockResult> {
-    const parsed = parseInput(blockInputSchema, input, "block input");
-    return this.#limiter(parsed.subject).block(parsed);
+    return this.#route(input, blockInputSchema, "block input").block(input);
   }
 
   async unblock(input: SubjectInput): Promise<UnblockResult> {
-    const parsed = parseInput(subjectInputSchema, input, "unblock input");
-    return this.#limiter(parsed.subject).unblock(parsed);
+    return this.#route(input, subjectInputSchema, "unblock input").unblock(input);
   }
 
   #limiter(subject: string) {
     return this.#env.RATE_LIMITER.getByName(subject);
+  }
+
+  /** The subject's limiter; an input without a usable subject is refused here, since no object can be chosen. */
+  #route(input: unknown, schema: v.GenericSchema, what: string) {
+    return this.#limiter(routeName(input, "subject", objectName, { schema, what }));
   }
 }

@@ -1,11 +1,11 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RecordInput } from "../../rpc/path-stats";
-import { MINUTE_MS } from "../../src/path-stats/buckets";
+import { MINUTE_MS } from "../../src/platform/buckets";
 import { normalizePath } from "../../src/path-stats/normalize";
 import { clientIdOf } from "../../src/path-stats/privacy";
-import { shardName } from "../../src/path-stats/shard";
 import { mulberry32 } from "../fixtures/prng";
+import { shardName } from "../../src/platform/names";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 

@@ -2,14 +2,15 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RecordInput } from "../../rpc/path-stats";
-import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../../src/path-stats/buckets";
+import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../../src/platform/buckets";
 import { OTHER_TEMPLATE } from "../../src/path-stats/normalize";
 import { type NormalizedHit, Partial as PathPartial } from "../../src/path-stats/partial";
 import { clientIdOf } from "../../src/path-stats/privacy";
-import { shardName, shardOf } from "../../src/path-stats/shard";
+import { shardOf } from "../../src/path-stats/shard";
 import type { Env } from "../../src/platform/env";
 import { PathStatsService } from "../../src/path-stats/service";
 import { codeOf } from "../fixtures/errors";
+import { shardName } from "../../src/platform/names";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DAY_MS, HOUR_MS, MINUTE_MS, planRange, resolveRange } from "../../src/path-stats/buckets";
+import { DAY_MS, HOUR_MS, MINUTE_MS, planRange, resolveRange } from "../../src/platform/buckets";
 import { formatIp, parseIp } from "../../src/path-stats/ip";
 import { compileRoutes, normalizeMethod, normalizePath } from "../../src/path-stats/normalize";
 import { clientIdOf } from "../../src/path-stats/privacy";

@@ -193,3 +193,25 @@ describe("overrides", () => {
     expect((await stub.peek({ subject, policy: "per-ip" })).rules.map((r) => [r.name, r.limit])).toEqual([["kept", 3]]);
   });
 });
+
+describe("restore into a limiter that has already answered", () => {
+  it("applies the restored block and override at once, not what it cached while empty", async () => {
+    const source = limiter("restore:source");
+    const rules = [rule("fixed_window", 5)];
+    await source.block({ subject: "restore:source", untilMs: Date.now() + HOUR, reason: "abuse" });
+    await source.setOverride({ subject: "restore:source", rules: [rule("fixed_window", 1, "tight")] });
+    const dump = await source.exportTables();
+
+    // The empty target reads (and caches) "no block, no override", then receives the tables.
+    const subject = "restore:target";
+    const target = limiter(subject);
+    expect((await target.peek({ subject, rules })).allowed).toBe(true);
+    await target.importTables(dump);
+
+    expect(await target.peek({ subject, rules })).toMatchObject({ allowed: false, blocked: { reason: "abuse" } });
+    await target.unblock({ subject });
+    // The restored override ("tight", 1) replaces the rules the call names.
+    expect(await target.check({ subject, rules })).toMatchObject({ allowed: true, limit: 1 });
+    expect(await target.check({ subject, rules })).toMatchObject({ allowed: false, deniedBy: ["tight"] });
+  });
+});

@@ -1,6 +1,6 @@
 import { CHANGES_TTL_MS, KEEP_CHANGES } from "../../platform/retention";
 import type {
-  AdaptivePolicy, AdaptivePolicyState, AdaptiveSignal, AdaptiveState, AdjustedRule, LevelChange, SetAdaptivePolicyResult,
+  AdaptivePolicy, AdaptivePolicyState, AdaptiveState, AdjustedRule, LevelChange, SetAdaptivePolicyResult,
 } from "../../../rpc/adaptive";
 import type { Rule } from "../../../rpc/rate-limits";
 import { combineFactors, describeFactors, factorsOf, type Leveled, type RuleFactors, scaleRule, toRuleFactors } from "./adjust";
@@ -8,23 +8,16 @@ import { step } from "./controller";
 import { loadPolicies } from "../../rate-limits/policies";
 import type { Env } from "../../platform/env";
 import { invalidArgument, ServiceError } from "../../platform/errors";
-import { floorTo, MINUTE_MS, resolveRange } from "../../path-stats/buckets";
+import { resolveRange } from "../../platform/buckets";
 import { adaptivePolicySchema, ADAPTIVE_BOUNDS, historyInputSchema, policyNameInputSchema } from "./schemas";
 import { parseInput } from "../../platform/schemas";
-import type { TaskHandlers } from "../../platform/task-scheduler";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, one, run } from "../../platform/sql";
-import { AGGREGATOR_NAME } from "../../path-stats/collector-do";
-import { TollgateObject } from "../../platform/tollgate-object";
+import { type ObjectControls, type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
+import { ADAPTIVE_LIMITS_NAME } from "../../platform/names";
+import { aggregatorSignals, type SignalRead } from "./signal";
 
-/** The one adaptive controller of a deployment. */
-export const ADAPTIVE_LIMITS_NAME = "global";
-/**
- * A signal reads only minutes that ended at least this long ago: a collector pushes a closed
- * minute 2 s after it ends and the aggregator compacts it 2 s later. So a reading at `t`
- * covers whole minutes up to `floor(t − 5 s)`: data about 5–65 s old.
- */
-export const SIGNAL_SETTLE_MS = 5_000;
+export { SIGNAL_SETTLE_MS } from "./signal";
 /** Level changes kept (the newest), and for how long at most. */
 export { CHANGES_TTL_MS, KEEP_CHANGES };
 
@@ -86,6 +79,20 @@ type ChangeRow = {
 
 const taskId = (name: string) => `evaluate:${name}`;
 
+/** What `AdaptiveLimitsHooks.attach` hands a test subclass: the base's controls plus one evaluation. */
+export interface AdaptiveLimitsControls extends ObjectControls {
+  /** Runs one policy's evaluation task body, as a retried alarm would. */
+  evaluate(name: string, nowMs: number): Promise<void>;
+}
+
+/** What a test subclass may change besides the base's hooks (production passes none). */
+export interface AdaptiveLimitsHooks extends Omit<ObjectHooks, "attach"> {
+  /** Wraps the signal reader (a test makes reads fail, as an unreachable aggregator would). */
+  wrapSignalRead?: (read: SignalRead) => SignalRead;
+  /** Receives the object's controls, synchronously, during construction. */
+  attach?: (controls: AdaptiveLimitsControls) => void;
+}
+
 /**
  * Adaptive limits (docs/adaptive-limits.md): the policies, each one's level, and the record of
  * every level change. Each policy is evaluated by its own recurring task: the signal is read
@@ -95,16 +102,29 @@ const taskId = (name: string) => `evaluate:${name}`;
  * every few seconds, never one per check.
  */
 export class AdaptiveLimitsDO extends TollgateObject {
+  static readonly #spec: ObjectSpec<AdaptiveLimitsDO> = {
+    component: "adaptive-limits",
+    migrations: MIGRATIONS,
+    tasks: (self) => ({
+      evaluate: (payload, nowMs) => self.#evaluate((payload as { name: string }).name, nowMs),
+    }),
+    // Limiters ask an empty controller for its factors too: a restore must not leave that answer cached.
+    afterImport: (self) => {
+      self.#factors = undefined;
+    },
+  };
+
   /** The combined factors, rebuilt from storage after any change (an eviction just drops it). */
   #factors: RuleFactors | undefined;
+  readonly #readSignal: SignalRead;
 
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { component: "adaptive-limits", migrations: MIGRATIONS });
-  }
-
-  /** The clock; test subclasses pin it. */
-  protected now(): number {
-    return Date.now();
+  constructor(ctx: DurableObjectState, env: Env, hooks: AdaptiveLimitsHooks = {}) {
+    const { attach, wrapSignalRead, ...objectHooks } = hooks;
+    let base: ObjectControls | undefined;
+    super(ctx, env, AdaptiveLimitsDO.#spec, { ...objectHooks, attach: (controls) => (base = controls) });
+    const read = aggregatorSignals(env);
+    this.#readSignal = wrapSignalRead?.(read) ?? read;
+    attach?.({ ...base!, evaluate: (name, nowMs) => this.#evaluate(name, nowMs) });
   }
 
   /** Creates or replaces a policy. A replaced policy keeps its level (capped at its stage count). */
@@ -184,7 +204,7 @@ export class AdaptiveLimitsDO extends TollgateObject {
     const ratePolicies = this.#ratePolicies();
     return {
       policies: this.#rows().map((row) => this.#stateOf(row, ratePolicies)),
-      effective: describeFactors(this.adjustmentsNow(), ratePolicies),
+      effective: describeFactors(this.#adjustmentsNow(), ratePolicies),
     };
   }
 
@@ -214,23 +234,12 @@ export class AdaptiveLimitsDO extends TollgateObject {
 
   /** The factors every limiter applies now, across all policies (the limiters cache this per isolate). */
   async adjustments(): Promise<RuleFactors> {
-    return this.adjustmentsNow();
+    return this.#adjustmentsNow();
   }
 
-  protected adjustmentsNow(): RuleFactors {
+  #adjustmentsNow(): RuleFactors {
     this.#factors ??= combineFactors(this.#rows().filter((row) => row.level > 0).map((row) => this.#leveled(row)), this.#ratePolicies());
     return this.#factors;
-  }
-
-  /** Limiters ask an empty controller for its factors too: a restore must not leave that answer cached. */
-  protected override afterImport(): void {
-    this.#factors = undefined;
-  }
-
-  protected override taskHandlers(): TaskHandlers {
-    return {
-      evaluate: (payload, nowMs) => this.evaluate((payload as { name: string }).name, nowMs),
-    };
   }
 
   /**
@@ -239,14 +248,14 @@ export class AdaptiveLimitsDO extends TollgateObject {
    * A failed reading holds the level (and is shown as `lastError`); it does not throw, so the
    * policy keeps its cadence instead of backing off.
    */
-  protected async evaluate(name: string, nowMs: number): Promise<void> {
+  async #evaluate(name: string, nowMs: number): Promise<void> {
     const row = this.#row(name);
     if (row === undefined) return;
     const policy = JSON.parse(row.definition) as AdaptivePolicy;
     let value: number | null = null;
     let error: string | null = null;
     try {
-      value = await this.readSignal(policy.signal, nowMs);
+      value = await this.#readSignal(policy.signal, nowMs);
     } catch (caught) {
       error = caught instanceof Error ? caught.message.slice(0, 500) : String(caught);
       console.error(`adaptive policy ${name}: reading its signal failed; level held`, error);
@@ -282,42 +291,6 @@ export class AdaptiveLimitsDO extends TollgateObject {
       }
     }
     await this.scheduler.schedule("evaluate", nowMs + every, { name }, taskId(name), "replace");
-  }
-
-  /** The signal's value at `nowMs` over whole, settled minutes; `null` when there is too little data. */
-  protected async readSignal(signal: AdaptiveSignal, nowMs: number): Promise<number | null> {
-    const windowMs = signal.windowMs ?? ADAPTIVE_BOUNDS.defaultWindowMs;
-    const to = floorTo(nowMs - SIGNAL_SETTLE_MS, MINUTE_MS);
-    const range = { from: to - windowMs, to };
-    const aggregator = this.env.AGGREGATOR.getByName(AGGREGATOR_NAME);
-    const minRequests = "minRequests" in signal ? (signal.minRequests ?? ADAPTIVE_BOUNDS.defaultMinRequests) : 0;
-    switch (signal.kind) {
-      case "error_rate":
-      case "request_rate": {
-        const series = await aggregator.timeSeries({ range });
-        let requests = 0;
-        let errors = 0;
-        let rateLimited = 0;
-        for (const point of series.points) {
-          requests += point.requests;
-          errors += point.errors;
-          rateLimited += point.rateLimited;
-        }
-        if (signal.kind === "request_rate") return requests / (windowMs / 1_000);
-        const served = requests - rateLimited;
-        return served === 0 || served < minRequests ? null : errors / served;
-      }
-      case "p99_latency": {
-        if (signal.path === undefined) {
-          const stats = await aggregator.globalStats({ range });
-          return stats.totalRequests < minRequests || stats.totalRequests === 0 ? null : stats.latency.p99;
-        }
-        const detail = await aggregator.pathDetail({ range, path: signal.path, ...(signal.method === undefined ? {} : { method: signal.method }) });
-        const requests = detail.methods.reduce((sum, stat) => sum + stat.requests, 0);
-        const p99s = detail.methods.map((stat) => stat.latency?.p99).filter((p99): p99 is number => typeof p99 === "number");
-        return requests === 0 || requests < minRequests || p99s.length === 0 ? null : Math.max(...p99s);
-      }
-    }
   }
 
   #assertSingleton(): void {

@@ -4,13 +4,11 @@ import type {
 } from "../../../rpc/adaptive";
 import { adjustmentsCache } from "./adjustments-cache";
 import type { Env } from "../../platform/env";
-import { ADAPTIVE_LIMITS_NAME } from "./adaptive-limits-do";
-import { adaptivePolicySchema, historyInputSchema, policyNameInputSchema } from "./schemas";
-import { parseInput } from "../../platform/schemas";
+import { ADAPTIVE_LIMITS_NAME } from "../../platform/names";
 
 /**
- * Adaptive limits for operators (docs/adaptive-limits.md): validates at the boundary, then
- * calls the one `AdaptiveLimitsDO`. Served by `Admin.adaptive()` and capnweb's `AdminApi.adaptive()`.
+ * Adaptive limits for operators (docs/adaptive-limits.md): passes each call to the one
+ * `AdaptiveLimitsDO`, which validates it. Served by `Admin.adaptive()` and capnweb's `AdminApi.adaptive()`.
  */
 export class AdaptiveService extends RpcTarget implements AdaptiveApi {
   readonly #env: Env;
@@ -21,16 +19,14 @@ export class AdaptiveService extends RpcTarget implements AdaptiveApi {
   }
 
   async setPolicy(input: AdaptivePolicy): Promise<SetAdaptivePolicyResult> {
-    const parsed = parseInput(adaptivePolicySchema, input, "adaptive policy");
-    const result = await this.#controller().setPolicy(parsed);
+    const result = await this.#controller().setPolicy(input);
     // Limiters in this isolate see the change on their next call; others within their refresh.
     adjustmentsCache.forget();
     return result;
   }
 
   async deletePolicy(input: { name: string }): Promise<{ deleted: boolean }> {
-    const parsed = parseInput(policyNameInputSchema, input, "deletePolicy input");
-    const result = await this.#controller().deletePolicy(parsed);
+    const result = await this.#controller().deletePolicy(input);
     adjustmentsCache.forget();
     return result;
   }
@@ -44,8 +40,7 @@ export class AdaptiveService extends RpcTarget implements AdaptiveApi {
   }
 
   async history(input?: AdaptiveHistoryInput): Promise<{ changes: LevelChange[] }> {
-    const parsed = parseInput(historyInputSchema, input, "history input");
-    return this.#controller().history(parsed);
+    return this.#controller().history(input);
   }
 
   #controller() {

@@ -1,12 +1,10 @@
 import { RpcTarget } from "cloudflare:workers";
 import type { Alert, AlertRule, AlertRuleView, AlertsApi, ListAlertsInput } from "../../../rpc/alerts";
 import type { Env } from "../../platform/env";
-import { ALERTS_NAME } from "./alerts-do";
-import { alertRefSchema, alertRuleSchema, listAlertsInputSchema, muteSchema, ruleRefSchema } from "./schemas";
-import { parseInput } from "../../platform/schemas";
+import { ALERTS_NAME } from "../../platform/names";
 
 /**
- * The alerts API: validates at the boundary, then calls the one `AlertsDO`. Served by
+ * The alerts API: passes each call to the one `AlertsDO`, which validates it. Served by
  * `Admin.alerts()` and by capnweb's `AdminApi.alerts()`.
  */
 export class AlertsService extends RpcTarget implements AlertsApi {
@@ -18,11 +16,11 @@ export class AlertsService extends RpcTarget implements AlertsApi {
   }
 
   async setRule(input: AlertRule): Promise<AlertRuleView> {
-    return this.#alerts().setRule(parseInput(alertRuleSchema, input, "alert rule"));
+    return this.#alerts().setRule(input);
   }
 
   async deleteRule(input: { ruleId: string }): Promise<{ deleted: boolean }> {
-    return this.#alerts().deleteRule(parseInput(ruleRefSchema, input, "deleteRule input"));
+    return this.#alerts().deleteRule(input);
   }
 
   async rules(): Promise<{ rules: AlertRuleView[] }> {
@@ -30,19 +28,19 @@ export class AlertsService extends RpcTarget implements AlertsApi {
   }
 
   async list(input?: ListAlertsInput): Promise<{ alerts: Alert[] }> {
-    return this.#alerts().list(parseInput(listAlertsInputSchema, input, "list input"));
+    return this.#alerts().list(input);
   }
 
   async acknowledge(input: { alertId: string }): Promise<Alert> {
-    return this.#alerts().acknowledge(parseInput(alertRefSchema, input, "acknowledge input"));
+    return this.#alerts().acknowledge(input);
   }
 
   async mute(input: { ruleId: string; untilMs: number }): Promise<AlertRuleView> {
-    return this.#alerts().mute(parseInput(muteSchema, input, "mute input"));
+    return this.#alerts().mute(input);
   }
 
   async unmute(input: { ruleId: string }): Promise<AlertRuleView> {
-    return this.#alerts().unmute(parseInput(ruleRefSchema, input, "unmute input"));
+    return this.#alerts().unmute(input);
   }
 
   #alerts() {

@@ -1,17 +1,10 @@
 import type { ControlBinding } from "../../../rpc/backup";
 import type { Env } from "../../platform/env";
-import { ADAPTIVE_LIMITS_NAME } from "../adaptive/adaptive-limits-do";
-import { ALERTS_NAME } from "../alerts/alerts-do";
-import { MAINTENANCE_NAME } from "./maintenance-do";
-import { PROTECTION_NAME } from "../protection/protection-do";
+import { ADAPTIVE_LIMITS_NAME, ALERTS_NAME, MAINTENANCE_NAME, PROTECTION_NAME } from "../../platform/names";
 
 /** A deployment-wide object that belongs to no account or subject, so a backup needs no name for it. */
 export interface ControlObject {
-  /**
-   * The instances to back up. A function, called at backup time: sharded objects depend on the
-   * configuration, and maintenance-do.ts imports this module through the backup service, so its
-   * name must not be read while the modules are still loading.
-   */
+  /** The instances to back up. A function, called at backup time: a sharded object's names depend on the configuration. */
   names(env: Env): readonly string[];
   /** What it holds (docs/operations.md lists the same). */
   holds: string;
@@ -40,5 +33,7 @@ export function isControlBinding(binding: string): binding is ControlBinding {
 
 /** Every control object instance, as `[binding, name]` pairs in registry order. */
 export function controlTargets(env: Env): [ControlBinding, string][] {
-  return CONTROL_BINDINGS.flatMap((binding) => CONTROL_OBJECTS[binding].names(env).map((name): [ControlBinding, string] => [binding, name]));
+  return CONTROL_BINDINGS.flatMap((binding) =>
+    CONTROL_OBJECTS[binding].names(env).map((name): [ControlBinding, string] => [binding, name]),
+  );
 }

@@ -24,7 +24,9 @@ export class KvImportService {
   }
 
   async importFromKv(input: ImportFromKvInput): Promise<ImportFromKvReport> {
-    const { limit, ruleName = "minute", subjectPrefix = "", cursor, batch = 500 } = parseInput(importFromKvInputSchema, input, "importFromKv input");
+    // Validated here: the input is not forwarded; it shapes a check on each legacy counter's limiter.
+    const parsed = parseInput(importFromKvInputSchema, input, "importFromKv input");
+    const { limit, ruleName = "minute", subjectPrefix = "", cursor, batch = 500 } = parsed;
     const kv = this.#env.LEGACY_KV;
     if (kv === undefined) throw new ServiceError("INTERNAL", "no LEGACY_KV namespace is bound (see docs/operations.md)");
     const page = await kv.list({ prefix: LEGACY_PREFIX, cursor, limit: batch });

@@ -2,14 +2,12 @@ import type { BackupSchedule, BackupScheduleInput } from "../../../rpc/backup";
 import type { Env } from "../../platform/env";
 import { backupScheduleInputSchema } from "./schemas";
 import { parseInput } from "../../platform/schemas";
-import type { TaskHandlers } from "../../platform/task-scheduler";
 import { BackupService } from "./service";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
-import { TollgateObject } from "../../platform/tollgate-object";
+import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
+import { MAINTENANCE_NAME } from "../../platform/names";
 
-/** The one maintenance object's name. */
-export const MAINTENANCE_NAME = "maintenance";
 /** Runs kept in the history. */
 const KEEP_RUNS = 50;
 
@@ -54,12 +52,14 @@ function targetsOf(row: ScheduleRow): Required<Targets> {
  * recorded after its backup completes, so a retried or doubled alarm skips it.
  */
 export class MaintenanceDO extends TollgateObject {
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { component: "maintenance", migrations: MIGRATIONS });
-  }
+  static readonly #spec: ObjectSpec<MaintenanceDO> = {
+    component: "maintenance",
+    migrations: MIGRATIONS,
+    tasks: (self) => ({ "scheduled-backup": (payload, nowMs) => self.#scheduledBackup(payload, nowMs) }),
+  };
 
-  protected now(): number {
-    return Date.now();
+  constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
+    super(ctx, env, MaintenanceDO.#spec, hooks);
   }
 
   async setBackupSchedule(input: unknown): Promise<BackupSchedule> {
@@ -99,28 +99,25 @@ export class MaintenanceDO extends TollgateObject {
     return { everyMs: row.every_ms, ...targetsOf(row), nextAt: row.next_slot_ms, runs };
   }
 
-  protected override taskHandlers(): TaskHandlers {
-    return {
-      "scheduled-backup": async (payload, nowMs) => {
-        const { slotMs } = payload as { slotMs: number };
-        const row = maybeOne<ScheduleRow>(this.sql, "SELECT every_ms, targets, next_slot_ms FROM backup_schedule WHERE id = 1");
-        if (row === undefined) return;
-        const done = maybeOne(this.sql, "SELECT 1 AS done FROM backup_runs WHERE slot_ms = ?", slotMs) !== undefined;
-        if (!done) {
-          // The control objects include this one: its dump is taken through its own stub, mid-run,
-          // so a restore of it finds this slot's task due and no run recorded, and backs up once more.
-          const manifest = await new BackupService(this.env).backup({ to: "r2", ...targetsOf(row) });
-          run(this.sql, "INSERT OR IGNORE INTO backup_runs (slot_ms, backup_id, at_ms) VALUES (?, ?, ?)", slotMs, manifest.backupId, nowMs);
-          run(this.sql, "DELETE FROM backup_runs WHERE slot_ms NOT IN (SELECT slot_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT ?)", KEEP_RUNS);
-        }
-        // The next slot follows this one; slots missed while the object was down are skipped.
-        let next = slotMs + row.every_ms;
-        if (next <= nowMs) next = nowMs + row.every_ms;
-        if (row.next_slot_ms <= slotMs) {
-          run(this.sql, "UPDATE backup_schedule SET next_slot_ms = ? WHERE id = 1", next);
-          await this.scheduler.schedule("scheduled-backup", next, { slotMs: next }, "scheduled-backup", "replace");
-        }
-      },
-    };
+  /** One scheduled slot's backup: at most once per slot, however often the task runs. */
+  async #scheduledBackup(payload: unknown, nowMs: number): Promise<void> {
+    const { slotMs } = payload as { slotMs: number };
+    const row = maybeOne<ScheduleRow>(this.sql, "SELECT every_ms, targets, next_slot_ms FROM backup_schedule WHERE id = 1");
+    if (row === undefined) return;
+    const done = maybeOne(this.sql, "SELECT 1 AS done FROM backup_runs WHERE slot_ms = ?", slotMs) !== undefined;
+    if (!done) {
+      // The control objects include this one: its dump is taken through its own stub, mid-run,
+      // so a restore of it finds this slot's task due and no run recorded, and backs up once more.
+      const manifest = await new BackupService(this.env).backup({ to: "r2", ...targetsOf(row) });
+      run(this.sql, "INSERT OR IGNORE INTO backup_runs (slot_ms, backup_id, at_ms) VALUES (?, ?, ?)", slotMs, manifest.backupId, nowMs);
+      run(this.sql, "DELETE FROM backup_runs WHERE slot_ms NOT IN (SELECT slot_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT ?)", KEEP_RUNS);
+    }
+    // The next slot follows this one; slots missed while the object was down are skipped.
+    let next = slotMs + row.every_ms;
+    if (next <= nowMs) next = nowMs + row.every_ms;
+    if (row.next_slot_ms <= slotMs) {
+      run(this.sql, "UPDATE backup_schedule SET next_slot_ms = ? WHERE id = 1", next);
+      await this.scheduler.schedule("scheduled-backup", next, { slotMs: next }, "scheduled-backup", "replace");
+    }
   }
 }

@@ -19,32 +19,6 @@ export const restoreInputSchema = v.strictObject({
   control: v.optional(v.boolean()),
 });
 
-/** A stored value in a dump: SQLite's scalars, with blobs as base64 (`{ b64 }`). */
-const cell = v.union([
-  v.null(),
-  v.string(),
-  v.pipe(v.number(), v.check((n) => Number.isFinite(n), "must be finite")),
-  v.strictObject({ b64: v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")) }),
-]);
-
-const identifier = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a plain SQL identifier"));
-
-/** One object's tables, as `exportTables` writes them. Never trusted: `importTables` re-checks against its own schema. */
-export const objectDumpSchema = v.strictObject({
-  format: v.literal(1),
-  versions: v.record(text(1, 64), integer(0, 1_000_000)),
-  tables: v.pipe(
-    v.array(
-      v.strictObject({
-        name: identifier,
-        columns: v.pipe(v.array(identifier), v.minLength(1), v.maxLength(200)),
-        rows: v.array(v.array(cell)),
-      }),
-    ),
-    v.maxLength(100),
-  ),
-});
-
 export const importFromKvInputSchema = v.strictObject({
   limit: integer(1, 1_000_000_000),
   ruleName: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be a rule name"))),

@@ -1,14 +1,13 @@
 import type { BackedUpObject, BackupInput, BackupManifest, BackupSummary, RestoreInput, RestoreReport } from "../../../rpc/backup";
 import { CONTROL_BINDINGS, controlTargets, isControlBinding } from "./control-objects";
-import type { ObjectDump } from "./tables";
+import type { ObjectDump } from "../../platform/table-dump";
 import { loadPathConfig } from "../../path-stats/config";
 import type { Env } from "../../platform/env";
 import * as v from "valibot";
 import { conflict, invalidArgument, notFound, ServiceError } from "../../platform/errors";
-import { AGGREGATOR_NAME } from "../../path-stats/collector-do";
-import { shardName } from "../../path-stats/shard";
 import { backupInputSchema, DATA_BINDINGS, manifestSchema, restoreInputSchema } from "./schemas";
 import { parseInput } from "../../platform/schemas";
+import { AGGREGATOR_NAME, shardName } from "../../platform/names";
 
 const PREFIX = "backups/";
 
@@ -26,8 +25,9 @@ const MANIFEST = manifestSchema<Binding>([...DATA_BINDINGS, ...CONTROL_BINDINGS]
  * Backups to the R2 bucket `BACKUPS`: one JSON dump per object plus a manifest with every
  * table's row count, under `backups/<backupId>/`. The objects are the named ledgers and
  * limiters, the path objects, and the control objects of src/operations/backup/control-objects.ts.
- * Restore checks that every target is empty, writes each dump into its object, then verifies: row counts against the manifest, and every ledger's hash chain and
- * totals by a full audit. Admin only.
+ * Restore checks that every target is empty, writes each dump into its object, then verifies:
+ * row counts against the manifest, and every ledger's hash chain and totals by a full audit.
+ * Admin only.
  */
 export class BackupService {
   readonly #env: Env;
@@ -36,11 +36,14 @@ export class BackupService {
     this.#env = env;
   }
 
+  // backup and restore validate here: each reads or writes many objects and the bucket, and must refuse before the first.
   async backup(input: BackupInput): Promise<BackupManifest> {
-    const { accounts = [], subjects = [], paths = true, control = true, protection } = parseInput(backupInputSchema, input, "backup input");
+    const parsed = parseInput(backupInputSchema, input, "backup input");
+    const { accounts = [], subjects = [], paths = true, control = true, protection } = parsed;
     const bucket = this.#bucket();
     const createdAt = Date.now();
-    const backupId = `b-${createdAt}-${[...crypto.getRandomValues(new Uint8Array(4))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+    const suffix = [...crypto.getRandomValues(new Uint8Array(4))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const backupId = `b-${createdAt}-${suffix}`;
     const targets: [Binding, string][] = [
       ...[...new Set(accounts)].map((name): [Binding, string] => ["CREDIT_LEDGER", name]),
       ...[...new Set(subjects)].map((name): [Binding, string] => ["RATE_LIMITER", name]),
@@ -74,7 +77,9 @@ export class BackupService {
     const checked = v.safeParse(MANIFEST, stored);
     if (!checked.success || checked.output.backupId !== backupId) throw invalidArgument(`backup ${backupId} has a malformed manifest`);
     const named = new Set(checked.output.objects.map((object) => `${object.binding}/${object.name}`));
-    if (named.size !== checked.output.objects.length) throw invalidArgument(`backup ${backupId} has a malformed manifest (an object named twice)`);
+    if (named.size !== checked.output.objects.length) {
+      throw invalidArgument(`backup ${backupId} has a malformed manifest (an object named twice)`);
+    }
     const objects = checked.output.objects.filter((object) => control || !isControlBinding(object.binding));
     // Every object is checked before any is written: a conflict anywhere leaves everything as it was.
     const occupied: string[] = [];
@@ -82,7 +87,8 @@ export class BackupService {
       if (await this.#stub(object.binding, object.name).holdsData()) occupied.push(`${object.binding}/${object.name}`);
     }
     if (occupied.length > 0) {
-      throw conflict(`restore only into empty objects; these hold data: ${occupied.slice(0, 10).join(", ")}${occupied.length > 10 ? ` and ${occupied.length - 10} more` : ""}`);
+      const more = occupied.length > 10 ? ` and ${occupied.length - 10} more` : "";
+      throw conflict(`restore only into empty objects; these hold data: ${occupied.slice(0, 10).join(", ")}${more}`);
     }
     const problems: string[] = [];
     let rows = 0;
@@ -105,7 +111,9 @@ export class BackupService {
       }
       if (object.binding === "CREDIT_LEDGER") {
         const audit = await this.#env.CREDIT_LEDGER.getByName(object.name).audit({ accountId: object.name });
-        if (!audit.chain.ok) problems.push(`${where}: hash chain broken at seq ${audit.chain.brokenAtSeq ?? "?"} (${audit.chain.reason ?? ""})`);
+        if (!audit.chain.ok) {
+          problems.push(`${where}: hash chain broken at seq ${audit.chain.brokenAtSeq ?? "?"} (${audit.chain.reason ?? ""})`);
+        }
         for (const violation of audit.violations) problems.push(`${where}: ${violation}`);
       }
     }
@@ -121,7 +129,9 @@ export class BackupService {
       for (const prefix of page.delimitedPrefixes) {
         const checked = v.safeParse(MANIFEST, await this.#json<unknown>(bucket, `${prefix}manifest.json`).catch(() => undefined));
         const manifest = checked.success ? checked.output : undefined;
-        if (manifest !== undefined) backups.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, objects: manifest.objects.length });
+        if (manifest !== undefined) {
+          backups.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, objects: manifest.objects.length });
+        }
       }
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor !== undefined);

@@ -1,8 +1,8 @@
 import type { CostItem, CostItemName, CostReport, MetricsSurface } from "../../../rpc/metrics";
-import { type CostPrices, loadCostBudget, loadCostPrices, MONTH_MS, type PricedItem } from "./config";
+import { type CostPrices, loadCostBudget, loadCostPrices, MONTH_MS, type PricedItem } from "../../platform/metering/config";
 import type { Env } from "../../platform/env";
-import { DAY_MS, MINUTE_MS, floorTo } from "../../path-stats/buckets";
-import type { MetricRow } from "./model";
+import { DAY_MS, MINUTE_MS, floorTo } from "../../platform/buckets";
+import type { MetricRow } from "../../platform/metering/model";
 import { queryShards } from "./query";
 
 /** Bytes in a GB, as Cloudflare bills storage (decimal). */

@@ -18,9 +18,9 @@ import { GatewayService } from "../../gateway/service";
 import { PathStatsService } from "../../path-stats/service";
 import { ProtectionService } from "../protection/service";
 import { RateLimitsService } from "../../rate-limits/service";
-import { maybeFlush, recordEntrypointCall } from "./entrypoint-metrics";
-import { instrumentEntrypoint, type EntrypointRecorder } from "./instrument";
-import { OK } from "./model";
+import { maybeFlush, recordEntrypointCall } from "../../platform/metering/entrypoint-metrics";
+import { instrumentEntrypoint, type EntrypointRecorder } from "../../platform/metering/instrument";
+import { OK } from "../../platform/metering/model";
 
 /**
  * Buffers the call; a WorkerEntrypoint (which has `env` and `ctx`) that returned normally also

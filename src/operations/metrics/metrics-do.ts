@@ -1,17 +1,16 @@
 import type { Env } from "../../platform/env";
 import type { MetricsSurface } from "../../../rpc/metrics";
-import { loadMetricsConfig } from "./config";
-import { DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS, floorTo, planRange } from "../../path-stats/buckets";
-import type { MetricRow } from "./model";
+import { loadMetricsConfig } from "../../platform/metering/config";
+import { DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS, floorTo, planRange } from "../../platform/buckets";
+import type { MetricRow } from "../../platform/metering/model";
 import { parseInput } from "../../platform/schemas";
 import { metricsPushSchema, shardQuerySchema } from "./schemas";
-import type { TaskHandlers } from "../../platform/task-scheduler";
 import type { Migration } from "../../platform/migrations";
 import {
   closeFinishedBuckets, markRollupDirty, pruneExpiredRollups, rebuildDirtyBuckets, rollupCoverage, rollupWatermark, type RollupStore,
 } from "../../platform/rollup-compaction";
 import { all, maybeOne, run } from "../../platform/sql";
-import { TollgateObject } from "../../platform/tollgate-object";
+import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
 
 /** Rows for minutes older than this are refused (their hour may already be final and its minutes gone). */
 export const METRICS_ACCEPT_WINDOW_MS = 24 * HOUR_MS;
@@ -76,16 +75,18 @@ type SumRow = {
  * by the very pushes they cause.
  */
 export class MetricsDO extends TollgateObject {
+  static readonly #spec: ObjectSpec<MetricsDO> = {
+    component: "metrics-rollup",
+    migrations: MIGRATIONS,
+    metrics: false,
+    tasks: (self) => ({ compact: (_payload, nowMs) => self.#compact(nowMs) }),
+  };
+
   /** The rollup tables as the shared compaction sees them (see storage/rollup-compaction). */
   readonly #rollups: RollupStore = { sql: this.sql, transactionSync: (closure) => this.ctx.storage.transactionSync(closure) };
 
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { component: "metrics-rollup", migrations: MIGRATIONS, metrics: false });
-  }
-
-  /** The clock; test subclasses pin it. */
-  protected now(): number {
-    return Date.now();
+  constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
+    super(ctx, env, MetricsDO.#spec, hooks);
   }
 
   async push(input: unknown): Promise<{ stored: number; duplicates: number; refusedRows: number }> {
@@ -178,16 +179,12 @@ export class MetricsDO extends TollgateObject {
     return { range: plan.range, rows: [...sums.values()], storedBytes };
   }
 
-  protected override taskHandlers(): TaskHandlers {
-    return { compact: (_payload, nowMs) => this.compact(nowMs) };
-  }
-
   /**
    * Closes finished hours and days, rebuilds every dirty hour from its minutes and day from its
    * hours (each rebuild replaces its bucket, so running twice changes nothing), then applies
    * retention. Recurring: the next run is when the next hour closes.
    */
-  protected async compact(nowMs: number): Promise<void> {
+  async #compact(nowMs: number): Promise<void> {
     const { retention } = loadMetricsConfig(this.env);
     for (const granularity of ["hour", "day"] as const) {
       closeFinishedBuckets(this.#rollups, granularity, nowMs, METRICS_CLOSE_GRACE_MS);

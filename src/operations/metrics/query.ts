@@ -1,4 +1,4 @@
-import { loadMetricsConfig } from "./config";
+import { loadMetricsConfig } from "../../platform/metering/config";
 import type { Env } from "../../platform/env";
 import type { ShardAnswer } from "./metrics-do";
 

@@ -2,10 +2,10 @@ import type { CostReport, MetricsApi, MetricsInput, MetricsReport } from "../../
 import type { Env } from "../../platform/env";
 import { invalidArgument } from "../../platform/errors";
 import { costReportFor } from "./cost-report";
-import { flushEntrypointMetrics } from "./entrypoint-metrics";
-import { summarize } from "./model";
+import { flushEntrypointMetrics } from "../../platform/metering/entrypoint-metrics";
+import { summarize } from "../../platform/metering/model";
 import { queryShards } from "./query";
-import { DAY_MS, resolveRange, type TimeRange } from "../../path-stats/buckets";
+import { DAY_MS, resolveRange, type TimeRange } from "../../platform/buckets";
 import { parseInput } from "../../platform/schemas";
 import { metricsQuerySchema } from "./schemas";
 
@@ -43,6 +43,7 @@ export class MetricsService implements MetricsApi {
     return costReportFor(this.#env, range, nowMs);
   }
 
+  /** Validated here: the query goes to every metrics shard, and a bad one must not flush or ask any. */
   #range(input: unknown, nowMs: number): TimeRange {
     const parsed = parseInput(metricsQuerySchema, input, "metrics input");
     const range = resolveRange(parsed.range, nowMs);

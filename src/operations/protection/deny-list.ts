@@ -3,7 +3,7 @@ import { errorCodeOf } from "../../platform/errors";
 import { parseIp } from "../../path-stats/ip";
 import { type Cidr, cidrContains, parseCidr } from "./cidr";
 import { protectionCacheMs, TtlCache } from "./ttl-cache";
-import { PROTECTION_NAME } from "./protection-do";
+import { PROTECTION_NAME } from "../../platform/names";
 
 type DenyEntries = { cidr: Cidr; until?: number }[];
 

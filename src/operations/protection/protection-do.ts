@@ -3,19 +3,17 @@ import type { AllowEntry, AnomalyPolicy, DenyEntry, Flag, PolicyInfo } from "../
 import { configuredPolicy } from "./config";
 import type { Env } from "../../platform/env";
 import { invalidArgument, ServiceError } from "../../platform/errors";
-import { DAY_MS, resolveRange } from "../../path-stats/buckets";
+import { DAY_MS, resolveRange } from "../../platform/buckets";
 import { mergePolicy } from "./policy";
 import { parseInput } from "../../platform/schemas";
 import {
   allowInputSchema, cidrInputSchema, denyInputSchema, flaggedInputSchema, PROTECTION_BOUNDS, reportFlagSchema, setPolicyInputSchema,
 } from "./schemas";
-import type { TaskHandlers } from "../../platform/task-scheduler";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
-import { TollgateObject } from "../../platform/tollgate-object";
+import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
+import { PROTECTION_NAME } from "../../platform/names";
 
-/** The one protection object's name. */
-export const PROTECTION_NAME = "protection";
 /** Flags older than this are pruned by alarm, and at most `MAX_FLAGS` are kept. */
 export { FLAG_RETENTION_MS, MAX_FLAGS };
 
@@ -68,13 +66,17 @@ type FlagRow = {
  * Read on hot paths only through short-lived caches (docs/protection.md).
  */
 export class ProtectionDO extends TollgateObject {
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env, { component: "protection", migrations: MIGRATIONS });
-  }
+  static readonly #spec: ObjectSpec<ProtectionDO> = {
+    component: "protection",
+    migrations: MIGRATIONS,
+    tasks: (self) => ({
+      "expire-denials": (_payload, nowMs) => self.#expireDenials(nowMs),
+      "prune-flags": (_payload, nowMs) => self.#pruneFlags(nowMs),
+    }),
+  };
 
-  /** The clock; test subclasses pin it. */
-  protected now(): number {
-    return Date.now();
+  constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
+    super(ctx, env, ProtectionDO.#spec, hooks);
   }
 
   /** Everything a cache needs, in one call. */
@@ -215,15 +217,8 @@ export class ProtectionDO extends TollgateObject {
     };
   }
 
-  protected override taskHandlers(): TaskHandlers {
-    return {
-      "expire-denials": (_payload, nowMs) => this.expireDenials(nowMs),
-      "prune-flags": (_payload, nowMs) => this.pruneFlags(nowMs),
-    };
-  }
-
   /** Removes denials whose time has come, then waits for the next one. Idempotent. */
-  protected async expireDenials(nowMs: number): Promise<void> {
+  async #expireDenials(nowMs: number): Promise<void> {
     run(this.sql, "DELETE FROM deny_list WHERE until_ms IS NOT NULL AND until_ms <= ?", nowMs);
     const next = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(until_ms) AS next FROM deny_list")?.next;
     // "replace": this run's own row is deleted on completion unless rescheduled here.
@@ -231,7 +226,7 @@ export class ProtectionDO extends TollgateObject {
   }
 
   /** Forgets flags past the retention, and all but the newest `MAX_FLAGS`. Idempotent. */
-  protected async pruneFlags(nowMs: number): Promise<void> {
+  async #pruneFlags(nowMs: number): Promise<void> {
     run(this.sql, "DELETE FROM flags WHERE at_ms < ?", nowMs - FLAG_RETENTION_MS);
     run(this.sql, "DELETE FROM flags WHERE id NOT IN (SELECT id FROM flags ORDER BY at_ms DESC, id DESC LIMIT ?)", MAX_FLAGS);
     const any = maybeOne<{ n: number }>(this.sql, "SELECT COUNT(*) AS n FROM flags")!.n;

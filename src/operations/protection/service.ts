@@ -2,14 +2,12 @@ import { RpcTarget } from "cloudflare:workers";
 import type { AllowEntry, AnomalyPolicy, DenyEntry, Flag, PolicyInfo, ProtectionApi } from "../../../rpc/protection";
 import type { StatsRange } from "../../../rpc/path-stats";
 import type { Env } from "../../platform/env";
-import { PROTECTION_NAME } from "./protection-do";
-import { parseInput } from "../../platform/schemas";
-import { allowInputSchema, cidrInputSchema, denyInputSchema, flaggedInputSchema, setPolicyInputSchema } from "./schemas";
+import { PROTECTION_NAME } from "../../platform/names";
 
 /**
  * Protection administration (`Admin.protection()`, capnweb `AdminApi.protection()`): the allow
- * and deny lists, the run-time anomaly policy, and the flag log. Input is validated here and
- * again by the object. Changes reach the gateway and the collectors within `PROTECTION_CACHE_MS`.
+ * and deny lists, the run-time anomaly policy, and the flag log. The object validates each call.
+ * Changes reach the gateway and the collectors within `PROTECTION_CACHE_MS`.
  */
 export class ProtectionService extends RpcTarget implements ProtectionApi {
   readonly #env: Env;
@@ -24,11 +22,11 @@ export class ProtectionService extends RpcTarget implements ProtectionApi {
   }
 
   allow(input: { cidr: string; note?: string }): Promise<AllowEntry> {
-    return this.#object().allow(parseInput(allowInputSchema, input, "allow input"));
+    return this.#object().allow(input);
   }
 
   unallow(input: { cidr: string }): Promise<{ removed: boolean }> {
-    return this.#object().unallow(parseInput(cidrInputSchema, input, "unallow input"));
+    return this.#object().unallow(input);
   }
 
   denyList(): Promise<{ entries: DenyEntry[] }> {
@@ -36,11 +34,11 @@ export class ProtectionService extends RpcTarget implements ProtectionApi {
   }
 
   deny(input: { cidr: string; untilMs?: number; reason: string }): Promise<DenyEntry> {
-    return this.#object().deny(parseInput(denyInputSchema, input, "deny input"));
+    return this.#object().deny(input);
   }
 
   undeny(input: { cidr: string }): Promise<{ removed: boolean }> {
-    return this.#object().undeny(parseInput(cidrInputSchema, input, "undeny input"));
+    return this.#object().undeny(input);
   }
 
   policy(): Promise<PolicyInfo> {
@@ -48,11 +46,11 @@ export class ProtectionService extends RpcTarget implements ProtectionApi {
   }
 
   setPolicy(input: { policy: Partial<AnomalyPolicy> }): Promise<PolicyInfo> {
-    return this.#object().setPolicy(parseInput(setPolicyInputSchema, input, "setPolicy input"));
+    return this.#object().setPolicy(input);
   }
 
   flagged(input?: { range?: StatsRange; limit?: number; client?: string }): Promise<{ flags: Flag[] }> {
-    return this.#object().flagged(parseInput(flaggedInputSchema, input, "flagged input"));
+    return this.#object().flagged(input);
   }
 
   #object() {

@@ -3,12 +3,11 @@ import { evictDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AdaptivePolicy } from "../../../rpc/adaptive";
 import { adjustmentsCache } from "../../../src/operations/adaptive/adjustments-cache";
-import { ADAPTIVE_LIMITS_NAME } from "../../../src/operations/adaptive/adaptive-limits-do";
-import { AGGREGATOR_NAME } from "../../../src/path-stats/collector-do";
-import { DAY_MS, floorTo, MINUTE_MS } from "../../../src/path-stats/buckets";
+import { DAY_MS, floorTo, MINUTE_MS } from "../../../src/platform/buckets";
 import { clientIdOf } from "../../../src/path-stats/privacy";
-import { shardName, shardOf } from "../../../src/path-stats/shard";
+import { shardOf } from "../../../src/path-stats/shard";
 import { codeOf } from "../../fixtures/errors";
+import { ADAPTIVE_LIMITS_NAME, AGGREGATOR_NAME, shardName } from "../../../src/platform/names";
 
 /**
  * The proof of adaptive limits (issue #9, item 5): a simulated error storm recorded into path

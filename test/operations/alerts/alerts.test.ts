@@ -2,11 +2,11 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { AlertRule } from "../../../rpc/alerts";
-import { ALERTS_NAME } from "../../../src/operations/alerts/alerts-do";
 import { digestObject } from "../../fixtures/digest";
 import { adminAlerts } from "../../fixtures/alerts-admin";
 import { codeOf, thrown } from "../../fixtures/errors";
 import { SINK_LOG_NAME } from "../../fixtures/test-alert-sink";
+import { ALERTS_NAME } from "../../../src/platform/names";
 
 const alertsObject = () => env.ALERTS.getByName(ALERTS_NAME);
 const admin = adminAlerts;

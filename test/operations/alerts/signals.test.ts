@@ -4,14 +4,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { AlertRule } from "../../../rpc/alerts";
 import type { RecordInput } from "../../../rpc/path-stats";
 import type { Rule } from "../../../rpc/rate-limits";
-import { ALERTS_NAME } from "../../../src/operations/alerts/alerts-do";
-import { AGGREGATOR_NAME } from "../../../src/path-stats/collector-do";
 import { CHECK_COUNT_RETENTION_MS } from "../../../src/rate-limits/limiter-do";
-import { MINUTE_MS } from "../../../src/path-stats/buckets";
-import { shardName } from "../../../src/path-stats/shard";
+import { MINUTE_MS } from "../../../src/platform/buckets";
 import { adminAlerts } from "../../fixtures/alerts-admin";
 import { codeOf } from "../../fixtures/errors";
 import { SINK_LOG_NAME } from "../../fixtures/test-alert-sink";
+import { AGGREGATOR_NAME, ALERTS_NAME, shardName } from "../../../src/platform/names";
 
 /**
  * Every rule kind against the real objects it reads: the ledger (balance, key spend), the

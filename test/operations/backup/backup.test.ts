@@ -3,17 +3,12 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { errorCodeOf } from "../../../rpc/errors";
 import type { Rule } from "../../../rpc/rate-limits";
-import { MINUTE_MS } from "../../../src/path-stats/buckets";
-import { shardName } from "../../../src/path-stats/shard";
-import { AGGREGATOR_NAME } from "../../../src/path-stats/collector-do";
-import { ADAPTIVE_LIMITS_NAME } from "../../../src/operations/adaptive/adaptive-limits-do";
-import { MAINTENANCE_NAME } from "../../../src/operations/backup/maintenance-do";
-import { PROTECTION_NAME } from "../../../src/operations/protection/protection-do";
-import { ALERTS_NAME } from "../../../src/operations/alerts/alerts-do";
-import { METRICS_PUSH_TASK } from "../../../src/operations/metrics/object-metrics";
+import { MINUTE_MS } from "../../../src/platform/buckets";
+import { METRICS_PUSH_TASK } from "../../../src/platform/metering/object-metrics";
 import { CONTROL_BINDINGS } from "../../../src/operations/backup/control-objects";
 import type { BackupManifest } from "../../../rpc/backup";
 import { digestObject } from "../../fixtures/digest";
+import { ADAPTIVE_LIMITS_NAME, AGGREGATOR_NAME, ALERTS_NAME, MAINTENANCE_NAME, PROTECTION_NAME, shardName } from "../../../src/platform/names";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 const CONTROL = CONTROL_BINDINGS.length; // one instance each

@@ -4,10 +4,10 @@ import { newHttpBatchRpcSession, type RpcStub } from "capnweb";
 import { describe, expect, it } from "vitest";
 import type { AdminApi, TollgateRpc } from "../../../rpc/admin";
 import type { CostReport, MetricsReport, SurfaceMetrics } from "../../../rpc/metrics";
-import { DEFAULT_COST_PRICES, MONTH_MS } from "../../../src/operations/metrics/config";
+import { DEFAULT_COST_PRICES, MONTH_MS } from "../../../src/platform/metering/config";
 import { priceUsage } from "../../../src/operations/metrics/cost-report";
-import { latencyBucket, type MetricRow, quantileOf, ZERO_BUCKET } from "../../../src/operations/metrics/model";
-import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../../../src/path-stats/buckets";
+import { latencyBucket, type MetricRow, quantileOf, ZERO_BUCKET } from "../../../src/platform/metering/model";
+import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../../../src/platform/buckets";
 import { TEST_ADMIN_TOKEN } from "../../fixtures/constants";
 import { thrown } from "../../fixtures/errors";
 

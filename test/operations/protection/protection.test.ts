@@ -3,13 +3,13 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
 import type { RecordInput } from "../../../rpc/path-stats";
 import type { Flag } from "../../../rpc/protection";
-import { DAY_MS, MINUTE_MS, floorTo } from "../../../src/path-stats/buckets";
-import { shardName, shardOf } from "../../../src/path-stats/shard";
-import { PROTECTION_NAME } from "../../../src/operations/protection/protection-do";
+import { DAY_MS, MINUTE_MS, floorTo } from "../../../src/platform/buckets";
+import { shardOf } from "../../../src/path-stats/shard";
 import { DEFAULT_ANOMALY_POLICY } from "../../../src/operations/protection/policy";
 import { codeOf } from "../../fixtures/errors";
 import { digestObject } from "../../fixtures/digest";
 import { mulberry32 } from "../../fixtures/prng";
+import { PROTECTION_NAME, shardName } from "../../../src/platform/names";
 
 /**
  * Anomaly detection, allow and deny lists, end to end: hits recorded through the PathStats

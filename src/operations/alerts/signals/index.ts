@@ -1,6 +1,5 @@
 import type { AlertKind } from "../../../../rpc/alerts";
 import type { Env } from "../../../platform/env";
-import { AGGREGATOR_NAME } from "../../../path-stats/collector-do";
 import { monthlyCostProjection } from "../../metrics/cost-report";
 import { balanceReader } from "./balance";
 import { costProjectionReader } from "./cost-projection";
@@ -8,6 +7,7 @@ import { denialRateReader } from "./denial-rate";
 import { keySpendReader } from "./key-spend";
 import { pathErrorRateReader, pathP99Reader } from "./path-window";
 import type { SignalReaders } from "./types";
+import { AGGREGATOR_NAME } from "../../../platform/names";
 
 /**
  * The production signal readers: the one place that says which rule kinds this deployment can

@@ -1,10 +1,10 @@
 import * as v from "valibot";
 import type { CostItemName } from "../../../rpc/metrics";
-import { ServiceError } from "../../platform/errors";
-import { DAY_MS, HOUR_MS, MINUTE_MS } from "../../path-stats/buckets";
-import { parseJsonVar } from "../../platform/json-var";
-import { parseDuration, parseNamedDurations } from "../../platform/durations";
-import { DEFAULT_RETENTION, MIN_RETENTION } from "../../path-stats/config";
+import { ServiceError } from "../errors";
+import { DAY_MS, HOUR_MS, MINUTE_MS } from "../buckets";
+import { parseJsonVar } from "../json-var";
+import { parseDuration, parseNamedDurations } from "../durations";
+import { DEFAULT_ROLLUP_RETENTION, MIN_ROLLUP_RETENTION } from "../rollup-compaction";
 
 /** The variables metrics and the cost report read (wrangler.toml `[vars]`). */
 export interface MetricsVars {
@@ -35,7 +35,7 @@ export interface MetricsConfig {
 export const MAX_METRICS_SHARDS = 64;
 const DEFAULTS: MetricsConfig = {
   shards: 4,
-  retention: { minutes: DEFAULT_RETENTION.minutes, hours: DEFAULT_RETENTION.hours, days: DEFAULT_RETENTION.days },
+  retention: { ...DEFAULT_ROLLUP_RETENTION },
   pushEveryMs: 5 * MINUTE_MS,
   flushMs: 5_000,
 };
@@ -77,7 +77,7 @@ function intVar(name: string, raw: string | undefined, fallback: number, min: nu
 
 /** Same format and floors as PATH_RETENTION (minutes ≥ 25h so a late push can rebuild its hour). */
 function retention(raw: string | undefined): MetricsRetention {
-  return parseNamedDurations(raw, { variable: "METRICS_RETENTION", defaults: DEFAULTS.retention, bounds: (name) => ({ min: MIN_RETENTION[name] }) });
+  return parseNamedDurations(raw, { variable: "METRICS_RETENTION", defaults: DEFAULTS.retention, bounds: (name) => ({ min: MIN_ROLLUP_RETENTION[name] }) });
 }
 
 const price = v.strictObject({

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { errorCodeOf } from "../../platform/errors";
+import { errorCodeOf } from "../errors";
 import { OK } from "./model";
 
 /**

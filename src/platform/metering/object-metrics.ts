@@ -1,11 +1,11 @@
-import type { Env } from "../../platform/env";
-import { MINUTE_MS, floorTo } from "../../path-stats/buckets";
+import type { Env } from "../env";
+import { MINUTE_MS, floorTo } from "../buckets";
 import { murmur3 } from "../../sketches/hash";
-import type { MetricsPush } from "./schemas";
-import type { Migration } from "../../platform/migrations";
-import { all, maybeOne } from "../../platform/sql";
+import type { Migration } from "../migrations";
+import { all, maybeOne } from "../sql";
 import type { CallOutcome } from "./instrument";
-import { latencyBucket } from "./model";
+import { latencyBucket, type PushedMetricRow } from "./model";
+import { metricsShardName } from "../names";
 
 /** The task that pushes an object's closed minutes to its metrics shard. */
 export const METRICS_PUSH_TASK = "metrics-push";
@@ -52,11 +52,6 @@ export const METRICS_MIGRATIONS: readonly Migration[] = [
 
 /** The metrics tables, which backups leave out (counts are not state, and a restore must not re-count). */
 export const METRICS_TABLES = ["_metrics", "_metrics_outbox", "_metrics_seq"] as const;
-
-/** The rollup shard a source (object id, isolate id) pushes to. */
-export function metricsShardName(source: string, shards: number): string {
-  return `metrics:${murmur3(source, 0x3e7c) % shards}`;
-}
 
 /** Adds one finished call to the object's counters: a single upsert, no await. */
 export function recordCall(sql: SqlStorage, outcome: CallOutcome): number {
@@ -120,7 +115,7 @@ export async function pushClosedMinutes(
     sql.exec("INSERT INTO _metrics_seq (id, next_push_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_push_id = excluded.next_push_id", pushId + 1);
   });
   const rows = all<OutboxRow>(sql, "SELECT * FROM _metrics_outbox ORDER BY push_id, minute_ms, method, code, bucket");
-  const byBatch = new Map<number, MetricsPush["batches"][number]["rows"]>();
+  const byBatch = new Map<number, PushedMetricRow[]>();
   for (const row of rows) {
     let list = byBatch.get(row.push_id);
     if (list === undefined) byBatch.set(row.push_id, (list = []));

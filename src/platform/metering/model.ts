@@ -25,6 +25,11 @@ export interface MetricRow {
   rowsWritten: number;
 }
 
+/** One row of a push to a metrics rollup object: a minute's counts for one method, code and latency bucket. */
+export interface PushedMetricRow extends Omit<MetricRow, "surface"> {
+  minuteMs: number;
+}
+
 /** The latency bucket of `latencyMs` (negative or non-finite values count as zero). */
 export function latencyBucket(latencyMs: number): number {
   return ddsketchIndex(latencyMs) ?? ZERO_BUCKET;

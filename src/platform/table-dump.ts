@@ -1,8 +1,34 @@
-import type * as v from "valibot";
-import { conflict, invalidArgument } from "../../platform/errors";
-import type { objectDumpSchema } from "./schemas";
-import { all } from "../../platform/sql";
-import { METRICS_PUSH_TASK, METRICS_TABLES } from "../metrics/object-metrics";
+import * as v from "valibot";
+import { conflict, invalidArgument } from "./errors";
+import { integer, text } from "./schemas";
+import { all } from "./sql";
+import { METRICS_PUSH_TASK, METRICS_TABLES } from "./metering/object-metrics";
+
+/** A stored value in a dump: SQLite's scalars, with blobs as base64 (`{ b64 }`). */
+const cell = v.union([
+  v.null(),
+  v.string(),
+  v.pipe(v.number(), v.check((n) => Number.isFinite(n), "must be finite")),
+  v.strictObject({ b64: v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")) }),
+]);
+
+const identifier = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a plain SQL identifier"));
+
+/** One object's tables, as `exportTables` writes them. Never trusted: `importTables` re-checks against its own schema. */
+export const objectDumpSchema = v.strictObject({
+  format: v.literal(1),
+  versions: v.record(text(1, 64), integer(0, 1_000_000)),
+  tables: v.pipe(
+    v.array(
+      v.strictObject({
+        name: identifier,
+        columns: v.pipe(v.array(identifier), v.minLength(1), v.maxLength(200)),
+        rows: v.array(v.array(cell)),
+      }),
+    ),
+    v.maxLength(100),
+  ),
+});
 
 /** One object's tables: what a backup stores per object and what a restore imports. */
 export type ObjectDump = v.InferOutput<typeof objectDumpSchema>;

@@ -1,9 +1,9 @@
 import { loadMetricsConfig } from "./config";
-import type { Env } from "../../platform/env";
-import { MINUTE_MS, floorTo } from "../../path-stats/buckets";
+import type { Env } from "../env";
+import { MINUTE_MS, floorTo } from "../buckets";
 import type { CallOutcome } from "./instrument";
 import { latencyBucket, type MetricRow } from "./model";
-import { metricsShardName } from "./object-metrics";
+import { metricsShardName } from "../names";
 
 /**
  * Entrypoint counts live in the isolate's memory until flushed: entrypoints are stateless, and

@@ -1,0 +1,206 @@
+import type { CommitResult, Draw, Entry, Hold, HoldStatus, ReserveResult, VoidResult } from "../../rpc/credits";
+import { notFound, ServiceError } from "../platform/errors";
+import { all, maybeOne, run } from "../platform/sql";
+import { mergeDraws, splitDraws } from "./burn-down";
+import { dayOf, monthOf } from "./invariants";
+import { type Journal, noChange } from "./journal";
+import type { LedgerAccount } from "./ledger-account";
+import type { LedgerKeys } from "./ledger-keys";
+import { type HoldRow, newId } from "./ledger-rows";
+import type { Spending } from "./spending";
+import type { UsageRollups } from "./usage-rollups";
+
+/** A hold as `place` takes it (from `reserve` or the gateway's `admitRequest`). */
+export interface HoldRequest {
+  amount: number;
+  ttlMs: number;
+  keyId?: string;
+  reason?: string;
+  meta?: Record<string, string>;
+}
+
+/**
+ * Reservations: the `holds` and `hold_allocations` tables. A hold takes its credit from the
+ * grants (and, within the overdraft limit, from debt) when placed; commit, void and expiry
+ * settle it exactly once. Every method runs inside the caller's transaction.
+ */
+export class Holds {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly account: LedgerAccount,
+    private readonly journal: Journal,
+    private readonly keys: LedgerKeys,
+    private readonly spending: Spending,
+    private readonly usage: UsageRollups,
+  ) {}
+
+  /**
+   * Books every grant expiry and hold release that is due, each exactly once (the flags it
+   * sets are read in the same transaction). Runs at the start of every write and by alarm,
+   * so no call ever spends expired credit or sees an overdue hold as open.
+   */
+  settleDue(nowMs: number): void {
+    this.spending.expireGrants(nowMs);
+    const due = "SELECT * FROM holds WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms, hold_id";
+    const holds = all<HoldRow>(this.sql, due, nowMs);
+    for (const hold of holds) this.release(hold, "release", "hold expired", null, nowMs);
+  }
+
+  /** A hold of `amount`: key admission, then funds, then the allocations, the hold and its entry. */
+  place(request: HoldRequest, idempotencyKey: string, nowMs: number): ReserveResult {
+    const admission = this.spending.admitKey(request.keyId, request.amount, nowMs);
+    if (!admission.ok) return admission.denied;
+    const plan = this.spending.plan(request.amount, nowMs);
+    if (plan === undefined) return this.account.denied("INSUFFICIENT_CREDITS");
+    const holdId = newId("h");
+    const expiresAt = nowMs + request.ttlMs;
+    this.spending.take(plan.draws);
+    const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
+    allocations.forEach((draw, ord) => {
+      const insert = "INSERT INTO hold_allocations (hold_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)";
+      run(this.sql, insert, holdId, ord, draw.grantId, draw.amount);
+    });
+    run(this.sql, "UPDATE account SET held_debt = held_debt + ?", plan.shortfall);
+    run(
+      this.sql,
+      `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms)
+       VALUES (?, ?, 'open', ?, ?, ?, ?, ?)`,
+      holdId,
+      request.amount,
+      expiresAt,
+      request.keyId ?? null,
+      dayOf(nowMs),
+      monthOf(nowMs),
+      nowMs,
+    );
+    this.keys.record(admission.admitted, request.amount, dayOf(nowMs), monthOf(nowMs));
+    const entry = this.journal.append(nowMs, {
+      kind: "reserve",
+      amount: request.amount,
+      change: { ...noChange(), held: request.amount },
+      reason: request.reason ?? "reserve",
+      idempotencyKey,
+      draws: allocations,
+      keyId: request.keyId,
+      holdId,
+      meta: request.meta,
+    });
+    return { ok: true, holdId, expiresAt, entry, balance: this.account.balance() };
+  }
+
+  /**
+   * Captures `amount` of an open hold and releases the rest. Capturing more than was held
+   * draws the excess from grants and, within the overdraft limit, beyond.
+   */
+  commit(
+    capture: { holdId: string; amount: number; reason?: string; meta?: Record<string, string> },
+    idempotencyKey: string,
+    nowMs: number,
+  ): CommitResult {
+    const hold = this.require(capture.holdId);
+    if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
+    const allocations = this.allocationsOf(hold.hold_id);
+    const { taken, left } = splitDraws(allocations, Math.min(capture.amount, hold.amount));
+    let extra: Draw[] = [];
+    if (capture.amount > hold.amount) {
+      const plan = this.spending.plan(capture.amount - hold.amount, nowMs);
+      if (plan === undefined) return { ok: false, code: "INSUFFICIENT_CREDITS", balance: this.account.balance() };
+      this.spending.take(plan.draws);
+      run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
+      extra = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
+    }
+    // The captured allocations move from held to consumed, grant by grant.
+    for (const draw of taken) {
+      if (draw.grantId === null) {
+        run(this.sql, "UPDATE account SET held_debt = held_debt - ?, consumed_debt = consumed_debt + ?", draw.amount, draw.amount);
+      } else {
+        run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
+      }
+    }
+    for (const draw of extra) {
+      if (draw.grantId !== null) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
+    }
+    const expired = this.spending.returnToGrants(left, nowMs, "held");
+    this.close(hold, "committed", nowMs, capture.amount);
+    const draws = mergeDraws([...taken, ...extra]);
+    const entry = this.journal.append(nowMs, {
+      kind: "commit",
+      amount: capture.amount,
+      change: { granted: 0, held: -hold.amount, consumed: capture.amount, expired },
+      reason: capture.reason ?? "commit",
+      idempotencyKey,
+      draws,
+      keyId: hold.key_id ?? undefined,
+      holdId: hold.hold_id,
+      meta: capture.meta,
+    });
+    this.spending.recordConsumption(entry.entryId, draws);
+    this.usage.add(nowMs, hold.key_id ?? "", "hold", "", capture.amount, 1);
+    this.spending.repayDebt(nowMs);
+    return { ok: true, entry, balance: this.account.balance() };
+  }
+
+  /** Releases an open hold in full. A hold that is no longer open is answered, not thrown. */
+  void(holdId: string, reason: string, idempotencyKey: string | null, nowMs: number): VoidResult {
+    const hold = this.require(holdId);
+    if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
+    const entry = this.release(hold, "void", reason, idempotencyKey, nowMs);
+    return { ok: true, entry, balance: this.account.balance() };
+  }
+
+  /** Gives an open hold's allocations back and books the `void` or `release` entry. */
+  release(hold: HoldRow, kind: "void" | "release", reason: string, idempotencyKey: string | null, nowMs: number): Entry {
+    const allocations = this.allocationsOf(hold.hold_id);
+    const expired = this.spending.returnToGrants(allocations, nowMs, "held");
+    this.close(hold, kind === "void" ? "voided" : "expired", nowMs, 0);
+    const entry = this.journal.append(nowMs, {
+      kind,
+      amount: hold.amount,
+      change: { granted: 0, held: -hold.amount, consumed: 0, expired },
+      reason,
+      idempotencyKey,
+      draws: allocations,
+      keyId: hold.key_id ?? undefined,
+      holdId: hold.hold_id,
+    });
+    this.spending.repayDebt(nowMs);
+    return entry;
+  }
+
+  require(holdId: string): HoldRow {
+    const row = maybeOne<HoldRow>(this.sql, "SELECT * FROM holds WHERE hold_id = ?", holdId);
+    if (row === undefined) throw notFound(`no hold "${holdId}" in this account`);
+    return row;
+  }
+
+  /** The hold as callers see it. */
+  view(holdId: string): Hold {
+    const row = this.require(holdId);
+    return {
+      holdId: row.hold_id,
+      amount: row.amount,
+      status: row.status,
+      expiresAt: row.expires_at_ms,
+      ...(row.key_id === null ? {} : { keyId: row.key_id }),
+      createdAt: row.created_at_ms,
+    };
+  }
+
+  /** Marks a hold settled (exactly once: callers check `status = 'open'` in the same transaction) and fixes its key's spend. */
+  private close(hold: HoldRow, status: Exclude<HoldStatus, "open">, nowMs: number, captured: number): void {
+    const settle = "UPDATE holds SET status = ?, settled_at_ms = ? WHERE hold_id = ? AND status = 'open'";
+    const changed = run(this.sql, settle, status, nowMs, hold.hold_id);
+    if (changed !== 1) throw new ServiceError("INTERNAL", `hold ${hold.hold_id} was settled twice`);
+    run(this.sql, "DELETE FROM hold_allocations WHERE hold_id = ?", hold.hold_id);
+    if (hold.key_id !== null) {
+      const key = this.keys.row(hold.key_id);
+      if (key) this.keys.addSpend(key.family_id, captured - hold.amount, hold.spend_day, hold.spend_month);
+    }
+  }
+
+  private allocationsOf(holdId: string): Draw[] {
+    const query = "SELECT grant_id, amount FROM hold_allocations WHERE hold_id = ? ORDER BY ord";
+    const rows = all<{ grant_id: string | null; amount: number }>(this.sql, query, holdId);
+    return rows.map((r) => ({ grantId: r.grant_id, amount: r.amount }));
+  }
+}

@@ -1,0 +1,102 @@
+import type * as v from "valibot";
+import type { ChargeResult, Price, PriceBook, Quote } from "../../rpc/credits";
+import { notFound } from "../platform/errors";
+import { all, maybeOne, run } from "../platform/sql";
+import type { Transaction } from "../platform/idempotency";
+import { toAmount } from "./ledger-rows";
+import { loadDefaultPrices } from "./price-config";
+import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "./pricing";
+import type { chargeSchema, quoteSchema } from "./schemas";
+import type { Spending } from "./spending";
+
+type QuoteInput = v.InferOutput<typeof quoteSchema>;
+type ChargeInput = v.InferOutput<typeof chargeSchema>;
+
+/**
+ * The account's price book (`prices`, or the deployment's default from `CREDIT_PRICES`) and
+ * the fractions of a credit each key and model carries to its next charge (`price_carries`).
+ */
+export class LedgerPricing {
+  /** @param defaultPrices the `CREDIT_PRICES` variable, read at every call. */
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly transaction: Transaction,
+    private readonly spending: Spending,
+    private readonly defaultPrices: () => string | undefined,
+  ) {}
+
+  book(): PriceBook {
+    const own = all<{ body: string }>(this.sql, "SELECT body FROM prices ORDER BY operation, model").map(
+      (r) => JSON.parse(r.body) as Price,
+    );
+    if (own.length > 0) return { prices: own, source: "account" };
+    return { prices: [...loadDefaultPrices(this.defaultPrices())], source: "default" };
+  }
+
+  /** Replaces the account's price book; an empty list returns the account to the default. */
+  replace(prices: readonly Price[]): void {
+    this.transaction(() => {
+      run(this.sql, "DELETE FROM prices");
+      for (const price of prices) {
+        run(this.sql, "INSERT INTO prices (operation, model, body) VALUES (?, ?, ?)", price.operation, price.model, JSON.stringify(price));
+      }
+    });
+  }
+
+  /** What `charge` would take now, and the worst case to size a hold with. Changes nothing. */
+  quote(query: QuoteInput): Quote {
+    const model = query.usage.model ?? DEFAULT_MODEL;
+    const price = this.require(query.usage.operation, model);
+    const exact = exactCost(price, query.usage);
+    const { cost } = withCarry(exact, this.carryOf(query.keyId ?? "", query.usage.operation, model));
+    const outputTokens = Math.max(query.usage.outputTokens ?? 0, query.usage.maxOutputTokens ?? 0);
+    const worstCase = ceilCost(exactCost(price, query.usage, outputTokens));
+    return { cost: toAmount(cost), worstCase: toAmount(worstCase), exactMillionths: exact.toString(), price };
+  }
+
+  /** Prices `usage` and debits the whole credits, carrying the fraction to the next call of the same key and model. */
+  charge(charge: ChargeInput, idempotencyKey: string, nowMs: number): ChargeResult {
+    const { usage } = charge;
+    const model = usage.model ?? DEFAULT_MODEL;
+    const price = this.require(usage.operation, model);
+    const exact = exactCost(price, usage);
+    const keyId = charge.keyId ?? "";
+    const carryBefore = this.carryOf(keyId, usage.operation, model);
+    const { cost, carry } = withCarry(exact, carryBefore);
+    const amount = toAmount(cost);
+    const outcome = this.spending.consume(nowMs, {
+      amount,
+      reason: charge.reason ?? `charge ${usage.operation}`,
+      idempotencyKey,
+      keyId: charge.keyId,
+      meta: charge.meta,
+      operation: usage.operation,
+      model,
+      usage,
+      price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
+    });
+    if (outcome.ok) {
+      run(
+        this.sql,
+        `INSERT INTO price_carries (key_id, operation, model, carry) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key_id, operation, model) DO UPDATE SET carry = excluded.carry`,
+        keyId,
+        usage.operation,
+        model,
+        carry,
+      );
+    }
+    return { ...outcome, cost: amount };
+  }
+
+  private require(operation: string, model: string): Price {
+    const price = findPrice(this.book().prices, operation, model);
+    if (price === undefined) throw notFound(`no price for operation "${operation}" and model "${model}"`);
+    return price;
+  }
+
+  private carryOf(keyId: string, operation: string, model: string): number {
+    const query = "SELECT carry FROM price_carries WHERE key_id = ? AND operation = ? AND model = ?";
+    return maybeOne<{ carry: number }>(this.sql, query, keyId, operation, model)?.carry ?? 0;
+  }
+}

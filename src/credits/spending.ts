@@ -1,0 +1,299 @@
+import type * as v from "valibot";
+import type { CreditRefundResult, DebitResult, Denied, Draw, Entry, EntryPrice, Usage } from "../../rpc/credits";
+import { invalidArgument, notFound, ServiceError } from "../platform/errors";
+import { all, one, run } from "../platform/sql";
+import { drawFromGrants, mergeDraws } from "./burn-down";
+import { dayOf, monthOf } from "./invariants";
+import { type Journal, noChange } from "./journal";
+import type { LedgerAccount } from "./ledger-account";
+import type { KeyAdmission, LedgerKeys } from "./ledger-keys";
+import { type AccountRow, type GrantRow, isExpired, newId, toBucket } from "./ledger-rows";
+import { DEFAULT_MODEL } from "./pricing";
+import { type grantSchema, LEDGER_BOUNDS } from "./schemas";
+import type { UsageRollups } from "./usage-rollups";
+
+type GrantInput = v.InferOutput<typeof grantSchema>;
+
+/** A debit (or a charge) as `consume` takes it. */
+export interface Spend {
+  amount: number;
+  reason: string;
+  idempotencyKey: string;
+  keyId?: string;
+  meta?: Record<string, string>;
+  /** The usage rollup it counts under (`debit` and `""` for a plain debit). */
+  operation: string;
+  model: string;
+  usage?: Usage;
+  price?: EntryPrice;
+}
+
+/** How an amount would be covered: grants in burn-down order, the shortfall from the overdraft. */
+export interface SpendPlan {
+  draws: Draw[];
+  shortfall: number;
+}
+
+/**
+ * Grants, debits, refunds and the overdraft: the `grants` and `consumptions` tables and the
+ * account's debt columns. Every method runs inside the caller's transaction, after the
+ * caller has booked what was due (`Holds.settleDue`).
+ */
+export class Spending {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly account: LedgerAccount,
+    private readonly journal: Journal,
+    private readonly keys: LedgerKeys,
+    private readonly usage: UsageRollups,
+  ) {}
+
+  /** A grant the account may take: it expires in the future and keeps the total granted within bounds. */
+  assertGrantable(account: AccountRow, grant: GrantInput, nowMs: number): void {
+    if (grant.expiresAt !== undefined && grant.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
+    if (account.granted + grant.amount > LEDGER_BOUNDS.maxGranted) {
+      throw new ServiceError("RESOURCE_EXHAUSTED", `an account may be granted at most ${LEDGER_BOUNDS.maxGranted} in total`);
+    }
+  }
+
+  /** Adds a grant and its entry; what the account owes is repaid from it first. */
+  grant(grant: GrantInput, idempotencyKey: string, nowMs: number): Entry {
+    const grantId = newId("g");
+    const seq = this.account.row()!.last_seq + 1;
+    run(
+      this.sql,
+      "INSERT INTO grants (grant_id, seq, amount, remaining, priority, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+      grantId,
+      seq,
+      grant.amount,
+      grant.amount,
+      grant.priority ?? 0,
+      grant.expiresAt ?? null,
+    );
+    const written = this.journal.append(nowMs, {
+      kind: "grant",
+      amount: grant.amount,
+      change: { ...noChange(), granted: grant.amount },
+      reason: grant.reason,
+      idempotencyKey,
+      draws: [],
+      grantId,
+      expiresAt: grant.expiresAt,
+      priority: grant.priority ?? 0,
+      meta: grant.meta,
+    });
+    this.repayDebt(nowMs);
+    return written;
+  }
+
+  /** Books the remainder of every grant whose expiry is due as expired, each exactly once. */
+  expireGrants(nowMs: number): void {
+    const grants = all<GrantRow>(
+      this.sql,
+      "SELECT * FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ? ORDER BY expires_at_ms, seq",
+      nowMs,
+    );
+    for (const grant of grants) {
+      run(this.sql, "UPDATE grants SET expiry_booked = 1, expired = expired + remaining, remaining = 0 WHERE grant_id = ?", grant.grant_id);
+      if (grant.remaining > 0) {
+        this.journal.append(nowMs, {
+          kind: "expire",
+          amount: grant.remaining,
+          change: { ...noChange(), expired: grant.remaining },
+          reason: "grant expired",
+          idempotencyKey: null,
+          draws: [{ grantId: grant.grant_id, amount: grant.remaining }],
+          grantId: grant.grant_id,
+        });
+      }
+    }
+  }
+
+  /** A debit (or a charge): key admission, then funds, then the entry. */
+  consume(nowMs: number, spend: Spend): DebitResult {
+    const admission = this.admitKey(spend.keyId, spend.amount, nowMs);
+    if (!admission.ok) return admission.denied;
+    const plan = this.plan(spend.amount, nowMs);
+    if (plan === undefined) return this.account.denied("INSUFFICIENT_CREDITS");
+    this.take(plan.draws);
+    for (const draw of plan.draws) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
+    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
+    const draws = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
+    this.keys.record(admission.admitted, spend.amount, dayOf(nowMs), monthOf(nowMs));
+    const entry = this.journal.append(nowMs, {
+      kind: "debit",
+      amount: spend.amount,
+      change: { ...noChange(), consumed: spend.amount },
+      reason: spend.reason,
+      idempotencyKey: spend.idempotencyKey,
+      draws,
+      keyId: spend.keyId,
+      price: spend.price,
+      usage: spend.usage,
+      meta: spend.meta,
+    });
+    this.recordConsumption(entry.entryId, draws);
+    this.usage.add(nowMs, spend.keyId ?? "", spend.operation, spend.model, spend.amount, 1);
+    return { ok: true, entry, balance: this.account.balance() };
+  }
+
+  /** Gives back `amount` (default: all still refundable) of a debit or commit, last drawn first. */
+  refund(refund: { entryId: string; amount?: number; reason: string }, idempotencyKey: string, nowMs: number): CreditRefundResult {
+    const taken = this.journal.find(refund.entryId);
+    if (taken === undefined) throw notFound(`no entry "${refund.entryId}" in this account`);
+    if (taken.kind !== "debit" && taken.kind !== "commit") {
+      throw invalidArgument(`entry "${refund.entryId}" is a ${taken.kind}; only debits and commits can be refunded`);
+    }
+    const parts = all<{ ord: number; grant_id: string | null; amount: number; refunded: number }>(
+      this.sql,
+      "SELECT ord, grant_id, amount, refunded FROM consumptions WHERE entry_id = ? ORDER BY ord DESC",
+      refund.entryId,
+    );
+    const refundable = parts.reduce((sum, p) => sum + p.amount - p.refunded, 0);
+    const amount = refund.amount ?? refundable;
+    if (amount === 0 || amount > refundable) {
+      return { ok: false, code: "REFUND_EXCEEDS_TAKEN", refundable, balance: this.account.balance() };
+    }
+    // Last drawn, first refunded: the reverse of the burn-down.
+    const back: Draw[] = [];
+    let left = amount;
+    for (const part of parts) {
+      const give = Math.min(left, part.amount - part.refunded);
+      if (give <= 0) continue;
+      run(this.sql, "UPDATE consumptions SET refunded = refunded + ? WHERE entry_id = ? AND ord = ?", give, refund.entryId, part.ord);
+      back.push({ grantId: part.grant_id, amount: give });
+      left -= give;
+      if (left === 0) break;
+    }
+    const expired = this.returnToGrants(back, nowMs, "consumed");
+    const entry = this.journal.append(nowMs, {
+      kind: "refund",
+      amount,
+      change: { granted: 0, held: 0, consumed: -amount, expired },
+      reason: refund.reason,
+      idempotencyKey,
+      draws: mergeDraws(back),
+      keyId: taken.keyId,
+      refundOf: refund.entryId,
+    });
+    const operation = taken.usage?.operation ?? (taken.kind === "commit" ? "hold" : "debit");
+    const model = taken.usage ? (taken.usage.model ?? DEFAULT_MODEL) : "";
+    this.usage.add(taken.at, taken.keyId ?? "", operation, model, -amount, 0);
+    this.repayDebt(nowMs);
+    return { ok: true, entry, balance: this.account.balance() };
+  }
+
+  /** `LedgerKeys.admit`, with a refusal turned into the `Denied` answer (which carries the balance). */
+  admitKey(
+    keyId: string | undefined,
+    amount: number,
+    nowMs: number,
+  ): { ok: true; admitted?: KeyAdmission } | { ok: false; denied: Denied } {
+    const admission = this.keys.admit(keyId, amount, nowMs);
+    if (admission.ok) return admission;
+    const { code, ...rest } = admission.refusal;
+    return { ok: false, denied: { ...this.account.denied(code), ...rest } };
+  }
+
+  /**
+   * How `amount` would be covered: grants in burn-down order, the shortfall from the
+   * overdraft. `undefined` when the debt would exceed the overdraft limit. The debt is read
+   * here, not passed in: the caller's `settleDue` may just have released a hold or repaid
+   * debt, and a row read before it would refuse credit that is there.
+   */
+  plan(amount: number, nowMs: number): SpendPlan | undefined {
+    const account = this.account.row()!;
+    const grants = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE remaining > 0");
+    const plan = drawFromGrants(grants.map(toBucket), amount, nowMs);
+    const debt = account.held_debt + account.consumed_debt;
+    if (debt + plan.shortfall > account.overdraft_limit) return undefined;
+    return plan;
+  }
+
+  /** Takes a plan's draws off their grants' remainders. */
+  take(draws: readonly Draw[]): void {
+    for (const draw of draws) run(this.sql, "UPDATE grants SET remaining = remaining - ? WHERE grant_id = ?", draw.amount, draw.grantId);
+  }
+
+  /**
+   * Gives `parts` back to their grants (from `held` allocations or `consumed` credit). What
+   * goes back to an expired grant is booked as expired at once; what goes back to the
+   * overdraft reduces the debt. Returns the amount booked as expired.
+   */
+  returnToGrants(parts: readonly Draw[], nowMs: number, from: "held" | "consumed"): number {
+    let expired = 0;
+    for (const part of parts) {
+      if (part.grantId === null) {
+        if (from === "held") run(this.sql, "UPDATE account SET held_debt = held_debt - ?", part.amount);
+        else expired += this.refundDebt(part.amount, nowMs);
+        continue;
+      }
+      // A held part was never counted in the grant's `consumed`; a refunded part was.
+      if (from === "consumed") run(this.sql, "UPDATE grants SET consumed = consumed - ? WHERE grant_id = ?", part.amount, part.grantId);
+      const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
+      const target = isExpired(grant, nowMs) ? "expired" : "remaining";
+      run(this.sql, `UPDATE grants SET ${target} = ${target} + ? WHERE grant_id = ?`, part.amount, part.grantId);
+      if (target === "expired") expired += part.amount;
+    }
+    return expired;
+  }
+
+  /** Credit that became spendable while the account owes: it pays the debt first, in burn-down order. */
+  repayDebt(nowMs: number): void {
+    const debt = this.account.row()!.consumed_debt;
+    if (debt === 0) return;
+    const grants = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE remaining > 0");
+    const { draws } = drawFromGrants(grants.map(toBucket), debt, nowMs);
+    let repaid = 0;
+    for (const draw of draws) {
+      run(
+        this.sql,
+        "UPDATE grants SET remaining = remaining - ?, consumed = consumed + ?, repaid = repaid + ? WHERE grant_id = ?",
+        draw.amount,
+        draw.amount,
+        draw.amount,
+        draw.grantId,
+      );
+      repaid += draw.amount;
+    }
+    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt - ?", repaid);
+  }
+
+  /** Remembers where a debit's or commit's credit came from, so a refund can give it back. */
+  recordConsumption(entryId: string, draws: readonly Draw[]): void {
+    draws.forEach((draw, ord) => {
+      const insert = "INSERT INTO consumptions (entry_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)";
+      run(this.sql, insert, entryId, ord, draw.grantId, draw.amount);
+    });
+  }
+
+  /**
+   * Refunds an overdraft part: it cancels outstanding debt; whatever a later grant already
+   * repaid goes back to that grant (newest repayment first). Returns what was booked expired.
+   */
+  private refundDebt(amount: number, nowMs: number): number {
+    const account = this.account.row()!;
+    const cancel = Math.min(amount, account.consumed_debt);
+    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt - ?", cancel);
+    let left = amount - cancel;
+    let expired = 0;
+    const repaying = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE repaid > 0 ORDER BY seq DESC");
+    for (const grant of repaying) {
+      if (left === 0) break;
+      const give = Math.min(left, grant.repaid);
+      const target = isExpired(grant, nowMs) ? "expired" : "remaining";
+      run(
+        this.sql,
+        `UPDATE grants SET repaid = repaid - ?, consumed = consumed - ?, ${target} = ${target} + ? WHERE grant_id = ?`,
+        give,
+        give,
+        give,
+        grant.grant_id,
+      );
+      if (target === "expired") expired += give;
+      left -= give;
+    }
+    if (left !== 0) throw new ServiceError("INTERNAL", "refund of overdraft found no debt or repayment to reverse");
+    return expired;
+  }
+}

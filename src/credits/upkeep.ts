@@ -1,0 +1,111 @@
+import { type IdempotencyStore, PRUNE_BATCH, type Transaction } from "../platform/idempotency";
+import { KEY_SPEND_DAYS_KEPT_MS, KEY_SPEND_MONTHS_KEPT_MS } from "../platform/retention";
+import { maybeOne, run } from "../platform/sql";
+import type { TaskHandlers, TaskScheduler } from "../platform/task-scheduler";
+import type { LedgerAudit } from "./audit";
+import type { Holds } from "./holds";
+import { dayOf, monthOf } from "./invariants";
+import type { LedgerAccount } from "./ledger-account";
+
+/** How often the self-audit re-derives the balance and checks every invariant. */
+export const AUDIT_INTERVAL_MS = 6 * 3_600_000;
+/** Entries one alarm-driven audit reads at most; a longer backlog continues in the next run. */
+export const AUDIT_BATCH_ENTRIES = 20_000;
+const AUDIT_BACKLOG_DELAY_MS = 60_000;
+/** Pruning waits this long past the first expiry, so one alarm prunes many keys. */
+const PRUNE_SLACK_MS = 3_600_000;
+
+type Keep = "replace" | "earliest";
+
+/**
+ * The ledger's timed work: booking due expiries (`settle-due`), pruning expired idempotency
+ * records, rule states and old spend counters (`prune`), and the periodic self-audit (`audit`),
+ * with the scheduling that keeps each task due when its work is.
+ */
+export class LedgerUpkeep {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly scheduler: TaskScheduler,
+    private readonly transaction: Transaction,
+    private readonly account: LedgerAccount,
+    private readonly holds: Holds,
+    private readonly audit: LedgerAudit,
+    private readonly idempotency: IdempotencyStore,
+  ) {}
+
+  /** The object's task handlers (its spec's `tasks`). */
+  tasks(): TaskHandlers {
+    return {
+      "settle-due": async (_payload, nowMs) => {
+        this.transaction(() => this.holds.settleDue(nowMs));
+        await this.scheduleSettle("replace");
+      },
+      prune: async (_payload, nowMs) => {
+        // In batches of PRUNE_BATCH of each kind, so a backlog never holds the object for long;
+        // a full batch comes back at once.
+        const deleted =
+          this.idempotency.prune(nowMs) +
+          run(
+            this.sql,
+            "DELETE FROM key_rule_states WHERE (family_id, rule_name) IN (SELECT family_id, rule_name FROM key_rule_states WHERE expires_at_ms <= ? LIMIT ?)",
+            nowMs,
+            PRUNE_BATCH,
+          );
+        // Spend counters of past periods are never read again (caps look at the current day and month).
+        run(
+          this.sql,
+          "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)",
+          `d:${dayOf(nowMs - KEY_SPEND_DAYS_KEPT_MS)}`,
+          `m:${monthOf(nowMs - KEY_SPEND_MONTHS_KEPT_MS)}`,
+        );
+        if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
+        else await this.schedulePrune("replace");
+      },
+      audit: async (_payload, nowMs) => {
+        if (this.account.row() === undefined) return;
+        const report = this.audit.run(nowMs, "incremental", AUDIT_BATCH_ENTRIES);
+        // An unfinished backlog continues soon; otherwise the next audit is a full interval away.
+        const delayMs = report === undefined ? AUDIT_BACKLOG_DELAY_MS : AUDIT_INTERVAL_MS;
+        await this.scheduler.schedule("audit", nowMs + delayMs, null, "audit", "replace");
+      },
+    };
+  }
+
+  /** The first audit of a new account, an interval after its creation. */
+  async scheduleFirstAudit(nowMs: number): Promise<void> {
+    await this.scheduler.schedule("audit", nowMs + AUDIT_INTERVAL_MS, null, "audit", "earliest");
+  }
+
+  /** Arms the alarm for whatever the last write made due. */
+  async afterWrite(): Promise<void> {
+    await this.scheduleSettle("earliest");
+    await this.schedulePrune("earliest");
+  }
+
+  private async scheduleSettle(keep: Keep): Promise<void> {
+    const next = maybeOne<{ next: number | null }>(
+      this.sql,
+      `SELECT MIN(t) AS next FROM (
+         SELECT MIN(expires_at_ms) AS t FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL
+         UNION ALL SELECT MIN(expires_at_ms) FROM holds WHERE status = 'open')`,
+    )?.next;
+    if (next != null) await this.ensureTask("settle-due", next, keep);
+  }
+
+  private async schedulePrune(keep: Keep): Promise<void> {
+    const ruleStates = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM key_rule_states")?.next ?? null;
+    const idempotency = this.idempotency.earliestExpiry();
+    const next = ruleStates === null ? idempotency : idempotency === null ? ruleStates : Math.min(ruleStates, idempotency);
+    if (next !== null) await this.ensureTask("prune", next + PRUNE_SLACK_MS, keep);
+  }
+
+  /**
+   * Schedules task `kind` at `dueMs`. On the write path (`earliest`) a task already due no
+   * later is left alone, so a busy account does not rewrite its task row and alarm on every call.
+   */
+  private async ensureTask(kind: string, dueMs: number, keep: Keep): Promise<void> {
+    const existing = this.scheduler.get(kind);
+    if (keep === "earliest" && existing !== undefined && existing.parkedAtMs === null && existing.dueMs <= dueMs) return;
+    await this.scheduler.schedule(kind, dueMs, null, kind, keep);
+  }
+}

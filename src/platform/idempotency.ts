@@ -1,0 +1,98 @@
+import { conflict } from "./errors";
+import { maybeOne, run } from "./sql";
+
+/** Most expired records one prune run deletes (retention in small batches, so a backlog never holds an object for long). */
+export const PRUNE_BATCH = 1_000;
+
+/** Runs `body` in one synchronous storage transaction (`DurableObjectStorage.transactionSync`). */
+export type Transaction = <T>(body: () => T) => T;
+
+/** Where and how one object keeps its idempotency records. */
+export interface IdempotencyConfig {
+  /** The table: `idempotency_key TEXT PRIMARY KEY, fingerprint, <resultColumn>, created_at_ms, expires_at_ms`. */
+  table: string;
+  /** The column holding the first answer, as JSON. */
+  resultColumn: string;
+  /** The replay window, read at every use: the configuration may change under a live object. */
+  windowMs: () => number;
+  /**
+   * Whether a record past its window still replays until it is pruned (the ledger: keys are
+   * inserted once), or is dead at once and its key may be used again (the limiter: a new
+   * answer replaces it).
+   */
+  replaysExpired: boolean;
+  /** The CONFLICT message for a key reused with a different request (each caller's own wording). */
+  conflictMessage: (key: string) => string;
+  transaction: Transaction;
+}
+
+/**
+ * Each keyed call's first answer, so a retry gets it again. A record is the key, a fingerprint
+ * of the request (its JSON) and the answer (JSON); the same key with another request is CONFLICT.
+ */
+export class IdempotencyStore {
+  readonly #sql: SqlStorage;
+  readonly #config: IdempotencyConfig;
+  readonly #find: string;
+  readonly #save: string;
+  readonly #prune: string;
+  readonly #earliest: string;
+
+  constructor(sql: SqlStorage, config: IdempotencyConfig) {
+    this.#sql = sql;
+    this.#config = config;
+    const { table, resultColumn } = config;
+    const live = config.replaysExpired ? "" : " AND expires_at_ms > ?";
+    this.#find = `SELECT fingerprint, ${resultColumn} AS result FROM ${table} WHERE idempotency_key = ?${live}`;
+    // A dead record may still be in the table until pruned: a new answer replaces it.
+    const insert = config.replaysExpired ? "INSERT" : "INSERT OR REPLACE";
+    this.#save = `${insert} INTO ${table} (idempotency_key, fingerprint, ${resultColumn}, created_at_ms, expires_at_ms)
+       VALUES (?, ?, ?, ?, ?)`;
+    this.#prune = `DELETE FROM ${table} WHERE idempotency_key IN
+       (SELECT idempotency_key FROM ${table} WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?)`;
+    this.#earliest = `SELECT MIN(expires_at_ms) AS next FROM ${table}`;
+  }
+
+  /**
+   * The stored answer to a retried `request` (results are objects, never undefined), or
+   * undefined for a new key; CONFLICT if the key was used for another request.
+   */
+  find<T>(key: string, request: unknown, nowMs: number): T | undefined {
+    // Read before anything is written: a malformed window fails the call (INTERNAL) with no change.
+    this.#config.windowMs();
+    const bindings = this.#config.replaysExpired ? [key] : [key, nowMs];
+    const stored = maybeOne<{ fingerprint: string; result: string }>(this.#sql, this.#find, ...bindings);
+    if (stored === undefined) return undefined;
+    if (stored.fingerprint !== JSON.stringify(request)) throw conflict(this.#config.conflictMessage(key));
+    return JSON.parse(stored.result) as T;
+  }
+
+  /** Records `result` as the answer to `request`; call it in the transaction that makes the change. */
+  save(key: string, request: unknown, result: object, nowMs: number): void {
+    run(this.#sql, this.#save, key, JSON.stringify(request), JSON.stringify(result), nowMs, nowMs + this.#config.windowMs());
+  }
+
+  /**
+   * Runs `body` once per key: a retry returns the stored first result. The result and its record
+   * are written in one transaction with the change, so a crash cannot separate them.
+   */
+  run<T extends object>(key: string, request: unknown, nowMs: number, body: () => T): T {
+    const replay = this.find<T>(key, request, nowMs);
+    if (replay !== undefined) return replay;
+    return this.#config.transaction(() => {
+      const result = body();
+      this.save(key, request, result, nowMs);
+      return result;
+    });
+  }
+
+  /** Deletes up to `PRUNE_BATCH` expired records, oldest first; returns how many (a full batch: more are due at once). */
+  prune(nowMs: number): number {
+    return run(this.#sql, this.#prune, nowMs, PRUNE_BATCH);
+  }
+
+  /** When the first remaining record expires, or null when none is left. */
+  earliestExpiry(): number | null {
+    return maybeOne<{ next: number | null }>(this.#sql, this.#earliest)?.next ?? null;
+  }
+}
