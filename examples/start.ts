@@ -104,7 +104,7 @@ function startWorker(label: string, cwd: string, port: number, inspectorPort: nu
       for (const line of lines) {
         // Without internet, wrangler cannot fetch Request.cf; it says so on every start. Harmless.
         if (/Request\.cf|ENOTFOUND workers\.cloudflare\.com|GetAddrInfoReqWrap/.test(line)) continue;
-        process.stdout.write(prefix + line + "\n");
+        process.stdout.write(`${prefix + line}\n`);
         if (line.includes("Ready on")) child.emit("ready");
       }
     });

@@ -57,11 +57,6 @@ const tower = fc.constantFrom("array", "object").map((kind) => {
 });
 
 type Sample = Record<string, unknown>;
-interface Method {
-  name: string;
-  call: (target: Record<string, (input: unknown) => Promise<unknown>>, input: unknown) => Promise<unknown>;
-  sample: () => Sample;
-}
 
 /** Ids of live things in the fuzzed account, filled in beforeAll. */
 const ids = { holdId: "", entryId: "", keyId: "", key: "" };

@@ -48,7 +48,7 @@ export function sha256(input: string | Uint8Array): Uint8Array {
   }
   const out = new Uint8Array(32);
   const outView = new DataView(out.buffer);
-  h.forEach((word, i) => outView.setUint32(i * 4, word));
+  for (const [i, word] of h.entries()) outView.setUint32(i * 4, word);
   return out;
 }
 

@@ -1,4 +1,4 @@
-import { type Granularity } from "../platform/buckets";
+import type { Granularity } from "../platform/buckets";
 import { Aggregate, pathKey } from "./partial";
 import { asBytes, ByteReader, ByteWriter } from "../sketches/bytes";
 import { TopK } from "../sketches/top-k";

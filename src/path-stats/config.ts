@@ -2,7 +2,7 @@ import { ServiceError } from "../platform/errors";
 import { compileRoutes, type RoutePattern } from "./normalize";
 import { DEFAULT_SHARDS, MAX_SHARDS } from "./shard";
 import { IP_MODES, type IpMode } from "./privacy";
-import { DAY_MS, HOUR_MS } from "../platform/buckets";
+import { DAY_MS, } from "../platform/buckets";
 import { parseNamedDurations } from "../platform/durations";
 import { DEFAULT_ROLLUP_RETENTION, MIN_ROLLUP_RETENTION } from "../platform/rollup-compaction";
 

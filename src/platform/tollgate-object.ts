@@ -207,7 +207,7 @@ function withSql(storage: DurableObjectStorage, sql: SqlStorage): DurableObjectS
     get(target, property) {
       if (property === "sql") return sql;
       const value = Reflect.get(target, property, target) as unknown;
-      return typeof value === "function" ? (value as Function).bind(target) : value;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
 }

@@ -158,7 +158,7 @@ describe("Credits.verifyKey routing", () => {
     expect(await env.CREDITS.verifyKey({ key: typo })).toEqual({ valid: false, code: "MALFORMED" });
     // A key naming an account that was never created is refused here without creating it:
     // a malformed one never reaches an object; a well-formed one finds an empty object.
-    for (const key of ["", "tg_", "sk_live_abc", "tg_x_y_z_w", created.key + "x"]) {
+    for (const key of ["", "tg_", "sk_live_abc", "tg_x_y_z_w", `${created.key}x`]) {
       expect(await env.CREDITS.verifyKey({ key })).toEqual({ valid: false, code: "MALFORMED" });
     }
     const ghost = formatKey("ghost-account", created.keyId, "a".repeat(48));

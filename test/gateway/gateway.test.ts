@@ -165,7 +165,7 @@ describe("Gateway.authorize", () => {
     expect(limited).toMatchObject({ allowed: false, status: 429, code: "RATE_LIMITED" });
     expect(limited.retryAfterMs).toBeGreaterThan(0);
     expect(Number(limited.headers["Retry-After"])).toBeGreaterThan(0);
-    expect(limited.headers["RateLimit"]).toMatch(/^"key-minute";r=0;t=\d+$/);
+    expect(limited.headers.RateLimit).toMatch(/^"key-minute";r=0;t=\d+$/);
     expect(await ipRemaining(ip)).toBe(PER_IP_LIMIT - 2);
   });
 
@@ -180,7 +180,7 @@ describe("Gateway.authorize", () => {
       const denied = await env.GATEWAY.authorize(request(ip, { apiKey: key, ...extra }));
       expect(denied).toMatchObject({ allowed: false, status: 429, code: "RATE_LIMITED", accountId });
       expect(denied.retryAfterMs).toBeGreaterThan(0);
-      expect(denied.headers["RateLimit"]).toMatch(/^"minute";r=0;t=\d+$/);
+      expect(denied.headers.RateLimit).toMatch(/^"minute";r=0;t=\d+$/);
     }
     const after = await env.CREDITS.balance({ accountId });
     expect(after).toEqual(before);

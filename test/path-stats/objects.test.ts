@@ -14,10 +14,6 @@ import { shardName } from "../../src/platform/names";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 
-async function flushAll(nowMs: number): Promise<void> {
-  for (let shard = 0; shard < SHARDS; shard += 1) await env.PATH_COLLECTOR.getByName(shardName(shard)).runAlarmAt(nowMs);
-}
-
 /** Builds the partial a collector would push for `hits`. */
 function partialOf(hits: Partial<NormalizedHit>[]): Uint8Array {
   const partial = new PathPartial();

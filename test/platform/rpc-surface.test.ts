@@ -83,7 +83,7 @@ const exact: [
 const OBJECT_BASE = ["alarm", "exportTables", "importTables", "holdsData"] as const;
 
 /** The methods other parts of tollgate call on each object's stub: its contract. */
-const OBJECT_CONTRACTS: [Function, readonly string[]][] = [
+const OBJECT_CONTRACTS: [Class, readonly string[]][] = [
   [RateLimiterDO, [...OBJECT_BASE, "check", "checkCounts", "peek", "reset", "refund", "block", "unblock", "setOverride", "clearOverride", "acquire", "release", "heartbeat"]],
   [
     CreditLedgerDO,
@@ -102,7 +102,7 @@ const OBJECT_CONTRACTS: [Function, readonly string[]][] = [
   [MaintenanceDO, [...OBJECT_BASE, "setBackupSchedule", "backupSchedule"]],
 ];
 
-const TARGET_CONTRACTS: [Function, readonly string[]][] = [
+const TARGET_CONTRACTS: [Class, readonly string[]][] = [
   [RateLimits, RATE_LIMITS_API],
   [RateLimitsService, RATE_LIMITS_API],
   [Credits, CREDITS_API],
@@ -122,10 +122,13 @@ const TARGET_CONTRACTS: [Function, readonly string[]][] = [
   [TollgateRpcRoot, ROOT_API],
 ];
 
+/** A class, as the lists name it (constructed by the runtime, never here). */
+type Class = abstract new (...args: never[]) => unknown;
+
 const PLATFORM_PROTOTYPES = new Set<object>([DurableObject.prototype, RpcTarget.prototype, WorkerEntrypoint.prototype, Object.prototype]);
 
 /** Every method or accessor reachable on instances of `cls` by string name, below the platform's own classes. */
-function reachableNames(cls: Function): string[] {
+function reachableNames(cls: Class): string[] {
   const names = new Set<string>();
   for (let proto = cls.prototype as object; proto !== null && !PLATFORM_PROTOTYPES.has(proto); proto = Object.getPrototypeOf(proto) as object) {
     for (const name of Object.getOwnPropertyNames(proto)) if (name !== "constructor") names.add(name);

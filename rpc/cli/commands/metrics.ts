@@ -29,10 +29,10 @@ function rows(kinds: SurfaceMetrics[], withRows: boolean): unknown[][] {
 function renderMetrics(report: MetricsReport): string {
   const parts: string[] = [];
   if (report.entrypoints.length > 0) {
-    parts.push("entrypoints\n" + table(["entrypoint", "method", "calls", "errors", "codes", "p50", "p99"], rows(report.entrypoints, false)));
+    parts.push(`entrypoints\n${table(["entrypoint", "method", "calls", "errors", "codes", "p50", "p99"], rows(report.entrypoints, false))}`);
   }
   if (report.objects.length > 0) {
-    parts.push("objects\n" + table(["object", "method", "calls", "errors", "codes", "p50", "p99", "rows read", "rows written"], rows(report.objects, true)));
+    parts.push(`objects\n${table(["object", "method", "calls", "errors", "codes", "p50", "p99", "rows read", "rows written"], rows(report.objects, true))}`);
   }
   return parts.length === 0 ? "no calls counted in this range" : parts.join("\n\n");
 }

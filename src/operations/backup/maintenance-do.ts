@@ -1,4 +1,4 @@
-import type { BackupSchedule, BackupScheduleInput } from "../../../rpc/backup";
+import type { BackupSchedule, } from "../../../rpc/backup";
 import type { Env } from "../../platform/env";
 import { backupScheduleInputSchema } from "./schemas";
 import { parseInput } from "../../platform/schemas";
@@ -6,7 +6,6 @@ import { BackupService } from "./service";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
-import { MAINTENANCE_NAME } from "../../platform/names";
 
 /** Runs kept in the history. */
 const KEEP_RUNS = 50;

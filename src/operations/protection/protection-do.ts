@@ -12,7 +12,6 @@ import {
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
-import { PROTECTION_NAME } from "../../platform/names";
 
 /** Flags older than this are pruned by alarm, and at most `MAX_FLAGS` are kept. */
 export { FLAG_RETENTION_MS, MAX_FLAGS };

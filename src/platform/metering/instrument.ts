@@ -74,7 +74,10 @@ function metered(
   );
 }
 
-const wrapped = new WeakSet<Function>();
+/** Any method, as found on a prototype. */
+type AnyMethod = (this: object, ...args: unknown[]) => unknown;
+
+const wrapped = new WeakSet<AnyMethod>();
 const instrumented = new WeakSet<object>();
 
 function ownMethods(prototype: object): string[] {
@@ -85,7 +88,7 @@ function ownMethods(prototype: object): string[] {
   });
 }
 
-function replace(prototype: object, name: string, wrapper: Function): void {
+function replace(prototype: object, name: string, wrapper: AnyMethod): void {
   wrapped.add(wrapper);
   const descriptor = Object.getOwnPropertyDescriptor(prototype, name)!;
   Object.defineProperty(prototype, name, { ...descriptor, value: wrapper });
@@ -110,7 +113,7 @@ export function instrumentObjectPrototypes(
     instrumented.add(prototype);
     for (const name of ownMethods(prototype)) {
       if (skip.has(name)) continue;
-      const original = (prototype as Record<string, Function>)[name]!;
+      const original = (prototype as Record<string, AnyMethod>)[name]!;
       const counted = rename[name] ?? name;
       const wrapper = function (this: object, ...args: unknown[]): unknown {
         if (objectScope.getStore()?.owner === this) return original.apply(this, args);
@@ -178,7 +181,7 @@ export function instrumentEntrypoint(
   if (instrumented.has(prototype)) return;
   instrumented.add(prototype);
   for (const name of ownMethods(prototype)) {
-    const original = (prototype as Record<string, Function>)[name]!;
+    const original = (prototype as Record<string, AnyMethod>)[name]!;
     const wrapper = function (this: object, ...args: unknown[]): unknown {
       if (entrypointScope.getStore() !== undefined) return original.apply(this, args);
       const finish = (code: string, start: number) => {

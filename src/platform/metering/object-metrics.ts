@@ -1,6 +1,5 @@
 import type { Env } from "../env";
 import { MINUTE_MS, floorTo } from "../buckets";
-import { murmur3 } from "../../sketches/hash";
 import type { Migration } from "../migrations";
 import { all, maybeOne } from "../sql";
 import type { CallOutcome } from "./instrument";
