@@ -54,7 +54,13 @@ export default defineConfig({
               // CHAOS_SEED and FUZZ_SEED replay a failed chaos or fuzz run (the tests print their seeds).
               // 16 collector shards instead of 64 keep the path tests quick; the routing is the same.
               // PROTECTION_CACHE_MS 0: a list or policy change applies to the very next call (test/operations/protection/protection.test.ts).
-              bindings: { TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CHAOS_SEED: process.env.CHAOS_SEED ?? "", FUZZ_SEED: process.env.FUZZ_SEED ?? "", PATH_SHARDS: "16", PROTECTION_CACHE_MS: "0" },
+              bindings: {
+                TOLLGATE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+                CHAOS_SEED: process.env.CHAOS_SEED ?? "",
+                FUZZ_SEED: process.env.FUZZ_SEED ?? "",
+                PATH_SHARDS: "16",
+                PROTECTION_CACHE_MS: "0",
+              },
               // The legacy KV limiter's namespace, for Admin.importFromKv (not in wrangler.toml: it has no id to deploy with).
               kvNamespaces: ["LEGACY_KV"],
               durableObjects: {

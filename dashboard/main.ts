@@ -88,7 +88,14 @@ async function refresh(): Promise<void> {
   const metrics = admin.metrics({ range });
   const cost = admin.costReport({ range });
   const [seriesR, globalR, pathsR, clientsR, usageR, detailsR, metricsR, costR] = await Promise.allSettled([
-    series, global, paths, clients, usage ?? Promise.resolve(undefined), details, metrics, cost,
+    series,
+    global,
+    paths,
+    clients,
+    usage ?? Promise.resolve(undefined),
+    details,
+    metrics,
+    cost,
   ]);
   if (seriesR.status === "rejected" && errorCodeOf(seriesR.reason) === "UNAUTHENTICATED") {
     token = undefined;
@@ -110,9 +117,8 @@ async function refresh(): Promise<void> {
   use(costR, (value) => drawCost(value as CostReport), "cost report");
   if (usage === undefined) clearBurn();
   else use(usageR, (value) => drawBurn(value as UsageReport), "credit burn");
-  status.textContent = failures.length > 0
-    ? `Some panels failed: ${failures.join("; ")}`
-    : `Range ${range}, updated ${new Date().toLocaleTimeString()}.`;
+  status.textContent =
+    failures.length > 0 ? `Some panels failed: ${failures.join("; ")}` : `Range ${range}, updated ${new Date().toLocaleTimeString()}.`;
   status.classList.toggle("error", failures.length > 0);
 }
 
@@ -121,8 +127,11 @@ function drawGlobal(stats: GlobalStats): void {
   $("total-errors").textContent = fmt(stats.errors);
   $("unique-clients").textContent = `${stats.uniqueClientsExact ? "" : "≈"}${fmt(stats.uniqueClients)}`;
   const rows: [string, number | null][] = [
-    ["p50", stats.latency.p50], ["p90", stats.latency.p90], ["p99", stats.latency.p99],
-    ["min", stats.latency.min], ["max", stats.latency.max],
+    ["p50", stats.latency.p50],
+    ["p90", stats.latency.p90],
+    ["p99", stats.latency.p99],
+    ["min", stats.latency.min],
+    ["max", stats.latency.max],
   ];
   const body = $("latency").querySelector("tbody")!;
   body.replaceChildren(
@@ -132,16 +141,17 @@ function drawGlobal(stats: GlobalStats): void {
 }
 
 function drawSeries(series: TimeSeries): void {
-  const totals = series.points.reduce(
-    (sum, p) => ({ requests: sum.requests + p.requests, rateLimited: sum.rateLimited + p.rateLimited }),
-    { requests: 0, rateLimited: 0 },
-  );
+  const totals = series.points.reduce((sum, p) => ({ requests: sum.requests + p.requests, rateLimited: sum.rateLimited + p.rateLimited }), {
+    requests: 0,
+    rateLimited: 0,
+  });
   $("total-denials").textContent = fmt(totals.rateLimited);
   const chart = $("requests-chart");
   chart.dataset.points = String(series.points.length);
   chart.dataset.requests = String(totals.requests);
   const step = series.stepMs >= 86_400_000 ? "day" : series.stepMs >= 3_600_000 ? "hour" : "minute";
-  $("requests-note").textContent = `Per ${step}, from ${new Date(series.range.from).toLocaleString()} to ${new Date(series.range.to).toLocaleString()}.`;
+  $("requests-note").textContent =
+    `Per ${step}, from ${new Date(series.range.from).toLocaleString()} to ${new Date(series.range.to).toLocaleString()}.`;
   const data: uPlot.AlignedData = [
     series.points.map((p) => p.at / 1000),
     series.points.map((p) => p.requests),
@@ -157,18 +167,23 @@ function drawSeries(series: TimeSeries): void {
 
 function drawTopPaths(top: TopPaths): void {
   const max = Math.max(1, ...top.paths.map((p) => p.requests));
-  $("top-paths").querySelector("tbody")!.replaceChildren(
-    ...top.paths.map((p) => row([p.method, p.path, fmt(p.requests), bar(p.requests / max)], [false, false, true])),
-  );
+  $("top-paths")
+    .querySelector("tbody")!
+    .replaceChildren(...top.paths.map((p) => row([p.method, p.path, fmt(p.requests), bar(p.requests / max)], [false, false, true])));
 }
 
 function drawTopClients(top: TopClients): void {
   const max = Math.max(1, ...top.clients.map((c) => c.maxRequests));
-  $("top-clients").querySelector("tbody")!.replaceChildren(
-    ...top.clients.map((c) =>
-      row([c.client, c.requests === c.maxRequests ? fmt(c.requests) : `${fmt(c.requests)}–${fmt(c.maxRequests)}`, bar(c.requests / max)], [false, true]),
-    ),
-  );
+  $("top-clients")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...top.clients.map((c) =>
+        row(
+          [c.client, c.requests === c.maxRequests ? fmt(c.requests) : `${fmt(c.requests)}–${fmt(c.maxRequests)}`, bar(c.requests / max)],
+          [false, true],
+        ),
+      ),
+    );
   $("top-clients-note").textContent = top.approximate
     ? `Counts are bounds: every client with more than ${fmt(top.errorBound)} requests is listed.`
     : "Counts are exact.";
@@ -195,18 +210,32 @@ function drawMetrics(report: MetricsReport): void {
   ].flatMap(({ kind, rows: withRows }) =>
     kind.methods.map((m) =>
       row(
-        [kind.kind, m.method, fmt(m.calls), `${(m.errorRate * 100).toFixed(1)}%`, ms(m.latencyMs.p50), ms(m.latencyMs.p99),
-          withRows ? fmt(m.rowsRead) : "–", withRows ? fmt(m.rowsWritten) : "–"],
+        [
+          kind.kind,
+          m.method,
+          fmt(m.calls),
+          `${(m.errorRate * 100).toFixed(1)}%`,
+          ms(m.latencyMs.p50),
+          ms(m.latencyMs.p99),
+          withRows ? fmt(m.rowsRead) : "–",
+          withRows ? fmt(m.rowsWritten) : "–",
+        ],
         [false, false, true, true, true, true, true, true],
       ),
     ),
   );
-  $("metrics").querySelector("tbody")!.replaceChildren(...(rows.length > 0 ? rows : [row(["No calls counted in this range.", ""], [false, true])]));
+  $("metrics")
+    .querySelector("tbody")!
+    .replaceChildren(...(rows.length > 0 ? rows : [row(["No calls counted in this range.", ""], [false, true])]));
 }
 
 function drawCost(report: CostReport): void {
-  const budget = report.budget === undefined ? "" : ` Budget $${report.budget.monthlyUsd.toFixed(2)}: ${report.budget.exceeded ? "exceeded" : "within"}.`;
-  $("cost-note").textContent = `Estimated Cloudflare cost: $${report.totalUsd.toFixed(4)} in this range, $${report.monthlyTotalUsd.toFixed(2)} per month projected (duration not included).${budget}`;
+  const budget =
+    report.budget === undefined
+      ? ""
+      : ` Budget $${report.budget.monthlyUsd.toFixed(2)}: ${report.budget.exceeded ? "exceeded" : "within"}.`;
+  $("cost-note").textContent =
+    `Estimated Cloudflare cost: $${report.totalUsd.toFixed(4)} in this range, $${report.monthlyTotalUsd.toFixed(2)} per month projected (duration not included).${budget}`;
 }
 
 function drawBurn(report: UsageReport): void {
@@ -221,9 +250,12 @@ function drawBurn(report: UsageReport): void {
   const byDay = new Map(report.items.map((item) => [Date.parse(`${item.group}T00:00:00Z`), item.amount]));
   // Half a day of margin each side, so a single day's bar is drawn whole.
   const x: [number, number] = [report.from / 1000 - 43_200, report.to / 1000 - 43_200];
-  plot("burn-chart", [days.map((d) => d / 1000), days.map((d) => byDay.get(d) ?? 0)], [
-    { label: "credits", stroke: "#7b3fd6", fill: "#7b3fd6", paths: uPlot.paths.bars!({ size: [0.6, 60] }) },
-  ], x);
+  plot(
+    "burn-chart",
+    [days.map((d) => d / 1000), days.map((d) => byDay.get(d) ?? 0)],
+    [{ label: "credits", stroke: "#7b3fd6", fill: "#7b3fd6", paths: uPlot.paths.bars!({ size: [0.6, 60] }) }],
+    x,
+  );
 }
 
 function clearBurn(): void {

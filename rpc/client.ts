@@ -24,10 +24,7 @@ export interface ConnectOptions {
  *
  * A wrong token rejects the first awaited call with code `UNAUTHENTICATED`.
  */
-export function connect<Api extends AdminApi | AccountApi = AdminApi>(
-  url: string | URL,
-  options: ConnectOptions,
-): RpcStub<Api> {
+export function connect<Api extends AdminApi | AccountApi = AdminApi>(url: string | URL, options: ConnectOptions): RpcStub<Api> {
   const transport = options.transport ?? "http-batch";
   const href = url.toString();
   const root =

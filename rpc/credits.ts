@@ -136,9 +136,7 @@ export interface ReserveInput {
   meta?: Record<string, string>;
 }
 
-export type ReserveResult =
-  | { ok: true; holdId: string; expiresAt: number; entry: Entry; balance: Balance }
-  | Denied;
+export type ReserveResult = { ok: true; holdId: string; expiresAt: number; entry: Entry; balance: Balance } | Denied;
 
 export type HoldStatus = "open" | "committed" | "voided" | "expired";
 

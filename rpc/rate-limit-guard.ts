@@ -28,7 +28,15 @@ export type GuardedDecision = Decision & {
 };
 
 /** Errors that mean the call itself is wrong: passed to the caller, never failed open or closed. */
-const CALLER_ERRORS = new Set(["INVALID_ARGUMENT", "NOT_FOUND", "CONFLICT", "UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED"]);
+const CALLER_ERRORS = new Set([
+  "INVALID_ARGUMENT",
+  "NOT_FOUND",
+  "CONFLICT",
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "UNIMPLEMENTED",
+]);
 
 const TIMED_OUT = Symbol("timed out");
 
@@ -149,7 +157,17 @@ export class RateLimitGuard {
 
   #unavailable(now: number): GuardedDecision {
     if (this.#options.onUnavailable === "fail-open") {
-      return { allowed: true, remaining: 0, limit: 0, resetAt: now, retryAfterMs: 0, deniedBy: [], rules: [], headers: {}, source: "fail-open" };
+      return {
+        allowed: true,
+        remaining: 0,
+        limit: 0,
+        resetAt: now,
+        retryAfterMs: 0,
+        deniedBy: [],
+        rules: [],
+        headers: {},
+        source: "fail-open",
+      };
     }
     const retryAfterMs = this.#options.failClosedRetryAfterMs ?? 1_000;
     return {

@@ -78,11 +78,18 @@ async function settleFaults(stub: Faultable, atMs: number, counts: object): Prom
   await stub.clearFaults();
   expect((await stub.runAlarmAt(atMs)).thrown).toBeUndefined();
   const tasks = await stub.tasks();
-  expect(tasks.filter((task) => task.attempts > 0 || task.parkedAtMs !== null), "a task still failing or parked").toEqual([]);
+  expect(
+    tasks.filter((task) => task.attempts > 0 || task.parkedAtMs !== null),
+    "a task still failing or parked",
+  ).toEqual([]);
   const log = await stub.faultLog();
-  expect(log.tasks.filter((t) => t.outcome === "error"), "a real (not injected) task failure").toEqual([]);
+  expect(
+    log.tasks.filter((t) => t.outcome === "error"),
+    "a real (not injected) task failure",
+  ).toEqual([]);
   const tally = counts as Record<string, number>;
-  for (const { outcome } of log.tasks) if (outcome !== "ok") tally[`task failures ${outcome}`] = (tally[`task failures ${outcome}`] ?? 0) + 1;
+  for (const { outcome } of log.tasks)
+    if (outcome !== "ok") tally[`task failures ${outcome}`] = (tally[`task failures ${outcome}`] ?? 0) + 1;
   tally["run failures"] = (tally["run failures"] ?? 0) + log.runsFailed;
 }
 
@@ -100,7 +107,10 @@ describe(`chaos (seed ${SEED})`, () => {
         { name: "fixed", algorithm: "fixed_window", limit: 20 + Math.floor(random() * 40), periodMs: YEAR },
         { name: "sliding", algorithm: "sliding_window", limit: 20 + Math.floor(random() * 40), periodMs: YEAR },
       ],
-      used: new Map([["fixed", 0], ["sliding", 0]]),
+      used: new Map([
+        ["fixed", 0],
+        ["sliding", 0],
+      ]),
       decisions: new Map(),
       pruned: [],
       leaseLimit: 2 + Math.floor(random() * 3),
@@ -155,13 +165,18 @@ describe(`chaos (seed ${SEED})`, () => {
           subject.pruned.push(...subject.decisions.keys());
           subject.decisions.clear();
         }
-        expect((await stub.storedLeases()).map((l) => l.lease_id).sort(), `leases after alarm, step ${step}`).toEqual([...subject.leases.keys()].sort());
+        expect((await stub.storedLeases()).map((l) => l.lease_id).sort(), `leases after alarm, step ${step}`).toEqual(
+          [...subject.leases.keys()].sort(),
+        );
         expect(await stub.storedReplays(), `replay records after alarm, step ${step}`).toBe(subject.decisions.size);
       } else if (roll < 0.26) {
         counts.operations++;
         const result = await stub.acquire({ subject: subject.name, limit: subject.leaseLimit, ttlMs: 3_600_000 });
         const granted = subject.leases.size < subject.leaseLimit;
-        expect({ granted: result.granted, active: result.active }, `acquire, step ${step}`).toEqual({ granted, active: subject.leases.size + (granted ? 1 : 0) });
+        expect({ granted: result.granted, active: result.active }, `acquire, step ${step}`).toEqual({
+          granted,
+          active: subject.leases.size + (granted ? 1 : 0),
+        });
         if (result.granted) subject.leases.set(result.leaseId!, result.expiresAt!);
       } else if (roll < 0.29 && subject.leases.size > 0) {
         counts.operations++;
@@ -175,7 +190,10 @@ describe(`chaos (seed ${SEED})`, () => {
         const cost = Number(key.split(":").at(-1));
         const decision = await stub.check({ subject: subject.name, rules: subject.rules, cost, idempotencyKey: key });
         const expected = model(subject, cost);
-        expect({ allowed: decision.allowed, remaining: decision.remaining }, `retry after the window, step ${step}`).toEqual({ allowed: expected.admits, remaining: expected.remaining });
+        expect({ allowed: decision.allowed, remaining: decision.remaining }, `retry after the window, step ${step}`).toEqual({
+          allowed: expected.admits,
+          remaining: expected.remaining,
+        });
         subject.decisions.set(key, decision);
       } else if (roll < 0.35 && subject.decisions.size > 0) {
         counts.retries++;
@@ -203,7 +221,10 @@ describe(`chaos (seed ${SEED})`, () => {
           continue;
         }
         const expected = model(subject, cost);
-        expect({ allowed: decision.allowed, remaining: decision.remaining }).toEqual({ allowed: expected.admits, remaining: expected.remaining });
+        expect({ allowed: decision.allowed, remaining: decision.remaining }).toEqual({
+          allowed: expected.admits,
+          remaining: expected.remaining,
+        });
         subject.decisions.set(key, decision);
       }
     }
@@ -214,7 +235,9 @@ describe(`chaos (seed ${SEED})`, () => {
       const final = await stub.peek({ subject: subject.name, rules: subject.rules });
       expect(final.rules.map((rule) => rule.limit - rule.remaining)).toEqual(subject.rules.map((rule) => subject.used.get(rule.name)));
       for (const [key, first] of subject.decisions) {
-        expect(await stub.check({ subject: subject.name, rules: subject.rules, cost: Number(key.split(":").at(-1)), idempotencyKey: key })).toEqual(first);
+        expect(
+          await stub.check({ subject: subject.name, rules: subject.rules, cost: Number(key.split(":").at(-1)), idempotencyKey: key }),
+        ).toEqual(first);
       }
       // After the retries every lease and replay record has expired and been deleted, and no task is left failing.
       await settleFaults(stub, alarmClock + AFTER_BACKOFF_MS, counts);
@@ -227,7 +250,11 @@ describe(`chaos (seed ${SEED})`, () => {
 
 /** Counts reported at the end of each run, so the closing note can quote them. */
 function report(name: string, counts: Record<string, number>): void {
-  console.log(`chaos ${name} (seed ${SEED}): ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ")}`);
+  console.log(
+    `chaos ${name} (seed ${SEED}): ${Object.entries(counts)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(", ")}`,
+  );
 }
 
 describe(`chaos: credit ledger (seed ${SEED})`, () => {
@@ -244,7 +271,13 @@ describe(`chaos: credit ledger (seed ${SEED})`, () => {
         await stub.setClock(now);
         await stub.failNextTasks(0, "before"); // starts the fault log
         await stub.createAccount({ accountId, name: "Chaos", overdraftLimit });
-        return { accountId, stub, model: new ReferenceLedger(overdraftLimit), holds: [] as string[], calls: [] as { again: () => Promise<unknown>; first: unknown }[] };
+        return {
+          accountId,
+          stub,
+          model: new ReferenceLedger(overdraftLimit),
+          holds: [] as string[],
+          calls: [] as { again: () => Promise<unknown>; first: unknown }[],
+        };
       }),
     );
 
@@ -254,7 +287,9 @@ describe(`chaos: credit ledger (seed ${SEED})`, () => {
       const key = `chaos-${step}`;
       const roll = random();
       const context = `step ${step} (seed ${SEED})`;
-      let outcome: { actual: { ok: boolean; code?: string; status?: string }; expected: { ok: boolean; code?: string; status?: string } } | undefined;
+      let outcome:
+        | { actual: { ok: boolean; code?: string; status?: string }; expected: { ok: boolean; code?: string; status?: string } }
+        | undefined;
       if (roll < 0.1) {
         await evictDurableObject(stub);
         counts.evictions++;
@@ -268,14 +303,22 @@ describe(`chaos: credit ledger (seed ${SEED})`, () => {
         for (let i = 0; i < times; i++) await runAlarm(stub, now);
         counts.alarms += times;
         // Reads do not settle (writes and the alarm do): the model settles only if the alarm's settle-due did its work.
-        if ((await stub.faultLog()).tasks.slice(seen).some((t) => t.kind === "settle-due" && (t.outcome === "ok" || t.outcome === "after"))) model.settle(now);
+        if ((await stub.faultLog()).tasks.slice(seen).some((t) => t.kind === "settle-due" && (t.outcome === "ok" || t.outcome === "after")))
+          model.settle(now);
       } else if (roll < 0.28 && account.calls.length > 0) {
         const call = pick(account.calls);
         expect(await call.again(), context).toEqual(call.first);
         counts.retries++;
       } else if (roll < 0.4) {
         const expiresAt = random() < 0.5 ? now + 1_000 * (1 + Math.floor(random() * 3)) : undefined;
-        const input = { accountId, amount: amount(), priority: Math.floor(random() * 2), expiresAt, reason: "chaos grant", idempotencyKey: key };
+        const input = {
+          accountId,
+          amount: amount(),
+          priority: Math.floor(random() * 2),
+          expiresAt,
+          reason: "chaos grant",
+          idempotencyKey: key,
+        };
         const entry = await stub.grant(input);
         account.calls.push({ again: () => stub.grant(input), first: entry });
         model.grant(entry.grantId!, input.amount, input.priority, expiresAt ?? null, now);
@@ -310,7 +353,11 @@ describe(`chaos: credit ledger (seed ${SEED})`, () => {
       }
       if (outcome !== undefined) {
         const { actual, expected } = outcome;
-        expect({ ok: actual.ok, code: actual.code, status: actual.status }, context).toEqual({ ok: expected.ok, code: expected.code, status: expected.status });
+        expect({ ok: actual.ok, code: actual.code, status: actual.status }, context).toEqual({
+          ok: expected.ok,
+          code: expected.code,
+          status: expected.status,
+        });
       }
       expect(await stub.balance({ accountId }), context).toEqual(model.balance());
     }
@@ -364,7 +411,14 @@ describe(`chaos: path statistics (seed ${SEED})`, () => {
       } else {
         const batch = Array.from({ length: 1 + Math.floor(random() * 4) }, () => {
           const status = pick([200, 200, 404, 500, 503]);
-          return { ip: pick(ips), method: pick(["GET", "POST"]), path: pick(paths), status, latencyMs: Math.floor(random() * 300), at: Date.now() - Math.floor(random() * 20 * MINUTE_MS) };
+          return {
+            ip: pick(ips),
+            method: pick(["GET", "POST"]),
+            path: pick(paths),
+            status,
+            latencyMs: Math.floor(random() * 300),
+            at: Date.now() - Math.floor(random() * 20 * MINUTE_MS),
+          };
         });
         if (batch.length === 1) await env.PATHS.record(batch[0]!);
         else expect(await env.PATHS.recordMany({ hits: batch })).toEqual({ accepted: batch.length });
@@ -397,7 +451,10 @@ describe(`chaos: path statistics (seed ${SEED})`, () => {
     }
     for (const [ip, total] of perIp) {
       const stats = await env.PATHS.clientStats({ ip, range: "24h" });
-      expect(stats.paths.filter((p) => p.path.startsWith(base)).reduce((sum, p) => sum + p.requests, 0), ip).toBe(total);
+      expect(
+        stats.paths.filter((p) => p.path.startsWith(base)).reduce((sum, p) => sum + p.requests, 0),
+        ip,
+      ).toBe(total);
     }
     report("paths", counts);
   });

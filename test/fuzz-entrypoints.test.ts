@@ -31,9 +31,36 @@ const tried: Record<string, number> = {};
 
 const nasty = fc.oneof(
   fc.constantFrom(
-    Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 2 ** 53, -(2 ** 53), 1e308, 0.5, -1, 0, 1,
-    "", " ", "\u0000", "\u202e", "\ud800", "😀".repeat(100), "x".repeat(100_000), "__proto__", "constructor", "*", "/", "1h",
-    null, undefined, true, false, [], {}, Array.from({ length: 5_000 }, () => 1),
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    Number.NEGATIVE_INFINITY,
+    -0,
+    2 ** 53,
+    -(2 ** 53),
+    1e308,
+    0.5,
+    -1,
+    0,
+    1,
+    "",
+    " ",
+    "\u0000",
+    "\u202e",
+    "\ud800",
+    "😀".repeat(100),
+    "x".repeat(100_000),
+    "__proto__",
+    "constructor",
+    "*",
+    "/",
+    "1h",
+    null,
+    undefined,
+    true,
+    false,
+    [],
+    {},
+    Array.from({ length: 5_000 }, () => 1),
   ),
   fc.string({ unit: "binary", maxLength: 200 }),
   fc.double(),
@@ -45,7 +72,10 @@ const deep = fc.letrec((tie) => ({
     { depthSize: "small" },
     nasty,
     fc.array(tie("node"), { maxLength: 4 }),
-    fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype", "a", "accountId", "range", "amount"), tie("node"), { maxKeys: 4, noNullPrototype: true }),
+    fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype", "a", "accountId", "range", "amount"), tie("node"), {
+      maxKeys: 4,
+      noNullPrototype: true,
+    }),
   ),
 })).node;
 
@@ -90,7 +120,16 @@ const auditSamples: Record<string, () => Sample> = {
   audit: () => ({ accountId: ACCOUNT }),
   auditReports: () => ({ accountId: ACCOUNT, limit: 5, divergent: false }),
 };
-const hit = () => ({ ip: "198.51.100.7", method: "GET", path: "/fuzz/a", status: 200, latencyMs: 3, country: "DE", userAgent: "fuzz/1", at: Date.now() - 1_000 });
+const hit = () => ({
+  ip: "198.51.100.7",
+  method: "GET",
+  path: "/fuzz/a",
+  status: 200,
+  latencyMs: 3,
+  country: "DE",
+  userAgent: "fuzz/1",
+  at: Date.now() - 1_000,
+});
 const pathSamples: Record<string, () => Sample> = {
   record: hit,
   recordMany: () => ({ hits: [hit(), hit()] }),
@@ -133,7 +172,16 @@ const protectionSamples: Record<string, () => Sample> = {
   flagged: () => ({ range: "24h", limit: 10, client: "198.18.200.0/24" }),
 };
 const alertSamples: Record<string, () => Sample> = {
-  setRule: () => ({ kind: "denial_rate", ruleId: "fuzz-rule", subject: "fuzz", windowMs: 300_000, threshold: 0.5, minRequests: 10, intervalMs: 60_000, description: "fuzz" }),
+  setRule: () => ({
+    kind: "denial_rate",
+    ruleId: "fuzz-rule",
+    subject: "fuzz",
+    windowMs: 300_000,
+    threshold: 0.5,
+    minRequests: 10,
+    intervalMs: 60_000,
+    description: "fuzz",
+  }),
   deleteRule: () => ({ ruleId: "fuzz-gone" }),
   list: () => ({ status: "firing", ruleId: "fuzz-rule", limit: 5 }),
   acknowledge: () => ({ alertId: "fuzz-rule#1" }),
@@ -147,25 +195,31 @@ const gatewaySamples: Record<string, () => Sample> = {
 
 /** A sample with one field (possibly nested) replaced, deleted or added; or an arbitrary value. */
 function inputFor(sample: () => Sample): fc.Arbitrary<unknown> {
-  const mutated = fc.record({ at: fc.nat(), value: fc.oneof(nasty, deep, tower), action: fc.constantFrom("replace", "delete", "add", "proto") }).map(({ at, value, action }) => {
-    const input = sample();
-    const fields = Object.keys(input);
-    const field = fields[at % fields.length]!;
-    const nested = input[field];
-    let target: Record<string, unknown> = input;
-    let key = field;
-    if (nested !== null && typeof nested === "object" && at % 3 === 0) {
-      target = nested as Record<string, unknown>;
-      const inner = Object.keys(target);
-      key = inner.length > 0 ? inner[at % inner.length]! : "0";
-    }
-    if (action === "delete") delete target[key];
-    else if (action === "add") target[`extra${at % 3}`] = value;
-    else if (action === "proto") Object.defineProperty(target, "__proto__", { value, enumerable: true, configurable: true, writable: true });
-    else Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
-    return input;
-  });
-  return fc.oneof({ weight: 4, arbitrary: mutated }, { weight: 1, arbitrary: fc.oneof(deep, tower, fc.anything({ maxDepth: 3, withNullPrototype: false })) });
+  const mutated = fc
+    .record({ at: fc.nat(), value: fc.oneof(nasty, deep, tower), action: fc.constantFrom("replace", "delete", "add", "proto") })
+    .map(({ at, value, action }) => {
+      const input = sample();
+      const fields = Object.keys(input);
+      const field = fields[at % fields.length]!;
+      const nested = input[field];
+      let target: Record<string, unknown> = input;
+      let key = field;
+      if (nested !== null && typeof nested === "object" && at % 3 === 0) {
+        target = nested as Record<string, unknown>;
+        const inner = Object.keys(target);
+        key = inner.length > 0 ? inner[at % inner.length]! : "0";
+      }
+      if (action === "delete") delete target[key];
+      else if (action === "add") target[`extra${at % 3}`] = value;
+      else if (action === "proto")
+        Object.defineProperty(target, "__proto__", { value, enumerable: true, configurable: true, writable: true });
+      else Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
+      return input;
+    });
+  return fc.oneof(
+    { weight: 4, arbitrary: mutated },
+    { weight: 1, arbitrary: fc.oneof(deep, tower, fc.anything({ maxDepth: 3, withNullPrototype: false })) },
+  );
 }
 
 async function outcome(call: () => Promise<unknown>): Promise<{ threw: boolean; code?: string }> {
@@ -196,7 +250,10 @@ const metricsSamples: Record<string, () => Sample> = {
 };
 
 const ledger = () => env.CREDIT_LEDGER.getByName(ACCOUNT);
-const pathObjects = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
+const pathObjects = () => [
+  env.AGGREGATOR.getByName(AGGREGATOR_NAME),
+  ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s))),
+];
 
 async function digestAll(stubs: DurableObjectStub[]): Promise<string[]> {
   return Promise.all(stubs.map((stub) => digestObject(stub)));
@@ -212,22 +269,31 @@ async function settlePaths(): Promise<void> {
   await env.AGGREGATOR.getByName(AGGREGATOR_NAME).runAlarmAt(later);
 }
 
-async function fuzz(suite: string, samples: Record<string, () => Sample>, target: () => Record<string, (input: unknown) => Promise<unknown>>, objects: () => DurableObjectStub[], runs: number): Promise<void> {
+async function fuzz(
+  suite: string,
+  samples: Record<string, () => Sample>,
+  target: () => Record<string, (input: unknown) => Promise<unknown>>,
+  objects: () => DurableObjectStub[],
+  runs: number,
+): Promise<void> {
   const names = Object.keys(samples);
   await fc.assert(
-    fc.asyncProperty(fc.constantFrom(...names).chain((name) => fc.tuple(fc.constant(name), inputFor(samples[name]!))), async ([name, input]) => {
-      tried[suite] = (tried[suite] ?? 0) + 1;
-      const stubs = objects();
-      // Path objects first do every due and soon-due task, so no flush or compaction that an
-      // earlier case left pending can land between the two digests.
-      if (/pathStats/i.test(suite)) await settlePaths();
-      const before = await digestAll(stubs);
-      const result = await outcome(() => target()[name]!(input));
-      if (result.threw) {
-        expect(CALLER_CODES, `${suite}.${name}`).toContain(result.code);
-        expect(await digestAll(stubs), `${suite}.${name} changed state while refusing`).toEqual(before);
-      }
-    }),
+    fc.asyncProperty(
+      fc.constantFrom(...names).chain((name) => fc.tuple(fc.constant(name), inputFor(samples[name]!))),
+      async ([name, input]) => {
+        tried[suite] = (tried[suite] ?? 0) + 1;
+        const stubs = objects();
+        // Path objects first do every due and soon-due task, so no flush or compaction that an
+        // earlier case left pending can land between the two digests.
+        if (/pathStats/i.test(suite)) await settlePaths();
+        const before = await digestAll(stubs);
+        const result = await outcome(() => target()[name]!(input));
+        if (result.threw) {
+          expect(CALLER_CODES, `${suite}.${name}`).toContain(result.code);
+          expect(await digestAll(stubs), `${suite}.${name} changed state while refusing`).toEqual(before);
+        }
+      },
+    ),
     { numRuns: runs, seed: SEED },
   );
 }
@@ -260,7 +326,13 @@ describe("fuzzing every entrypoint", () => {
   });
 
   it("Credits: every method answers a value or a caller code, and a refusal changes nothing", async () => {
-    await fuzz("Credits", creditSamples, () => env.CREDITS as never, () => [ledger(), env.CREDIT_LEDGER.getByName("fuzz-new")], 250);
+    await fuzz(
+      "Credits",
+      creditSamples,
+      () => env.CREDITS as never,
+      () => [ledger(), env.CREDIT_LEDGER.getByName("fuzz-new")],
+      250,
+    );
   });
 
   it("PathStats: every method answers a value or a caller code, and a refusal changes nothing", async () => {
@@ -269,24 +341,72 @@ describe("fuzzing every entrypoint", () => {
 
   it("Admin: its sub-capabilities (creditsAudit included) answer the same way", async () => {
     expect(await env.ADMIN.whoami()).toEqual({ role: "admin" });
-    await fuzz("Admin.creditsAudit", auditSamples, () => env.ADMIN.creditsAudit() as never, () => [ledger()], 60);
-    await fuzz("Admin.credits", creditSamples, () => env.ADMIN.credits() as never, () => [ledger()], 60);
+    await fuzz(
+      "Admin.creditsAudit",
+      auditSamples,
+      () => env.ADMIN.creditsAudit() as never,
+      () => [ledger()],
+      60,
+    );
+    await fuzz(
+      "Admin.credits",
+      creditSamples,
+      () => env.ADMIN.credits() as never,
+      () => [ledger()],
+      60,
+    );
     // Backup, restore and KV import sit on Admin itself; a refused call leaves the ledger as it was.
-    await fuzz("Admin", dataSamples, () => env.ADMIN as never, () => [ledger()], 60);
+    await fuzz(
+      "Admin",
+      dataSamples,
+      () => env.ADMIN as never,
+      () => [ledger()],
+      60,
+    );
     await fuzz("Admin.adaptive", adaptiveSamples, () => env.ADMIN.adaptive() as never, adaptiveObjects, 60);
     await env.ADMIN.adaptive().deletePolicy({ name: "fuzz" });
-    await fuzz("Admin.protection", protectionSamples, () => env.ADMIN.protection() as never, () => [env.PROTECTION.getByName("protection")], 80);
+    await fuzz(
+      "Admin.protection",
+      protectionSamples,
+      () => env.ADMIN.protection() as never,
+      () => [env.PROTECTION.getByName("protection")],
+      80,
+    );
     // What the accepted calls set is undone, so later suites see the configured policy and empty lists.
     await env.ADMIN.protection().setPolicy({ policy: {} });
     for (const { cidr } of (await env.ADMIN.protection().allowList()).entries) await env.ADMIN.protection().unallow({ cidr });
     for (const { cidr } of (await env.ADMIN.protection().denyList()).entries) await env.ADMIN.protection().undeny({ cidr });
-    await fuzz("Admin.metrics", metricsSamples, () => env.ADMIN as never, () => [], 40);
-    await fuzz("Admin.alerts", alertSamples, () => env.ADMIN.alerts() as never, () => [env.ALERTS.getByName(ALERTS_NAME)], 80);
-    await fuzz("Admin.rateLimits", { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) }, () => env.ADMIN.rateLimits() as never, () => [env.RATE_LIMITER.getByName("fuzz")], 40);
+    await fuzz(
+      "Admin.metrics",
+      metricsSamples,
+      () => env.ADMIN as never,
+      () => [],
+      40,
+    );
+    await fuzz(
+      "Admin.alerts",
+      alertSamples,
+      () => env.ADMIN.alerts() as never,
+      () => [env.ALERTS.getByName(ALERTS_NAME)],
+      80,
+    );
+    await fuzz(
+      "Admin.rateLimits",
+      { peek: () => ({ subject: "fuzz", rules: [{ name: "r", algorithm: "token_bucket", limit: 5, periodMs: 60_000 }] }) },
+      () => env.ADMIN.rateLimits() as never,
+      () => [env.RATE_LIMITER.getByName("fuzz")],
+      40,
+    );
   }, 180_000);
 
   it("Gateway (the default entrypoint) answers a value or a caller code", async () => {
-    await fuzz("Gateway", gatewaySamples, () => env.GATEWAY as never, () => [ledger()], 60);
+    await fuzz(
+      "Gateway",
+      gatewaySamples,
+      () => env.GATEWAY as never,
+      () => [ledger()],
+      60,
+    );
   });
 
   it("capnweb AdminApi: every domain's methods answer a value or a caller code, and a refusal changes nothing", async () => {
@@ -327,7 +447,9 @@ describe("fuzzing every entrypoint", () => {
       ["push", ["pipeline", 1, ["credits"], []]],
       ["push", ["pipeline", 2, ["account"], [value]]],
       ["pull", 3],
-    ].map((message) => JSON.stringify(message)).join("\n");
+    ]
+      .map((message) => JSON.stringify(message))
+      .join("\n");
     const response = await SELF.fetch("http://tollgate.test/rpc", { method: "POST", body });
     expect(response.status).toBe(413);
     expect(await response.json()).toEqual({ error: { code: "RESOURCE_EXHAUSTED", message: expect.stringContaining("depth") } });

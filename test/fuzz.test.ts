@@ -18,9 +18,29 @@ const validRule: Rule = { name: "fuzz", algorithm: "fixed_window", limit: 5, per
 /** Hostile scalars: the values that break naive validation. */
 const nasty = fc.oneof(
   fc.constantFrom(
-    Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 2 ** 53, -(2 ** 53), 1e308, 0.5, -1,
-    "", " ", "\u0000", "\u202e", "\ud800", "😀".repeat(100), "x".repeat(100_000), "__proto__", "constructor",
-    null, true, false, [], {},
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    Number.NEGATIVE_INFINITY,
+    -0,
+    2 ** 53,
+    -(2 ** 53),
+    1e308,
+    0.5,
+    -1,
+    "",
+    " ",
+    "\u0000",
+    "\u202e",
+    "\ud800",
+    "😀".repeat(100),
+    "x".repeat(100_000),
+    "__proto__",
+    "constructor",
+    null,
+    true,
+    false,
+    [],
+    {},
   ),
   fc.string({ unit: "binary", maxLength: 300 }),
   fc.double(),
@@ -33,14 +53,35 @@ const nasty = fc.oneof(
  * reach tollgate.)
  */
 const deep = fc.letrec((tie) => ({
-  node: fc.oneof({ depthSize: "small" }, nasty, fc.array(tie("node"), { maxLength: 4 }), fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype", "a", "subject", "rules"), tie("node"), { maxKeys: 4, noNullPrototype: true })),
+  node: fc.oneof(
+    { depthSize: "small" },
+    nasty,
+    fc.array(tie("node"), { maxLength: 4 }),
+    fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype", "a", "subject", "rules"), tie("node"), {
+      maxKeys: 4,
+      noNullPrototype: true,
+    }),
+  ),
 })).node;
 
 /** A valid check input with one field replaced, removed or added. */
 const mutatedCheck = fc
   .record({
     subject: fc.constantFrom(...SUBJECTS),
-    field: fc.constantFrom("subject", "rules", "policy", "cost", "idempotencyKey", "rules.0.limit", "rules.0.periodMs", "rules.0.name", "rules.0.algorithm", "rules.0.extra", "extra", "__proto__"),
+    field: fc.constantFrom(
+      "subject",
+      "rules",
+      "policy",
+      "cost",
+      "idempotencyKey",
+      "rules.0.limit",
+      "rules.0.periodMs",
+      "rules.0.name",
+      "rules.0.algorithm",
+      "rules.0.extra",
+      "extra",
+      "__proto__",
+    ),
     value: fc.oneof(nasty, deep),
   })
   .map(({ subject, field, value }) => {
@@ -101,13 +142,20 @@ describe("fuzzing the rate-limit API", () => {
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.oneof(mutatedCheck.map((m) => m.input), deep), fc.oneof(fc.constant(TEST_ADMIN_TOKEN), nasty), async (input, token) => {
-          const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
-          const admin = root.authenticate(token as string) as unknown as RpcStub<AdminApi>;
-          const result = await outcome(() => admin.rateLimits().check(input as never));
-          if (result.threw) expect(CALLER_CODES).toContain(result.code);
-          if (token !== TEST_ADMIN_TOKEN) expect(result).toEqual({ threw: true, code: "UNAUTHENTICATED" });
-        }),
+        fc.asyncProperty(
+          fc.oneof(
+            mutatedCheck.map((m) => m.input),
+            deep,
+          ),
+          fc.oneof(fc.constant(TEST_ADMIN_TOKEN), nasty),
+          async (input, token) => {
+            const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
+            const admin = root.authenticate(token as string) as unknown as RpcStub<AdminApi>;
+            const result = await outcome(() => admin.rateLimits().check(input as never));
+            if (result.threw) expect(CALLER_CODES).toContain(result.code);
+            if (token !== TEST_ADMIN_TOKEN) expect(result).toEqual({ threw: true, code: "UNAUTHENTICATED" });
+          },
+        ),
         { numRuns: 150 },
       );
     } finally {

@@ -25,7 +25,8 @@ async function storedText(stub: DurableObjectStub): Promise<string> {
     const parts: string[] = [];
     const text = (value: unknown): string => {
       if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
-        const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+        const bytes =
+          value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
         return `${new TextDecoder().decode(bytes)} ${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
       }
       return typeof value === "string" ? value : JSON.stringify(value);
@@ -44,11 +45,15 @@ async function storedText(stub: DurableObjectStub): Promise<string> {
   });
 }
 
-const pathObjects = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
+const pathObjects = () => [
+  env.AGGREGATOR.getByName(AGGREGATOR_NAME),
+  ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s))),
+];
 
 async function flushPaths(): Promise<void> {
   const later = Date.now() + 2 * MINUTE_MS;
-  for (const collector of pathObjects().slice(1)) await (collector as DurableObjectStub<import("./fixtures/test-path-objects").TestPathCollectorDO>).runAlarmAt(later);
+  for (const collector of pathObjects().slice(1))
+    await (collector as DurableObjectStub<import("./fixtures/test-path-objects").TestPathCollectorDO>).runAlarmAt(later);
   await env.AGGREGATOR.getByName(AGGREGATOR_NAME).runAlarmAt(later + 5_000);
 }
 
@@ -58,7 +63,11 @@ beforeEach(() => {
   for (const level of ["log", "info", "warn", "error", "debug", "trace"] as const) {
     const original = console[level].bind(console);
     vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
-      logged.push(args.map((a) => (a instanceof Error ? `${a.name} ${a.message} ${a.stack ?? ""}` : typeof a === "string" ? a : JSON.stringify(a))).join(" "));
+      logged.push(
+        args
+          .map((a) => (a instanceof Error ? `${a.name} ${a.message} ${a.stack ?? ""}` : typeof a === "string" ? a : JSON.stringify(a)))
+          .join(" "),
+      );
       original(...args);
     });
   }
@@ -81,7 +90,9 @@ describe("secrets at rest and in logs", () => {
     for (const key of keys) expect(await env.CREDITS.verifyKey({ key, scope: "credits.debit" })).toMatchObject({ valid: true });
     const mistyped = `${keys[1]!.slice(0, -3)}zzz`;
     expect(await env.CREDITS.verifyKey({ key: mistyped })).toMatchObject({ valid: false });
-    expect(await env.CREDITS.debit({ accountId, amount: 1, reason: "use", idempotencyKey: "d", keyId: rolled.keyId })).toMatchObject({ ok: true });
+    expect(await env.CREDITS.debit({ accountId, amount: 1, reason: "use", idempotencyKey: "d", keyId: rolled.keyId })).toMatchObject({
+      ok: true,
+    });
     await env.CREDITS.revokeKey({ accountId, keyId: created.keyId });
 
     // capnweb: the admin token right and wrong, and an API key offered as a token.
@@ -91,7 +102,10 @@ describe("secrets at rest and in logs", () => {
       for (const token of [TEST_ADMIN_TOKEN, `${TEST_ADMIN_TOKEN}x`, keys[1]!]) {
         const root = newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc");
         const admin = root.authenticate(token) as unknown as RpcStub<AdminApi>;
-        await admin.credits().balance({ accountId }).catch(() => undefined);
+        await admin
+          .credits()
+          .balance({ accountId })
+          .catch(() => undefined);
       }
     } finally {
       globalThis.fetch = realFetch;
@@ -125,7 +139,13 @@ describe("client IPs follow the privacy mode everywhere", () => {
   it("truncate (the default): only the /24 and /48 networks are stored, answered and exported", async () => {
     const [v4, v6] = ["203.0.113.77", "2001:db8:1:2:3:4:5:6"];
     const service = new PathStatsService(env as unknown as Env);
-    for (const ip of [v4, v6]) await service.recordMany({ hits: [{ ip, method: "GET", path: "/private/1", status: 200 }, { ip, method: "GET", path: "/private/2", status: 500 }] });
+    for (const ip of [v4, v6])
+      await service.recordMany({
+        hits: [
+          { ip, method: "GET", path: "/private/1", status: 200 },
+          { ip, method: "GET", path: "/private/2", status: 500 },
+        ],
+      });
     await flushPaths();
     const text = await everything(service, v4, v6);
     expect(text).toContain("203.0.113.0/24");
@@ -138,7 +158,13 @@ describe("client IPs follow the privacy mode everywhere", () => {
   it("hash: neither the address nor its network appears anywhere, only keyed hashes", async () => {
     const [v4, v6] = ["198.51.100.99", "2001:db8:9:8:7:6:5:4"];
     const service = new PathStatsService({ ...env, PATH_IP_MODE: "hash", PATH_IP_HASH_KEY: HASH_KEY } as unknown as Env);
-    for (const ip of [v4, v6]) await service.recordMany({ hits: [{ ip, method: "GET", path: "/private/1", status: 200 }, { ip, method: "GET", path: "/private/2", status: 500 }] });
+    for (const ip of [v4, v6])
+      await service.recordMany({
+        hits: [
+          { ip, method: "GET", path: "/private/1", status: 200 },
+          { ip, method: "GET", path: "/private/2", status: 500 },
+        ],
+      });
     await flushPaths();
     const stats = await service.clientStats({ ip: v4 });
     expect(stats).toMatchObject({ totalRequests: 2, ip: expect.stringMatching(/^h:/) });
@@ -150,7 +176,8 @@ describe("client IPs follow the privacy mode everywhere", () => {
 
 describe("anomaly detection keeps only the stored client id", () => {
   const protection = () => env.PROTECTION.getByName("protection");
-  const scan = (ip: string) => Array.from({ length: 25 }, (_, i) => ({ ip, method: "GET", path: `/admin/${i}.php`, status: 404, at: Date.now() - 1_000 }));
+  const scan = (ip: string) =>
+    Array.from({ length: 25 }, (_, i) => ({ ip, method: "GET", path: `/admin/${i}.php`, status: 404, at: Date.now() - 1_000 }));
 
   async function scanAndLook(service: PathStatsService, ips: string[]): Promise<{ text: string; flagged: string[] }> {
     await env.ADMIN.protection().setPolicy({ policy: { block: true } });
@@ -180,7 +207,10 @@ describe("anomaly detection keeps only the stored client id", () => {
 
   it("hash: baselines and flags hold keyed hashes only", async () => {
     const [v4, v6] = ["198.51.100.177", "2001:db8:88:8:7:6:5:4"];
-    const { text, flagged } = await scanAndLook(new PathStatsService({ ...env, PATH_IP_MODE: "hash", PATH_IP_HASH_KEY: HASH_KEY } as unknown as Env), [v4, v6]);
+    const { text, flagged } = await scanAndLook(
+      new PathStatsService({ ...env, PATH_IP_MODE: "hash", PATH_IP_HASH_KEY: HASH_KEY } as unknown as Env),
+      [v4, v6],
+    );
     const hashed = flagged.filter((client) => client.startsWith("h:"));
     expect(hashed.length).toBeGreaterThanOrEqual(2);
     for (const raw of [v4, v6, "198.51.100.", "2001:db8:88:", HASH_KEY]) expect(text.includes(raw), raw).toBe(false);

@@ -47,4 +47,7 @@ console.log("a key verifies:", (await credits().verifyKey({ key, scope: "credits
 
 // Path statistics (the example gateway records every request it serves).
 const top = await connect(url, { token }).pathStats().topPaths({ range: "1h", limit: 5 });
-console.log("top paths in the last hour:", top.paths.map(({ method, path, requests }) => ({ method, path, requests })));
+console.log(
+  "top paths in the last hour:",
+  top.paths.map(({ method, path, requests }) => ({ method, path, requests })),
+);

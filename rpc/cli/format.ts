@@ -3,7 +3,12 @@ export function table(headers: string[], rows: unknown[][]): string {
   const cells = [headers, ...rows.map((row) => row.map((cell) => (cell === undefined || cell === null ? "" : String(cell))))];
   const widths = headers.map((_, column) => Math.max(...cells.map((row) => row[column]!.length)));
   return cells
-    .map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd())
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join("  ")
+        .trimEnd(),
+    )
     .join("\n");
 }
 

@@ -147,7 +147,11 @@ export class LedgerAudit {
       );
       if (rows.length === 0) break;
       if (chain.ok) {
-        const page = verifyChain(rows.map((r) => ({ seq: r.seq, body: r.body, prevHash: r.prev_hash, hash: r.hash })), head, afterSeq + 1);
+        const page = verifyChain(
+          rows.map((r) => ({ seq: r.seq, body: r.body, prevHash: r.prev_hash, hash: r.hash })),
+          head,
+          afterSeq + 1,
+        );
         const checked = chain.checked + page.checked;
         chain = page.ok ? { ok: true, checked, headHash: page.headHash } : { ...page, checked };
       }
@@ -183,16 +187,15 @@ export class LedgerAudit {
       consumed: number;
       expired: number;
       balance_after: number;
-    }>(
-      this.sql,
-      "SELECT * FROM audit_checkpoint WHERE id = 1",
+    }>(this.sql, "SELECT * FROM audit_checkpoint WHERE id = 1");
+    return (
+      row && {
+        seq: row.seq,
+        hash: row.hash,
+        totals: { granted: row.granted, held: row.held, consumed: row.consumed, expired: row.expired },
+        balanceAfter: row.balance_after,
+      }
     );
-    return row && {
-      seq: row.seq,
-      hash: row.hash,
-      totals: { granted: row.granted, held: row.held, consumed: row.consumed, expired: row.expired },
-      balanceAfter: row.balance_after,
-    };
   }
 
   private saveCheckpoint(cp: AuditCheckpoint): void {

@@ -39,11 +39,7 @@ export function isSpendable(grant: GrantBucket, nowMs: number): boolean {
  * Draws `amount` from `grants` in burn-down order. Returns the draws from grants and the
  * `shortfall` the grants could not cover (which only an overdraft may cover).
  */
-export function drawFromGrants(
-  grants: readonly GrantBucket[],
-  amount: number,
-  nowMs: number,
-): { draws: Draw[]; shortfall: number } {
+export function drawFromGrants(grants: readonly GrantBucket[], amount: number, nowMs: number): { draws: Draw[]; shortfall: number } {
   const draws: Draw[] = [];
   let left = amount;
   for (const grant of [...grants].filter((g) => isSpendable(g, nowMs)).sort(burnDownOrder)) {

@@ -37,7 +37,13 @@ export function verifyChain(rows: readonly ChainRow[], prevHash: string = GENESI
   let head = prevHash;
   let expectedSeq = firstSeq;
   for (const row of rows) {
-    const broken = (reason: string): ChainVerification => ({ ok: false, checked: row.seq - firstSeq, headHash: head, brokenAtSeq: row.seq, reason });
+    const broken = (reason: string): ChainVerification => ({
+      ok: false,
+      checked: row.seq - firstSeq,
+      headHash: head,
+      brokenAtSeq: row.seq,
+      reason,
+    });
     if (row.seq !== expectedSeq) return broken(`expected entry ${expectedSeq}, found ${row.seq}`);
     if (row.prevHash !== head) return broken("prevHash does not match the previous entry's hash");
     if (entryHash(head, row.body) !== row.hash) return broken("hash does not match the entry's contents");

@@ -1,7 +1,27 @@
 import type {
-  Account, AdmitRequestResult, AuditReport, Balance, ChainReport, ChargeResult, CommitResult, CreatedKey, CreditRefundResult, DebitResult,
-  EntriesPage, Entry, Hold, KeyInfo, KeySpend, PriceBook, Quote, ReleaseAdmissionResult, ReserveResult, RolledKey, UsageReport,
-  VerifyKeyResult, VoidResult,
+  Account,
+  AdmitRequestResult,
+  AuditReport,
+  Balance,
+  ChainReport,
+  ChargeResult,
+  CommitResult,
+  CreatedKey,
+  CreditRefundResult,
+  DebitResult,
+  EntriesPage,
+  Entry,
+  Hold,
+  KeyInfo,
+  KeySpend,
+  PriceBook,
+  Quote,
+  ReleaseAdmissionResult,
+  ReserveResult,
+  RolledKey,
+  UsageReport,
+  VerifyKeyResult,
+  VoidResult,
 } from "../../rpc/credits";
 import { IdempotencyStore, type Transaction } from "../platform/idempotency";
 import { DEFAULT_DATA_RETENTION, loadDataRetention } from "../platform/retention";
@@ -21,9 +41,28 @@ import { LedgerPricing } from "./ledger-pricing";
 import { toAccount, toBalance } from "./ledger-rows";
 import { CREDIT_LEDGER_MIGRATIONS } from "./ledger-tables";
 import {
-  accountRefSchema, admitRequestSchema, auditReportsSchema, balanceSchema, chargeSchema, commitSchema, createAccountSchema, createKeySchema,
-  debitSchema, entriesSchema, grantSchema, holdRefSchema, keyRefSchema, quoteSchema, refundSchema, releaseAdmissionSchema, reserveSchema,
-  rollKeySchema, setPricesSchema, usageQuerySchema, verifyKeySchema, voidSchema,
+  accountRefSchema,
+  admitRequestSchema,
+  auditReportsSchema,
+  balanceSchema,
+  chargeSchema,
+  commitSchema,
+  createAccountSchema,
+  createKeySchema,
+  debitSchema,
+  entriesSchema,
+  grantSchema,
+  holdRefSchema,
+  keyRefSchema,
+  quoteSchema,
+  refundSchema,
+  releaseAdmissionSchema,
+  reserveSchema,
+  rollKeySchema,
+  setPricesSchema,
+  usageQuerySchema,
+  verifyKeySchema,
+  voidSchema,
 } from "./schemas";
 import { Spending } from "./spending";
 import { LedgerUpkeep } from "./upkeep";
@@ -237,13 +276,17 @@ export class CreditLedgerDO extends TollgateObject {
     if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
     // A rule whose algorithm the limiter does not offer is refused now, not at the first spend.
     if (parsed.rules !== undefined) evaluateRules(parsed.rules, new Map(), nowMs, 1, false);
-    return this.#keys.insert(parsed.accountId, {
-      name: parsed.name,
-      scopes: parsed.scopes,
-      rules: parsed.rules ?? [],
-      spendCap: parsed.spendCap,
-      expiresAt: parsed.expiresAt,
-    }, nowMs);
+    return this.#keys.insert(
+      parsed.accountId,
+      {
+        name: parsed.name,
+        scopes: parsed.scopes,
+        rules: parsed.rules ?? [],
+        spendCap: parsed.spendCap,
+        expiresAt: parsed.expiresAt,
+      },
+      nowMs,
+    );
   }
 
   /** Checks a key: secret (in constant time), revocation, expiry, and a scope. Never throws for a bad key. */
@@ -308,9 +351,10 @@ export class CreditLedgerDO extends TollgateObject {
     const { idempotencyKey, key: _secret, ...params } = parsed;
     const admit = () => this.#admission.admit(parsed, verdict, nowMs);
     // Only a request that writes an entry needs a replay record; a bare verification does not.
-    const result = parsed.amount === 0
-      ? this.#transaction(admit)
-      : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
+    const result =
+      parsed.amount === 0
+        ? this.#transaction(admit)
+        : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
     if (parsed.amount > 0) await this.#upkeep.afterWrite();
     return result;
   }
@@ -409,9 +453,8 @@ export class CreditLedgerDO extends TollgateObject {
       this.#holds.settleDue(nowMs);
       return body();
     };
-    const result = idempotencyKey === undefined
-      ? this.#transaction(settled)
-      : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled);
+    const result =
+      idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled);
     await this.#upkeep.afterWrite();
     return result;
   }

@@ -49,7 +49,11 @@ export class LedgerKeys {
    * one request), within its day and month caps. Nothing is written here; the caller records
    * the spend with `record` only once the funds are there too, so all of it is atomic.
    */
-  admit(keyId: string | undefined, amount: number, nowMs: number): { ok: true; admitted?: KeyAdmission } | { ok: false; refusal: KeyRefusal } {
+  admit(
+    keyId: string | undefined,
+    amount: number,
+    nowMs: number,
+  ): { ok: true; admitted?: KeyAdmission } | { ok: false; refusal: KeyRefusal } {
     if (keyId === undefined) return { ok: true };
     const key = this.require(keyId);
     if ((key.revoked_at_ms !== null && key.revoked_at_ms <= nowMs) || (key.expires_at_ms !== null && key.expires_at_ms <= nowMs)) {
@@ -60,12 +64,16 @@ export class LedgerKeys {
     if (rules.length > 0) {
       const evaluation = evaluateRules(rules, this.ruleStates(key.family_id), nowMs, 1, true);
       if (!evaluation.decision.allowed) {
-        return { ok: false, refusal: { code: "RATE_LIMITED", retryAfterMs: evaluation.decision.retryAfterMs, deniedBy: evaluation.decision.deniedBy } };
+        return {
+          ok: false,
+          refusal: { code: "RATE_LIMITED", retryAfterMs: evaluation.decision.retryAfterMs, deniedBy: evaluation.decision.deniedBy },
+        };
       }
       ruleWrites = evaluation.writes;
     }
     const spent = (period: string) =>
-      maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, period)?.amount ?? 0;
+      maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, period)
+        ?.amount ?? 0;
     const overDay = key.spend_cap_day !== null && spent(`d:${dayOf(nowMs)}`) + amount > key.spend_cap_day;
     const overMonth = key.spend_cap_month !== null && spent(`m:${monthOf(nowMs)}`) + amount > key.spend_cap_month;
     if (overDay || overMonth) return { ok: false, refusal: { code: "SPEND_CAP_EXCEEDED" } };
@@ -75,10 +83,20 @@ export class LedgerKeys {
   /** What the key's family has spent in the current UTC day and month, against its caps. */
   spendOf(key: KeyRow, nowMs: number): KeySpend {
     const period = (prefix: "d" | "m", name: string, cap: number | null) => {
-      const spent = maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, `${prefix}:${name}`)?.amount ?? 0;
+      const spent =
+        maybeOne<{ amount: number }>(
+          this.sql,
+          "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?",
+          key.family_id,
+          `${prefix}:${name}`,
+        )?.amount ?? 0;
       return cap === null ? { period: name, spent } : { period: name, spent, cap };
     };
-    return { keyId: key.key_id, day: period("d", dayOf(nowMs), key.spend_cap_day), month: period("m", monthOf(nowMs), key.spend_cap_month) };
+    return {
+      keyId: key.key_id,
+      day: period("d", dayOf(nowMs), key.spend_cap_day),
+      month: period("m", monthOf(nowMs), key.spend_cap_month),
+    };
   }
 
   /** Records an admitted spend: the key's counters for the day and month, and its rule states. */
@@ -180,14 +198,18 @@ export class LedgerKeys {
     if (old.revoked_at_ms !== null) throw conflict(`key "${keyId}" is revoked`);
     if (old.rolled_to !== null) throw conflict(`key "${keyId}" was already rolled to "${old.rolled_to}"`);
     const info = toKeyInfo(old);
-    const created = this.insert(accountId, {
-      name: info.name,
-      scopes: info.scopes,
-      rules: info.rules,
-      spendCap: info.spendCap,
-      expiresAt: info.expiresAt,
-      familyId: old.family_id,
-    }, nowMs);
+    const created = this.insert(
+      accountId,
+      {
+        name: info.name,
+        scopes: info.scopes,
+        rules: info.rules,
+        spendCap: info.spendCap,
+        expiresAt: info.expiresAt,
+        familyId: old.family_id,
+      },
+      nowMs,
+    );
     const graceEnd = nowMs + graceMs;
     if (graceMs === 0) {
       run(this.sql, "UPDATE api_keys SET revoked_at_ms = ?, rolled_to = ? WHERE key_id = ?", nowMs, created.keyId, old.key_id);
@@ -205,7 +227,11 @@ export class LedgerKeys {
   }
 
   private ruleStates(familyId: string): Map<string, LimiterState> {
-    const rows = all<{ rule_name: string; state: string }>(this.sql, "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?", familyId);
+    const rows = all<{ rule_name: string; state: string }>(
+      this.sql,
+      "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?",
+      familyId,
+    );
     return new Map(rows.map((r) => [r.rule_name, JSON.parse(r.state) as LimiterState]));
   }
 }

@@ -121,6 +121,7 @@ export function hashesEqual(a: string, b: string): boolean {
 }
 
 export function toAmount(cost: bigint): number {
-  if (cost > BigInt(LEDGER_BOUNDS.maxAmount)) throw invalidArgument(`the usage costs ${cost}, more than the largest amount ${LEDGER_BOUNDS.maxAmount}`);
+  if (cost > BigInt(LEDGER_BOUNDS.maxAmount))
+    throw invalidArgument(`the usage costs ${cost}, more than the largest amount ${LEDGER_BOUNDS.maxAmount}`);
   return Number(cost);
 }

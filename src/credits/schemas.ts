@@ -169,8 +169,16 @@ export const setPricesSchema = v.strictObject({ accountId: v.optional(accountId)
 
 const units = v.optional(integer(0, LEDGER_BOUNDS.maxUnits));
 export const usageSchema = v.strictObject({
-  operation: v.pipe(name, v.check((n) => n !== "*", "must name an operation")),
-  model: v.optional(v.pipe(name, v.check((n) => n !== "*", "must name a model"))),
+  operation: v.pipe(
+    name,
+    v.check((n) => n !== "*", "must name an operation"),
+  ),
+  model: v.optional(
+    v.pipe(
+      name,
+      v.check((n) => n !== "*", "must name a model"),
+    ),
+  ),
   requests: units,
   inputTokens: units,
   outputTokens: units,

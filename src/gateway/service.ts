@@ -216,9 +216,12 @@ export class GatewayService extends RpcTarget implements GatewayApi {
 }
 
 function denied(status: 401 | 403, code: AuthorizeCode, scope?: string): AuthorizeResult {
-  const challenge = status === 403
-    ? `Bearer realm="tollgate", error="insufficient_scope"${scope === undefined ? "" : `, scope="${scope}"`}`
-    : code === "MISSING_KEY" ? `Bearer realm="tollgate"` : `Bearer realm="tollgate", error="invalid_token"`;
+  const challenge =
+    status === 403
+      ? `Bearer realm="tollgate", error="insufficient_scope"${scope === undefined ? "" : `, scope="${scope}"`}`
+      : code === "MISSING_KEY"
+        ? `Bearer realm="tollgate"`
+        : `Bearer realm="tollgate", error="invalid_token"`;
   return { allowed: false, status, code, retryAfterMs: 0, headers: { "WWW-Authenticate": challenge } };
 }
 

@@ -54,7 +54,9 @@ export class RollupCompaction {
       const rows = all<RollupRow>(
         sql,
         "SELECT bucket_ms, method, path, aggregate, top_clients FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?",
-        finer, bucket, bucket + GRANULARITY_MS[granularity],
+        finer,
+        bucket,
+        bucket + GRANULARITY_MS[granularity],
       );
       for (const row of rows) bundle.addRow(row);
     }
@@ -63,14 +65,21 @@ export class RollupCompaction {
     run(
       sql,
       "INSERT INTO rollups (granularity, bucket_ms, method, path, aggregate, top_clients) VALUES (?, ?, '', '', ?, ?)",
-      granularity, bucket, encodeAggregate(bundle.total), bundle.top.serialize(),
+      granularity,
+      bucket,
+      encodeAggregate(bundle.total),
+      bundle.top.serialize(),
     );
     for (const [key, aggregate] of bundle.paths) {
       const { method, path } = splitPathKey(key);
       run(
         sql,
         "INSERT INTO rollups (granularity, bucket_ms, method, path, aggregate, top_clients) VALUES (?, ?, ?, ?, ?, NULL)",
-        granularity, bucket, method, path, encodeAggregate(aggregate),
+        granularity,
+        bucket,
+        method,
+        path,
+        encodeAggregate(aggregate),
       );
       if (granularity === "day") {
         run(sql, "UPDATE templates SET last_seen_ms = MAX(last_seen_ms, ?) WHERE method = ? AND path = ?", bucket + DAY_MS, method, path);

@@ -1,5 +1,12 @@
 import type {
-  AnsweredRange, ExportRow, GlobalStats, PathDetail, TimeSeries, TopClients, TopPaths, TopPathsInput,
+  AnsweredRange,
+  ExportRow,
+  GlobalStats,
+  PathDetail,
+  TimeSeries,
+  TopClients,
+  TopPaths,
+  TopPathsInput,
 } from "../../rpc/path-stats";
 import { loadPathConfig } from "./config";
 import type { Env } from "../platform/env";
@@ -9,7 +16,13 @@ import { normalizeMethod, normalizePath, OTHER_TEMPLATE } from "./normalize";
 import { Partial } from "./partial";
 import { parseInput } from "../platform/schemas";
 import {
-  exportPageSchema, globalStatsSchema, pathDetailSchema, pushManySchema, pushSchema, timeSeriesSchema, topClientsSchema,
+  exportPageSchema,
+  globalStatsSchema,
+  pathDetailSchema,
+  pushManySchema,
+  pushSchema,
+  timeSeriesSchema,
+  topClientsSchema,
   topPathsSchema,
 } from "./schemas";
 import type { Migration } from "../platform/migrations";
@@ -49,7 +62,9 @@ const MIGRATIONS: readonly Migration[] = [
         top_clients TEXT,
         PRIMARY KEY (granularity, bucket_ms, method, path)
       ) WITHOUT ROWID`);
-      sql.exec("CREATE TABLE dirty (granularity TEXT NOT NULL, bucket_ms INTEGER NOT NULL, PRIMARY KEY (granularity, bucket_ms)) WITHOUT ROWID");
+      sql.exec(
+        "CREATE TABLE dirty (granularity TEXT NOT NULL, bucket_ms INTEGER NOT NULL, PRIMARY KEY (granularity, bucket_ms)) WITHOUT ROWID",
+      );
       sql.exec(`CREATE TABLE templates (
         method TEXT NOT NULL,
         path TEXT NOT NULL,

@@ -1,5 +1,14 @@
 import type {
-  AnsweredRange, ExportRow, GlobalStats, PathDetail, PathStat, StatsRange, TimeSeries, TimeSeriesPoint, TopClients, TopPaths,
+  AnsweredRange,
+  ExportRow,
+  GlobalStats,
+  PathDetail,
+  PathStat,
+  StatsRange,
+  TimeSeries,
+  TimeSeriesPoint,
+  TopClients,
+  TopPaths,
   TopPathsInput,
 } from "../../rpc/path-stats";
 import { loadPathConfig } from "./config";
@@ -75,7 +84,9 @@ export class RollupQueries {
         const rows = all<{ bucket_ms: number; aggregate: ArrayBuffer }>(
           this.#sql,
           "SELECT bucket_ms, aggregate FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? AND method = ''",
-          granularity, segment.from, segment.to,
+          granularity,
+          segment.from,
+          segment.to,
         );
         for (const row of rows) {
           const point = points[Math.floor((row.bucket_ms - first) / stepMs)];
@@ -113,10 +124,14 @@ export class RollupQueries {
     const needs = { latency: sortBy === "p99", clients: sortBy === "clients" };
     const ranked = [...rowsByPath].map(([key, blobs]) => {
       const aggregate = merge(blobs, needs);
-      const metric = sortBy === "requests" ? aggregate.requests
-        : sortBy === "errors" ? aggregate.errors
-        : sortBy === "clients" ? aggregate.clients.estimate()
-        : aggregate.latency.quantile(0.99) ?? -1;
+      const metric =
+        sortBy === "requests"
+          ? aggregate.requests
+          : sortBy === "errors"
+            ? aggregate.errors
+            : sortBy === "clients"
+              ? aggregate.clients.estimate()
+              : (aggregate.latency.quantile(0.99) ?? -1);
       return { key, metric, requests: aggregate.requests };
     });
     ranked.sort((a, b) => b.metric - a.metric || b.requests - a.requests || (a.key < b.key ? -1 : 1));
@@ -185,7 +200,13 @@ export class RollupQueries {
            WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? AND method <> ''
              AND (bucket_ms, method, path) > (?, ?, ?)
            ORDER BY bucket_ms, method, path LIMIT ?`,
-          granularity, segment.from, segment.to, after[0], after[1], after[2], limit + 1,
+          granularity,
+          segment.from,
+          segment.to,
+          after[0],
+          after[1],
+          after[2],
+          limit + 1,
         );
         for (const row of found) rows.push({ ...row, granularity });
       }
@@ -230,9 +251,14 @@ export class RollupQueries {
   /** The rollup rows a plan names. */
   #rows(plan: Plan, what: Selection): RollupRow[] {
     const out: RollupRow[] = [];
-    const filter = what === "total" ? "AND method = ''"
-      : what === "paths" ? "AND method <> ''"
-      : what.method === undefined ? "AND method <> '' AND path = ?" : "AND method = ? AND path = ?";
+    const filter =
+      what === "total"
+        ? "AND method = ''"
+        : what === "paths"
+          ? "AND method <> ''"
+          : what.method === undefined
+            ? "AND method <> '' AND path = ?"
+            : "AND method = ? AND path = ?";
     const extra = typeof what === "object" ? (what.method === undefined ? [what.path] : [what.method, what.path]) : [];
     for (const granularity of GRANULARITIES) {
       for (const segment of plan.segments[granularity]) {
@@ -240,7 +266,10 @@ export class RollupQueries {
           this.#sql,
           `SELECT bucket_ms, method, path, aggregate, top_clients FROM rollups
            WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? ${filter}`,
-          granularity, segment.from, segment.to, ...extra,
+          granularity,
+          segment.from,
+          segment.to,
+          ...extra,
         );
         for (const row of rows) out.push(row);
       }
@@ -255,7 +284,9 @@ export class RollupQueries {
         const rows = all<{ method: string; path: string }>(
           this.#sql,
           "SELECT DISTINCT method, path FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ? AND method <> ''",
-          granularity, segment.from, segment.to,
+          granularity,
+          segment.from,
+          segment.to,
         );
         for (const row of rows) keys.add(pathKey(row.method, row.path));
       }

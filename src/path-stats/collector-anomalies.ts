@@ -146,7 +146,12 @@ export class ProtectionView {
    * subject only: it is written nowhere, logged nowhere. A failure is logged and the flag
    * stays (the client is not flagged again until its cooldown ends).
    */
-  async actOn(found: readonly Found[], ips: readonly string[] | undefined, view: { policy: AnomalyPolicy; allowSet: CidrSet }, nowMs: number): Promise<void> {
+  async actOn(
+    found: readonly Found[],
+    ips: readonly string[] | undefined,
+    view: { policy: AnomalyPolicy; allowSet: CidrSet },
+    nowMs: number,
+  ): Promise<void> {
     for (const detection of found) {
       const ip = ips?.[detection.hitIndex];
       const allowListed = ip !== undefined && view.allowSet.has(ip);

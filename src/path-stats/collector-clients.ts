@@ -39,8 +39,16 @@ export class ClientPaths {
    */
   count(hits: readonly NormalizedHit[]): void {
     type Delta = {
-      hit: NormalizedHit; requests: number; errors: number; classes: StatusClasses; first: number; last: number;
-      country?: string; countryAt: number; userAgent?: string; userAgentAt: number;
+      hit: NormalizedHit;
+      requests: number;
+      errors: number;
+      classes: StatusClasses;
+      first: number;
+      last: number;
+      country?: string;
+      countryAt: number;
+      userAgent?: string;
+      userAgentAt: number;
     };
     const deltas = new Map<string, Delta>();
     for (const hit of hits) {

@@ -155,7 +155,13 @@ export class PathCollectorDO extends TollgateObject {
       found = observeHits(this.sql, capped, protection.policy);
       for (const [key, day] of added) {
         const space = key.indexOf(" ");
-        run(this.sql, "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)", key.slice(0, space), key.slice(space + 1), day);
+        run(
+          this.sql,
+          "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)",
+          key.slice(0, space),
+          key.slice(space + 1),
+          day,
+        );
       }
     });
     this.#shardStored = true;
@@ -226,7 +232,10 @@ export class PathCollectorDO extends TollgateObject {
          (SELECT 1 FROM client_paths AS c WHERE c.method = templates.method AND c.path = templates.path)`,
     );
     if (freed > 0) this.#templates = null;
-    const any = maybeOne<{ n: number }>(this.sql, "SELECT (SELECT COUNT(*) FROM client_paths) + (SELECT COUNT(*) FROM client_baselines) AS n")!.n;
+    const any = maybeOne<{ n: number }>(
+      this.sql,
+      "SELECT (SELECT COUNT(*) FROM client_paths) + (SELECT COUNT(*) FROM client_baselines) AS n",
+    )!.n;
     if (any > 0) await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "replace");
   }
 
@@ -256,7 +265,9 @@ export class PathCollectorDO extends TollgateObject {
 
   #loadTemplates(): Set<string> {
     if (this.#templates === null) {
-      this.#templates = new Set(all<{ method: string; path: string }>(this.sql, "SELECT method, path FROM templates").map((row) => pathKey(row.method, row.path)));
+      this.#templates = new Set(
+        all<{ method: string; path: string }>(this.sql, "SELECT method, path FROM templates").map((row) => pathKey(row.method, row.path)),
+      );
     }
     return this.#templates;
   }

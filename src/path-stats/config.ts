@@ -2,7 +2,7 @@ import { ServiceError } from "../platform/errors";
 import { compileRoutes, type RoutePattern } from "./normalize";
 import { DEFAULT_SHARDS, MAX_SHARDS } from "./shard";
 import { IP_MODES, type IpMode } from "./privacy";
-import { DAY_MS, } from "../platform/buckets";
+import { DAY_MS } from "../platform/buckets";
 import { parseNamedDurations } from "../platform/durations";
 import { DEFAULT_ROLLUP_RETENTION, MIN_ROLLUP_RETENTION } from "../platform/rollup-compaction";
 
@@ -49,7 +49,14 @@ const cache = new Map<string, PathConfig>();
  * an operator error: `INTERNAL` to callers, the reason in the log.
  */
 export function loadPathConfig(vars: PathStatsVars): PathConfig {
-  const key = JSON.stringify([vars.PATH_SHARDS, vars.PATH_IP_MODE, vars.PATH_IP_HASH_KEY, vars.PATH_ROUTES, vars.PATH_MAX_TEMPLATES, vars.PATH_RETENTION]);
+  const key = JSON.stringify([
+    vars.PATH_SHARDS,
+    vars.PATH_IP_MODE,
+    vars.PATH_IP_HASH_KEY,
+    vars.PATH_ROUTES,
+    vars.PATH_MAX_TEMPLATES,
+    vars.PATH_RETENTION,
+  ]);
   const cached = cache.get(key);
   if (cached) return cached;
   try {
@@ -92,5 +99,9 @@ function routes(raw: string | undefined): RoutePattern[] {
 }
 
 function retention(raw: string | undefined): Retention {
-  return parseNamedDurations(raw, { variable: "PATH_RETENTION", defaults: DEFAULT_RETENTION, bounds: (name) => ({ min: MIN_RETENTION[name] }) });
+  return parseNamedDurations(raw, {
+    variable: "PATH_RETENTION",
+    defaults: DEFAULT_RETENTION,
+    bounds: (name) => ({ min: MIN_RETENTION[name] }),
+  });
 }

@@ -1,7 +1,17 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type {
-  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TimeSeries, TopClients,
-  TopPaths, TopPathsInput,
+  ClientStats,
+  ExportFormat,
+  GlobalStats,
+  PathDetail,
+  PathStatsApi,
+  RecordInput,
+  RecordManyInput,
+  StatsRange,
+  TimeSeries,
+  TopClients,
+  TopPaths,
+  TopPathsInput,
 } from "../../rpc/path-stats";
 import type { Env } from "../platform/env";
 import { PathStatsService } from "./service";

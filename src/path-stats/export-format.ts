@@ -1,7 +1,18 @@
 import type { ExportRow } from "../../rpc/path-stats";
 
 /** Column order of CSV exports (and key order of JSON rows). */
-export const EXPORT_COLUMNS = ["bucketStart", "granularity", "method", "path", "requests", "errors", "clients", "p50", "p90", "p99"] as const;
+export const EXPORT_COLUMNS = [
+  "bucketStart",
+  "granularity",
+  "method",
+  "path",
+  "requests",
+  "errors",
+  "clients",
+  "p50",
+  "p90",
+  "p99",
+] as const;
 
 /**
  * One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break, quotes
@@ -24,7 +35,18 @@ export function csvLine(values: readonly (string | number | null)[]): string {
 export const csvHeader = () => csvLine(EXPORT_COLUMNS);
 
 export function csvRow(row: ExportRow): string {
-  return csvLine([new Date(row.bucketStart).toISOString(), row.granularity, row.method, row.path, row.requests, row.errors, row.clients, row.p50, row.p90, row.p99]);
+  return csvLine([
+    new Date(row.bucketStart).toISOString(),
+    row.granularity,
+    row.method,
+    row.path,
+    row.requests,
+    row.errors,
+    row.clients,
+    row.p50,
+    row.p90,
+    row.p99,
+  ]);
 }
 
 export function jsonRow(row: ExportRow): string {

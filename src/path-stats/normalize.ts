@@ -36,7 +36,7 @@ export function compileRoutes(patterns: readonly string[]): RoutePattern[] {
     const segments = pattern.split("/").filter((segment) => segment !== "");
     segments.forEach((segment, i) => {
       if (segment === "*" && i !== segments.length - 1) throw new Error(`"*" may only end route pattern "${pattern}"`);
-      if (segment === ":" ) throw new Error(`route pattern "${pattern}" has an unnamed parameter`);
+      if (segment === ":") throw new Error(`route pattern "${pattern}" has an unnamed parameter`);
     });
     return { template: `/${segments.join("/")}`, segments };
   });
@@ -66,9 +66,11 @@ export function normalizePath(raw: string, routes: readonly RoutePattern[] = [])
   const pathname = end === -1 ? raw : raw.slice(0, end);
   const segments = pathname.split("/").filter((segment) => segment !== "");
   for (const route of routes) if (matches(route, segments)) return route.template;
-  const templated = segments.slice(0, MAX_SEGMENTS).map((segment) =>
-    NUMERIC.test(segment) || UUID.test(segment) || LONG_HEX.test(segment) || segment.length > MAX_SEGMENT ? ":id" : segment,
-  );
+  const templated = segments
+    .slice(0, MAX_SEGMENTS)
+    .map((segment) =>
+      NUMERIC.test(segment) || UUID.test(segment) || LONG_HEX.test(segment) || segment.length > MAX_SEGMENT ? ":id" : segment,
+    );
   if (segments.length > MAX_SEGMENTS) templated.push("*");
   return `/${templated.join("/")}`;
 }

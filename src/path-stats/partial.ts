@@ -59,7 +59,11 @@ export class Aggregate {
   }
 
   write(writer: ByteWriter): void {
-    writer.uint(this.requests).uint(this.errors).uint(this.requests === 0 ? 0 : this.firstSeen).uint(this.lastSeen);
+    writer
+      .uint(this.requests)
+      .uint(this.errors)
+      .uint(this.requests === 0 ? 0 : this.firstSeen)
+      .uint(this.lastSeen);
     writer.uint(this.statuses.size);
     for (const [status, count] of [...this.statuses].sort(([a], [b]) => a - b)) writer.uint(status).uint(count);
     writer.chunk(this.latency.serialize()).chunk(this.clients.serialize());

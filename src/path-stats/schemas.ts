@@ -49,10 +49,7 @@ const userAgent = v.pipe(
 export const hitSchema = v.strictObject({
   ip,
   method,
-  path: v.pipe(
-    text(1, MAX_RAW_PATH),
-    v.startsWith("/", 'must start with "/"'),
-  ),
+  path: v.pipe(text(1, MAX_RAW_PATH), v.startsWith("/", 'must start with "/"')),
   status: v.optional(integer(100, 599)),
   latencyMs: v.optional(latencyMs),
   country: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9]{2}$/, "must be a two-letter country code"))),
@@ -61,10 +58,7 @@ export const hitSchema = v.strictObject({
 });
 
 export const recordManySchema = v.strictObject({
-  hits: v.pipe(
-    v.array(hitSchema, "must be an array"),
-    v.maxLength(PATH_BOUNDS.maxBatch, `must have at most ${PATH_BOUNDS.maxBatch} hits`),
-  ),
+  hits: v.pipe(v.array(hitSchema, "must be an array"), v.maxLength(PATH_BOUNDS.maxBatch, `must have at most ${PATH_BOUNDS.maxBatch} hits`)),
 });
 
 export const rangeSchema = v.union(
@@ -132,11 +126,13 @@ export const MAX_PUSH_BATCH = 100;
 export const pushManySchema = v.strictObject({
   shard: integer(0, 1_023),
   items: v.pipe(
-    v.array(v.strictObject({
-      bucketMs: integer(0, Number.MAX_SAFE_INTEGER),
-      flushId: integer(1, Number.MAX_SAFE_INTEGER),
-      partial: v.instance(Uint8Array),
-    })),
+    v.array(
+      v.strictObject({
+        bucketMs: integer(0, Number.MAX_SAFE_INTEGER),
+        flushId: integer(1, Number.MAX_SAFE_INTEGER),
+        partial: v.instance(Uint8Array),
+      }),
+    ),
     v.minLength(1),
     v.maxLength(MAX_PUSH_BATCH),
   ),

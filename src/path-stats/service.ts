@@ -1,7 +1,17 @@
 import { RpcTarget } from "cloudflare:workers";
 import type {
-  ClientStats, ExportFormat, GlobalStats, PathDetail, PathStatsApi, RecordInput, RecordManyInput, StatsRange, TimeSeries, TopClients,
-  TopPaths, TopPathsInput,
+  ClientStats,
+  ExportFormat,
+  GlobalStats,
+  PathDetail,
+  PathStatsApi,
+  RecordInput,
+  RecordManyInput,
+  StatsRange,
+  TimeSeries,
+  TopClients,
+  TopPaths,
+  TopPathsInput,
 } from "../../rpc/path-stats";
 import { loadPathConfig, type PathConfig } from "./config";
 import type { Env } from "../platform/env";

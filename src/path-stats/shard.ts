@@ -8,4 +8,3 @@ export const MAX_SHARDS = 1_024;
 export function shardOf(clientId: string, shards: number): number {
   return murmur3(clientId, 0x5eed) % shards;
 }
-

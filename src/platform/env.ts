@@ -8,7 +8,8 @@ import type { AlertNotification } from "../../rpc/alerts";
  * is older than wrangler.toml). Only what the file cannot say is written here: the secrets,
  * bindings that may be absent, and the alert sink's method.
  */
-export interface Env extends Omit<Cloudflare.Env, "ALERT_SINK" | "BACKUPS" | "ASSETS" | "TOLLGATE_ADMIN_TOKEN" | "LEGACY_KV" | "PATH_IP_HASH_KEY"> {
+export interface Env
+  extends Omit<Cloudflare.Env, "ALERT_SINK" | "BACKUPS" | "ASSETS" | "TOLLGATE_ADMIN_TOKEN" | "LEGACY_KV" | "PATH_IP_HASH_KEY"> {
   /** Service binding to a sibling Worker's entrypoint that receives alerts. Without it alerts stay pending. */
   ALERT_SINK?: { notify(alert: AlertNotification): Promise<unknown> };
   /** R2 bucket for `Admin.backup()` dumps (see docs/operations.md). Without it backup and restore fail. */

@@ -19,13 +19,11 @@ export class ServiceError extends Error {
   }
 }
 
-export const invalidArgument = (message: string, details?: ErrorDetail[]) =>
-  new ServiceError("INVALID_ARGUMENT", message, details);
+export const invalidArgument = (message: string, details?: ErrorDetail[]) => new ServiceError("INVALID_ARGUMENT", message, details);
 
 export const notFound = (message: string) => new ServiceError("NOT_FOUND", message);
 
 export const conflict = (message: string) => new ServiceError("CONFLICT", message);
-
 
 /**
  * The error an outside caller may see: tollgate errors keep their code, message and

@@ -56,11 +56,7 @@ export function applyMigrations(
 /** The version `component` is at; 0 for a fresh object. */
 export function currentVersion(sql: SqlStorage, component: string): number {
   sql.exec(LEDGER);
-  const rows = all<{ version: number | null }>(
-    sql,
-    "SELECT MAX(version) AS version FROM _migrations WHERE component = ?",
-    component,
-  );
+  const rows = all<{ version: number | null }>(sql, "SELECT MAX(version) AS version FROM _migrations WHERE component = ?", component);
   return rows[0]?.version ?? 0;
 }
 

@@ -72,10 +72,18 @@ export function closeFinishedBuckets(store: RollupStore, granularity: "hour" | "
     const withData = all<{ b: number }>(
       sql,
       "SELECT DISTINCT bucket_ms - (bucket_ms % ?) AS b FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?",
-      size, finer, start, target,
+      size,
+      finer,
+      start,
+      target,
     );
     for (const { b } of withData) markRollupDirty(sql, granularity, b);
-    run(sql, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", `${granularity}_watermark`, target);
+    run(
+      sql,
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      `${granularity}_watermark`,
+      target,
+    );
   });
 }
 
@@ -93,7 +101,8 @@ export function rebuildDirtyBuckets(store: RollupStore, granularity: Granularity
       rebuild(bucket);
       run(sql, "DELETE FROM dirty WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
       const coarser = COARSER[granularity];
-      if (coarser !== null && bucket < rollupWatermark(sql, coarser)) markRollupDirty(sql, coarser, floorTo(bucket, GRANULARITY_MS[coarser]));
+      if (coarser !== null && bucket < rollupWatermark(sql, coarser))
+        markRollupDirty(sql, coarser, floorTo(bucket, GRANULARITY_MS[coarser]));
     });
   }
 }

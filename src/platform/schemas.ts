@@ -9,11 +9,7 @@ const MAX_DETAILS = 20;
  * `INVALID_ARGUMENT` with every problem flattened to `{ path, message }`. Objects are
  * strict: an unknown field is an error, never silently dropped.
  */
-export function parseInput<TSchema extends v.GenericSchema>(
-  schema: TSchema,
-  input: unknown,
-  what: string,
-): v.InferOutput<TSchema> {
+export function parseInput<TSchema extends v.GenericSchema>(schema: TSchema, input: unknown, what: string): v.InferOutput<TSchema> {
   const result = v.safeParse(schema, input, { abortPipeEarly: true });
   if (result.success) return result.output;
   const details: ErrorDetail[] = result.issues.slice(0, MAX_DETAILS).map((issue) => ({

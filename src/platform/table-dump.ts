@@ -8,7 +8,10 @@ import { METRICS_PUSH_TASK, METRICS_TABLES } from "./metering/object-metrics";
 const cell = v.union([
   v.null(),
   v.string(),
-  v.pipe(v.number(), v.check((n) => Number.isFinite(n), "must be finite")),
+  v.pipe(
+    v.number(),
+    v.check((n) => Number.isFinite(n), "must be finite"),
+  ),
   v.strictObject({ b64: v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")) }),
 ]);
 
@@ -44,7 +47,9 @@ function dataTables(sql: SqlStorage): string[] {
   return all<{ name: string }>(
     sql,
     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> '_migrations' ORDER BY name",
-  ).map((row) => row.name).filter((name) => !(METRICS_TABLES as readonly string[]).includes(name));
+  )
+    .map((row) => row.name)
+    .filter((name) => !(METRICS_TABLES as readonly string[]).includes(name));
 }
 
 /** Rows of `table` that belong in a backup: the metrics push task is left out with the metrics. */
@@ -62,7 +67,10 @@ function columnsOf(sql: SqlStorage, table: string): string[] {
  */
 function versionsOf(sql: SqlStorage): Record<string, number> {
   const versions: Record<string, number> = {};
-  for (const row of all<{ component: string; version: number }>(sql, "SELECT component, MAX(version) AS version FROM _migrations WHERE component <> 'metrics' GROUP BY component")) {
+  for (const row of all<{ component: string; version: number }>(
+    sql,
+    "SELECT component, MAX(version) AS version FROM _migrations WHERE component <> 'metrics' GROUP BY component",
+  )) {
     versions[row.component] = row.version;
   }
   return versions;
@@ -117,7 +125,9 @@ export function importTables(storage: DurableObjectStorage, dump: ObjectDump): R
   const mine = versionsOf(sql);
   for (const component of new Set([...Object.keys(mine), ...Object.keys(dump.versions)])) {
     if (mine[component] !== dump.versions[component]) {
-      throw conflict(`the backup's ${component} schema is at version ${dump.versions[component] ?? "none"}, this object's at ${mine[component] ?? "none"}`);
+      throw conflict(
+        `the backup's ${component} schema is at version ${dump.versions[component] ?? "none"}, this object's at ${mine[component] ?? "none"}`,
+      );
     }
   }
   const tables = new Set(dataTables(sql));
@@ -129,7 +139,9 @@ export function importTables(storage: DurableObjectStorage, dump: ObjectDump): R
     const columns = new Set(columnsOf(sql, table.name));
     if (new Set(table.columns).size !== table.columns.length) throw invalidArgument(`table ${table.name} names a column twice`);
     for (const column of table.columns) if (!columns.has(column)) throw invalidArgument(`no column ${table.name}.${column}`);
-    for (const row of table.rows) if (row.length !== table.columns.length) throw invalidArgument(`a row of ${table.name} has ${row.length} cells for ${table.columns.length} columns`);
+    for (const row of table.rows)
+      if (row.length !== table.columns.length)
+        throw invalidArgument(`a row of ${table.name} has ${row.length} cells for ${table.columns.length} columns`);
   }
   if (holdsData(sql)) throw conflict("the object already holds data; restore only into an empty object");
   const written: Record<string, number> = {};

@@ -102,9 +102,8 @@ export class TaskScheduler {
   ): Promise<void> {
     const known = this.#knownDue.get(id);
     if (known !== undefined && ((keep === "latest" && known >= dueMs) || (keep === "earliest" && known <= dueMs))) return;
-    const onlyIf = keep === "earliest" ? "WHERE excluded.due_ms < _tasks.due_ms"
-      : keep === "latest" ? "WHERE excluded.due_ms > _tasks.due_ms"
-      : "";
+    const onlyIf =
+      keep === "earliest" ? "WHERE excluded.due_ms < _tasks.due_ms" : keep === "latest" ? "WHERE excluded.due_ms > _tasks.due_ms" : "";
     run(
       this.storage.sql,
       `INSERT INTO _tasks (id, kind, due_ms, payload) VALUES (?, ?, ?, ?)
@@ -172,10 +171,8 @@ export class TaskScheduler {
 
   /** Points the alarm at the earliest runnable task, or deletes it. Returns the time armed. */
   async rearm(): Promise<number | null> {
-    const next = maybeOne<{ due: number | null }>(
-      this.storage.sql,
-      "SELECT MIN(due_ms) AS due FROM _tasks WHERE parked_at_ms IS NULL",
-    )?.due ?? null;
+    const next =
+      maybeOne<{ due: number | null }>(this.storage.sql, "SELECT MIN(due_ms) AS due FROM _tasks WHERE parked_at_ms IS NULL")?.due ?? null;
     if (next === null) {
       this.#armedMs = null;
       await this.storage.deleteAlarm();

@@ -51,7 +51,6 @@ export interface ObjectHooks {
   attach?: (controls: ObjectControls) => void;
 }
 
-
 /**
  * Shared machinery of the objects: the schema is brought up to date synchronously in
  * the constructor (so no call ever sees an old schema), and the single alarm is driven by
@@ -186,8 +185,14 @@ export abstract class TollgateObject extends DurableObject<Env> {
 
   async #pushMetrics(nowMs: number): Promise<void> {
     const config = loadMetricsConfig(this.env);
-    const next = await pushClosedMinutes(this.ctx.storage, this.env, { id: this.ctx.id.toString(), kind: this.#kind!, shards: config.shards }, nowMs);
-    if (next !== null) await this.scheduler.schedule(METRICS_PUSH_TASK, pushDueMs(next, config.pushEveryMs), null, METRICS_PUSH_TASK, "replace");
+    const next = await pushClosedMinutes(
+      this.ctx.storage,
+      this.env,
+      { id: this.ctx.id.toString(), kind: this.#kind!, shards: config.shards },
+      nowMs,
+    );
+    if (next !== null)
+      await this.scheduler.schedule(METRICS_PUSH_TASK, pushDueMs(next, config.pushEveryMs), null, METRICS_PUSH_TASK, "replace");
   }
 }
 

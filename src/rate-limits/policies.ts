@@ -5,7 +5,10 @@ import { policiesSchema } from "./schemas";
 import { parseJsonVar } from "../platform/json-var";
 
 /** The policies as a map, built once with the parse. */
-const policyMapSchema = v.pipe(policiesSchema, v.transform((policies) => new Map(Object.entries(policies))));
+const policyMapSchema = v.pipe(
+  policiesSchema,
+  v.transform((policies) => new Map(Object.entries(policies))),
+);
 
 /**
  * Parses the `RATE_LIMIT_POLICIES` variable (JSON: policy name -> rules) once per isolate.
@@ -17,10 +20,7 @@ export function loadPolicies(raw: string | undefined): ReadonlyMap<string, reado
 }
 
 /** The rules of a check: its own `rules`, or the named policy's. Exactly one must be given. */
-export function resolveRules(
-  input: { rules?: Rule[]; policy?: string },
-  policies: ReadonlyMap<string, readonly Rule[]>,
-): readonly Rule[] {
+export function resolveRules(input: { rules?: Rule[]; policy?: string }, policies: ReadonlyMap<string, readonly Rule[]>): readonly Rule[] {
   if (input.rules !== undefined && input.policy !== undefined) {
     throw invalidArgument("give either rules or policy, not both");
   }
@@ -30,4 +30,3 @@ export function resolveRules(
   if (rules === undefined) throw notFound(`unknown policy "${input.policy}"`);
   return rules;
 }
-

@@ -26,11 +26,7 @@ export class RuleStore {
   /** The stored state of each of `rules` that has one. */
   load(rules: readonly Rule[]): Map<string, LimiterState> {
     const names = rules.map((rule) => rule.name);
-    const rows = all<RuleStateRow>(
-      this.sql,
-      `SELECT * FROM rule_states WHERE rule_name IN (${names.map(() => "?").join(", ")})`,
-      ...names,
-    );
+    const rows = all<RuleStateRow>(this.sql, `SELECT * FROM rule_states WHERE rule_name IN (${names.map(() => "?").join(", ")})`, ...names);
     const logged = rows.filter((row) => row.algorithm === "sliding_log").map((row) => row.rule_name);
     const logs = new Map<string, LogEntry[]>(logged.map((name) => [name, []]));
     if (logged.length > 0) {

@@ -16,10 +16,7 @@ export const RULE_BOUNDS = {
 } as const;
 
 /** A rule name is written into IETF `RateLimit` headers, so it is a structured-field key. */
-const ruleName = v.pipe(
-  v.string(),
-  v.regex(/^[a-z][a-z0-9_.-]{0,63}$/, "must match [a-z][a-z0-9_.-]* and be at most 64 characters"),
-);
+const ruleName = v.pipe(v.string(), v.regex(/^[a-z][a-z0-9_.-]{0,63}$/, "must match [a-z][a-z0-9_.-]* and be at most 64 characters"));
 
 export const ruleSchema = v.pipe(
   v.strictObject({
@@ -32,10 +29,7 @@ export const ruleSchema = v.pipe(
     shadow: v.optional(v.boolean()),
     countDenied: v.optional(v.boolean()),
   }),
-  v.check(
-    (rule) => Number.isSafeInteger(rule.limit * rule.periodMs),
-    "limit * periodMs must be a safe integer",
-  ),
+  v.check((rule) => Number.isSafeInteger(rule.limit * rule.periodMs), "limit * periodMs must be a safe integer"),
   v.forward(
     v.check(
       (rule) => rule.algorithm !== "sliding_log" || rule.limit <= SLIDING_LOG_MAX_LIMIT,

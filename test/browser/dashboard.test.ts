@@ -30,8 +30,14 @@ beforeAll(async () => {
     viewport: { width: 1280, height: 1400 },
     // Besides playwright's own flags: keep Chromium off the network and quiet.
     args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
     ],
   });
 }, 900_000);
@@ -76,7 +82,8 @@ function pixelsOf(page: Page, chart: string, [r, g, b]: [number, number, number]
       const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
       let count = 0;
       for (let i = 0; i < data.length; i += 4) {
-        if (Math.abs(data[i]! - r) < 24 && Math.abs(data[i + 1]! - g) < 24 && Math.abs(data[i + 2]! - b) < 24 && data[i + 3]! > 200) count += 1;
+        if (Math.abs(data[i]! - r) < 24 && Math.abs(data[i + 1]! - g) < 24 && Math.abs(data[i + 2]! - b) < 24 && data[i + 3]! > 200)
+          count += 1;
       }
       return count;
     },
@@ -93,12 +100,20 @@ describe("the dashboard", () => {
     await credits.createAccount({ accountId: "dash-acct", name: "Dashboard test" });
     await admin().credits().grant({ accountId: "dash-acct", amount: 1_000, reason: "test", idempotencyKey: "dash-grant" });
     for (let i = 0; i < 3; i += 1) {
-      const charged = await admin().credits().charge({
-        accountId: "dash-acct", usage: { operation: "chat", requests: 5 }, idempotencyKey: `dash-charge-${i}`,
-      });
+      const charged = await admin()
+        .credits()
+        .charge({
+          accountId: "dash-acct",
+          usage: { operation: "chat", requests: 5 },
+          idempotencyKey: `dash-charge-${i}`,
+        });
       expect(charged.ok).toBe(true);
     }
-    await waitFor("the hits reaching the aggregator", () => admin().pathStats().globalStats({ range: "1h" }), (s) => s.totalRequests === hits.length);
+    await waitFor(
+      "the hits reaching the aggregator",
+      () => admin().pathStats().globalStats({ range: "1h" }),
+      (s) => s.totalRequests === hits.length,
+    );
 
     const page = await browser.newPage();
     const errors: string[] = [];
@@ -122,8 +137,14 @@ describe("the dashboard", () => {
     expect(await page.textContent("#unique-clients")).toBe("3");
     // "1h" is drawn per minute.
     expect(Number(await page.getAttribute("#requests-chart", "data-points"))).toBeGreaterThanOrEqual(60);
-    const topPaths = await page.$$eval("#top-paths tbody tr", (rows) => rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 3)));
-    expect(topPaths).toEqual([["GET", "/v1/orders/:id", "30"], ["POST", "/v1/completions", "17"], ["GET", "/health", "3"]]);
+    const topPaths = await page.$$eval("#top-paths tbody tr", (rows) =>
+      rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 3)),
+    );
+    expect(topPaths).toEqual([
+      ["GET", "/v1/orders/:id", "30"],
+      ["POST", "/v1/completions", "17"],
+      ["GET", "/health", "3"],
+    ]);
     const topClients = await page.$$eval("#top-clients tbody tr td:first-child", (cells) => cells.map((c) => c.textContent));
     // Truncated to /24 (PATH_IP_MODE "truncate").
     expect(topClients).toEqual(["198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"]);
@@ -145,7 +166,9 @@ describe("the dashboard", () => {
     expect(await page.textContent("#burn-summary")).toContain("15 credits over 3 calls");
     expect(await pixelsOf(page, "burn-chart", [0x7b, 0x3f, 0xd6])).toBeGreaterThan(500);
     // Service metrics: the capnweb calls above are counted per method (docs/metrics.md).
-    const counted = await page.$$eval("#metrics tbody tr", (rows) => rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 2).join(" ")));
+    const counted = await page.$$eval("#metrics tbody tr", (rows) =>
+      rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 2).join(" ")),
+    );
     expect(counted).toContain("PathStatsService recordMany");
     expect(await page.textContent("#cost-note")).toMatch(/per month projected/);
 

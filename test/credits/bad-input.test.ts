@@ -41,7 +41,17 @@ describe("CreditLedgerDO and Credits: bad input gets a clear code and changes no
       ["malformed hold id", () => ledger.commit({ accountId, holdId: "h_1", amount: 1, idempotencyKey: "d" })],
       ["malformed entry id", () => ledger.refund({ accountId, entryId: "../etc", reason: "r", idempotencyKey: "e" })],
       ["malformed key id", () => ledger.debit({ accountId, amount: 1, reason: "r", idempotencyKey: "f", keyId: "key-1" })],
-      ["too many meta entries", () => ledger.grant({ accountId, amount: 1, reason: "r", idempotencyKey: "g", meta: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"])) })],
+      [
+        "too many meta entries",
+        () =>
+          ledger.grant({
+            accountId,
+            amount: 1,
+            reason: "r",
+            idempotencyKey: "g",
+            meta: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"])),
+          }),
+      ],
       ["bad account id", () => env.CREDITS.createAccount({ accountId: "has_underscore", name: "x" })],
       ["long account id", () => env.CREDITS.createAccount({ accountId: "a".repeat(65), name: "x" })],
       ["ttl of zero", () => ledger.reserve({ accountId, amount: 1, ttlMs: 0, idempotencyKey: "h" })],
@@ -53,7 +63,17 @@ describe("CreditLedgerDO and Credits: bad input gets a clear code and changes no
       ["unknown groupBy", () => ledger.usage({ accountId, range: "24h", groupBy: "week" } as never)],
       ["fractional tokens", () => ledger.quote({ accountId, usage: { operation: "chat", inputTokens: 0.5 } })],
       ["setPrices without account", () => env.CREDITS.setPrices({ prices: [] })],
-      ["duplicate prices", () => ledger.setPrices({ accountId, prices: [{ operation: "a", model: "*" }, { operation: "a", model: "*" }] })],
+      [
+        "duplicate prices",
+        () =>
+          ledger.setPrices({
+            accountId,
+            prices: [
+              { operation: "a", model: "*" },
+              { operation: "a", model: "*" },
+            ],
+          }),
+      ],
     ];
     for (const [what, call] of cases) expect((await thrown(call())).code, what).toBe("INVALID_ARGUMENT");
     expect((await ledger.entries({ accountId })).items).toEqual([]);
@@ -66,9 +86,14 @@ describe("CreditLedgerDO and Credits: bad input gets a clear code and changes no
     const ledger = env.TEST_CREDIT_LEDGER.getByName(accountId);
     await ledger.createAccount({ accountId, name: "Big" });
     for (let i = 0; i < 4; i++) await ledger.grant({ accountId, amount: 2 ** 50, reason: "big", idempotencyKey: `g${i}` });
-    expect((await thrown(ledger.grant({ accountId, amount: 1, reason: "one more", idempotencyKey: "g4" }))).code).toBe("RESOURCE_EXHAUSTED");
+    expect((await thrown(ledger.grant({ accountId, amount: 1, reason: "one more", idempotencyKey: "g4" }))).code).toBe(
+      "RESOURCE_EXHAUSTED",
+    );
     expect(await ledger.balance({ accountId })).toMatchObject({ granted: 2 ** 52, available: 2 ** 52 });
-    expect(await ledger.debit({ accountId, amount: 2 ** 50, reason: "big", idempotencyKey: "d" })).toMatchObject({ ok: true, balance: { available: 3 * 2 ** 50 } });
+    expect(await ledger.debit({ accountId, amount: 2 ** 50, reason: "big", idempotencyKey: "d" })).toMatchObject({
+      ok: true,
+      balance: { available: 3 * 2 ** 50 },
+    });
   });
 
   it("answers NOT_FOUND for unknown accounts, holds, entries and keys", async () => {
@@ -79,9 +104,13 @@ describe("CreditLedgerDO and Credits: bad input gets a clear code and changes no
     await env.CREDITS.createAccount({ accountId, name: "x" });
     const missing = "h_0123456789abcdef0123";
     expect((await thrown(env.CREDITS.commit({ accountId, holdId: missing, amount: 1, idempotencyKey: "c" }))).code).toBe("NOT_FOUND");
-    expect((await thrown(env.CREDITS.refund({ accountId, entryId: "e_0123456789abcdef0123", reason: "x", idempotencyKey: "r" }))).code).toBe("NOT_FOUND");
+    expect(
+      (await thrown(env.CREDITS.refund({ accountId, entryId: "e_0123456789abcdef0123", reason: "x", idempotencyKey: "r" }))).code,
+    ).toBe("NOT_FOUND");
     expect((await thrown(env.CREDITS.revokeKey({ accountId, keyId: "k0123456789abcdef" }))).code).toBe("NOT_FOUND");
-    expect((await thrown(env.CREDITS.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d", keyId: "k0123456789abcdef" }))).code).toBe("NOT_FOUND");
+    expect(
+      (await thrown(env.CREDITS.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d", keyId: "k0123456789abcdef" }))).code,
+    ).toBe("NOT_FOUND");
     expect((await env.CREDITS.balance({ accountId })).granted).toBe(0);
   });
 });

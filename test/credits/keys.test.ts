@@ -38,7 +38,12 @@ describe("CreditLedgerDO: API keys", () => {
     const exact = await ledger.createKey({ accountId, name: "exact", scopes: ["credits.debit"] });
     const wild = await ledger.createKey({ accountId, name: "wild", scopes: ["credits.*"] });
     const all = await ledger.createKey({ accountId, name: "all", scopes: ["*"] });
-    expect(await ledger.verifyKey({ key: exact.key, scope: "credits.debit" })).toMatchObject({ valid: true, accountId, keyId: exact.keyId, scopes: ["credits.debit"] });
+    expect(await ledger.verifyKey({ key: exact.key, scope: "credits.debit" })).toMatchObject({
+      valid: true,
+      accountId,
+      keyId: exact.keyId,
+      scopes: ["credits.debit"],
+    });
     expect(await ledger.verifyKey({ key: exact.key, scope: "credits.grant" })).toEqual({ valid: false, code: "INSUFFICIENT_SCOPE" });
     expect(await ledger.verifyKey({ key: wild.key, scope: "credits.grant" })).toMatchObject({ valid: true });
     expect(await ledger.verifyKey({ key: wild.key, scope: "paths.read" })).toEqual({ valid: false, code: "INSUFFICIENT_SCOPE" });
@@ -51,7 +56,10 @@ describe("CreditLedgerDO: API keys", () => {
     const created = await ledger.createKey({ accountId, name: "ci", scopes: ["*"] });
     const forged = formatKey(accountId, created.keyId, "0".repeat(48));
     expect(await ledger.verifyKey({ key: forged })).toEqual({ valid: false, code: "NOT_FOUND" });
-    expect(await ledger.verifyKey({ key: formatKey(accountId, "k0123456789abcdef", "0".repeat(48)) })).toEqual({ valid: false, code: "NOT_FOUND" });
+    expect(await ledger.verifyKey({ key: formatKey(accountId, "k0123456789abcdef", "0".repeat(48)) })).toEqual({
+      valid: false,
+      code: "NOT_FOUND",
+    });
   });
 
   it("fails a revoked key on the very next call, also after eviction", async () => {
@@ -60,7 +68,10 @@ describe("CreditLedgerDO: API keys", () => {
     expect((await ledger.verifyKey({ key: created.key })).valid).toBe(true);
     expect(await ledger.revokeKey({ accountId, keyId: created.keyId })).toMatchObject({ revokedAt: T0 });
     expect(await ledger.verifyKey({ key: created.key })).toEqual({ valid: false, code: "REVOKED" });
-    expect(await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d1", keyId: created.keyId })).toMatchObject({ ok: false, code: "KEY_INACTIVE" });
+    expect(await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d1", keyId: created.keyId })).toMatchObject({
+      ok: false,
+      code: "KEY_INACTIVE",
+    });
     await evictDurableObject(ledger);
     expect(await ledger.verifyKey({ key: created.key })).toEqual({ valid: false, code: "REVOKED" });
   });
@@ -92,21 +103,33 @@ describe("CreditLedgerDO: API keys", () => {
     const key = await ledger.createKey({ accountId, name: "capped", scopes: ["*"], spendCap: { perDay: 10, perMonth: 15 } });
     const keyId = key.keyId;
     expect(await ledger.debit({ accountId, amount: 6, reason: "a", idempotencyKey: "d1", keyId })).toMatchObject({ ok: true });
-    expect(await ledger.debit({ accountId, amount: 5, reason: "b", idempotencyKey: "d2", keyId })).toMatchObject({ ok: false, code: "SPEND_CAP_EXCEEDED", balance: { available: 994 } });
+    expect(await ledger.debit({ accountId, amount: 5, reason: "b", idempotencyKey: "d2", keyId })).toMatchObject({
+      ok: false,
+      code: "SPEND_CAP_EXCEEDED",
+      balance: { available: 994 },
+    });
     const hold = await ledger.reserve({ accountId, amount: 4, ttlMs: 60_000, idempotencyKey: "r1", keyId });
     expect(hold.ok).toBe(true);
-    expect(await ledger.debit({ accountId, amount: 1, reason: "c", idempotencyKey: "d3", keyId })).toMatchObject({ ok: false, code: "SPEND_CAP_EXCEEDED" });
+    expect(await ledger.debit({ accountId, amount: 1, reason: "c", idempotencyKey: "d3", keyId })).toMatchObject({
+      ok: false,
+      code: "SPEND_CAP_EXCEEDED",
+    });
     if (!hold.ok) return;
     // Capturing less than was held gives the difference back to the cap.
     await ledger.commit({ accountId, holdId: hold.holdId, amount: 1, idempotencyKey: "c1" });
     expect(await ledger.debit({ accountId, amount: 3, reason: "d", idempotencyKey: "d4", keyId })).toMatchObject({ ok: true });
     // Next day: the daily cap is fresh, the monthly one (15) has 5 left.
     await ledger.setClock(T0 + DAY);
-    expect(await ledger.debit({ accountId, amount: 6, reason: "e", idempotencyKey: "d5", keyId })).toMatchObject({ ok: false, code: "SPEND_CAP_EXCEEDED" });
+    expect(await ledger.debit({ accountId, amount: 6, reason: "e", idempotencyKey: "d5", keyId })).toMatchObject({
+      ok: false,
+      code: "SPEND_CAP_EXCEEDED",
+    });
     expect(await ledger.debit({ accountId, amount: 5, reason: "f", idempotencyKey: "d6", keyId })).toMatchObject({ ok: true });
     // Another key of the same account is not limited by this one's caps.
     const other = await ledger.createKey({ accountId, name: "other", scopes: ["*"] });
-    expect(await ledger.debit({ accountId, amount: 50, reason: "g", idempotencyKey: "d7", keyId: other.keyId })).toMatchObject({ ok: true });
+    expect(await ledger.debit({ accountId, amount: 50, reason: "g", idempotencyKey: "d7", keyId: other.keyId })).toMatchObject({
+      ok: true,
+    });
   });
 
   it("enforces a key's spend cap exactly under concurrency", async () => {
@@ -123,15 +146,20 @@ describe("CreditLedgerDO: API keys", () => {
     const rules: Rule[] = [{ name: "minute", algorithm: "fixed_window", limit: 3, periodMs: 60_000 }];
     const key = await ledger.createKey({ accountId, name: "limited", scopes: ["*"], rules });
     const keyId = key.keyId;
-    for (let i = 0; i < 3; i++) expect((await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `d${i}`, keyId })).ok).toBe(true);
+    for (let i = 0; i < 3; i++)
+      expect((await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `d${i}`, keyId })).ok).toBe(true);
     const denied = await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d3", keyId });
     expect(denied).toMatchObject({ ok: false, code: "RATE_LIMITED", deniedBy: ["minute"], balance: { available: 997 } });
     if (!denied.ok) expect(denied.retryAfterMs).toBeGreaterThan(0);
     // A call refused for lack of credit does not use up the rate rule either.
     await ledger.setClock(T0 + 60_000 - (T0 % 60_000) + 60_000);
-    expect(await ledger.debit({ accountId, amount: 5_000, reason: "x", idempotencyKey: "big", keyId })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
-    for (let i = 0; i < 3; i++) expect((await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `e${i}`, keyId })).ok).toBe(true);
-    expect((await ledger.verifyKey({ key: key.key }))).toMatchObject({ valid: true, rules });
+    expect(await ledger.debit({ accountId, amount: 5_000, reason: "x", idempotencyKey: "big", keyId })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+    });
+    for (let i = 0; i < 3; i++)
+      expect((await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `e${i}`, keyId })).ok).toBe(true);
+    expect(await ledger.verifyKey({ key: key.key })).toMatchObject({ valid: true, rules });
   });
 
   it("refuses invalid rules, bad scopes and a past expiry with INVALID_ARGUMENT, creating nothing", async () => {

@@ -49,12 +49,18 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
   it("books a key sent 50 times at once exactly once, and reserves exactly what is there under concurrency", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.grant({ accountId, amount: 50, reason: "top-up", idempotencyKey: "g1" });
-    const same = await Promise.all(Array.from({ length: 50 }, () => ledger.debit({ accountId, amount: 2, reason: "retry storm", idempotencyKey: "once" })));
+    const same = await Promise.all(
+      Array.from({ length: 50 }, () => ledger.debit({ accountId, amount: 2, reason: "retry storm", idempotencyKey: "once" })),
+    );
     expect(new Set(same.map((r) => JSON.stringify(r))).size).toBe(1);
-    const holds = await Promise.all(Array.from({ length: 200 }, (_, i) => ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: `r${i}` })));
+    const holds = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: `r${i}` })),
+    );
     const granted = holds.filter((h) => h.ok);
     expect(granted).toHaveLength(48);
-    await Promise.all(granted.map((h, i) => (h.ok ? ledger.commit({ accountId, holdId: h.holdId, amount: 1, idempotencyKey: `c${i}` }) : undefined)));
+    await Promise.all(
+      granted.map((h, i) => (h.ok ? ledger.commit({ accountId, holdId: h.holdId, amount: 1, idempotencyKey: `c${i}` }) : undefined)),
+    );
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, held: 0, consumed: 50 });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
   });
@@ -97,7 +103,14 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
     const late = await ledger.grant({ accountId, amount: 5, expiresAt: T0 + 10 * DAY, reason: "late", idempotencyKey: "g-late" });
     const never = await ledger.grant({ accountId, amount: 5, reason: "no expiry", idempotencyKey: "g-never" });
     const soon = await ledger.grant({ accountId, amount: 5, expiresAt: T0 + DAY, reason: "soon", idempotencyKey: "g-soon" });
-    const low = await ledger.grant({ accountId, amount: 5, priority: 9, expiresAt: T0 + DAY / 2, reason: "low priority", idempotencyKey: "g-low" });
+    const low = await ledger.grant({
+      accountId,
+      amount: 5,
+      priority: 9,
+      expiresAt: T0 + DAY / 2,
+      reason: "low priority",
+      idempotencyKey: "g-low",
+    });
     const debit = await ledger.debit({ accountId, amount: 17, reason: "big", idempotencyKey: "d1" });
     expect(debit.ok).toBe(true);
     if (!debit.ok) return;
@@ -115,8 +128,14 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
     const over = await ledger.debit({ accountId, amount: 12, reason: "over", idempotencyKey: "d1" });
     expect(over).toMatchObject({ ok: true, balance: { available: -7 } });
     if (over.ok) expect(over.entry.draws.at(-1)).toEqual({ grantId: null, amount: 7 });
-    expect(await ledger.debit({ accountId, amount: 4, reason: "too far", idempotencyKey: "d2" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
-    expect(await ledger.debit({ accountId, amount: 3, reason: "to the limit", idempotencyKey: "d3" })).toMatchObject({ ok: true, balance: { available: -10 } });
+    expect(await ledger.debit({ accountId, amount: 4, reason: "too far", idempotencyKey: "d2" })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+    });
+    expect(await ledger.debit({ accountId, amount: 3, reason: "to the limit", idempotencyKey: "d3" })).toMatchObject({
+      ok: true,
+      balance: { available: -10 },
+    });
     const grant = await ledger.grant({ accountId, amount: 15, expiresAt: T0 + DAY, reason: "top-up", idempotencyKey: "g2" });
     expect(grant.balanceAfter).toBe(5);
     // Expiry takes only what the debt did not: the grant repaid 10 of its 15.
@@ -157,7 +176,10 @@ describe("CreditLedgerDO: accounts, grants and debits", () => {
     await evictDurableObject(ledger);
     const reserved = await ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, idempotencyKey: "r1" });
     await evictDurableObject(ledger);
-    expect(await ledger.debit({ accountId, amount: 4, reason: "call", idempotencyKey: "d1" })).toMatchObject({ ok: true, balance: { available: 6 } });
+    expect(await ledger.debit({ accountId, amount: 4, reason: "call", idempotencyKey: "d1" })).toMatchObject({
+      ok: true,
+      balance: { available: 6 },
+    });
     if (!reserved.ok) throw new Error("reserve failed");
     await ledger.commit({ accountId, holdId: reserved.holdId, amount: 2, idempotencyKey: "c1" });
     await evictDurableObject(ledger);
@@ -178,9 +200,13 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     if (commit.ok) expect(commit.entry.draws).toEqual([{ grantId: grant.grantId, amount: 12 }]);
     expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "committed", amount: 30 });
     // A hold is settled once: a second commit (other key) or a void is answered HOLD_NOT_OPEN.
-    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 1, idempotencyKey: "c2" })).toMatchObject({ ok: false, code: "HOLD_NOT_OPEN", status: "committed" });
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 1, idempotencyKey: "c2" })).toMatchObject({
+      ok: false,
+      code: "HOLD_NOT_OPEN",
+      status: "committed",
+    });
     expect(await ledger.void({ accountId, holdId: hold.holdId })).toMatchObject({ ok: false, code: "HOLD_NOT_OPEN", status: "committed" });
-    invariantHolds((await ledger.balance({ accountId })));
+    invariantHolds(await ledger.balance({ accountId }));
   });
 
   it("voids a hold in full, once", async () => {
@@ -188,7 +214,10 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
     const hold = await ledger.reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "r1" });
     if (!hold.ok) throw new Error("reserve failed");
-    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r2" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r2" })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+    });
     const voided = await ledger.void({ accountId, holdId: hold.holdId });
     expect(voided).toMatchObject({ ok: true, entry: { kind: "void", change: { held: -10 } }, balance: { available: 10, held: 0 } });
     expect(await ledger.void({ accountId, holdId: hold.holdId })).toMatchObject({ ok: false, status: "voided" });
@@ -198,15 +227,19 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
   it("settles each hold exactly once when commits and voids race", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.grant({ accountId, amount: 100, reason: "top-up", idempotencyKey: "g1" });
-    const holds = await Promise.all(Array.from({ length: 20 }, (_, i) => ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, idempotencyKey: `r${i}` })));
-    const outcomes = await Promise.all(holds.flatMap((h, i) => {
-      if (!h.ok) throw new Error("reserve failed");
-      return [
-        ledger.commit({ accountId, holdId: h.holdId, amount: 2, idempotencyKey: `c${i}` }),
-        ledger.void({ accountId, holdId: h.holdId }),
-        ledger.commit({ accountId, holdId: h.holdId, amount: 3, idempotencyKey: `d${i}` }),
-      ];
-    }));
+    const holds = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, idempotencyKey: `r${i}` })),
+    );
+    const outcomes = await Promise.all(
+      holds.flatMap((h, i) => {
+        if (!h.ok) throw new Error("reserve failed");
+        return [
+          ledger.commit({ accountId, holdId: h.holdId, amount: 2, idempotencyKey: `c${i}` }),
+          ledger.void({ accountId, holdId: h.holdId }),
+          ledger.commit({ accountId, holdId: h.holdId, amount: 3, idempotencyKey: `d${i}` }),
+        ];
+      }),
+    );
     for (let i = 0; i < 20; i++) expect(outcomes.slice(3 * i, 3 * i + 3).filter((o) => o.ok)).toHaveLength(1);
     const balance = await ledger.balance({ accountId });
     expect(balance.held).toBe(0);
@@ -219,7 +252,10 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
     const hold = await ledger.reserve({ accountId, amount: 8, ttlMs: 60_000, idempotencyKey: "r1" });
     if (!hold.ok) throw new Error("reserve failed");
-    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 16, idempotencyKey: "c1" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 16, idempotencyKey: "c1" })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+    });
     expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "open" });
     const commit = await ledger.commit({ accountId, holdId: hold.holdId, amount: 15, idempotencyKey: "c2" });
     expect(commit).toMatchObject({ ok: true, balance: { available: -5, held: 0, consumed: 15 } });
@@ -233,16 +269,28 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.grant({ accountId, amount: 2, reason: "top-up", idempotencyKey: "g1" });
     const kept = await ledger.reserve({ accountId, amount: 2, ttlMs: 60_000, idempotencyKey: "r-kept" });
     if (!kept.ok) throw new Error("reserve failed");
-    expect(await ledger.reserve({ accountId, amount: 4, ttlMs: 1_000, idempotencyKey: "r-lapsing" })).toMatchObject({ ok: true, balance: { available: -4 } });
+    expect(await ledger.reserve({ accountId, amount: 4, ttlMs: 1_000, idempotencyKey: "r-lapsing" })).toMatchObject({
+      ok: true,
+      balance: { available: -4 },
+    });
     // The lapsing hold's 4 of overdraft come back when it is released: by this commit, no alarm in between.
     await ledger.setClock(T0 + 1_000);
     const commit = await ledger.commit({ accountId, holdId: kept.holdId, amount: 6, idempotencyKey: "c1" });
     expect(commit).toMatchObject({ ok: true, balance: { available: -4, held: 0, consumed: 6 } });
     // The same for a reserve: 4 owed, 1 held in overdraft that lapses, then 1 more fits the limit of 5.
-    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 1_000, idempotencyKey: "r-lapsing-2" })).toMatchObject({ ok: true, balance: { available: -5 } });
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 1_000, idempotencyKey: "r-lapsing-2" })).toMatchObject({
+      ok: true,
+      balance: { available: -5 },
+    });
     await ledger.setClock(T0 + 2_000);
-    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-last" })).toMatchObject({ ok: true, balance: { available: -5, held: 1 } });
-    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-over" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS" });
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-last" })).toMatchObject({
+      ok: true,
+      balance: { available: -5, held: 1 },
+    });
+    expect(await ledger.reserve({ accountId, amount: 1, ttlMs: 60_000, idempotencyKey: "r-over" })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+    });
     invariantHolds(await ledger.balance({ accountId }));
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
   });
@@ -261,7 +309,10 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect(await ledger.entries({ accountId })).toEqual(afterFirst);
     expect(afterFirst.items.map((e) => e.kind)).toEqual(["grant", "reserve", "release"]);
     expect(await ledger.hold({ accountId, holdId: hold.holdId })).toMatchObject({ status: "expired" });
-    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 4, idempotencyKey: "late" })).toMatchObject({ ok: false, status: "expired" });
+    expect(await ledger.commit({ accountId, holdId: hold.holdId, amount: 4, idempotencyKey: "late" })).toMatchObject({
+      ok: false,
+      status: "expired",
+    });
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 10, held: 0 });
   });
 
@@ -272,7 +323,11 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.runAlarmAt(T0 + DAY);
     await ledger.runAlarmAt(T0 + DAY + 1);
     const kinds = (await ledger.entries({ accountId })).items.map((e) => [e.kind, e.amount]);
-    expect(kinds).toEqual([["grant", 10], ["debit", 3], ["expire", 7]]);
+    expect(kinds).toEqual([
+      ["grant", 10],
+      ["debit", 3],
+      ["expire", 7],
+    ]);
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, granted: 10, consumed: 3, expired: 7 });
     const last = (await ledger.entries({ accountId })).items.at(-1)!;
     expect(last).toMatchObject({ grantId: grant.grantId, draws: [{ grantId: grant.grantId, amount: 7 }] });
@@ -282,7 +337,11 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
     await ledger.setClock(T0 + DAY);
-    expect(await ledger.debit({ accountId, amount: 1, reason: "late", idempotencyKey: "d1" })).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS", balance: { available: 0, expired: 10 } });
+    expect(await ledger.debit({ accountId, amount: 1, reason: "late", idempotencyKey: "d1" })).toMatchObject({
+      ok: false,
+      code: "INSUFFICIENT_CREDITS",
+      balance: { available: 0, expired: 10 },
+    });
   });
 
   it("books a hold released after its grant expired as expired, never as spendable", async () => {
@@ -293,7 +352,11 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.runAlarmAt(T0 + DAY);
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, held: 6, expired: 4 });
     const voided = await ledger.void({ accountId, holdId: hold.holdId, idempotencyKey: "v1" });
-    expect(voided).toMatchObject({ ok: true, entry: { change: { held: -6, expired: 6 } }, balance: { available: 0, held: 0, expired: 10 } });
+    expect(voided).toMatchObject({
+      ok: true,
+      entry: { change: { held: -6, expired: 6 } },
+      balance: { available: 0, held: 0, expired: 10 },
+    });
   });
 
   it("lets credit a void gives back repay outstanding debt before it can expire", async () => {
@@ -301,7 +364,10 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     await ledger.grant({ accountId, amount: 10, expiresAt: T0 + DAY, reason: "trial", idempotencyKey: "g1" });
     const hold = await ledger.reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "r1" });
     if (!hold.ok) throw new Error("reserve failed");
-    expect(await ledger.debit({ accountId, amount: 5, reason: "on credit", idempotencyKey: "d1" })).toMatchObject({ ok: true, balance: { available: -5 } });
+    expect(await ledger.debit({ accountId, amount: 5, reason: "on credit", idempotencyKey: "d1" })).toMatchObject({
+      ok: true,
+      balance: { available: -5 },
+    });
     await ledger.void({ accountId, holdId: hold.holdId });
     await ledger.runAlarmAt(T0 + DAY);
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 0, consumed: 5, expired: 5 });
@@ -313,12 +379,26 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     const debit = await ledger.debit({ accountId, amount: 6, reason: "call", idempotencyKey: "d1" });
     if (!debit.ok) throw new Error("debit failed");
     const entryId = debit.entry.entryId;
-    expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "partial", idempotencyKey: "f1" })).toMatchObject({ ok: true, entry: { kind: "refund", refundOf: entryId, amount: 4 }, balance: { available: 8, consumed: 2 } });
-    expect(await ledger.refund({ accountId, entryId, amount: 3, reason: "too much", idempotencyKey: "f2" })).toMatchObject({ ok: false, code: "REFUND_EXCEEDS_TAKEN", refundable: 2 });
-    expect(await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "f3" })).toMatchObject({ ok: true, entry: { amount: 2 }, balance: { available: 10, consumed: 0 } });
+    expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "partial", idempotencyKey: "f1" })).toMatchObject({
+      ok: true,
+      entry: { kind: "refund", refundOf: entryId, amount: 4 },
+      balance: { available: 8, consumed: 2 },
+    });
+    expect(await ledger.refund({ accountId, entryId, amount: 3, reason: "too much", idempotencyKey: "f2" })).toMatchObject({
+      ok: false,
+      code: "REFUND_EXCEEDS_TAKEN",
+      refundable: 2,
+    });
+    expect(await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "f3" })).toMatchObject({
+      ok: true,
+      entry: { amount: 2 },
+      balance: { available: 10, consumed: 0 },
+    });
     expect(await ledger.refund({ accountId, entryId, reason: "again", idempotencyKey: "f4" })).toMatchObject({ ok: false, refundable: 0 });
     const grantEntry = (await ledger.entries({ accountId })).items[0]!;
-    expect(await codeOf(ledger.refund({ accountId, entryId: grantEntry.entryId, reason: "no", idempotencyKey: "f5" }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(ledger.refund({ accountId, entryId: grantEntry.entryId, reason: "no", idempotencyKey: "f5" }))).toBe(
+      "INVALID_ARGUMENT",
+    );
   });
 
   it("refunds a committed hold, and an overdrawn debit whose debt a later grant repaid", async () => {
@@ -330,7 +410,10 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     expect(commit.balance.available).toBe(-5);
     await ledger.grant({ accountId, amount: 20, reason: "top-up", idempotencyKey: "g1" });
     expect((await ledger.balance({ accountId })).available).toBe(15);
-    expect(await ledger.refund({ accountId, entryId: commit.entry.entryId, reason: "sorry", idempotencyKey: "f1" })).toMatchObject({ ok: true, balance: { available: 20, consumed: 0 } });
+    expect(await ledger.refund({ accountId, entryId: commit.entry.entryId, reason: "sorry", idempotencyKey: "f1" })).toMatchObject({
+      ok: true,
+      balance: { available: 20, consumed: 0 },
+    });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
   });
 
@@ -343,9 +426,13 @@ describe("CreditLedgerDO: holds, expiry and refunds", () => {
     const debit = await a.ledger.debit({ accountId: a.accountId, amount: 1, reason: "x", idempotencyKey: "d1" });
     if (!hold.ok || !debit.ok) throw new Error("setup failed");
     const before = await b.ledger.entries({ accountId: b.accountId });
-    expect(await codeOf(b.ledger.commit({ accountId: b.accountId, holdId: hold.holdId, amount: 5, idempotencyKey: "c1" }))).toBe("NOT_FOUND");
+    expect(await codeOf(b.ledger.commit({ accountId: b.accountId, holdId: hold.holdId, amount: 5, idempotencyKey: "c1" }))).toBe(
+      "NOT_FOUND",
+    );
     expect(await codeOf(b.ledger.void({ accountId: b.accountId, holdId: hold.holdId }))).toBe("NOT_FOUND");
-    expect(await codeOf(b.ledger.refund({ accountId: b.accountId, entryId: debit.entry.entryId, reason: "x", idempotencyKey: "f1" }))).toBe("NOT_FOUND");
+    expect(await codeOf(b.ledger.refund({ accountId: b.accountId, entryId: debit.entry.entryId, reason: "x", idempotencyKey: "f1" }))).toBe(
+      "NOT_FOUND",
+    );
     // A stub named for one account refuses calls naming another.
     expect(await codeOf(b.ledger.debit({ accountId: a.accountId, amount: 1, reason: "x", idempotencyKey: "d9" }))).toBe("INVALID_ARGUMENT");
     expect(await b.ledger.entries({ accountId: b.accountId })).toEqual(before);

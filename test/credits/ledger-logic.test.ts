@@ -49,7 +49,8 @@ describe("API key strings", () => {
 
   it("reject anything else without throwing", () => {
     fc.assert(fc.property(fc.anything(), (value) => parseKey(value) === undefined || typeof value === "string"));
-    for (const bad of ["", "tg", `${key}0`, key.toUpperCase(), key.replace("tg_", "sk_"), `${key}_x`]) expect(parseKey(bad)).toBeUndefined();
+    for (const bad of ["", "tg", `${key}0`, key.toUpperCase(), key.replace("tg_", "sk_"), `${key}_x`])
+      expect(parseKey(bad)).toBeUndefined();
   });
 
   it("match scopes exactly, by resource wildcard, or by *", () => {
@@ -63,40 +64,81 @@ describe("API key strings", () => {
 });
 
 describe("burn-down", () => {
-  const grant = (grantId: string, remaining: number, priority: number, expiresAt: number | null, seq: number): GrantBucket =>
-    ({ grantId, remaining, priority, expiresAt, seq });
+  const grant = (grantId: string, remaining: number, priority: number, expiresAt: number | null, seq: number): GrantBucket => ({
+    grantId,
+    remaining,
+    priority,
+    expiresAt,
+    seq,
+  });
 
   it("orders by priority, then soonest expiry (none last), then age", () => {
-    const grants = [grant("never", 1, 0, null, 1), grant("late", 1, 0, 200, 2), grant("soon-new", 1, 0, 100, 4), grant("soon-old", 1, 0, 100, 3), grant("low", 1, 5, 50, 0)];
+    const grants = [
+      grant("never", 1, 0, null, 1),
+      grant("late", 1, 0, 200, 2),
+      grant("soon-new", 1, 0, 100, 4),
+      grant("soon-old", 1, 0, 100, 3),
+      grant("low", 1, 5, 50, 0),
+    ];
     expect([...grants].sort(burnDownOrder).map((g) => g.grantId)).toEqual(["soon-old", "soon-new", "late", "never", "low"]);
   });
 
   it("draws exactly the amount, skipping expired and empty grants, and reports the shortfall", () => {
     const grants = [grant("a", 3, 0, 100, 1), grant("expired", 50, 0, 10, 2), grant("empty", 0, 0, null, 3), grant("b", 4, 1, null, 4)];
-    expect(drawFromGrants(grants, 5, 10)).toEqual({ draws: [{ grantId: "a", amount: 3 }, { grantId: "b", amount: 2 }], shortfall: 0 });
-    expect(drawFromGrants(grants, 9, 10)).toEqual({ draws: [{ grantId: "a", amount: 3 }, { grantId: "b", amount: 4 }], shortfall: 2 });
+    expect(drawFromGrants(grants, 5, 10)).toEqual({
+      draws: [
+        { grantId: "a", amount: 3 },
+        { grantId: "b", amount: 2 },
+      ],
+      shortfall: 0,
+    });
+    expect(drawFromGrants(grants, 9, 10)).toEqual({
+      draws: [
+        { grantId: "a", amount: 3 },
+        { grantId: "b", amount: 4 },
+      ],
+      shortfall: 2,
+    });
   });
 
   it("never draws more than asked or than a grant holds (property)", () => {
     const bucket = fc.record({ remaining: fc.nat(100), priority: fc.nat(3), expiresAt: fc.option(fc.nat(100)), seq: fc.nat(1_000) });
-    fc.assert(fc.property(fc.array(bucket, { maxLength: 8 }), fc.nat(500), fc.nat(100), (raw, amount, nowMs) => {
-      const grants = raw.map((g, i) => ({ ...g, grantId: `g${i}` }));
-      const { draws, shortfall } = drawFromGrants(grants, amount, nowMs);
-      const drawn = draws.reduce((sum, d) => sum + d.amount, 0);
-      expect(drawn + shortfall).toBe(amount);
-      for (const d of draws) {
-        const g = grants.find((x) => x.grantId === d.grantId)!;
-        expect(d.amount).toBeGreaterThan(0);
-        expect(d.amount).toBeLessThanOrEqual(g.remaining);
-        expect(g.expiresAt === null || g.expiresAt > nowMs).toBe(true);
-      }
-    }));
+    fc.assert(
+      fc.property(fc.array(bucket, { maxLength: 8 }), fc.nat(500), fc.nat(100), (raw, amount, nowMs) => {
+        const grants = raw.map((g, i) => ({ ...g, grantId: `g${i}` }));
+        const { draws, shortfall } = drawFromGrants(grants, amount, nowMs);
+        const drawn = draws.reduce((sum, d) => sum + d.amount, 0);
+        expect(drawn + shortfall).toBe(amount);
+        for (const d of draws) {
+          const g = grants.find((x) => x.grantId === d.grantId)!;
+          expect(d.amount).toBeGreaterThan(0);
+          expect(d.amount).toBeLessThanOrEqual(g.remaining);
+          expect(g.expiresAt === null || g.expiresAt > nowMs).toBe(true);
+        }
+      }),
+    );
   });
 
   it("splits and merges draws without losing a unit", () => {
-    const draws = [{ grantId: "a", amount: 3 }, { grantId: null, amount: 2 }, { grantId: "a", amount: 1 }];
-    expect(splitDraws(draws, 4)).toEqual({ taken: [{ grantId: "a", amount: 3 }, { grantId: null, amount: 1 }], left: [{ grantId: null, amount: 1 }, { grantId: "a", amount: 1 }] });
-    expect(mergeDraws(draws)).toEqual([{ grantId: "a", amount: 4 }, { grantId: null, amount: 2 }]);
+    const draws = [
+      { grantId: "a", amount: 3 },
+      { grantId: null, amount: 2 },
+      { grantId: "a", amount: 1 },
+    ];
+    expect(splitDraws(draws, 4)).toEqual({
+      taken: [
+        { grantId: "a", amount: 3 },
+        { grantId: null, amount: 1 },
+      ],
+      left: [
+        { grantId: null, amount: 1 },
+        { grantId: "a", amount: 1 },
+      ],
+    });
+    expect(mergeDraws(draws)).toEqual([
+      { grantId: "a", amount: 4 },
+      { grantId: null, amount: 2 },
+    ]);
   });
 });
 
@@ -112,23 +154,25 @@ describe("pricing", () => {
   });
 
   it("charges whole credits and carries the rest, so n charges sum to floor of the exact total (property)", () => {
-    fc.assert(fc.property(fc.array(fc.record({ inputTokens: fc.nat(5_000_000), outputTokens: fc.nat(1_000_000) }), { maxLength: 30 }), (calls) => {
-      let carry = 0;
-      let charged = 0n;
-      let exactTotal = 0n;
-      for (const call of calls) {
-        const exact = exactCost(price, { operation: "chat", ...call });
-        const next = withCarry(exact, carry);
-        expect(next.cost).toBeLessThanOrEqual(ceilCost(exact));
-        expect(next.carry).toBeGreaterThanOrEqual(0);
-        expect(next.carry).toBeLessThan(1_000_000);
-        carry = next.carry;
-        charged += next.cost;
-        exactTotal += exact;
-      }
-      expect(charged).toBe(exactTotal / 1_000_000n);
-      expect(BigInt(carry)).toBe(exactTotal % 1_000_000n);
-    }));
+    fc.assert(
+      fc.property(fc.array(fc.record({ inputTokens: fc.nat(5_000_000), outputTokens: fc.nat(1_000_000) }), { maxLength: 30 }), (calls) => {
+        let carry = 0;
+        let charged = 0n;
+        let exactTotal = 0n;
+        for (const call of calls) {
+          const exact = exactCost(price, { operation: "chat", ...call });
+          const next = withCarry(exact, carry);
+          expect(next.cost).toBeLessThanOrEqual(ceilCost(exact));
+          expect(next.carry).toBeGreaterThanOrEqual(0);
+          expect(next.carry).toBeLessThan(1_000_000);
+          carry = next.carry;
+          charged += next.cost;
+          exactTotal += exact;
+        }
+        expect(charged).toBe(exactTotal / 1_000_000n);
+        expect(BigInt(carry)).toBe(exactTotal % 1_000_000n);
+      }),
+    );
   });
 });
 
@@ -168,9 +212,13 @@ describe("invariants", () => {
 
   it("holds for a consistent ledger and names each broken one", () => {
     expect(checkInvariants(healthy)).toEqual([]);
-    expect(checkInvariants({ ...healthy, stored: { ...healthy.stored, granted: 11 } })).toContain("granted: stored 11, re-derived from entries 10");
+    expect(checkInvariants({ ...healthy, stored: { ...healthy.stored, granted: 11 } })).toContain(
+      "granted: stored 11, re-derived from entries 10",
+    );
     expect(checkInvariants({ ...healthy, openHolds: 3 }).join()).toContain("open holds sum to 3");
-    expect(checkInvariants({ ...healthy, stored: { ...healthy.stored, consumedDebt: 5 }, overdraftLimit: 2 }).join()).toContain("exceeds the overdraft limit");
+    expect(checkInvariants({ ...healthy, stored: { ...healthy.stored, consumedDebt: 5 }, overdraftLimit: 2 }).join()).toContain(
+      "exceeds the overdraft limit",
+    );
   });
 
   it("buckets times into UTC days and months", () => {

@@ -20,7 +20,12 @@ type Op =
 // Small amounts and short times, so grants, holds, debt and expiries collide often.
 const small = fc.integer({ min: 1, max: 12 });
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant("grant" as const), amount: small, priority: fc.integer({ min: 0, max: 2 }), expiresInMs: fc.option(fc.integer({ min: 1, max: 3 }).map((n) => n * 1_000)) }),
+  fc.record({
+    kind: fc.constant("grant" as const),
+    amount: small,
+    priority: fc.integer({ min: 0, max: 2 }),
+    expiresInMs: fc.option(fc.integer({ min: 1, max: 3 }).map((n) => n * 1_000)),
+  }),
   fc.record({ kind: fc.constant("debit" as const), amount: small }),
   fc.record({ kind: fc.constant("reserve" as const), amount: small, ttlMs: fc.integer({ min: 1, max: 4 }).map((n) => n * 1_000) }),
   fc.record({ kind: fc.constant("commit" as const), hold: fc.nat(2), amount: fc.integer({ min: 0, max: 15 }) }),
@@ -130,7 +135,11 @@ describe("CreditLedgerDO against a reference ledger (model-based, fast-check)", 
           }
           const context = `step ${step} ${JSON.stringify(o)}`;
           if (expected !== undefined) {
-            expect({ ok: actual!.ok, code: actual!.code, status: actual!.status }, context).toEqual({ ok: expected.ok, code: expected.code, status: expected.status });
+            expect({ ok: actual!.ok, code: actual!.code, status: actual!.status }, context).toEqual({
+              ok: expected.ok,
+              code: expected.code,
+              status: expected.status,
+            });
           }
           const balance = await ledger.balance({ accountId });
           expect(balance, context).toEqual(model.balance());

@@ -37,18 +37,28 @@ describe("CreditLedgerDO: pricing and usage", () => {
     // 123,457 input tokens at 3/M = 0.370371 credits a call; 10 calls = 3.70371 credits.
     let charged = 0;
     for (let i = 0; i < 10; i++) {
-      const result = await ledger.charge({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "big", inputTokens: 123_457 }, idempotencyKey: `a${i}` });
+      const result = await ledger.charge({
+        accountId,
+        keyId: a.keyId,
+        usage: { operation: "chat", model: "big", inputTokens: 123_457 },
+        idempotencyKey: `a${i}`,
+      });
       expect(result.ok).toBe(true);
       charged += result.cost;
-      if (result.ok) expect(result.entry.price).toMatchObject({ operation: "chat", model: "big", inputTokens: 3, exactMillionths: "370371" });
+      if (result.ok)
+        expect(result.entry.price).toMatchObject({ operation: "chat", model: "big", inputTokens: 3, exactMillionths: "370371" });
     }
     expect(charged).toBe(3); // floor(3,703,710 / 1,000,000), the rest carried
     const last = (await ledger.entries({ accountId })).items.at(-1)!;
     expect(last.price?.carryAfter).toBe(703_710);
     // The carry belongs to (key, operation, model): another model or no key starts at zero.
-    expect((await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "big", inputTokens: 123_457 } })).cost).toBe(1);
+    expect((await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "big", inputTokens: 123_457 } })).cost).toBe(
+      1,
+    );
     expect((await ledger.quote({ accountId, usage: { operation: "chat", model: "big", inputTokens: 123_457 } })).cost).toBe(0);
-    expect((await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "small", inputTokens: 123_457 } })).cost).toBe(0);
+    expect(
+      (await ledger.quote({ accountId, keyId: a.keyId, usage: { operation: "chat", model: "small", inputTokens: 123_457 } })).cost,
+    ).toBe(0);
   });
 
   it("keeps the carried remainder, the price book and the rollups across eviction", async () => {
@@ -66,7 +76,10 @@ describe("CreditLedgerDO: pricing and usage", () => {
   it("quotes the worst case with maxOutputTokens for sizing a hold, and charges nothing", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.setPrices({ accountId, prices: [CHAT] });
-    const quote = await ledger.quote({ accountId, usage: { operation: "chat", model: "big", inputTokens: 1_000_000, maxOutputTokens: 200_000 } });
+    const quote = await ledger.quote({
+      accountId,
+      usage: { operation: "chat", model: "big", inputTokens: 1_000_000, maxOutputTokens: 200_000 },
+    });
     expect(quote).toMatchObject({ cost: 3, worstCase: 6, exactMillionths: "3000000", price: CHAT });
     expect((await ledger.balance({ accountId })).consumed).toBe(0);
   });
@@ -76,7 +89,11 @@ describe("CreditLedgerDO: pricing and usage", () => {
     await ledger.setPrices({ accountId, prices: [{ operation: "bulk", model: "*", inputTokens: 10_007 }] });
     const usage = { operation: "bulk", inputTokens: 999_999_999_999 };
     // 999,999,999,999 × 10,007 = 10,006,999,999,989,993 millionths: beyond 2^53, still exact.
-    expect(await ledger.quote({ accountId, usage })).toMatchObject({ exactMillionths: "10006999999989993", cost: 10_006_999_999, worstCase: 10_007_000_000 });
+    expect(await ledger.quote({ accountId, usage })).toMatchObject({
+      exactMillionths: "10006999999989993",
+      cost: 10_006_999_999,
+      worstCase: 10_007_000_000,
+    });
     const charged = await ledger.charge({ accountId, usage, idempotencyKey: "c1" });
     expect(charged).toMatchObject({ ok: false, code: "INSUFFICIENT_CREDITS", cost: 10_006_999_999 });
     await ledger.grant({ accountId, amount: 10_006_999_999, reason: "big", idempotencyKey: "big" });
@@ -89,7 +106,13 @@ describe("CreditLedgerDO: pricing and usage", () => {
 
   it("rolls usage up by day, key, model and operation, net of refunds", async () => {
     const { accountId, ledger } = await freshAccount();
-    await ledger.setPrices({ accountId, prices: [{ operation: "chat", model: "*", request: 2_000_000 }, { operation: "embed", model: "*", request: 1_000_000 }] });
+    await ledger.setPrices({
+      accountId,
+      prices: [
+        { operation: "chat", model: "*", request: 2_000_000 },
+        { operation: "embed", model: "*", request: 1_000_000 },
+      ],
+    });
     const key = await ledger.createKey({ accountId, name: "k", scopes: ["*"] });
     await ledger.charge({ accountId, keyId: key.keyId, usage: { operation: "chat", model: "big" }, idempotencyKey: "c1" });
     await ledger.charge({ accountId, keyId: key.keyId, usage: { operation: "chat", model: "small" }, idempotencyKey: "c2" });
@@ -114,8 +137,14 @@ describe("CreditLedgerDO: pricing and usage", () => {
       { group: "small", amount: 2, count: 2 },
     ]);
     const byDay = await ledger.usage({ accountId, range, groupBy: "day" });
-    expect(byDay.items).toEqual([{ group: "2030-01-15", amount: 4, count: 2 }, { group: "2030-01-16", amount: 7, count: 2 }]);
-    expect(await ledger.usage({ accountId, range: "24h", groupBy: "day" })).toMatchObject({ from: Date.UTC(2030, 0, 15), to: Date.UTC(2030, 0, 17) });
+    expect(byDay.items).toEqual([
+      { group: "2030-01-15", amount: 4, count: 2 },
+      { group: "2030-01-16", amount: 7, count: 2 },
+    ]);
+    expect(await ledger.usage({ accountId, range: "24h", groupBy: "day" })).toMatchObject({
+      from: Date.UTC(2030, 0, 15),
+      to: Date.UTC(2030, 0, 17),
+    });
   });
 });
 
@@ -154,7 +183,13 @@ describe("CreditLedgerDO: self-audit and hash chain (Admin)", () => {
     for (let i = 0; i < 6; i++) await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: `d${i}` });
     expect(await ledger.incrementalAudit(3)).toBeNull();
     expect(await ledger.incrementalAudit(3)).toBeNull();
-    expect(await ledger.incrementalAudit(3)).toMatchObject({ ok: true, mode: "incremental", fromSeq: 7, entries: 7, chain: { ok: true, checked: 1 } });
+    expect(await ledger.incrementalAudit(3)).toMatchObject({
+      ok: true,
+      mode: "incremental",
+      fromSeq: 7,
+      entries: 7,
+      chain: { ok: true, checked: 1 },
+    });
     await ledger.debit({ accountId, amount: 1, reason: "x", idempotencyKey: "d6" });
     expect(await ledger.incrementalAudit(3)).toMatchObject({ ok: true, fromSeq: 8, entries: 8 });
     // A change to an entry the checkpoint already covers is the full audit's to find.
@@ -176,7 +211,12 @@ describe("CreditLedgerDO: self-audit and hash chain (Admin)", () => {
     await env.CREDITS.createAccount({ accountId, name: "Audit" });
     await env.CREDITS.grant({ accountId, amount: 3, reason: "x", idempotencyKey: "g" });
     const credits = env.CREDITS as unknown as { verifyChain(input: unknown): Promise<unknown> };
-    expect(await credits.verifyChain({ accountId }).then(() => "answered", () => "refused")).toBe("refused");
+    expect(
+      await credits.verifyChain({ accountId }).then(
+        () => "answered",
+        () => "refused",
+      ),
+    ).toBe("refused");
     using audit = await env.ADMIN.creditsAudit();
     expect(await audit.verifyChain({ accountId })).toMatchObject({ ok: true, checked: 1 });
     expect(await audit.audit({ accountId })).toMatchObject({ ok: true, balance: { available: 3 } });

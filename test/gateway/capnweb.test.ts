@@ -51,7 +51,10 @@ describe("capnweb at /rpc", () => {
     const admin = () => batch().authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
     const accountId = `capnweb-${Math.random().toString(16).slice(2, 10)}`;
     expect(await admin().credits().createAccount({ accountId, name: "capnweb" })).toMatchObject({ accountId });
-    expect(await admin().credits().grant({ accountId, amount: 9, reason: "welcome", idempotencyKey: "g1" })).toMatchObject({ kind: "grant", balanceAfter: 9 });
+    expect(await admin().credits().grant({ accountId, amount: 9, reason: "welcome", idempotencyKey: "g1" })).toMatchObject({
+      kind: "grant",
+      balanceAfter: 9,
+    });
     expect(await admin().creditsAudit().verifyChain({ accountId })).toMatchObject({ ok: true, checked: 1 });
     const error = await caught(admin().credits().debit({ accountId, amount: -1, reason: "x", idempotencyKey: "d" }));
     expect(errorCodeOf(error)).toBe("INVALID_ARGUMENT");
@@ -109,7 +112,16 @@ describe("capnweb at /rpc", () => {
   });
 
   it("answers 404 on every other path", async () => {
-    for (const path of ["/", "/rpc/extra", "/admin", "/RPC", "/dashboardx", "/dashboard/no-such-file.js", "/index.html", "/dashboard.html"]) {
+    for (const path of [
+      "/",
+      "/rpc/extra",
+      "/admin",
+      "/RPC",
+      "/dashboardx",
+      "/dashboard/no-such-file.js",
+      "/index.html",
+      "/dashboard.html",
+    ]) {
       const response = await SELF.fetch(`http://tollgate.test${path}`);
       expect(response.status).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: "NOT_FOUND" } });

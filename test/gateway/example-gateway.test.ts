@@ -13,7 +13,12 @@ async function customer(credits: number, rules?: Rule[]) {
   const accountId = `eg-${crypto.randomUUID().slice(0, 8)}`;
   await env.CREDITS.createAccount({ accountId, name: "gateway customer" });
   if (credits > 0) await env.CREDITS.grant({ accountId, amount: credits, reason: "welcome", idempotencyKey: "welcome" });
-  const { key, keyId } = await env.CREDITS.createKey({ accountId, name: "app", scopes: ["api.*"], ...(rules === undefined ? {} : { rules }) });
+  const { key, keyId } = await env.CREDITS.createKey({
+    accountId,
+    name: "app",
+    scopes: ["api.*"],
+    ...(rules === undefined ? {} : { rules }),
+  });
   return { accountId, keyId, key };
 }
 
@@ -50,14 +55,19 @@ describe("the example gateway with bearer keys", () => {
 
   it("answers 401 with a JSON body without a key, with a malformed key, and with another auth scheme", async () => {
     const ip = freshIp();
-    for (const [key, code] of [[undefined, "MISSING_KEY"], ["tg_not_a_key", "INVALID_KEY"]] as const) {
+    for (const [key, code] of [
+      [undefined, "MISSING_KEY"],
+      ["tg_not_a_key", "INVALID_KEY"],
+    ] as const) {
       const response = await call("/v1/echo?msg=hi", ip, key);
       expect(response.status).toBe(401);
       expect(response.headers.get("Content-Type")).toContain("application/json");
       expect(response.headers.get("WWW-Authenticate")).toMatch(/^Bearer realm="tollgate"/);
       expect(await response.json()).toMatchObject({ error: { code } });
     }
-    const basic = await env.EXAMPLE_GATEWAY.fetch("http://gateway/v1/echo", { headers: { Authorization: "Basic dXNlcjpwYXNz", "CF-Connecting-IP": ip } });
+    const basic = await env.EXAMPLE_GATEWAY.fetch("http://gateway/v1/echo", {
+      headers: { Authorization: "Basic dXNlcjpwYXNz", "CF-Connecting-IP": ip },
+    });
     expect(basic.status).toBe(401);
     // Public routes need no key.
     expect((await call("/hello", ip)).status).toBe(200);

@@ -11,10 +11,17 @@ let ipCounter = 0;
 /** A fresh client address (and /24, as path statistics truncate) per test, so no state leaks between tests. */
 const freshIp = () => `198.18.${(ipCounter += 1)}.7`;
 
-async function account(options: { credits?: number; scopes?: string[]; rules?: Rule[]; spendCap?: { perDay: number }; overdraftLimit?: number } = {}) {
+async function account(
+  options: { credits?: number; scopes?: string[]; rules?: Rule[]; spendCap?: { perDay: number }; overdraftLimit?: number } = {},
+) {
   const accountId = `gw-${crypto.randomUUID().slice(0, 8)}`;
-  await env.CREDITS.createAccount({ accountId, name: "gateway test", ...(options.overdraftLimit === undefined ? {} : { overdraftLimit: options.overdraftLimit }) });
-  if ((options.credits ?? 100) > 0) await env.CREDITS.grant({ accountId, amount: options.credits ?? 100, reason: "welcome", idempotencyKey: "welcome" });
+  await env.CREDITS.createAccount({
+    accountId,
+    name: "gateway test",
+    ...(options.overdraftLimit === undefined ? {} : { overdraftLimit: options.overdraftLimit }),
+  });
+  if ((options.credits ?? 100) > 0)
+    await env.CREDITS.grant({ accountId, amount: options.credits ?? 100, reason: "welcome", idempotencyKey: "welcome" });
   const created = await env.CREDITS.createKey({
     accountId,
     name: "test key",
@@ -80,9 +87,17 @@ describe("Gateway.authorize", () => {
     const denied = await env.GATEWAY.authorize(request(ip, { apiKey: key, scope: "api.write" }));
     expect(denied).toMatchObject({ allowed: false, status: 403, code: "INSUFFICIENT_SCOPE", accountId, keyId });
     expect(denied.headers["WWW-Authenticate"]).toContain('error="insufficient_scope", scope="api.write"');
-    expect(await env.GATEWAY.authorize(request(ip, { apiKey: key, scope: "api.read" }))).toMatchObject({ allowed: true, status: 200, accountId, keyId });
+    expect(await env.GATEWAY.authorize(request(ip, { apiKey: key, scope: "api.read" }))).toMatchObject({
+      allowed: true,
+      status: 200,
+      accountId,
+      keyId,
+    });
     await env.CREDITS.revokeKey({ accountId, keyId });
-    expect(await env.GATEWAY.authorize(request(ip, { apiKey: key, scope: "api.read" }))).toMatchObject({ status: 401, code: "KEY_REVOKED" });
+    expect(await env.GATEWAY.authorize(request(ip, { apiKey: key, scope: "api.read" }))).toMatchObject({
+      status: 401,
+      code: "KEY_REVOKED",
+    });
     // Only the one admitted request counts against the IP: the 403 and the 401 were given back.
     expect(await ipRemaining(ip)).toBe(PER_IP_LIMIT - 1);
   });
@@ -102,18 +117,24 @@ describe("Gateway.authorize", () => {
     const commit = (await env.CREDITS.entries({ accountId })).items.find((e) => e.kind === "commit")!;
     expect(commit.meta).toEqual({ status: "200", latencyMs: "42" });
     // A second settle with another key finds the hold closed and takes nothing.
-    expect(await env.GATEWAY.settle({ ...settle, idempotencyKey: "req-1-again" })).toEqual({ balance: 88, outcome: "already_settled", charged: 0 });
+    expect(await env.GATEWAY.settle({ ...settle, idempotencyKey: "req-1-again" })).toEqual({
+      balance: 88,
+      outcome: "already_settled",
+      charged: 0,
+    });
   });
 
   it("voids the hold when the actual cost is 0, and caps at the hold when the account cannot cover more", async () => {
     const ip = freshIp();
     const { key, accountId } = await account({ credits: 10 });
     const first = await env.GATEWAY.authorize(request(ip, { apiKey: key, estimate: 4 }));
-    expect(await env.GATEWAY.settle({ accountId, holdId: first.holdId!, actualCost: 0, status: 500, latencyMs: 3, idempotencyKey: "a" }))
-      .toEqual({ balance: 10, outcome: "voided", charged: 0 });
+    expect(
+      await env.GATEWAY.settle({ accountId, holdId: first.holdId!, actualCost: 0, status: 500, latencyMs: 3, idempotencyKey: "a" }),
+    ).toEqual({ balance: 10, outcome: "voided", charged: 0 });
     const second = await env.GATEWAY.authorize(request(ip, { apiKey: key, estimate: 8 }));
-    expect(await env.GATEWAY.settle({ accountId, holdId: second.holdId!, actualCost: 50, status: 200, latencyMs: 3, idempotencyKey: "b" }))
-      .toEqual({ balance: 2, outcome: "capped", charged: 8 });
+    expect(
+      await env.GATEWAY.settle({ accountId, holdId: second.holdId!, actualCost: 50, status: 200, latencyMs: 3, idempotencyKey: "b" }),
+    ).toEqual({ balance: 2, outcome: "capped", charged: 8 });
     expect(await env.CREDITS.balance({ accountId })).toMatchObject({ available: 2, held: 0, consumed: 8 });
   });
 
@@ -126,8 +147,11 @@ describe("Gateway.authorize", () => {
     const late = { accountId, holdId: first.holdId!, actualCost: 7, status: 200, latencyMs: 5, idempotencyKey: "late-1" };
     expect(await env.GATEWAY.settle(late)).toEqual({ balance: 3, outcome: "debited", charged: 7 });
     expect(await env.GATEWAY.settle(late)).toEqual({ balance: 3, outcome: "debited", charged: 7 });
-    expect(await env.GATEWAY.settle({ ...late, holdId: second.holdId!, idempotencyKey: "late-2" }))
-      .toEqual({ balance: 3, outcome: "insufficient_credits", charged: 0 });
+    expect(await env.GATEWAY.settle({ ...late, holdId: second.holdId!, idempotencyKey: "late-2" })).toEqual({
+      balance: 3,
+      outcome: "insufficient_credits",
+      charged: 0,
+    });
     expect(await env.CREDITS.balance({ accountId })).toMatchObject({ available: 3, held: 0, consumed: 7 });
   });
 
@@ -228,7 +252,9 @@ describe("Gateway.authorize", () => {
     }
     expect(await ipRemaining(ip)).toBe(PER_IP_LIMIT);
     expect((await env.CREDITS.balance({ accountId })).available).toBe(100);
-    const settleError = await thrown(env.GATEWAY.settle({ accountId, holdId: "nope", actualCost: 1, status: 200, latencyMs: 1, idempotencyKey: "x" }));
+    const settleError = await thrown(
+      env.GATEWAY.settle({ accountId, holdId: "nope", actualCost: 1, status: 200, latencyMs: 1, idempotencyKey: "x" }),
+    );
     expect(settleError.code).toBe("INVALID_ARGUMENT");
   });
 });
@@ -244,10 +270,20 @@ describe("CreditLedgerDO.admitRequest and releaseAdmission", () => {
     expect(admitted.keyLimits?.remaining).toBe(2);
     await evictDurableObject(ledger);
     const release = { accountId, keyId, entryId: admitted.entryId!, idempotencyKey: "r1:release" };
-    expect(await env.CREDIT_LEDGER.getByName(accountId).releaseAdmission(release)).toMatchObject({ balance: { available: 20, consumed: 0 } });
-    expect(await env.CREDIT_LEDGER.getByName(accountId).releaseAdmission(release)).toMatchObject({ balance: { available: 20, consumed: 0 } });
+    expect(await env.CREDIT_LEDGER.getByName(accountId).releaseAdmission(release)).toMatchObject({
+      balance: { available: 20, consumed: 0 },
+    });
+    expect(await env.CREDIT_LEDGER.getByName(accountId).releaseAdmission(release)).toMatchObject({
+      balance: { available: 20, consumed: 0 },
+    });
     // The rule got its one request back (3 left → 2 after this), and the day's cap is whole again.
-    const again = await env.CREDIT_LEDGER.getByName(accountId).admitRequest({ key, amount: 15, mode: "hold", ttlMs: 60_000, idempotencyKey: "r2" });
+    const again = await env.CREDIT_LEDGER.getByName(accountId).admitRequest({
+      key,
+      amount: 15,
+      mode: "hold",
+      ttlMs: 60_000,
+      idempotencyKey: "r2",
+    });
     expect(again).toMatchObject({ ok: true, keyLimits: { remaining: 2 }, balance: { available: 5, held: 15 } });
     expect(await env.CREDITS.verifyKey({ key })).toMatchObject({ valid: true });
     expect((await env.ADMIN.creditsAudit().audit({ accountId })).ok).toBe(true);
@@ -257,8 +293,15 @@ describe("CreditLedgerDO.admitRequest and releaseAdmission", () => {
     const mine = await account();
     const other = await account();
     const ledger = env.CREDIT_LEDGER.getByName(mine.accountId);
-    expect((await thrown(ledger.admitRequest({ key: mine.key, amount: -1, mode: "hold", ttlMs: 1, idempotencyKey: "x" }))).code).toBe("INVALID_ARGUMENT");
-    expect((await thrown(ledger.admitRequest({ key: other.key, amount: 0, mode: "hold", ttlMs: 1, idempotencyKey: "x" }))).code).toBe("INVALID_ARGUMENT");
-    expect(await ledger.admitRequest({ key: "garbage", amount: 0, mode: "hold", ttlMs: 1, idempotencyKey: "x" })).toEqual({ ok: false, code: "MALFORMED" });
+    expect((await thrown(ledger.admitRequest({ key: mine.key, amount: -1, mode: "hold", ttlMs: 1, idempotencyKey: "x" }))).code).toBe(
+      "INVALID_ARGUMENT",
+    );
+    expect((await thrown(ledger.admitRequest({ key: other.key, amount: 0, mode: "hold", ttlMs: 1, idempotencyKey: "x" }))).code).toBe(
+      "INVALID_ARGUMENT",
+    );
+    expect(await ledger.admitRequest({ key: "garbage", amount: 0, mode: "hold", ttlMs: 1, idempotencyKey: "x" })).toEqual({
+      ok: false,
+      code: "MALFORMED",
+    });
   });
 });

@@ -8,7 +8,13 @@ describe("the tollgate CLI: alerts", () => {
   it("sets a rule that the real alarm evaluates, lists its alert, acknowledges, mutes and deletes", async () => {
     await cli("accounts", "create", "Alerted", "--id", "alerted");
     await cli("credits", "grant", "alerted", "50", "--reason", "seed", "--key", "seed");
-    const rule = JSON.stringify({ kind: "balance_below", ruleId: "alerted-low", accountId: "alerted", level: 100, description: "top up alerted" });
+    const rule = JSON.stringify({
+      kind: "balance_below",
+      ruleId: "alerted-low",
+      accountId: "alerted",
+      level: 100,
+      description: "top up alerted",
+    });
     const set = await cli("alerts", "set", rule);
     expect(set.code).toBe(0);
     expect(set.out).toMatch(/alerted-low\s+balance_below\s+alerted < 100\s+ok/);
@@ -21,7 +27,9 @@ describe("the tollgate CLI: alerts", () => {
       listed = await cli("alerts", "list", "--rule", "alerted-low");
     }
     expect(listed.out).toMatch(/alerted-low#1\s+firing\s+pending/);
-    const json = JSON.parse((await cli("alerts", "list", "--status", "firing", "--json")).out) as { alerts: { alertId: string; value: number; description: string }[] };
+    const json = JSON.parse((await cli("alerts", "list", "--status", "firing", "--json")).out) as {
+      alerts: { alertId: string; value: number; description: string }[];
+    };
     expect(json.alerts.find((a) => a.alertId === "alerted-low#1")).toMatchObject({ value: 50, description: "top up alerted" });
     expect((await cli("alerts", "rules")).out).toMatch(/alerted-low\s+balance_below\s+alerted < 100\s+firing\s+50/);
 

@@ -23,7 +23,9 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
     const created = await cli("accounts", "create", "Acme Inc", "--id", "acme");
     expect(created.code).toBe(0);
     expect(created.out).toMatch(/^account acme {2}"Acme Inc"/);
-    expect((await cli("credits", "grant", "acme", "500", "--reason", "welcome", "--key", "welcome-1")).out).toMatch(/^granted 500; available now 500/);
+    expect((await cli("credits", "grant", "acme", "500", "--reason", "welcome", "--key", "welcome-1")).out).toMatch(
+      /^granted 500; available now 500/,
+    );
     // The same --key grants once.
     expect((await cli("credits", "grant", "acme", "500", "--reason", "welcome", "--key", "welcome-1")).out).toMatch(/available now 500/);
     const balance = await cli("credits", "balance", "acme", "--json");
@@ -38,7 +40,20 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
 
   it("creates, lists, rolls and revokes keys", async () => {
     await cli("accounts", "create", "Keys Co", "--id", "keysco");
-    const created = await cli("keys", "create", "keysco", "--name", "backend", "--scope", "api.*", "--rule", "second:token_bucket:10/1s", "--cap-day", "100", "--json");
+    const created = await cli(
+      "keys",
+      "create",
+      "keysco",
+      "--name",
+      "backend",
+      "--scope",
+      "api.*",
+      "--rule",
+      "second:token_bucket:10/1s",
+      "--cap-day",
+      "100",
+      "--json",
+    );
     expect(created.code).toBe(0);
     const { keyId, key } = JSON.parse(created.out) as { keyId: string; key: string };
     expect(key).toMatch(/^tg_keysco_k[0-9a-f]{16}_/);
@@ -80,9 +95,15 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
     const global = await cli("stats", "global", "--range", "24h");
     expect(global.code).toBe(0);
     expect(global.out).toMatch(/^requests\s+errors\s+error rate\s+clients\s+paths\s+p50\s+p90\s+p99/);
-    expect(JSON.parse((await cli("stats", "global", "--json")).out)).toMatchObject({ totalRequests: expect.any(Number), latency: expect.any(Object) });
+    expect(JSON.parse((await cli("stats", "global", "--json")).out)).toMatchObject({
+      totalRequests: expect.any(Number),
+      latency: expect.any(Object),
+    });
     expect((await cli("stats", "paths", "--sort", "p99", "--limit", "5")).code).toBe(0);
-    expect(JSON.parse((await cli("stats", "clients", "--json")).out)).toMatchObject({ clients: expect.any(Array), errorBound: expect.any(Number) });
+    expect(JSON.parse((await cli("stats", "clients", "--json")).out)).toMatchObject({
+      clients: expect.any(Array),
+      errorBound: expect.any(Number),
+    });
   });
 
   it("shows metrics per entrypoint and object method, and the cost report", async () => {
@@ -119,7 +140,10 @@ describe("the tollgate CLI: accounts, keys, credits and stats", () => {
     const failed = await promisify(execFile)("node", [join(root, "rpc/cli/bin.mjs"), "credits", "balance", "nobody"], {
       cwd: root,
       env: { ...process.env, TOLLGATE_URL: rpcUrl(), TOLLGATE_TOKEN: TOKEN },
-    }).then(() => undefined, (error: { code: number; stderr: string }) => error);
+    }).then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
     expect(failed?.code).toBe(1);
     expect(failed?.stderr).toContain("[NOT_FOUND]");
   });

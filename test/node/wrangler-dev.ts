@@ -30,10 +30,14 @@ export async function startTollgate({ vars, stateDir }: StartOptions): Promise<D
   const state = stateDir ?? mkdtempSync(join(tmpdir(), "tollgate-dev-"));
   const args = [
     "dev",
-    "--ip", "127.0.0.1",
-    "--port", String(port),
-    "--inspector-port", String(port + 1),
-    "--persist-to", state,
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(port + 1),
+    "--persist-to",
+    state,
     "--show-interactive-dev-session=false",
     ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];

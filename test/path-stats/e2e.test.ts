@@ -26,7 +26,9 @@ describe("path statistics end to end", () => {
     const methods = ["GET", "get", "POST", "DELETE"];
     const statuses = [200, 200, 200, 201, 204, 301, 404, 429, 500, 503];
     const ips = Array.from({ length: 1_500 }, (_, i) =>
-      i % 5 === 0 ? `2001:db8:${((i * 7919) & 0xffff).toString(16)}:${i.toString(16)}::1` : `${10 + (i % 200)}.${(i * 37) % 256}.${i >> 3}.${i & 7}`,
+      i % 5 === 0
+        ? `2001:db8:${((i * 7919) & 0xffff).toString(16)}:${i.toString(16)}::1`
+        : `${10 + (i % 200)}.${(i * 37) % 256}.${i >> 3}.${i & 7}`,
     );
     // A few heavy clients, so the top-K has something to find.
     const pickIp = () => (random() < 0.2 ? ips[Math.floor(random() * 5)]! : ips[Math.floor(random() * ips.length)]!);
@@ -74,7 +76,11 @@ describe("path statistics end to end", () => {
     expect(stats.uniquePaths).toBe(perPath.size);
     expect(stats.uniqueClientsExact).toBe(false);
     expect(Math.abs(stats.uniqueClients - clients.size) / clients.size).toBeLessThan(0.02);
-    for (const [q, name] of [[0.5, "p50"], [0.9, "p90"], [0.99, "p99"]] as const) {
+    for (const [q, name] of [
+      [0.5, "p50"],
+      [0.9, "p90"],
+      [0.99, "p99"],
+    ] as const) {
       const exact = exactQuantile(latencies, q);
       expect(Math.abs(stats.latency[name]! - exact) / exact, name).toBeLessThanOrEqual(0.0101);
     }
@@ -147,7 +153,10 @@ describe("export through the PathStats entrypoint", () => {
     const sum = lines.slice(1).reduce((acc, line) => acc + Number(line.split(",")[4]), 0);
     expect(sum).toBe(total);
 
-    const json = JSON.parse(await new Response(await env.PATHS.export({ range, format: "json" })).text()) as { requests: number; path: string }[];
+    const json = JSON.parse(await new Response(await env.PATHS.export({ range, format: "json" })).text()) as {
+      requests: number;
+      path: string;
+    }[];
     expect(json.reduce((acc, row) => acc + row.requests, 0)).toBe(total);
     expect(json.filter((row) => row.path === "/export/plain").reduce((acc, row) => acc + row.requests, 0)).toBe(30);
   });

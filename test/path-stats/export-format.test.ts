@@ -13,7 +13,7 @@ describe("CSV cells (RFC 4180) and formula injection", () => {
   });
 
   it("defuses cells a spreadsheet would evaluate", () => {
-    expect(csvCell("=HYPERLINK(\"http://x\")")).toBe("\"'=HYPERLINK(\"\"http://x\"\")\"");
+    expect(csvCell('=HYPERLINK("http://x")')).toBe('"\'=HYPERLINK(""http://x"")"');
     expect(csvCell("+1")).toBe("'+1");
     expect(csvCell("-2+3")).toBe("'-2+3");
     expect(csvCell("@SUM(A1)")).toBe("'@SUM(A1)");
@@ -23,8 +23,30 @@ describe("CSV cells (RFC 4180) and formula injection", () => {
 
   it("writes rows in the header's column order, and JSON rows with the same keys", () => {
     expect(csvHeader()).toBe("bucketStart,granularity,method,path,requests,errors,clients,p50,p90,p99\r\n");
-    const row = { bucketStart: Date.UTC(2026, 0, 2, 3, 4), granularity: "minute" as const, method: "GET", path: "/=x", requests: 3, errors: 1, clients: 2, p50: 1.5, p90: null, p99: 9 };
+    const row = {
+      bucketStart: Date.UTC(2026, 0, 2, 3, 4),
+      granularity: "minute" as const,
+      method: "GET",
+      path: "/=x",
+      requests: 3,
+      errors: 1,
+      clients: 2,
+      p50: 1.5,
+      p90: null,
+      p99: 9,
+    };
     expect(csvRow(row)).toBe("2026-01-02T03:04:00.000Z,minute,GET,/=x,3,1,2,1.5,,9\r\n");
-    expect(Object.keys(JSON.parse(jsonRow(row)))).toEqual(["bucketStart", "granularity", "method", "path", "requests", "errors", "clients", "p50", "p90", "p99"]);
+    expect(Object.keys(JSON.parse(jsonRow(row)))).toEqual([
+      "bucketStart",
+      "granularity",
+      "method",
+      "path",
+      "requests",
+      "errors",
+      "clients",
+      "p50",
+      "p90",
+      "p99",
+    ]);
   });
 });

@@ -85,7 +85,9 @@ describe("PathStats input validation", () => {
     const push = { shard: 0, bucketMs: floorTo(Date.now(), MINUTE_MS), flushId: 1 };
     expect(await codeOf(aggregator.push({ ...push, partial: new Uint8Array([1, 2, 3]) }))).toBe("INVALID_ARGUMENT");
     expect(await codeOf(aggregator.push({ ...push, bucketMs: push.bucketMs + 1, partial: partialOf([{}]) }))).toBe("INVALID_ARGUMENT");
-    expect(await codeOf(aggregator.push({ ...push, bucketMs: push.bucketMs - 2 * DAY_MS, partial: partialOf([{}]) }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(aggregator.push({ ...push, bucketMs: push.bucketMs - 2 * DAY_MS, partial: partialOf([{}]) }))).toBe(
+      "INVALID_ARGUMENT",
+    );
     expect(await aggregator.shardPartials()).toBe(0);
   });
 
@@ -116,14 +118,32 @@ describe("PathCollectorDO", () => {
     const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
     const now = Date.now();
     for (let i = 0; i < 6; i += 1) {
-      await env.PATHS.record({ ip, method: "post", path: `/evict/${i}?x=${i}`, status: i === 5 ? 503 : 200, latencyMs: 10 + i, at: now - i * MINUTE_MS, country: "de", userAgent: "probe/1" });
+      await env.PATHS.record({
+        ip,
+        method: "post",
+        path: `/evict/${i}?x=${i}`,
+        status: i === 5 ? 503 : 200,
+        latencyMs: 10 + i,
+        at: now - i * MINUTE_MS,
+        country: "de",
+        userAgent: "probe/1",
+      });
       await evictDurableObject(collector);
     }
     const stats = await env.PATHS.clientStats({ ip: "192.0.2.200", range: "24h" });
     expect(stats.ip).toBe(client);
     expect(stats.totalRequests).toBe(6);
     expect(stats.paths).toEqual([
-      expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, country: "DE", userAgent: "probe/1", firstSeen: now - 5 * MINUTE_MS, lastSeen: now }),
+      expect.objectContaining({
+        method: "POST",
+        path: "/evict/:id",
+        requests: 6,
+        errors: 1,
+        country: "DE",
+        userAgent: "probe/1",
+        firstSeen: now - 5 * MINUTE_MS,
+        lastSeen: now,
+      }),
     ]);
     expect(stats.paths[0]!.statusClasses).toMatchObject({ "2xx": 5, "5xx": 1 });
 
@@ -139,7 +159,9 @@ describe("PathCollectorDO", () => {
     await aggregator.runAlarmAt(later);
     expect(await aggregator.snapshot()).toBe(state);
     const detail = await env.PATHS.pathDetail({ range: "1h", path: "/evict/77" });
-    expect(detail.methods).toEqual([expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, statuses: { "200": 5, "503": 1 } })]);
+    expect(detail.methods).toEqual([
+      expect.objectContaining({ method: "POST", path: "/evict/:id", requests: 6, errors: 1, statuses: { "200": 5, "503": 1 } }),
+    ]);
   });
 
   it("flushes when woken without a name (an alarm after an eviction or restart): the shard comes from its first accepted hits", async () => {
@@ -153,7 +175,9 @@ describe("PathCollectorDO", () => {
     await named.runAlarmAt(now + MINUTE_MS);
     expect(await named.counts()).toMatchObject({ staged: 0, outbox: 0 });
     await env.AGGREGATOR.getByName("global").runAlarmAt(now + MINUTE_MS);
-    expect((await env.PATHS.pathDetail({ range: "1h", path: "/nameless/1" })).methods).toEqual([expect.objectContaining({ method: "GET", requests: 1 })]);
+    expect((await env.PATHS.pathDetail({ range: "1h", path: "/nameless/1" })).methods).toEqual([
+      expect.objectContaining({ method: "GET", requests: 1 }),
+    ]);
 
     // A collector from before the shard was kept in `meta` finds it from the clients it counts.
     await named.forgetStoredShard();
@@ -189,7 +213,12 @@ describe("PathCollectorDO", () => {
     await collector.pinClock(at);
     await collector.ingest({ hits: [{ client, method: "GET", path: "/kept", status: 200, at }] });
     expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1, firstSeen: at });
-    expect((await collector.tasks()).map((task) => task.kind).filter((kind) => kind !== "metrics-push").sort()).toEqual(["flush", "prune-clients"]);
+    expect(
+      (await collector.tasks())
+        .map((task) => task.kind)
+        .filter((kind) => kind !== "metrics-push")
+        .sort(),
+    ).toEqual(["flush", "prune-clients"]);
     // 29 days later the counter is still inside the 30-day retention; 31 days later it is gone.
     await collector.runAlarmAt(at + 29 * DAY_MS);
     expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1 });
@@ -229,7 +258,14 @@ describe("PathCollectorDO", () => {
     const stats = await env.PATHS.clientStats({ ip });
     expect(stats).toMatchObject({ totalRequests: 4, uniquePaths: 2, firstSeen: now - 3_000, lastSeen: now });
     expect(stats.paths[0]).toMatchObject({
-      method: "GET", path: "/fold/:id", requests: 3, errors: 1, country: "IT", userAgent: "middle", firstSeen: now - 3_000, lastSeen: now - 1_000,
+      method: "GET",
+      path: "/fold/:id",
+      requests: 3,
+      errors: 1,
+      country: "IT",
+      userAgent: "middle",
+      firstSeen: now - 3_000,
+      lastSeen: now - 1_000,
       statusClasses: { "1xx": 0, "2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1, none: 0 },
     });
   });
@@ -246,7 +282,12 @@ describe("PathCollectorDO", () => {
     });
     expect(await env.PATHS.clientStats({ ip: "2001:db8:77::9" })).toMatchObject({ ip: "2001:db8:77::/48", totalRequests: 2 });
     expect(await env.PATHS.clientStats({ ip: "203.0.113.250" })).toMatchObject({ ip: "203.0.113.0/24", totalRequests: 2 });
-    expect(await env.PATHS.clientStats({ ip: "203.0.114.1" })).toMatchObject({ totalRequests: 0, uniquePaths: 0, firstSeen: null, paths: [] });
+    expect(await env.PATHS.clientStats({ ip: "203.0.114.1" })).toMatchObject({
+      totalRequests: 0,
+      uniquePaths: 0,
+      firstSeen: null,
+      paths: [],
+    });
   });
 });
 
@@ -372,7 +413,12 @@ describe("AggregatorDO", () => {
     const first = base + 10 * MINUTE_MS;
     const second = base + 12 * MINUTE_MS;
     await aggregator.pinClock(base + 30 * MINUTE_MS);
-    await aggregator.push({ shard: 1, bucketMs: first, flushId: 1, partial: partialOf([{ at: first }, { at: first, status: 500 }, { at: first, status: 429 }]) });
+    await aggregator.push({
+      shard: 1,
+      bucketMs: first,
+      flushId: 1,
+      partial: partialOf([{ at: first }, { at: first, status: 500 }, { at: first, status: 429 }]),
+    });
     await aggregator.push({ shard: 2, bucketMs: second, flushId: 1, partial: partialOf([{ at: second, status: 429 }]) });
     await aggregator.runAlarmAt(base + 31 * MINUTE_MS);
     await aggregator.pinClock(base + 31 * MINUTE_MS);
@@ -396,7 +442,13 @@ describe("AggregatorDO", () => {
     expect(hours.points.map((p) => p.requests)).toEqual([0, 0, 4, 0, 0, 0]);
     expect(hours.points[2]).toEqual({ at: base, requests: 4, errors: 1, rateLimited: 2 });
     const days = await aggregator.timeSeries({ range: { from: FUTURE - DAY_MS, to: FUTURE + DAY_MS } });
-    expect(days).toMatchObject({ stepMs: DAY_MS, points: [{ at: FUTURE - DAY_MS, requests: 0 }, { at: FUTURE, requests: 4, errors: 1, rateLimited: 2 }] });
+    expect(days).toMatchObject({
+      stepMs: DAY_MS,
+      points: [
+        { at: FUTURE - DAY_MS, requests: 0 },
+        { at: FUTURE, requests: 4, errors: 1, rateLimited: 2 },
+      ],
+    });
     // A long range is drawn per day even where only minutes are stored (here, before FUTURE).
     const month = await aggregator.timeSeries({ range: { from: FUTURE - 29 * DAY_MS, to: FUTURE + DAY_MS } });
     expect(month.stepMs).toBe(DAY_MS);

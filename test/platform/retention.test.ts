@@ -15,7 +15,10 @@ const YEAR = 366 * 24 * 3_600_000;
 const RULES: Rule[] = [{ name: "r", algorithm: "fixed_window", limit: 1_000, periodMs: YEAR }];
 
 async function countRows(stub: DurableObjectStub, table: string): Promise<number> {
-  return runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n);
+  return runInDurableObject(
+    stub,
+    (_i: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n,
+  );
 }
 
 /** Copies one real record `extra` times under new keys, expiring at `expiresAt`: a backlog without thousands of calls. */
@@ -104,8 +107,14 @@ describe("RETENTION: idempotency windows configured per data class", () => {
   it("reads durations per class, keeps defaults for the others, and refuses malformed or out-of-bounds values with a logged INTERNAL", () => {
     expect(loadDataRetention({})).toEqual(DEFAULT_DATA_RETENTION);
     expect(DEFAULT_DATA_RETENTION).toEqual({ limiterIdempotency: DAY, ledgerIdempotency: 35 * DAY });
-    expect(loadDataRetention({ RETENTION: '{ "limiterIdempotency": "2h" }' })).toEqual({ limiterIdempotency: 2 * HOUR, ledgerIdempotency: 35 * DAY });
-    expect(loadDataRetention({ RETENTION: '{ "ledgerIdempotency": "400d", "limiterIdempotency": "60m" }' })).toEqual({ limiterIdempotency: HOUR, ledgerIdempotency: 400 * DAY });
+    expect(loadDataRetention({ RETENTION: '{ "limiterIdempotency": "2h" }' })).toEqual({
+      limiterIdempotency: 2 * HOUR,
+      ledgerIdempotency: 35 * DAY,
+    });
+    expect(loadDataRetention({ RETENTION: '{ "ledgerIdempotency": "400d", "limiterIdempotency": "60m" }' })).toEqual({
+      limiterIdempotency: HOUR,
+      ledgerIdempotency: 400 * DAY,
+    });
 
     const logged: string[] = [];
     vi.spyOn(console, "error").mockImplementation((...args: unknown[]) => void logged.push(args.join(" ")));
@@ -221,7 +230,9 @@ describe("Admin.retention", () => {
     expect(byClass.get("ledger.entries")).toMatchObject({ keptMs: null, setting: null });
     expect(byClass.get("paths.minutes")).toMatchObject({ keptMs: 26 * HOUR, setting: "PATH_RETENTION.minutes" });
     expect(byClass.get("paths.clients")).toMatchObject({ keptMs: 30 * DAY });
-    expect([...byClass.keys()]).toEqual(expect.arrayContaining(["limiter.state", "ledger.keyRuleState", "ledger.keySpendDays", "paths.hours", "paths.days"]));
+    expect([...byClass.keys()]).toEqual(
+      expect.arrayContaining(["limiter.state", "ledger.keyRuleState", "ledger.keySpendDays", "paths.hours", "paths.days"]),
+    );
     expect(byClass.get("metrics.minutes")).toMatchObject({ keptMs: 26 * HOUR, setting: "METRICS_RETENTION.minutes" });
     expect(byClass.get("limiter.checkCounts")).toMatchObject({ keptMs: 25 * HOUR, setting: null });
     expect(byClass.get("alerts.history")).toMatchObject({ keptMs: 30 * DAY, setting: null });
@@ -236,7 +247,12 @@ describe("Admin.retention", () => {
   it("reports configured values, and fails with INTERNAL while a retention variable is malformed", () => {
     const settings = retentionSettings({ RETENTION: '{ "ledgerIdempotency": "90d" }', PATH_RETENTION: '{ "days": "30d" }' }, undefined);
     const kept = Object.fromEntries(settings.classes.map((c) => [c.dataClass, c.keptMs]));
-    expect(kept).toMatchObject({ "ledger.idempotency": 90 * DAY, "limiter.idempotency": DAY, "paths.days": 30 * DAY, "paths.minutes": 26 * HOUR });
+    expect(kept).toMatchObject({
+      "ledger.idempotency": 90 * DAY,
+      "limiter.idempotency": DAY,
+      "paths.days": 30 * DAY,
+      "paths.minutes": 26 * HOUR,
+    });
     vi.spyOn(console, "error").mockImplementation(() => {});
     expect(() => retentionSettings({ RETENTION: '{ "ledgerIdempotency": "0d" }' }, undefined)).toThrow(/INTERNAL/);
     expect(() => retentionSettings({ PATH_RETENTION: '{ "minutes": "1h" }' }, undefined)).toThrow(/INTERNAL/);
@@ -247,7 +263,8 @@ describe("Admin.retention", () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
     try {
-      const admin = () => newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+      const admin = () =>
+        newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       const { classes } = await admin().retention({ dataClass: "limiter.idempotency" });
       expect(classes).toEqual([expect.objectContaining({ dataClass: "limiter.idempotency", keptMs: DAY })]);
       expect(await refusal(admin().retention({ dataClass: "nope" }))).toBe("INVALID_ARGUMENT");

@@ -44,22 +44,84 @@ import { digestObject } from "../fixtures/digest";
  */
 
 /** `true` only when `Names` lists exactly the methods of `Api`: the lists below cannot drift from rpc/. */
-type Exactly<Api, Names extends string> = [Exclude<keyof Api, Names>] extends [never] ? ([Exclude<Names, keyof Api>] extends [never] ? true : false) : false;
+type Exactly<Api, Names extends string> = [Exclude<keyof Api, Names>] extends [never]
+  ? [Exclude<Names, keyof Api>] extends [never]
+    ? true
+    : false
+  : false;
 
-const RATE_LIMITS_API = ["check", "checkMany", "peek", "reset", "refund", "acquire", "release", "heartbeat", "setOverride", "clearOverride", "block", "unblock"] as const;
+const RATE_LIMITS_API = [
+  "check",
+  "checkMany",
+  "peek",
+  "reset",
+  "refund",
+  "acquire",
+  "release",
+  "heartbeat",
+  "setOverride",
+  "clearOverride",
+  "block",
+  "unblock",
+] as const;
 const CREDITS_API = [
-  "createAccount", "account", "balance", "grant", "debit", "reserve", "commit", "void", "refund", "hold", "entries", "createKey",
-  "verifyKey", "revokeKey", "rollKey", "listKeys", "setPrices", "prices", "quote", "charge", "usage",
+  "createAccount",
+  "account",
+  "balance",
+  "grant",
+  "debit",
+  "reserve",
+  "commit",
+  "void",
+  "refund",
+  "hold",
+  "entries",
+  "createKey",
+  "verifyKey",
+  "revokeKey",
+  "rollKey",
+  "listKeys",
+  "setPrices",
+  "prices",
+  "quote",
+  "charge",
+  "usage",
 ] as const;
 const CREDITS_AUDIT_API = ["verifyChain", "audit", "auditReports"] as const;
-const PATH_STATS_API = ["record", "recordMany", "clientStats", "globalStats", "timeSeries", "topPaths", "topClients", "pathDetail", "export"] as const;
+const PATH_STATS_API = [
+  "record",
+  "recordMany",
+  "clientStats",
+  "globalStats",
+  "timeSeries",
+  "topPaths",
+  "topClients",
+  "pathDetail",
+  "export",
+] as const;
 const GATEWAY_API = ["authorize", "settle"] as const;
 const ADAPTIVE_API = ["setPolicy", "deletePolicy", "policies", "state", "history"] as const;
 const PROTECTION_API = ["allowList", "allow", "unallow", "denyList", "deny", "undeny", "policy", "setPolicy", "flagged"] as const;
 const ALERTS_API = ["setRule", "deleteRule", "rules", "mute", "unmute", "list", "acknowledge"] as const;
 const ADMIN_API = [
-  "whoami", "credits", "creditsAudit", "rateLimits", "pathStats", "gateway", "adaptive", "protection", "alerts", "backup", "restore",
-  "listBackups", "scheduleBackups", "backupSchedule", "importFromKv", "retention", "metrics", "costReport",
+  "whoami",
+  "credits",
+  "creditsAudit",
+  "rateLimits",
+  "pathStats",
+  "gateway",
+  "adaptive",
+  "protection",
+  "alerts",
+  "backup",
+  "restore",
+  "listBackups",
+  "scheduleBackups",
+  "backupSchedule",
+  "importFromKv",
+  "retention",
+  "metrics",
+  "costReport",
 ] as const;
 const ACCOUNT_API = ["whoami", "account", "balance", "entries", "usage", "keys"] as const;
 const ROOT_API = ["authenticate"] as const;
@@ -84,20 +146,78 @@ const OBJECT_BASE = ["alarm", "exportTables", "importTables", "holdsData"] as co
 
 /** The methods other parts of tollgate call on each object's stub: its contract. */
 const OBJECT_CONTRACTS: [Class, readonly string[]][] = [
-  [RateLimiterDO, [...OBJECT_BASE, "check", "checkCounts", "peek", "reset", "refund", "block", "unblock", "setOverride", "clearOverride", "acquire", "release", "heartbeat"]],
+  [
+    RateLimiterDO,
+    [
+      ...OBJECT_BASE,
+      "check",
+      "checkCounts",
+      "peek",
+      "reset",
+      "refund",
+      "block",
+      "unblock",
+      "setOverride",
+      "clearOverride",
+      "acquire",
+      "release",
+      "heartbeat",
+    ],
+  ],
   [
     CreditLedgerDO,
     [
-      ...OBJECT_BASE, "createAccount", "account", "balance", "grant", "debit", "reserve", "commit", "void", "hold", "refund", "entries",
-      "createKey", "verifyKey", "revokeKey", "rollKey", "listKeys", "keySpend", "admitRequest", "releaseAdmission", "setPrices", "prices",
-      "quote", "charge", "usage", "verifyChain", "audit", "auditReports",
+      ...OBJECT_BASE,
+      "createAccount",
+      "account",
+      "balance",
+      "grant",
+      "debit",
+      "reserve",
+      "commit",
+      "void",
+      "hold",
+      "refund",
+      "entries",
+      "createKey",
+      "verifyKey",
+      "revokeKey",
+      "rollKey",
+      "listKeys",
+      "keySpend",
+      "admitRequest",
+      "releaseAdmission",
+      "setPrices",
+      "prices",
+      "quote",
+      "charge",
+      "usage",
+      "verifyChain",
+      "audit",
+      "auditReports",
     ],
   ],
   [PathCollectorDO, [...OBJECT_BASE, "ingest", "clientStats"]],
   [AggregatorDO, [...OBJECT_BASE, "push", "pushMany", "globalStats", "timeSeries", "topPaths", "topClients", "pathDetail", "exportPage"]],
   [AlertsDO, [...OBJECT_BASE, "setRule", "deleteRule", "rules", "mute", "unmute", "list", "acknowledge"]],
   [AdaptiveLimitsDO, [...OBJECT_BASE, "setPolicy", "deletePolicy", "policies", "state", "history", "adjustments"]],
-  [ProtectionDO, [...OBJECT_BASE, "snapshot", "allowList", "allow", "unallow", "denyList", "deny", "undeny", "policy", "setPolicy", "reportFlag", "flagged"]],
+  [
+    ProtectionDO,
+    [
+      ...OBJECT_BASE,
+      "snapshot",
+      "allowList",
+      "allow",
+      "unallow",
+      "denyList",
+      "deny",
+      "undeny",
+      "policy",
+      "setPolicy",
+      "reportFlag",
+      "flagged",
+    ],
+  ],
   [MetricsDO, [...OBJECT_BASE, "push", "query"]],
   [MaintenanceDO, [...OBJECT_BASE, "setBackupSchedule", "backupSchedule"]],
 ];
@@ -130,7 +250,11 @@ const PLATFORM_PROTOTYPES = new Set<object>([DurableObject.prototype, RpcTarget.
 /** Every method or accessor reachable on instances of `cls` by string name, below the platform's own classes. */
 function reachableNames(cls: Class): string[] {
   const names = new Set<string>();
-  for (let proto = cls.prototype as object; proto !== null && !PLATFORM_PROTOTYPES.has(proto); proto = Object.getPrototypeOf(proto) as object) {
+  for (
+    let proto = cls.prototype as object;
+    proto !== null && !PLATFORM_PROTOTYPES.has(proto);
+    proto = Object.getPrototypeOf(proto) as object
+  ) {
     for (const name of Object.getOwnPropertyNames(proto)) if (name !== "constructor") names.add(name);
   }
   return [...names].sort();
@@ -152,7 +276,23 @@ describe("the RPC surface", () => {
 });
 
 /** Names that were once reachable helpers, and the base's internals: none may run over RPC. */
-const INTERNALS = ["saveBlock", "append", "takeFromGrants", "repayDebt", "findReplay", "saveReplay", "taskHandlers", "runAlarm", "now", "sql", "scheduler", "afterImport", "compact", "env", "ctx"];
+const INTERNALS = [
+  "saveBlock",
+  "append",
+  "takeFromGrants",
+  "repayDebt",
+  "findReplay",
+  "saveReplay",
+  "taskHandlers",
+  "runAlarm",
+  "now",
+  "sql",
+  "scheduler",
+  "afterImport",
+  "compact",
+  "env",
+  "ctx",
+];
 
 describe("a sibling bound directly to a namespace", () => {
   const cases: [string, () => DurableObjectStub][] = [

@@ -11,7 +11,12 @@ describe("RateLimits.checkMany through a service binding", () => {
   it("admits when every subject admits, and charges each", async () => {
     const key = "key:many-ok";
     const ip = "ip:198.51.100.1";
-    const result = await env.LIMITS.checkMany({ checks: [{ subject: key, rules: perKey }, { subject: ip, rules: perIp }] });
+    const result = await env.LIMITS.checkMany({
+      checks: [
+        { subject: key, rules: perKey },
+        { subject: ip, rules: perIp },
+      ],
+    });
     expect(result).toMatchObject({ allowed: true, retryAfterMs: 0, deniedBy: [], refunded: [] });
     expect(result.decisions.map((d) => d.remaining)).toEqual([4, 0]);
     expect(result.headers["X-RateLimit-Remaining"]).toBe("0");
@@ -20,7 +25,10 @@ describe("RateLimits.checkMany through a service binding", () => {
   it("refunds the subjects that admitted when another denies, so a denial uses up no one's quota", async () => {
     const key = "key:many-denied";
     const ip = "ip:198.51.100.2";
-    const checks = [{ subject: key, rules: perKey }, { subject: ip, rules: perIp }];
+    const checks = [
+      { subject: key, rules: perKey },
+      { subject: ip, rules: perIp },
+    ];
     await env.LIMITS.checkMany({ checks });
     for (let i = 0; i < 3; i++) {
       const denied = await env.LIMITS.checkMany({ checks });
@@ -34,7 +42,10 @@ describe("RateLimits.checkMany through a service binding", () => {
   it("is retry-safe with an idempotency key: a retried denial neither charges nor refunds twice", async () => {
     const key = "key:many-retry";
     const ip = "ip:198.51.100.3";
-    const checks = [{ subject: key, rules: perKey, cost: 2 }, { subject: ip, rules: perIp }];
+    const checks = [
+      { subject: key, rules: perKey, cost: 2 },
+      { subject: ip, rules: perIp },
+    ];
     await env.LIMITS.checkMany({ checks, idempotencyKey: "first" });
     const denied = await env.LIMITS.checkMany({ checks, idempotencyKey: "second" });
     const retried = await env.LIMITS.checkMany({ checks, idempotencyKey: "second" });
@@ -44,7 +55,10 @@ describe("RateLimits.checkMany through a service binding", () => {
 
   it("refunds the others and passes the error on when one subject's call fails", async () => {
     const key = "key:many-error";
-    const checks = [{ subject: key, rules: perKey }, { subject: "ip:198.51.100.4", policy: "no-such-policy" }];
+    const checks = [
+      { subject: key, rules: perKey },
+      { subject: "ip:198.51.100.4", policy: "no-such-policy" },
+    ];
     expect(await codeOf(env.LIMITS.checkMany({ checks }))).toBe("NOT_FOUND");
     expect((await env.LIMITS.peek({ subject: key, rules: perKey })).remaining).toBe(5);
   });

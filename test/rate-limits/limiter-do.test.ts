@@ -22,9 +22,7 @@ describe("RateLimiterDO", () => {
     for (const rule of everyAlgorithm(100)) {
       const subject = `exact:${rule.algorithm}`;
       const stub = limiter(subject);
-      const decisions = await Promise.all(
-        Array.from({ length: 1_000 }, () => stub.check({ subject, rules: [rule] })),
-      );
+      const decisions = await Promise.all(Array.from({ length: 1_000 }, () => stub.check({ subject, rules: [rule] })));
       expect(decisions.filter((d) => d.allowed)).toHaveLength(100);
       expect((await stub.peek({ subject, rules: [rule] })).remaining).toBe(0);
     }

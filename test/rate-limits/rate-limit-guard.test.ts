@@ -21,8 +21,15 @@ function fakeLimits(answer: (input: CheckInput) => Promise<Decision>) {
 
 function denial(retryAfterMs: number, extra: Partial<Decision> = {}): Decision {
   return {
-    allowed: false, remaining: 0, limit: 1, resetAt: 0, retryAfterMs, deniedBy: ["hour"], rules: [],
-    headers: { "Retry-After": String(Math.ceil(retryAfterMs / 1000)) }, ...extra,
+    allowed: false,
+    remaining: 0,
+    limit: 1,
+    resetAt: 0,
+    retryAfterMs,
+    deniedBy: ["hour"],
+    rules: [],
+    headers: { "Retry-After": String(Math.ceil(retryAfterMs / 1000)) },
+    ...extra,
   };
 }
 
@@ -56,7 +63,10 @@ describe("RateLimitGuard", () => {
     const guard = new RateLimitGuard(limits, { timeoutMs: 1_000, onUnavailable: "fail-open", now: () => now });
     await guard.check({ subject: "key:x", rules });
     now = 30_000;
-    expect(await guard.check({ subject: "key:x", policy: "per-key", cost: 0 })).toMatchObject({ source: "deny-cache", retryAfterMs: 30_000 });
+    expect(await guard.check({ subject: "key:x", policy: "per-key", cost: 0 })).toMatchObject({
+      source: "deny-cache",
+      retryAfterMs: 30_000,
+    });
     expect(limits.calls).toHaveLength(1);
     guard.forget("key:x");
     await guard.check({ subject: "key:x", rules });

@@ -35,7 +35,9 @@ describe("DDSketch", () => {
     fc.assert(
       fc.property(latencies, latencies, latencies, (a, b, c) => {
         const left = ddOf(a).merge(ddOf(b)).merge(ddOf(c)).serialize();
-        const right = ddOf(a).merge(ddOf(b).merge(ddOf(c))).serialize();
+        const right = ddOf(a)
+          .merge(ddOf(b).merge(ddOf(c)))
+          .serialize();
         const swapped = ddOf(c).merge(ddOf(b)).merge(ddOf(a)).serialize();
         expect(right).toEqual(left);
         expect(swapped).toEqual(left);
@@ -86,7 +88,11 @@ describe("HyperLogLog", () => {
     fc.assert(
       fc.property(sized, sized, ids, (a, b, c) => {
         const left = hllOf(a).merge(hllOf(b)).merge(hllOf(c)).serialize();
-        expect(hllOf(a).merge(hllOf(b).merge(hllOf(c))).serialize()).toEqual(left);
+        expect(
+          hllOf(a)
+            .merge(hllOf(b).merge(hllOf(c)))
+            .serialize(),
+        ).toEqual(left);
         expect(hllOf(c).merge(hllOf(a)).merge(hllOf(b)).serialize()).toEqual(left);
         expect(hllOf([...a, ...b, ...c]).serialize()).toEqual(left);
         expect(HyperLogLog.deserialize(left).serialize()).toEqual(left);

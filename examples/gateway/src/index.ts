@@ -36,7 +36,8 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const { pathname } = new URL(request.url);
     const bearer = bearerKey(request);
-    if (bearer === null) return errorResponse(401, "INVALID_KEY", "use Authorization: Bearer <key>", { "WWW-Authenticate": 'Bearer realm="tollgate"' });
+    if (bearer === null)
+      return errorResponse(401, "INVALID_KEY", "use Authorization: Bearer <key>", { "WWW-Authenticate": 'Bearer realm="tollgate"' });
     const paid = pathname.startsWith(env.PAID_PREFIX);
     let auth: AuthorizeResult;
     try {
@@ -45,7 +46,9 @@ export default {
         method: request.method,
         path: pathname,
         ...(bearer === undefined ? {} : { apiKey: bearer }),
-        ...(paid ? { scope: request.method === "GET" || request.method === "HEAD" ? "api.read" : "api.write", estimate: Number(env.ESTIMATE) } : {}),
+        ...(paid
+          ? { scope: request.method === "GET" || request.method === "HEAD" ? "api.read" : "api.write", estimate: Number(env.ESTIMATE) }
+          : {}),
       });
     } catch (error) {
       // Fail closed: without an answer the gateway cannot know the caller may pass.
@@ -90,7 +93,13 @@ function bearerKey(request: Request): string | undefined | null {
   return match === null ? null : match[1]!;
 }
 
-function errorResponse(status: number, code: string, message: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): Response {
+function errorResponse(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+  extra: Record<string, unknown> = {},
+): Response {
   return Response.json({ error: { code, message, ...extra } }, { status, headers });
 }
 

@@ -14,7 +14,8 @@ export async function upstream(request: Request): Promise<Response> {
     case "/v1/echo":
       return Response.json({ echo: url.searchParams.get("msg") ?? "" }, { headers: { "X-Usage-Units": "1" } });
     case "/v1/completions": {
-      if (request.method !== "POST") return Response.json({ error: { code: "METHOD_NOT_ALLOWED", message: "POST a prompt" } }, { status: 405 });
+      if (request.method !== "POST")
+        return Response.json({ error: { code: "METHOD_NOT_ALLOWED", message: "POST a prompt" } }, { status: 405 });
       const prompt = await request.text();
       // One unit per started 100 characters of prompt: a stand-in for token metering.
       const units = Math.max(1, Math.ceil(prompt.length / 100));

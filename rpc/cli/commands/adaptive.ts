@@ -26,9 +26,11 @@ function signalOf(options: Record<string, unknown>): AdaptiveSignal {
   const kind = options.signal as string | undefined;
   if (kind === undefined || !SIGNALS.has(kind)) throw new UsageError(`--signal is one of ${[...SIGNALS].join(", ")}`);
   const windowMs = options.window === undefined ? {} : { windowMs: parseDuration(options.window as string) };
-  const minRequests = options["min-requests"] === undefined ? {} : { minRequests: parseCount(options["min-requests"] as string, "--min-requests") };
+  const minRequests =
+    options["min-requests"] === undefined ? {} : { minRequests: parseCount(options["min-requests"] as string, "--min-requests") };
   if (kind === "request_rate") {
-    if (options["min-requests"] !== undefined || options.path !== undefined) throw new UsageError("request_rate takes neither --min-requests nor --path");
+    if (options["min-requests"] !== undefined || options.path !== undefined)
+      throw new UsageError("request_rate takes neither --min-requests nor --path");
     return { kind, ...windowMs };
   }
   if (kind === "error_rate") {
@@ -44,7 +46,8 @@ function signalOf(options: Record<string, unknown>): AdaptiveSignal {
   };
 }
 
-const factorOf = (rule: AdjustedRule) => `${rule.policy}/${rule.rule} ${rule.limit}→${rule.adjustedLimit}${rule.burst === undefined ? "" : ` (burst ${rule.burst}→${rule.adjustedBurst})`}`;
+const factorOf = (rule: AdjustedRule) =>
+  `${rule.policy}/${rule.rule} ${rule.limit}→${rule.adjustedLimit}${rule.burst === undefined ? "" : ` (burst ${rule.burst}→${rule.adjustedBurst})`}`;
 
 function renderStates(states: AdaptivePolicyState[]): string {
   if (states.length === 0) return "no adaptive policies";
@@ -81,7 +84,14 @@ function renderHistory(changes: LevelChange[]): string {
   if (changes.length === 0) return "no level changes";
   return table(
     ["at", "policy", "change", "reason", "value", "rules"],
-    changes.map((c) => [new Date(c.at).toISOString(), c.policy, `${c.from} → ${c.to}`, c.reason, c.value === null ? "" : Number(c.value.toFixed(4)), c.rules.map(factorOf).join(", ")]),
+    changes.map((c) => [
+      new Date(c.at).toISOString(),
+      c.policy,
+      `${c.from} → ${c.to}`,
+      c.reason,
+      c.value === null ? "" : Number(c.value.toFixed(4)),
+      c.rules.map(factorOf).join(", "),
+    ]),
   );
 }
 

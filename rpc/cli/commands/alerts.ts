@@ -8,7 +8,10 @@ const STATUSES = new Set<AlertStatus>(["firing", "acknowledged", "resolved"]);
 
 /** A rule given inline as JSON, or as `@file.json`. tollgate validates it; this only parses. */
 function parseRuleArg(text: string | undefined): AlertRule {
-  if (!text) throw new UsageError("give the rule as JSON or @file.json, e.g. '{\"kind\":\"balance_below\",\"ruleId\":\"low\",\"accountId\":\"acme\",\"level\":100}'");
+  if (!text)
+    throw new UsageError(
+      'give the rule as JSON or @file.json, e.g. \'{"kind":"balance_below","ruleId":"low","accountId":"acme","level":100}\'',
+    );
   const source = text.startsWith("@") ? readFileSync(text.slice(1), "utf8") : text;
   try {
     return JSON.parse(source) as AlertRule;
@@ -56,7 +59,15 @@ function renderAlerts(alerts: Alert[]): string {
   if (alerts.length === 0) return "no alerts";
   return table(
     ["alert", "status", "delivery", "fired", "value", "threshold", "message"],
-    alerts.map((a) => [a.alertId, a.status, a.delivery + (a.attempts > 0 ? ` (${a.attempts} failed)` : ""), when(a.firedAt), a.value, a.threshold, a.message]),
+    alerts.map((a) => [
+      a.alertId,
+      a.status,
+      a.delivery + (a.attempts > 0 ? ` (${a.attempts} failed)` : ""),
+      when(a.firedAt),
+      a.value,
+      a.threshold,
+      a.message,
+    ]),
   );
 }
 
@@ -99,7 +110,8 @@ export const alertsCommands: Command[] = [
     options: { status: { type: "string" }, rule: { type: "string" }, limit: { type: "string" } },
     async run({ api, options, print }) {
       const status = options.status as string | undefined;
-      if (status !== undefined && !STATUSES.has(status as AlertStatus)) throw new UsageError("--status is firing, acknowledged or resolved");
+      if (status !== undefined && !STATUSES.has(status as AlertStatus))
+        throw new UsageError("--status is firing, acknowledged or resolved");
       const alerts = await api.alerts().list({
         ...(status === undefined ? {} : { status: status as AlertStatus }),
         ...(options.rule === undefined ? {} : { ruleId: options.rule as string }),

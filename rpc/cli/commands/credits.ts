@@ -26,7 +26,13 @@ function renderKeys(keys: KeyInfo[]): string {
       k.rules.map((r) => `${r.name} ${r.limit}/${r.periodMs}ms`).join(", "),
       new Date(k.createdAt).toISOString(),
       k.expiresAt === undefined ? "" : new Date(k.expiresAt).toISOString(),
-      k.revokedAt !== undefined ? "revoked" : k.rolledTo !== undefined ? `rolled to ${k.rolledTo}` : k.expiresAt !== undefined && k.expiresAt <= Date.now() ? "expired" : "active",
+      k.revokedAt !== undefined
+        ? "revoked"
+        : k.rolledTo !== undefined
+          ? `rolled to ${k.rolledTo}`
+          : k.expiresAt !== undefined && k.expiresAt <= Date.now()
+            ? "expired"
+            : "active",
     ]),
   );
 }
@@ -77,7 +83,8 @@ export const accountCommands: Command[] = [
 export const keyCommands: Command[] = [
   {
     name: "keys create",
-    usage: "keys create ACCOUNT_ID --name NAME [--scope SCOPE]... [--rule name:algorithm:limit/period]... [--expires DURATION] [--cap-day N] [--cap-month N]",
+    usage:
+      "keys create ACCOUNT_ID --name NAME [--scope SCOPE]... [--rule name:algorithm:limit/period]... [--expires DURATION] [--cap-day N] [--cap-month N]",
     summary: "create an API key; the key is printed once and never stored",
     options: {
       name: { type: "string" },
@@ -96,7 +103,11 @@ export const keyCommands: Command[] = [
         scopes: (options.scope as string[] | undefined) ?? [],
         ...(options.rule === undefined ? {} : { rules: (options.rule as string[]).map(parseRule) }),
         ...(options.expires === undefined ? {} : { expiresAt: Date.now() + parseDuration(options.expires as string) }),
-        ...(capDay === undefined && capMonth === undefined ? {} : { spendCap: { ...(capDay === undefined ? {} : { perDay: capDay }), ...(capMonth === undefined ? {} : { perMonth: capMonth }) } }),
+        ...(capDay === undefined && capMonth === undefined
+          ? {}
+          : {
+              spendCap: { ...(capDay === undefined ? {} : { perDay: capDay }), ...(capMonth === undefined ? {} : { perMonth: capMonth }) },
+            }),
       });
       print(created, (c) => `key ${c.keyId} created. Its secret is shown only now:\n\n  ${c.key}\n`);
       return 0;
@@ -131,7 +142,11 @@ export const keyCommands: Command[] = [
     async run({ api, positionals: [accountId, keyId], options, print }) {
       const graceMs = options.grace === undefined ? 0 : parseDuration(options.grace as string);
       const rolled = await api.credits().rollKey({ accountId: need(accountId, "an ACCOUNT_ID"), keyId: need(keyId, "a KEY_ID"), graceMs });
-      print(rolled, (r) => `key ${r.previous.keyId} rolled to ${r.keyId} (old key valid ${graceMs === 0 ? "no longer" : `until ${when(Date.now() + graceMs)}`}). The new secret is shown only now:\n\n  ${r.key}\n`);
+      print(
+        rolled,
+        (r) =>
+          `key ${r.previous.keyId} rolled to ${r.keyId} (old key valid ${graceMs === 0 ? "no longer" : `until ${when(Date.now() + graceMs)}`}). The new secret is shown only now:\n\n  ${r.key}\n`,
+      );
       return 0;
     },
   },

@@ -18,7 +18,16 @@ function render(decision: Decision): string {
     : `DENIED by ${decision.deniedBy.join(", ")}  retry in ${Math.ceil(decision.retryAfterMs / 1000)}s`;
   const rules = table(
     ["rule", "algorithm", "limit", "period", "remaining", "resets", "allowed", "shadow"],
-    decision.rules.map((r) => [r.name, r.algorithm, r.limit, `${r.periodMs}ms`, r.remaining, when(r.resetAt), r.allowed ? "yes" : "no", r.shadow ? "yes" : ""]),
+    decision.rules.map((r) => [
+      r.name,
+      r.algorithm,
+      r.limit,
+      `${r.periodMs}ms`,
+      r.remaining,
+      when(r.resetAt),
+      r.allowed ? "yes" : "no",
+      r.shadow ? "yes" : "",
+    ]),
   );
   return `${verdict}\n\n${rules}`;
 }
@@ -76,7 +85,11 @@ export const limitsCommands: Command[] = [
       const rules = ((options.rule as string[] | undefined) ?? []).map(parseRule);
       if (rules.length === 0) throw new UsageError("give at least one --rule");
       const result = await api.rateLimits().setOverride({ subject, rules });
-      print(result, (r) => `override on ${r.subject}: ${r.rules.map((rule) => `${rule.name} ${rule.algorithm} ${rule.limit}/${rule.periodMs}ms`).join(", ")}`);
+      print(
+        result,
+        (r) =>
+          `override on ${r.subject}: ${r.rules.map((rule) => `${rule.name} ${rule.algorithm} ${rule.limit}/${rule.periodMs}ms`).join(", ")}`,
+      );
       return 0;
     },
   },

@@ -15,12 +15,21 @@ function range(option: unknown): StatsRange {
 const ms = (value: number | null) => (value === null ? "-" : `${value}ms`);
 const pct = (value: number) => `${(value * 100).toFixed(2)}%`;
 const codes = (outcomes: Record<string, number>) =>
-  Object.entries(outcomes).filter(([code]) => code !== "ok").map(([code, calls]) => `${code}:${calls}`).join(" ");
+  Object.entries(outcomes)
+    .filter(([code]) => code !== "ok")
+    .map(([code, calls]) => `${code}:${calls}`)
+    .join(" ");
 
 function rows(kinds: SurfaceMetrics[], withRows: boolean): unknown[][] {
   return kinds.flatMap((kind) =>
     kind.methods.map((m) => [
-      kind.kind, m.method, m.calls, pct(m.errorRate), codes(m.outcomes), ms(m.latencyMs.p50), ms(m.latencyMs.p99),
+      kind.kind,
+      m.method,
+      m.calls,
+      pct(m.errorRate),
+      codes(m.outcomes),
+      ms(m.latencyMs.p50),
+      ms(m.latencyMs.p99),
       ...(withRows ? [m.rowsRead, m.rowsWritten] : []),
     ]),
   );
@@ -29,10 +38,14 @@ function rows(kinds: SurfaceMetrics[], withRows: boolean): unknown[][] {
 function renderMetrics(report: MetricsReport): string {
   const parts: string[] = [];
   if (report.entrypoints.length > 0) {
-    parts.push(`entrypoints\n${table(["entrypoint", "method", "calls", "errors", "codes", "p50", "p99"], rows(report.entrypoints, false))}`);
+    parts.push(
+      `entrypoints\n${table(["entrypoint", "method", "calls", "errors", "codes", "p50", "p99"], rows(report.entrypoints, false))}`,
+    );
   }
   if (report.objects.length > 0) {
-    parts.push(`objects\n${table(["object", "method", "calls", "errors", "codes", "p50", "p99", "rows read", "rows written"], rows(report.objects, true))}`);
+    parts.push(
+      `objects\n${table(["object", "method", "calls", "errors", "codes", "p50", "p99", "rows read", "rows written"], rows(report.objects, true))}`,
+    );
   }
   return parts.length === 0 ? "no calls counted in this range" : parts.join("\n\n");
 }
@@ -42,9 +55,17 @@ const usd = (value: number) => `$${value.toFixed(4)}`;
 function renderCost(report: CostReport): string {
   const lines = table(
     ["item", "quantity", "price", "cost in range", "per month", "monthly cost"],
-    report.items.map((item) => [item.item, item.quantity, `${usd(item.unitPriceUsd)}/${item.unitSize}`, usd(item.costUsd), item.monthlyQuantity, usd(item.monthlyCostUsd)]),
+    report.items.map((item) => [
+      item.item,
+      item.quantity,
+      `${usd(item.unitPriceUsd)}/${item.unitSize}`,
+      usd(item.costUsd),
+      item.monthlyQuantity,
+      usd(item.monthlyCostUsd),
+    ]),
   );
-  const budget = report.budget === undefined ? "" : `\nbudget ${usd(report.budget.monthlyUsd)}/month: ${report.budget.exceeded ? "EXCEEDED" : "within"}`;
+  const budget =
+    report.budget === undefined ? "" : `\nbudget ${usd(report.budget.monthlyUsd)}/month: ${report.budget.exceeded ? "EXCEEDED" : "within"}`;
   return `${lines}\n\ntotal ${usd(report.totalUsd)} in range, ${usd(report.monthlyTotalUsd)} projected per month${budget}\nnot included: ${report.notIncluded.join(" ")}`;
 }
 

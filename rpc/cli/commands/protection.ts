@@ -18,11 +18,21 @@ function renderPolicy(info: PolicyInfo): string {
 }
 
 function renderAllow(entries: AllowEntry[]): string {
-  return entries.length === 0 ? "allow list: empty" : `allow list\n${table(["cidr", "note", "added"], entries.map((e) => [e.cidr, e.note ?? "", when(e.addedAt)]))}`;
+  return entries.length === 0
+    ? "allow list: empty"
+    : `allow list\n${table(
+        ["cidr", "note", "added"],
+        entries.map((e) => [e.cidr, e.note ?? "", when(e.addedAt)]),
+      )}`;
 }
 
 function renderDeny(entries: DenyEntry[]): string {
-  return entries.length === 0 ? "deny list: empty" : `deny list\n${table(["cidr", "until", "reason"], entries.map((e) => [e.cidr, e.until === undefined ? "until removed" : when(e.until), e.reason]))}`;
+  return entries.length === 0
+    ? "deny list: empty"
+    : `deny list\n${table(
+        ["cidr", "until", "reason"],
+        entries.map((e) => [e.cidr, e.until === undefined ? "until removed" : when(e.until), e.reason]),
+      )}`;
 }
 
 function renderFlags(flags: Flag[]): string {
@@ -36,7 +46,9 @@ function renderFlags(flags: Flag[]): string {
       f.evidence.requests,
       f.evidence.clientErrors,
       f.evidence.notFound,
-      f.rule === "burst" ? `${f.evidence.rateMean.toFixed(1)}±${f.evidence.rateSd.toFixed(1)}/min` : `${(f.evidence.scanShareMean * 100).toFixed(1)}% 4xx`,
+      f.rule === "burst"
+        ? `${f.evidence.rateMean.toFixed(1)}±${f.evidence.rateSd.toFixed(1)}/min`
+        : `${(f.evidence.scanShareMean * 100).toFixed(1)}% 4xx`,
       f.rule === "burst" ? f.evidence.threshold.toFixed(0) : `${(f.evidence.threshold * 100).toFixed(1)}%`,
       f.blocked ? `blocked until ${new Date(f.blockedUntil!).toISOString()}` : f.allowListed ? "allow-listed" : "flagged",
     ]),
@@ -83,7 +95,9 @@ export const protectionCommands: Command[] = [
     summary: "never block clients in CIDR (they are still flagged)",
     options: { note: { type: "string" } },
     async run({ api, positionals, options, print }) {
-      const entry = await api.protection().allow({ cidr: cidrOf(positionals), ...(options.note === undefined ? {} : { note: options.note as string }) });
+      const entry = await api
+        .protection()
+        .allow({ cidr: cidrOf(positionals), ...(options.note === undefined ? {} : { note: options.note as string }) });
       print(entry, (e) => `allowed ${e.cidr}${e.note === undefined ? "" : `  (${e.note})`}`);
       return 0;
     },
@@ -107,7 +121,9 @@ export const protectionCommands: Command[] = [
     async run({ api, positionals, options, print }) {
       if (options.reason === undefined) throw new UsageError("give --reason");
       const untilMs = options.for === undefined ? undefined : Date.now() + parseDuration(options.for as string);
-      const entry = await api.protection().deny({ cidr: cidrOf(positionals), reason: options.reason as string, ...(untilMs === undefined ? {} : { untilMs }) });
+      const entry = await api
+        .protection()
+        .deny({ cidr: cidrOf(positionals), reason: options.reason as string, ...(untilMs === undefined ? {} : { untilMs }) });
       print(entry, (e) => `denied ${e.cidr} ${e.until === undefined ? "until removed" : `until ${when(e.until)}`}: ${e.reason}`);
       return 0;
     },

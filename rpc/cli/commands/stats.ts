@@ -20,24 +20,39 @@ const ms = (value: number | null) => (value === null ? "-" : `${value}ms`);
 function renderGlobal(g: GlobalStats): string {
   return table(
     ["requests", "errors", "error rate", "clients", "paths", "p50", "p90", "p99"],
-    [[g.totalRequests, g.errors, `${(g.errorRate * 100).toFixed(2)}%`, `${g.uniqueClientsExact ? "" : "~"}${g.uniqueClients}`, g.uniquePaths, ms(g.latency.p50), ms(g.latency.p90), ms(g.latency.p99)]],
+    [
+      [
+        g.totalRequests,
+        g.errors,
+        `${(g.errorRate * 100).toFixed(2)}%`,
+        `${g.uniqueClientsExact ? "" : "~"}${g.uniqueClients}`,
+        g.uniquePaths,
+        ms(g.latency.p50),
+        ms(g.latency.p90),
+        ms(g.latency.p99),
+      ],
+    ],
   );
 }
 
 function renderPaths(t: TopPaths): string {
   if (t.paths.length === 0) return "no requests in this range";
-  return table(
-    ["method", "path", "requests", "errors", "clients", "p50", "p99"],
-    t.paths.map((p) => [p.method, p.path, p.requests, p.errors, p.clients ?? "", ms(p.latency?.p50 ?? null), ms(p.latency?.p99 ?? null)]),
-  ) + (t.approximate ? "\n\n(order rests on a sketch: approximate)" : "");
+  return (
+    table(
+      ["method", "path", "requests", "errors", "clients", "p50", "p99"],
+      t.paths.map((p) => [p.method, p.path, p.requests, p.errors, p.clients ?? "", ms(p.latency?.p50 ?? null), ms(p.latency?.p99 ?? null)]),
+    ) + (t.approximate ? "\n\n(order rests on a sketch: approximate)" : "")
+  );
 }
 
 function renderClients(t: TopClients): string {
   if (t.clients.length === 0) return "no requests in this range";
-  return table(
-    ["client", "requests", "at most"],
-    t.clients.map((c) => [c.client, c.requests, c.maxRequests]),
-  ) + (t.approximate ? `\n\n(counts within ${t.errorBound}; every client above that is listed)` : "");
+  return (
+    table(
+      ["client", "requests", "at most"],
+      t.clients.map((c) => [c.client, c.requests, c.maxRequests]),
+    ) + (t.approximate ? `\n\n(counts within ${t.errorBound}; every client above that is listed)` : "")
+  );
 }
 
 export const statsCommands: Command[] = [

@@ -1,6 +1,11 @@
 import { CHANGES_TTL_MS, KEEP_CHANGES } from "../../platform/retention";
 import type {
-  AdaptivePolicy, AdaptivePolicyState, AdaptiveState, AdjustedRule, LevelChange, SetAdaptivePolicyResult,
+  AdaptivePolicy,
+  AdaptivePolicyState,
+  AdaptiveState,
+  AdjustedRule,
+  LevelChange,
+  SetAdaptivePolicyResult,
 } from "../../../rpc/adaptive";
 import type { Rule } from "../../../rpc/rate-limits";
 import { combineFactors, describeFactors, factorsOf, type Leveled, type RuleFactors, scaleRule, toRuleFactors } from "./adjust";
@@ -135,11 +140,15 @@ export class AdaptiveLimitsDO extends TollgateObject {
     policy.stages.forEach((stage, i) => {
       const rules = ratePolicies.get(stage.policy);
       if (rules === undefined) {
-        throw invalidArgument(`stages.${i}.policy: "${stage.policy}" is not a policy of RATE_LIMIT_POLICIES`, [{ path: `stages.${i}.policy`, message: "unknown rate-limit policy" }]);
+        throw invalidArgument(`stages.${i}.policy: "${stage.policy}" is not a policy of RATE_LIMIT_POLICIES`, [
+          { path: `stages.${i}.policy`, message: "unknown rate-limit policy" },
+        ]);
       }
       stage.rules?.forEach((name, j) => {
         if (!rules.some((rule) => rule.name === name)) {
-          throw invalidArgument(`stages.${i}.rules.${j}: policy "${stage.policy}" has no rule "${name}"`, [{ path: `stages.${i}.rules.${j}`, message: "unknown rule" }]);
+          throw invalidArgument(`stages.${i}.rules.${j}: policy "${stage.policy}" has no rule "${name}"`, [
+            { path: `stages.${i}.rules.${j}`, message: "unknown rule" },
+          ]);
         }
       });
     });
@@ -153,7 +162,9 @@ export class AdaptiveLimitsDO extends TollgateObject {
         run(
           this.sql,
           "INSERT INTO adaptive_policies (name, definition, revision, level, created_at_ms) VALUES (?, ?, 1, 0, ?)",
-          policy.name, JSON.stringify(policy), nowMs,
+          policy.name,
+          JSON.stringify(policy),
+          nowMs,
         );
         return;
       }
@@ -162,16 +173,25 @@ export class AdaptiveLimitsDO extends TollgateObject {
       run(
         this.sql,
         "UPDATE adaptive_policies SET definition = ?, revision = revision + 1, level = ? WHERE name = ?",
-        JSON.stringify(policy), level, policy.name,
+        JSON.stringify(policy),
+        level,
+        policy.name,
       );
       const rules = this.#changedRules(before, { stages: policy.stages, level }, ratePolicies);
       if (rules.length > 0 || level !== existing.level) {
         this.#record(policy.name, nowMs, null, existing.level, level, "policy_changed", rules);
-        if (level !== existing.level) run(this.sql, "UPDATE adaptive_policies SET last_change_at_ms = ? WHERE name = ?", nowMs, policy.name);
+        if (level !== existing.level)
+          run(this.sql, "UPDATE adaptive_policies SET last_change_at_ms = ? WHERE name = ?", nowMs, policy.name);
       }
     });
     this.#factors = undefined;
-    await this.scheduler.schedule("evaluate", nowMs + (policy.evaluateEveryMs ?? ADAPTIVE_BOUNDS.defaultEvaluateEveryMs), { name: policy.name }, taskId(policy.name), "replace");
+    await this.scheduler.schedule(
+      "evaluate",
+      nowMs + (policy.evaluateEveryMs ?? ADAPTIVE_BOUNDS.defaultEvaluateEveryMs),
+      { name: policy.name },
+      taskId(policy.name),
+      "replace",
+    );
     return { policy, state: this.#stateOf(this.#row(policy.name)!, ratePolicies) };
   }
 
@@ -216,7 +236,10 @@ export class AdaptiveLimitsDO extends TollgateObject {
       this.sql,
       `SELECT * FROM level_changes WHERE at_ms >= ? AND at_ms < ? ${parsed.policy === undefined ? "" : "AND policy = ?"}
        ORDER BY id DESC LIMIT ?`,
-      range.from, range.to, ...(parsed.policy === undefined ? [] : [parsed.policy]), parsed.limit ?? 100,
+      range.from,
+      range.to,
+      ...(parsed.policy === undefined ? [] : [parsed.policy]),
+      parsed.limit ?? 100,
     );
     return {
       changes: rows.map((row) => ({
@@ -238,7 +261,12 @@ export class AdaptiveLimitsDO extends TollgateObject {
   }
 
   #adjustmentsNow(): RuleFactors {
-    this.#factors ??= combineFactors(this.#rows().filter((row) => row.level > 0).map((row) => this.#leveled(row)), this.#ratePolicies());
+    this.#factors ??= combineFactors(
+      this.#rows()
+        .filter((row) => row.level > 0)
+        .map((row) => this.#leveled(row)),
+      this.#ratePolicies(),
+    );
     return this.#factors;
   }
 
@@ -267,14 +295,29 @@ export class AdaptiveLimitsDO extends TollgateObject {
     if (error !== null) {
       run(this.sql, "UPDATE adaptive_policies SET last_error = ?, last_evaluated_at_ms = ? WHERE name = ?", error, nowMs, name);
     } else {
-      const thresholds = { tightenAbove: policy.tightenAbove, relaxBelow: policy.relaxBelow, dwellMs: policy.dwellMs, stages: policy.stages.length };
-      const next = step(thresholds, { level: current.level, lastChangeAt: current.last_change_at_ms, belowSince: current.below_since_ms }, value, nowMs);
+      const thresholds = {
+        tightenAbove: policy.tightenAbove,
+        relaxBelow: policy.relaxBelow,
+        dwellMs: policy.dwellMs,
+        stages: policy.stages.length,
+      };
+      const next = step(
+        thresholds,
+        { level: current.level, lastChangeAt: current.last_change_at_ms, belowSince: current.below_since_ms },
+        value,
+        nowMs,
+      );
       this.ctx.storage.transactionSync(() => {
         run(
           this.sql,
           `UPDATE adaptive_policies SET level = ?, last_change_at_ms = ?, below_since_ms = ?, last_value = ?,
              last_evaluated_at_ms = ?, last_error = NULL WHERE name = ?`,
-          next.state.level, next.state.lastChangeAt, next.state.belowSince, value, nowMs, name,
+          next.state.level,
+          next.state.lastChangeAt,
+          next.state.belowSince,
+          value,
+          nowMs,
+          name,
         );
         if (next.change !== undefined) {
           const rules = this.#changedRules(
@@ -295,7 +338,8 @@ export class AdaptiveLimitsDO extends TollgateObject {
 
   #assertSingleton(): void {
     const name = this.ctx.id.name;
-    if (name !== undefined && name !== ADAPTIVE_LIMITS_NAME) throw invalidArgument(`the adaptive controller is named "${ADAPTIVE_LIMITS_NAME}"`);
+    if (name !== undefined && name !== ADAPTIVE_LIMITS_NAME)
+      throw invalidArgument(`the adaptive controller is named "${ADAPTIVE_LIMITS_NAME}"`);
   }
 
   #ratePolicies(): ReadonlyMap<string, readonly Rule[]> {
@@ -353,16 +397,31 @@ export class AdaptiveLimitsDO extends TollgateObject {
     return out;
   }
 
-  #record(policy: string, atMs: number, value: number | null, from: number, to: number, reason: LevelChange["reason"], rules: AdjustedRule[]): void {
+  #record(
+    policy: string,
+    atMs: number,
+    value: number | null,
+    from: number,
+    to: number,
+    reason: LevelChange["reason"],
+    rules: AdjustedRule[],
+  ): void {
     run(
       this.sql,
       "INSERT INTO level_changes (policy, at_ms, value, from_level, to_level, reason, rules) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      policy, atMs, value, from, to, reason, JSON.stringify(rules),
+      policy,
+      atMs,
+      value,
+      from,
+      to,
+      reason,
+      JSON.stringify(rules),
     );
     run(
       this.sql,
       "DELETE FROM level_changes WHERE at_ms < ? OR id <= (SELECT id FROM level_changes ORDER BY id DESC LIMIT 1 OFFSET ?)",
-      atMs - CHANGES_TTL_MS, KEEP_CHANGES,
+      atMs - CHANGES_TTL_MS,
+      KEEP_CHANGES,
     );
   }
 }

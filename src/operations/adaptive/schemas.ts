@@ -37,15 +37,18 @@ const threshold = v.pipe(
   v.maxValue(ADAPTIVE_BOUNDS.maxThreshold, `must be at most ${ADAPTIVE_BOUNDS.maxThreshold}`),
 );
 /** A path template as path statistics store it (it is matched exactly, never normalized here). */
-const templatePath = v.pipe(
-  v.string(),
-  v.regex(/^\/[^\p{Cc}]{0,1023}$/u, 'must start with "/" and be at most 1024 printable characters'),
-);
+const templatePath = v.pipe(v.string(), v.regex(/^\/[^\p{Cc}]{0,1023}$/u, 'must start with "/" and be at most 1024 printable characters'));
 
 export const signalSchema = v.variant("kind", [
   v.strictObject({ kind: v.literal("error_rate"), windowMs, minRequests }),
   v.strictObject({ kind: v.literal("request_rate"), windowMs }),
-  v.strictObject({ kind: v.literal("p99_latency"), path: v.optional(templatePath), method: v.optional(v.picklist(METHODS, `must be one of ${METHODS.join(", ")} (upper case)`)), windowMs, minRequests }),
+  v.strictObject({
+    kind: v.literal("p99_latency"),
+    path: v.optional(templatePath),
+    method: v.optional(v.picklist(METHODS, `must be one of ${METHODS.join(", ")} (upper case)`)),
+    windowMs,
+    minRequests,
+  }),
 ]);
 
 export const stageSchema = v.strictObject({

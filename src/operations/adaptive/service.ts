@@ -1,6 +1,11 @@
 import { RpcTarget } from "cloudflare:workers";
 import type {
-  AdaptiveApi, AdaptiveHistoryInput, AdaptivePolicy, AdaptiveState, LevelChange, SetAdaptivePolicyResult,
+  AdaptiveApi,
+  AdaptiveHistoryInput,
+  AdaptivePolicy,
+  AdaptiveState,
+  LevelChange,
+  SetAdaptivePolicyResult,
 } from "../../../rpc/adaptive";
 import { adjustmentsCache } from "./adjustments-cache";
 import type { Env } from "../../platform/env";

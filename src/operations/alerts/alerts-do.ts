@@ -5,7 +5,16 @@ import { productionReaders, UNAVAILABLE } from "./signals";
 import type { SignalReader, SignalReaders, SignalReading } from "./signals/types";
 import type { Env } from "../../platform/env";
 import { invalidArgument, ServiceError } from "../../platform/errors";
-import { ALERT_BOUNDS, alertRefSchema, alertRuleSchema, listAlertsInputSchema, muteSchema, noInputSchema, ruleRefSchema, triggerOf } from "./schemas";
+import {
+  ALERT_BOUNDS,
+  alertRefSchema,
+  alertRuleSchema,
+  listAlertsInputSchema,
+  muteSchema,
+  noInputSchema,
+  ruleRefSchema,
+  triggerOf,
+} from "./schemas";
 import { parseInput } from "../../platform/schemas";
 import { retryDelayMs } from "../../platform/backoff";
 import { all, maybeOne, one, run } from "../../platform/sql";
@@ -223,7 +232,13 @@ export class AlertsDO extends TollgateObject {
       if (current === undefined || current.revision !== row.revision) return;
       if (current.last_evaluated_at_ms !== null && current.last_evaluated_at_ms > nowMs) return;
       if (reading === undefined) {
-        run(this.sql, "UPDATE alert_rules SET last_error = ?, last_evaluated_at_ms = ? WHERE rule_id = ?", (failure ?? "").slice(0, 500), nowMs, ruleId);
+        run(
+          this.sql,
+          "UPDATE alert_rules SET last_error = ?, last_evaluated_at_ms = ? WHERE rule_id = ?",
+          (failure ?? "").slice(0, 500),
+          nowMs,
+          ruleId,
+        );
         return;
       }
       const threshold = reading.threshold ?? triggerOf(rule).threshold;
@@ -251,7 +266,13 @@ export class AlertsDO extends TollgateObject {
       await this.scheduler.schedule("prune", nowMs + PRUNE_EVERY_MS, null, "prune", "earliest");
     }
     if (this.#store.ruleRow(ruleId)?.revision === row.revision) {
-      await this.scheduler.schedule("evaluate", nowMs + (rule.intervalMs ?? ALERT_BOUNDS.defaultIntervalMs), { ruleId }, evalTaskId(ruleId), "replace");
+      await this.scheduler.schedule(
+        "evaluate",
+        nowMs + (rule.intervalMs ?? ALERT_BOUNDS.defaultIntervalMs),
+        { ruleId },
+        evalTaskId(ruleId),
+        "replace",
+      );
     }
   }
 
@@ -296,9 +317,11 @@ export class AlertsDO extends TollgateObject {
         );
       }
     }
-    const next = due.length === DELIVERY_BATCH
-      ? nowMs
-      : one<{ next: number | null }>(this.sql, "SELECT MIN(MAX(next_attempt_ms, COALESCE(in_flight_until_ms, 0))) AS next FROM outbox").next;
+    const next =
+      due.length === DELIVERY_BATCH
+        ? nowMs
+        : one<{ next: number | null }>(this.sql, "SELECT MIN(MAX(next_attempt_ms, COALESCE(in_flight_until_ms, 0))) AS next FROM outbox")
+            .next;
     // "replace": the running task's own row is due earlier and would win, then be deleted as done.
     if (next !== null) await this.scheduler.schedule("deliver", Math.max(next, nowMs), null, "deliver", "replace");
   }

@@ -17,7 +17,12 @@ export type Transition = "fire" | "resolve" | "none";
  *   trigger, so an OK rule stays OK and a FIRING rule recovers.
  * - A rule with no trigger (a cost rule without threshold and without a budget) never fires.
  */
-export function nextState(rule: AlertRule, state: AlertRuleState, value: number | null, threshold: number | undefined = triggerOf(rule).threshold): { state: AlertRuleState; transition: Transition } {
+export function nextState(
+  rule: AlertRule,
+  state: AlertRuleState,
+  value: number | null,
+  threshold: number | undefined = triggerOf(rule).threshold,
+): { state: AlertRuleState; transition: Transition } {
   const { below } = triggerOf(rule);
   if (state === "ok") {
     const past = value !== null && threshold !== undefined && (below ? value < threshold : value >= threshold);

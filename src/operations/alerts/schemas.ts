@@ -29,16 +29,34 @@ export const ruleId = v.pipe(
 );
 
 /** `<ruleId>#<crossing>`. */
-export const alertId = v.pipe(v.string("must be a string"), v.regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}#[1-9][0-9]{0,15}$/, "must be an alert id (<ruleId>#<n>)"));
+export const alertId = v.pipe(
+  v.string("must be a string"),
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}#[1-9][0-9]{0,15}$/, "must be an alert id (<ruleId>#<n>)"),
+);
 
 /** A finite number in (0, 1]. */
-const share = v.pipe(v.number("must be a number"), v.finite("must be finite"), v.gtValue(0, "must be above 0"), v.maxValue(1, "must be at most 1"));
+const share = v.pipe(
+  v.number("must be a number"),
+  v.finite("must be finite"),
+  v.gtValue(0, "must be above 0"),
+  v.maxValue(1, "must be at most 1"),
+);
 /** A finite number in [0, 1]: a recovery point may be 0 (recover only when nothing is left). */
-const recoverShare = v.pipe(v.number("must be a number"), v.finite("must be finite"), v.minValue(0, "must be at least 0"), v.maxValue(1, "must be at most 1"));
+const recoverShare = v.pipe(
+  v.number("must be a number"),
+  v.finite("must be finite"),
+  v.minValue(0, "must be at least 0"),
+  v.maxValue(1, "must be at most 1"),
+);
 const level = integer(-ALERT_BOUNDS.maxLevel, ALERT_BOUNDS.maxLevel);
 const windowMs = integer(ALERT_BOUNDS.minWindowMs, ALERT_BOUNDS.maxWindowMs);
 const minRequests = integer(1, 1_000_000_000);
-const usd = v.pipe(v.number("must be a number"), v.finite("must be finite"), v.minValue(0, "must be at least 0"), v.maxValue(ALERT_BOUNDS.maxUsd, `must be at most ${ALERT_BOUNDS.maxUsd}`));
+const usd = v.pipe(
+  v.number("must be a number"),
+  v.finite("must be finite"),
+  v.minValue(0, "must be at least 0"),
+  v.maxValue(ALERT_BOUNDS.maxUsd, `must be at most ${ALERT_BOUNDS.maxUsd}`),
+);
 const method = v.pipe(
   v.string("must be a string"),
   v.maxLength(16, "must be at most 16 characters"),

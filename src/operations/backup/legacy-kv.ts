@@ -20,11 +20,24 @@ export function parseLegacyCounter(key: string, value: string | null, nowMs: num
   const match = KEY.exec(key);
   if (match === null) return { ok: false, reason: "malformed key" };
   const digits = match[2]!;
-  const [year, month, day, hour, minute] = [digits.slice(0, 4), digits.slice(4, 6), digits.slice(6, 8), digits.slice(8, 10), digits.slice(10, 12)].map(Number) as [number, number, number, number, number];
+  const [year, month, day, hour, minute] = [
+    digits.slice(0, 4),
+    digits.slice(4, 6),
+    digits.slice(6, 8),
+    digits.slice(8, 10),
+    digits.slice(10, 12),
+  ].map(Number) as [number, number, number, number, number];
   const second = digits.length === 14 ? Number(digits.slice(12, 14)) : 0;
   const at = Date.UTC(year, month - 1, day, hour, minute, second);
   const check = new Date(at);
-  if (Number.isNaN(at) || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day || check.getUTCHours() !== hour || check.getUTCMinutes() !== minute || second > 59) {
+  if (
+    Number.isNaN(at) ||
+    check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day ||
+    check.getUTCHours() !== hour ||
+    check.getUTCMinutes() !== minute ||
+    second > 59
+  ) {
     return { ok: false, reason: "malformed key" };
   }
   if (value === null || !/^\d{1,15}$/.test(value.trim())) return { ok: false, reason: "malformed value" };

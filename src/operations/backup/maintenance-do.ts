@@ -1,4 +1,4 @@
-import type { BackupSchedule, } from "../../../rpc/backup";
+import type { BackupSchedule } from "../../../rpc/backup";
 import type { Env } from "../../platform/env";
 import { backupScheduleInputSchema } from "./schemas";
 import { parseInput } from "../../platform/schemas";
@@ -89,7 +89,10 @@ export class MaintenanceDO extends TollgateObject {
 
   backupSchedule(): BackupSchedule {
     const row = maybeOne<ScheduleRow>(this.sql, "SELECT every_ms, targets, next_slot_ms FROM backup_schedule WHERE id = 1");
-    const runs = all<{ slot_ms: number; backup_id: string; at_ms: number }>(this.sql, "SELECT slot_ms, backup_id, at_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT 10").map((r) => ({
+    const runs = all<{ slot_ms: number; backup_id: string; at_ms: number }>(
+      this.sql,
+      "SELECT slot_ms, backup_id, at_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT 10",
+    ).map((r) => ({
       slotMs: r.slot_ms,
       backupId: r.backup_id,
       at: r.at_ms,
@@ -109,7 +112,11 @@ export class MaintenanceDO extends TollgateObject {
       // so a restore of it finds this slot's task due and no run recorded, and backs up once more.
       const manifest = await new BackupService(this.env).backup({ to: "r2", ...targetsOf(row) });
       run(this.sql, "INSERT OR IGNORE INTO backup_runs (slot_ms, backup_id, at_ms) VALUES (?, ?, ?)", slotMs, manifest.backupId, nowMs);
-      run(this.sql, "DELETE FROM backup_runs WHERE slot_ms NOT IN (SELECT slot_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT ?)", KEEP_RUNS);
+      run(
+        this.sql,
+        "DELETE FROM backup_runs WHERE slot_ms NOT IN (SELECT slot_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT ?)",
+        KEEP_RUNS,
+      );
     }
     // The next slot follows this one; slots missed while the object was down are skipped.
     let next = slotMs + row.every_ms;

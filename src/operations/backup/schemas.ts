@@ -43,18 +43,19 @@ export const DATA_BINDINGS = ["CREDIT_LEDGER", "RATE_LIMITER", "PATH_COLLECTOR",
  * `bindings` is every binding a manifest may name (`DATA_BINDINGS` and the control objects'):
  * passed in, because the control registry imports the objects, which import this module.
  */
-export const manifestSchema = <const B extends string>(bindings: readonly B[]) => v.object({
-  backupId: v.pipe(v.string(), v.regex(BACKUP_ID)),
-  createdAt: integer(0, Number.MAX_SAFE_INTEGER),
-  objects: v.pipe(
-    v.array(
-      v.object({
-        binding: v.picklist(bindings),
-        name: text(1, 256),
-        key: text(1, 1_024),
-        rows: v.record(v.string(), integer(0, Number.MAX_SAFE_INTEGER)),
-      }),
+export const manifestSchema = <const B extends string>(bindings: readonly B[]) =>
+  v.object({
+    backupId: v.pipe(v.string(), v.regex(BACKUP_ID)),
+    createdAt: integer(0, Number.MAX_SAFE_INTEGER),
+    objects: v.pipe(
+      v.array(
+        v.object({
+          binding: v.picklist(bindings),
+          name: text(1, 256),
+          key: text(1, 1_024),
+          rows: v.record(v.string(), integer(0, Number.MAX_SAFE_INTEGER)),
+        }),
+      ),
+      v.maxLength(10_000),
     ),
-    v.maxLength(10_000),
-  ),
-});
+  });

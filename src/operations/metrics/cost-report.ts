@@ -30,13 +30,22 @@ export interface Measured {
  * Prices what was measured in `range`: each item's quantity, its cost over the range (the
  * monthly allowance prorated to the range) and the range extrapolated to 30 days.
  */
-export function priceUsage(measured: Measured, range: { from: number; to: number }, prices: CostPrices, budgetUsd: number | null, nowMs: number): CostReport {
+export function priceUsage(
+  measured: Measured,
+  range: { from: number; to: number },
+  prices: CostPrices,
+  budgetUsd: number | null,
+  nowMs: number,
+): CostReport {
   const share = (range.to - range.from) / MONTH_MS;
   const sum = (pick: (row: MetricRow) => number, keep: (row: MetricRow) => boolean) =>
     measured.rows.reduce((total, row) => (keep(row) ? total + pick(row) : total), 0);
   const isObject = (row: MetricRow) => row.surface === "object";
   const quantities: Record<PricedItem, number> = {
-    workersRequests: sum((r) => r.calls, (r) => r.surface === "entrypoint" && r.kind === "Gateway" && r.method === "fetch"),
+    workersRequests: sum(
+      (r) => r.calls,
+      (r) => r.surface === "entrypoint" && r.kind === "Gateway" && r.method === "fetch",
+    ),
     durableObjectRequests: sum((r) => r.calls, isObject),
     sqliteRowsRead: sum((r) => r.rowsRead, isObject),
     sqliteRowsWritten: sum((r) => r.rowsWritten, isObject),
@@ -84,7 +93,10 @@ export function priceUsage(measured: Measured, range: { from: number; to: number
 }
 
 function byMethod(rows: readonly MetricRow[]): CostReport["byMethod"] {
-  const out = new Map<string, { surface: MetricsSurface; kind: string; method: string; requests: number; rowsRead: number; rowsWritten: number }>();
+  const out = new Map<
+    string,
+    { surface: MetricsSurface; kind: string; method: string; requests: number; rowsRead: number; rowsWritten: number }
+  >();
   for (const row of rows) {
     const key = `${row.surface}\u0000${row.kind}\u0000${row.method}`;
     const entry = out.get(key) ?? { surface: row.surface, kind: row.kind, method: row.method, requests: 0, rowsRead: 0, rowsWritten: 0 };

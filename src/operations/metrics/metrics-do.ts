@@ -7,7 +7,13 @@ import { parseInput } from "../../platform/schemas";
 import { metricsPushSchema, shardQuerySchema } from "./schemas";
 import type { Migration } from "../../platform/migrations";
 import {
-  closeFinishedBuckets, markRollupDirty, pruneExpiredRollups, rebuildDirtyBuckets, rollupCoverage, rollupWatermark, type RollupStore,
+  closeFinishedBuckets,
+  markRollupDirty,
+  pruneExpiredRollups,
+  rebuildDirtyBuckets,
+  rollupCoverage,
+  rollupWatermark,
+  type RollupStore,
 } from "../../platform/rollup-compaction";
 import { all, maybeOne, run } from "../../platform/sql";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
@@ -27,7 +33,9 @@ const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: "receipts, rollups, sizes, dirty buckets",
     up(sql) {
-      sql.exec("CREATE TABLE receipts (source TEXT NOT NULL, push_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (source, push_id)) WITHOUT ROWID");
+      sql.exec(
+        "CREATE TABLE receipts (source TEXT NOT NULL, push_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (source, push_id)) WITHOUT ROWID",
+      );
       sql.exec(`CREATE TABLE rollups (
         granularity TEXT NOT NULL,
         bucket_ms INTEGER NOT NULL,
@@ -41,8 +49,12 @@ const MIGRATIONS: readonly Migration[] = [
         rows_written INTEGER NOT NULL,
         PRIMARY KEY (granularity, bucket_ms, surface, kind, method, code, latency_bucket)
       ) WITHOUT ROWID`);
-      sql.exec("CREATE TABLE sizes (source TEXT PRIMARY KEY, kind TEXT NOT NULL, bytes INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID");
-      sql.exec("CREATE TABLE dirty (granularity TEXT NOT NULL, bucket_ms INTEGER NOT NULL, PRIMARY KEY (granularity, bucket_ms)) WITHOUT ROWID");
+      sql.exec(
+        "CREATE TABLE sizes (source TEXT PRIMARY KEY, kind TEXT NOT NULL, bytes INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID",
+      );
+      sql.exec(
+        "CREATE TABLE dirty (granularity TEXT NOT NULL, bucket_ms INTEGER NOT NULL, PRIMARY KEY (granularity, bucket_ms)) WITHOUT ROWID",
+      );
       sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
     },
   },
@@ -117,7 +129,15 @@ export class MetricsDO extends TollgateObject {
              VALUES ('minute', ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (granularity, bucket_ms, surface, kind, method, code, latency_bucket) DO UPDATE SET
                calls = calls + excluded.calls, rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written`,
-            minute, parsed.surface, row.kind, row.method, row.code, row.bucket, row.calls, row.rowsRead, row.rowsWritten,
+            minute,
+            parsed.surface,
+            row.kind,
+            row.method,
+            row.code,
+            row.bucket,
+            row.calls,
+            row.rowsRead,
+            row.rowsWritten,
           );
           // A late minute of an hour already compacted: that hour is rebuilt from its minutes.
           if (minute < hourWatermark) {
@@ -130,7 +150,10 @@ export class MetricsDO extends TollgateObject {
         run(
           this.sql,
           "INSERT INTO sizes (source, kind, bytes, at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, bytes = excluded.bytes, at_ms = excluded.at_ms",
-          parsed.source, parsed.storedBytes.kind, parsed.storedBytes.bytes, nowMs,
+          parsed.source,
+          parsed.storedBytes.kind,
+          parsed.storedBytes.bytes,
+          nowMs,
         );
       }
     });
@@ -154,15 +177,23 @@ export class MetricsDO extends TollgateObject {
           `SELECT surface, kind, method, code, latency_bucket, SUM(calls) AS calls, SUM(rows_read) AS rows_read, SUM(rows_written) AS rows_written
            FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
            GROUP BY surface, kind, method, code, latency_bucket`,
-          granularity, segment.from, segment.to,
+          granularity,
+          segment.from,
+          segment.to,
         );
         for (const row of rows) {
           const key = [row.surface, row.kind, row.method, row.code, row.latency_bucket].join("\u0000");
           const sum = sums.get(key);
           if (sum === undefined) {
             sums.set(key, {
-              surface: row.surface, kind: row.kind, method: row.method, code: row.code, bucket: row.latency_bucket,
-              calls: row.calls, rowsRead: row.rows_read, rowsWritten: row.rows_written,
+              surface: row.surface,
+              kind: row.kind,
+              method: row.method,
+              code: row.code,
+              bucket: row.latency_bucket,
+              calls: row.calls,
+              rowsRead: row.rows_read,
+              rowsWritten: row.rows_written,
             });
           } else {
             sum.calls += row.calls;
@@ -208,7 +239,11 @@ export class MetricsDO extends TollgateObject {
        SELECT ?, ?, surface, kind, method, code, latency_bucket, SUM(calls), SUM(rows_read), SUM(rows_written)
        FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
        GROUP BY surface, kind, method, code, latency_bucket`,
-      granularity, bucket, finer, bucket, bucket + GRANULARITY_MS[granularity],
+      granularity,
+      bucket,
+      finer,
+      bucket,
+      bucket + GRANULARITY_MS[granularity],
     );
   }
 }

@@ -7,7 +7,13 @@ import { DAY_MS, resolveRange } from "../../platform/buckets";
 import { mergePolicy } from "./policy";
 import { parseInput } from "../../platform/schemas";
 import {
-  allowInputSchema, cidrInputSchema, denyInputSchema, flaggedInputSchema, PROTECTION_BOUNDS, reportFlagSchema, setPolicyInputSchema,
+  allowInputSchema,
+  cidrInputSchema,
+  denyInputSchema,
+  flaggedInputSchema,
+  PROTECTION_BOUNDS,
+  reportFlagSchema,
+  setPolicyInputSchema,
 } from "./schemas";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
@@ -22,8 +28,12 @@ const MIGRATIONS: readonly Migration[] = [
     name: "allow list, deny list, policy override, flags",
     up(sql) {
       sql.exec("CREATE TABLE allow_list (cidr TEXT PRIMARY KEY, note TEXT, added_at_ms INTEGER NOT NULL) WITHOUT ROWID");
-      sql.exec("CREATE TABLE deny_list (cidr TEXT PRIMARY KEY, until_ms INTEGER, reason TEXT NOT NULL, added_at_ms INTEGER NOT NULL) WITHOUT ROWID");
-      sql.exec("CREATE TABLE policy_override (id INTEGER PRIMARY KEY CHECK (id = 1), policy TEXT NOT NULL, updated_at_ms INTEGER NOT NULL)");
+      sql.exec(
+        "CREATE TABLE deny_list (cidr TEXT PRIMARY KEY, until_ms INTEGER, reason TEXT NOT NULL, added_at_ms INTEGER NOT NULL) WITHOUT ROWID",
+      );
+      sql.exec(
+        "CREATE TABLE policy_override (id INTEGER PRIMARY KEY CHECK (id = 1), policy TEXT NOT NULL, updated_at_ms INTEGER NOT NULL)",
+      );
       // `client` is the collector's stored id (privacy mode applied): never a raw address.
       sql.exec(`CREATE TABLE flags (
         id INTEGER PRIMARY KEY,
@@ -84,14 +94,19 @@ export class ProtectionDO extends TollgateObject {
     return {
       policy: this.#policyInfo().effective,
       allow: all<{ cidr: string }>(this.sql, "SELECT cidr FROM allow_list ORDER BY cidr").map((row) => row.cidr),
-      deny: all<{ cidr: string; until_ms: number | null }>(this.sql, "SELECT cidr, until_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr", nowMs).map((row) =>
-        row.until_ms === null ? { cidr: row.cidr } : { cidr: row.cidr, until: row.until_ms },
-      ),
+      deny: all<{ cidr: string; until_ms: number | null }>(
+        this.sql,
+        "SELECT cidr, until_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr",
+        nowMs,
+      ).map((row) => (row.until_ms === null ? { cidr: row.cidr } : { cidr: row.cidr, until: row.until_ms })),
     };
   }
 
   allowList(): { entries: AllowEntry[] } {
-    const rows = all<{ cidr: string; note: string | null; added_at_ms: number }>(this.sql, "SELECT cidr, note, added_at_ms FROM allow_list ORDER BY cidr");
+    const rows = all<{ cidr: string; note: string | null; added_at_ms: number }>(
+      this.sql,
+      "SELECT cidr, note, added_at_ms FROM allow_list ORDER BY cidr",
+    );
     return { entries: rows.map((row) => ({ cidr: row.cidr, ...(row.note === null ? {} : { note: row.note }), addedAt: row.added_at_ms })) };
   }
 
@@ -121,7 +136,12 @@ export class ProtectionDO extends TollgateObject {
       this.now(),
     );
     return {
-      entries: rows.map((row) => ({ cidr: row.cidr, ...(row.until_ms === null ? {} : { until: row.until_ms }), reason: row.reason, addedAt: row.added_at_ms })),
+      entries: rows.map((row) => ({
+        cidr: row.cidr,
+        ...(row.until_ms === null ? {} : { until: row.until_ms }),
+        reason: row.reason,
+        addedAt: row.added_at_ms,
+      })),
     };
   }
 
@@ -129,8 +149,10 @@ export class ProtectionDO extends TollgateObject {
     const parsed = parseInput(denyInputSchema, input, "deny input");
     const nowMs = this.now();
     if (parsed.untilMs !== undefined) {
-      if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future", [{ path: "untilMs", message: "must be in the future" }]);
-      if (parsed.untilMs > nowMs + PROTECTION_BOUNDS.maxPeriodMs) throw invalidArgument("untilMs must be at most 366 days ahead", [{ path: "untilMs", message: "too far ahead" }]);
+      if (parsed.untilMs <= nowMs)
+        throw invalidArgument("untilMs must be in the future", [{ path: "untilMs", message: "must be in the future" }]);
+      if (parsed.untilMs > nowMs + PROTECTION_BOUNDS.maxPeriodMs)
+        throw invalidArgument("untilMs must be at most 366 days ahead", [{ path: "untilMs", message: "too far ahead" }]);
     }
     this.#assertRoom("deny_list", parsed.cidr);
     run(
@@ -233,7 +255,10 @@ export class ProtectionDO extends TollgateObject {
   }
 
   #policyInfo(): PolicyInfo {
-    const row = maybeOne<{ policy: string; updated_at_ms: number }>(this.sql, "SELECT policy, updated_at_ms FROM policy_override WHERE id = 1");
+    const row = maybeOne<{ policy: string; updated_at_ms: number }>(
+      this.sql,
+      "SELECT policy, updated_at_ms FROM policy_override WHERE id = 1",
+    );
     const override = row === undefined ? {} : (JSON.parse(row.policy) as Partial<AnomalyPolicy>);
     return { effective: mergePolicy(configuredPolicy(this.env), override), override, updatedAt: row?.updated_at_ms ?? null };
   }
@@ -242,7 +267,10 @@ export class ProtectionDO extends TollgateObject {
     const exists = maybeOne(this.sql, `SELECT 1 AS x FROM ${table} WHERE cidr = ?`, cidr) !== undefined;
     const size = maybeOne<{ n: number }>(this.sql, `SELECT COUNT(*) AS n FROM ${table}`)!.n;
     if (!exists && size >= PROTECTION_BOUNDS.maxEntries) {
-      throw new ServiceError("RESOURCE_EXHAUSTED", `the ${table === "allow_list" ? "allow" : "deny"} list holds at most ${PROTECTION_BOUNDS.maxEntries} entries`);
+      throw new ServiceError(
+        "RESOURCE_EXHAUSTED",
+        `the ${table === "allow_list" ? "allow" : "deny"} list holds at most ${PROTECTION_BOUNDS.maxEntries} entries`,
+      );
     }
   }
 }

@@ -16,19 +16,32 @@ export const PROTECTION_BOUNDS = {
 export const cidrSchema = v.pipe(
   v.string("must be a string"),
   v.maxLength(64, "must be at most 64 characters"),
-  v.check((value) => parseCidr(value) !== null, "must be a CIDR range (e.g. 203.0.113.0/24, 2001:db8::/32) with no bits set after the prefix"),
+  v.check(
+    (value) => parseCidr(value) !== null,
+    "must be a CIDR range (e.g. 203.0.113.0/24, 2001:db8::/32) with no bits set after the prefix",
+  ),
   v.transform((value) => formatCidr(parseCidr(value)!)),
 );
 
 const real = (min: number, max: number) =>
-  v.pipe(v.number("must be a number"), v.finite("must be finite"), v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
+  v.pipe(
+    v.number("must be a number"),
+    v.finite("must be finite"),
+    v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
+  );
 
 /** Any subset of the policy's fields, each bounded; unknown fields are refused. */
 export const policyPatchSchema = v.strictObject({
   enabled: v.optional(v.boolean("must be a boolean")),
   block: v.optional(v.boolean("must be a boolean")),
   blockMs: v.optional(integer(1_000, PROTECTION_BOUNDS.maxPeriodMs)),
-  alpha: v.optional(v.pipe(real(0, 1), v.check((value) => value > 0, "must be more than 0"))),
+  alpha: v.optional(
+    v.pipe(
+      real(0, 1),
+      v.check((value) => value > 0, "must be more than 0"),
+    ),
+  ),
   rateK: v.optional(real(0.5, 100)),
   rateMinCount: v.optional(integer(1, 1_000_000)),
   rateMinSd: v.optional(real(0, 1_000_000)),

@@ -77,7 +77,11 @@ function intVar(name: string, raw: string | undefined, fallback: number, min: nu
 
 /** Same format and floors as PATH_RETENTION (minutes ≥ 25h so a late push can rebuild its hour). */
 function retention(raw: string | undefined): MetricsRetention {
-  return parseNamedDurations(raw, { variable: "METRICS_RETENTION", defaults: DEFAULTS.retention, bounds: (name) => ({ min: MIN_ROLLUP_RETENTION[name] }) });
+  return parseNamedDurations(raw, {
+    variable: "METRICS_RETENTION",
+    defaults: DEFAULTS.retention,
+    bounds: (name) => ({ min: MIN_ROLLUP_RETENTION[name] }),
+  });
 }
 
 const price = v.strictObject({
@@ -108,7 +112,8 @@ export type PricedItem = Exclude<CostItemName, "subscription">;
  * COST_PRICES is unset. wrangler.toml carries the same values so an operator can edit them.
  */
 export const DEFAULT_COST_PRICES: CostPrices = {
-  source: "https://developers.cloudflare.com/workers/platform/pricing/ and https://developers.cloudflare.com/durable-objects/platform/pricing/",
+  source:
+    "https://developers.cloudflare.com/workers/platform/pricing/ and https://developers.cloudflare.com/durable-objects/platform/pricing/",
   subscriptionUsdPerMonth: 5,
   workersRequests: { usd: 0.3, per: 1_000_000, includedPerMonth: 10_000_000 },
   durableObjectRequests: { usd: 0.15, per: 1_000_000, includedPerMonth: 1_000_000 },

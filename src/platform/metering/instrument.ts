@@ -46,11 +46,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * Runs `body` as a counted call and reports how it ended through `done`, synchronously for a
  * synchronous method (so a sync RPC method stays sync) and after settling for an async one.
  */
-function metered(
-  body: () => unknown,
-  start: number,
-  finish: (code: string, start: number) => void,
-): unknown {
+function metered(body: () => unknown, start: number, finish: (code: string, start: number) => void): unknown {
   let result: unknown;
   try {
     result = body();

@@ -111,7 +111,10 @@ export async function pushClosedMinutes(
       closed,
     );
     sql.exec("DELETE FROM _metrics WHERE minute_ms < ?", closed);
-    sql.exec("INSERT INTO _metrics_seq (id, next_push_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_push_id = excluded.next_push_id", pushId + 1);
+    sql.exec(
+      "INSERT INTO _metrics_seq (id, next_push_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_push_id = excluded.next_push_id",
+      pushId + 1,
+    );
   });
   const rows = all<OutboxRow>(sql, "SELECT * FROM _metrics_outbox ORDER BY push_id, minute_ms, method, code, bucket");
   const byBatch = new Map<number, PushedMetricRow[]>();

@@ -81,22 +81,22 @@ export function evaluateRules(
       }
     }
   }
-  const shadowDenials = counts
-    ? outcomes.filter(({ rule, outcome }) => rule.shadow && !outcome.allowed).map(({ rule }) => rule.name)
-    : [];
+  const shadowDenials = counts ? outcomes.filter(({ rule, outcome }) => rule.shadow && !outcome.allowed).map(({ rule }) => rule.name) : [];
 
   // Reported state: what each rule shows after this call. When nothing was charged, a rule
   // that would have admitted shows its pre-call remaining; a rule charged by countDenied
   // shows its state after that charge.
   const ruleStates: RuleState[] = outcomes.map(({ rule, outcome }) => {
     const penalty = penalized.get(rule.name);
-    const reported = penalty !== undefined
-      ? evaluateRule(rule, penalty.state, nowMs, 0)
-      : charged || !outcome.allowed ? outcome : evaluateRule(rule, states.get(rule.name), nowMs, 0);
+    const reported =
+      penalty !== undefined
+        ? evaluateRule(rule, penalty.state, nowMs, 0)
+        : charged || !outcome.allowed
+          ? outcome
+          : evaluateRule(rule, states.get(rule.name), nowMs, 0);
     // A denying rule that was charged anyway now needs longer before it admits the same call.
-    const retryAfterMs = penalty !== undefined && !outcome.allowed
-      ? evaluateRule(rule, penalty.state, nowMs, cost).retryAfterMs
-      : outcome.retryAfterMs;
+    const retryAfterMs =
+      penalty !== undefined && !outcome.allowed ? evaluateRule(rule, penalty.state, nowMs, cost).retryAfterMs : outcome.retryAfterMs;
     const state: RuleState = {
       name: rule.name,
       algorithm: rule.algorithm,
@@ -217,11 +217,7 @@ export function refundRule(rule: Rule, state: LimiterState | undefined, nowMs: n
 function tightest(states: RuleState[]): RuleState | undefined {
   let best: RuleState | undefined;
   for (const state of states) {
-    if (
-      best === undefined ||
-      state.remaining < best.remaining ||
-      (state.remaining === best.remaining && state.resetAt > best.resetAt)
-    ) {
+    if (best === undefined || state.remaining < best.remaining || (state.remaining === best.remaining && state.resetAt > best.resetAt)) {
       best = state;
     }
   }

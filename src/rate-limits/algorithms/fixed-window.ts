@@ -6,12 +6,7 @@ import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcom
  * count is the true number of admitted units in the window. Bursts of up to 2x the limit
  * are possible across a window boundary; that is the algorithm, not an error.
  */
-export function evaluateFixedWindow(
-  rule: Rule,
-  stored: LimiterState | undefined,
-  nowMs: number,
-  cost: number,
-): RuleOutcome {
+export function evaluateFixedWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RuleOutcome {
   const { limit, periodMs } = rule;
   const start = windowStart(nowMs, periodMs);
   const state = compatibleState(stored, "fixed_window", periodMs);

@@ -1,5 +1,13 @@
 import type { Rule } from "../../../rpc/rate-limits";
-import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
+import {
+  ceilDiv,
+  compatibleState,
+  floorDiv,
+  type LimiterState,
+  type RefundOutcome,
+  type RuleOutcome,
+  type StateChange,
+} from "./rule-state";
 
 /**
  * GCRA (generic cell rate algorithm, as in redis-cell): one unit is emitted every
@@ -20,9 +28,10 @@ export function evaluateGcra(rule: Rule, stored: LimiterState | undefined, nowMs
   const after = allowed ? debt + cost * periodMs : debt;
   let retryAfterMs = 0;
   if (!allowed) {
-    retryAfterMs = cost > (rule.burst ?? limit)
-      ? Math.max(ceilDiv(debt, limit), ceilDiv(periodMs, limit))
-      : ceilDiv(debt + cost * periodMs - capacity, limit);
+    retryAfterMs =
+      cost > (rule.burst ?? limit)
+        ? Math.max(ceilDiv(debt, limit), ceilDiv(periodMs, limit))
+        : ceilDiv(debt + cost * periodMs - capacity, limit);
   }
   return {
     allowed,

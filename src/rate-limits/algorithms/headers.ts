@@ -11,12 +11,8 @@ import type { Decision } from "../../../rpc/rate-limits";
 export function rateLimitHeaders(decision: Decision, nowMs: number): Record<string, string> {
   const enforced = decision.rules.filter((rule) => !rule.shadow);
   const headers: Record<string, string> = {
-    "RateLimit-Policy": enforced
-      .map((rule) => `"${rule.name}";q=${rule.limit};w=${ceilSeconds(rule.periodMs)}`)
-      .join(", "),
-    RateLimit: enforced
-      .map((rule) => `"${rule.name}";r=${rule.remaining};t=${ceilSeconds(Math.max(0, rule.resetAt - nowMs))}`)
-      .join(", "),
+    "RateLimit-Policy": enforced.map((rule) => `"${rule.name}";q=${rule.limit};w=${ceilSeconds(rule.periodMs)}`).join(", "),
+    RateLimit: enforced.map((rule) => `"${rule.name}";r=${rule.remaining};t=${ceilSeconds(Math.max(0, rule.resetAt - nowMs))}`).join(", "),
     "X-RateLimit-Limit": String(decision.limit),
     "X-RateLimit-Remaining": String(decision.remaining),
     "X-RateLimit-Reset": String(ceilSeconds(decision.resetAt)),

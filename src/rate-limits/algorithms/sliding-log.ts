@@ -14,12 +14,7 @@ export const SLIDING_LOG_MAX_LIMIT = 1_000;
  * `periodMs` ever holds more than `limit` units. Exact, at the price of one stored row per
  * admitted call.
  */
-export function evaluateSlidingLog(
-  rule: Rule,
-  stored: LimiterState | undefined,
-  nowMs: number,
-  cost: number,
-): RuleOutcome {
+export function evaluateSlidingLog(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RuleOutcome {
   const { limit, periodMs } = rule;
   const live = liveEntries(stored, periodMs, nowMs);
   const used = total(live);
@@ -101,14 +96,7 @@ function append(entries: readonly LogEntry[], nowMs: number, cost: number): LogE
  * The exact wait until enough of the oldest entries have left the window. A cost above the
  * limit can never be admitted; it is told to wait until the log has drained.
  */
-function waitUntilAdmitted(
-  live: readonly LogEntry[],
-  used: number,
-  limit: number,
-  periodMs: number,
-  nowMs: number,
-  cost: number,
-): number {
+function waitUntilAdmitted(live: readonly LogEntry[], used: number, limit: number, periodMs: number, nowMs: number, cost: number): number {
   if (cost > limit) return live.length === 0 ? periodMs : live.at(-1)!.atMs + periodMs - nowMs;
   let excess = used + cost - limit;
   for (const entry of live) {

@@ -12,12 +12,7 @@ import { compatibleState, type LimiterState, type RefundOutcome, type RuleOutcom
  * deterministic. The estimate assumes the previous window's units were spread evenly; it
  * is an approximation of a true sliding log, documented in docs/rate-limits.md.
  */
-export function evaluateSlidingWindow(
-  rule: Rule,
-  stored: LimiterState | undefined,
-  nowMs: number,
-  cost: number,
-): RuleOutcome {
+export function evaluateSlidingWindow(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RuleOutcome {
   const { limit, periodMs } = rule;
   const start = windowStart(nowMs, periodMs);
   const { current, previous } = countsAt(compatibleState(stored, "sliding_window", periodMs), start, periodMs);
@@ -95,14 +90,7 @@ export function chargeDeniedSlidingWindow(rule: Rule, stored: LimiterState | und
  * is charged meanwhile. A cost above the limit can never be admitted; it is told to wait
  * until the rule's state has fully drained.
  */
-function waitUntilAdmitted(
-  limit: number,
-  periodMs: number,
-  elapsed: number,
-  current: number,
-  previous: number,
-  cost: number,
-): number {
+function waitUntilAdmitted(limit: number, periodMs: number, elapsed: number, current: number, previous: number, cost: number): number {
   const P = BigInt(periodMs);
   if (cost > limit) return (current > 0 ? 2 * periodMs : periodMs) - elapsed;
   if (current + cost <= limit) {

@@ -1,5 +1,13 @@
 import type { Rule } from "../../../rpc/rate-limits";
-import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
+import {
+  ceilDiv,
+  compatibleState,
+  floorDiv,
+  type LimiterState,
+  type RefundOutcome,
+  type RuleOutcome,
+  type StateChange,
+} from "./rule-state";
 
 /**
  * Token bucket with whole refills: the bucket holds up to `burst` tokens (default `limit`)
@@ -8,25 +16,18 @@ import { ceilDiv, compatibleState, floorDiv, type LimiterState, type RefundOutco
  * This is the bucket of Envoy's local rate limit and Upstash's `tokenBucket`: bursts up to
  * `burst`, then `limit` per period. Exact integers throughout.
  */
-export function evaluateTokenBucket(
-  rule: Rule,
-  stored: LimiterState | undefined,
-  nowMs: number,
-  cost: number,
-): RuleOutcome {
+export function evaluateTokenBucket(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RuleOutcome {
   const { limit, periodMs } = rule;
   const capacity = rule.burst ?? limit;
   const { tokens, cycleStartMs } = refill(rule, stored, nowMs);
   const allowed = cost <= tokens;
   const left = tokens - cost;
   const after = allowed ? left : tokens;
-  const fullAt = (level: number) =>
-    level >= capacity ? nowMs : cycleStartMs + ceilDiv(capacity - level, limit) * periodMs;
+  const fullAt = (level: number) => (level >= capacity ? nowMs : cycleStartMs + ceilDiv(capacity - level, limit) * periodMs);
   let retryAfterMs = 0;
   if (!allowed) {
-    retryAfterMs = cost > capacity
-      ? Math.max(fullAt(tokens) - nowMs, periodMs)
-      : cycleStartMs + ceilDiv(cost - tokens, limit) * periodMs - nowMs;
+    retryAfterMs =
+      cost > capacity ? Math.max(fullAt(tokens) - nowMs, periodMs) : cycleStartMs + ceilDiv(cost - tokens, limit) * periodMs - nowMs;
   }
   return {
     allowed,

@@ -235,7 +235,12 @@ describe("adaptive limits under a simulated error storm", () => {
     const base = FUTURE + 3 * DAY_MS;
     await controller().pinClock(base);
     expect(await controller().tasks()).toEqual([]);
-    await adaptive().setPolicy({ ...STORM_POLICY, signal: { kind: "p99_latency", path: "/storm", method: "GET", minRequests: 1 }, tightenAbove: 5, relaxBelow: 1 });
+    await adaptive().setPolicy({
+      ...STORM_POLICY,
+      signal: { kind: "p99_latency", path: "/storm", method: "GET", minRequests: 1 },
+      tightenAbove: 5,
+      relaxBelow: 1,
+    });
     expect((await controller().tasks()).map((task) => [task.kind, task.dueMs])).toEqual([["evaluate", base + 15_000]]);
     await recordMinute(base, 30, 0);
     await settlePaths(base + MINUTE_MS + 3_000);
@@ -251,7 +256,12 @@ describe("adaptive limits under a simulated error storm", () => {
     await controller().failSignalReads(true);
     await evaluateAt(base + 10 * MINUTE_MS);
     const failed = (await adaptive().state()).policies[0]!;
-    expect(failed).toMatchObject({ level: 1, lastError: "aggregator unreachable", lastEvaluatedAt: base + 10 * MINUTE_MS, nextEvaluationAt: base + 10 * MINUTE_MS + 15_000 });
+    expect(failed).toMatchObject({
+      level: 1,
+      lastError: "aggregator unreachable",
+      lastEvaluatedAt: base + 10 * MINUTE_MS,
+      nextEvaluationAt: base + 10 * MINUTE_MS + 15_000,
+    });
     await controller().failSignalReads(false);
     await evaluateAt(base + 11 * MINUTE_MS);
     expect((await adaptive().state()).policies[0]).toMatchObject({ level: 1, lastError: null, lastValue: null });
@@ -333,7 +343,12 @@ describe("adaptive limits under a simulated error storm", () => {
     expect(await levelOf("error-storm")).toBe(2);
     const replaced = await adaptive().setPolicy({ ...STORM_POLICY, stages: [STORM_POLICY.stages[0]!] });
     expect(replaced.state.level).toBe(1);
-    expect((await adaptive().history({ limit: 1 })).changes[0]).toMatchObject({ from: 2, to: 1, reason: "policy_changed", rules: [{ policy: "per-key", rule: "hour", factor: 1 }] });
+    expect((await adaptive().history({ limit: 1 })).changes[0]).toMatchObject({
+      from: 2,
+      to: 1,
+      reason: "policy_changed",
+      rules: [{ policy: "per-key", rule: "hour", factor: 1 }],
+    });
     expect((await adaptive().policies()).policies).toEqual([{ ...STORM_POLICY, stages: [STORM_POLICY.stages[0]] }]);
   });
 });

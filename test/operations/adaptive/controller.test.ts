@@ -102,7 +102,13 @@ describe("the adaptive controller", () => {
 
 describe("adaptive factors", () => {
   const policies = new Map<string, Rule[]>([
-    ["anon", [{ name: "minute", algorithm: "sliding_window", limit: 100, periodMs: 60_000 }, { name: "burst", algorithm: "token_bucket", limit: 10, burst: 30, periodMs: 1_000 }]],
+    [
+      "anon",
+      [
+        { name: "minute", algorithm: "sliding_window", limit: 100, periodMs: 60_000 },
+        { name: "burst", algorithm: "token_bucket", limit: 10, burst: 30, periodMs: 1_000 },
+      ],
+    ],
     ["paid", [{ name: "second", algorithm: "fixed_window", limit: 20, periodMs: 1_000 }]],
   ]);
   const stages = [
@@ -119,7 +125,13 @@ describe("adaptive factors", () => {
   });
 
   it("across policies, the tightest factor wins rather than compounding", () => {
-    const combined = combineFactors([{ stages, level: 3 }, { stages: [{ policy: "paid", factor: 0.5 }], level: 1 }], policies);
+    const combined = combineFactors(
+      [
+        { stages, level: 3 },
+        { stages: [{ policy: "paid", factor: 0.5 }], level: 1 },
+      ],
+      policies,
+    );
     expect(combined.factors).toEqual({ anon: { minute: 0.25, burst: 0.5 }, paid: { second: 0.5 } });
     expect(describeFactors(combined, policies)).toEqual([
       { policy: "anon", rule: "minute", factor: 0.25, limit: 100, adjustedLimit: 25 },
@@ -134,7 +146,10 @@ describe("adaptive factors", () => {
     expect(scaleRule(rule, 0.001)).toEqual({ ...rule, limit: 1, burst: 1 });
     const factors = { factors: { anon: { minute: 0.1 } } };
     expect(adjustRules("paid", policies.get("paid")!, factors)).toBe(policies.get("paid"));
-    expect(adjustRules("anon", policies.get("anon")!, factors)).toEqual([{ ...policies.get("anon")![0]!, limit: 10 }, policies.get("anon")![1]]);
+    expect(adjustRules("anon", policies.get("anon")!, factors)).toEqual([
+      { ...policies.get("anon")![0]!, limit: 10 },
+      policies.get("anon")![1],
+    ]);
   });
 });
 

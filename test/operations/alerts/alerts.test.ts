@@ -15,7 +15,8 @@ const T0 = Math.floor(Date.now() / 60_000) * 60_000;
 const MIN = 60_000;
 
 /** A cost rule: its value is whatever the fake cost source is told, so crossings are set by hand. */
-const costRule = (ruleId: string, extra: Partial<AlertRule> = {}): AlertRule => ({ kind: "cost_projection", ruleId, threshold: 100, ...extra }) as AlertRule;
+const costRule = (ruleId: string, extra: Partial<AlertRule> = {}): AlertRule =>
+  ({ kind: "cost_projection", ruleId, threshold: 100, ...extra }) as AlertRule;
 const setCost = (monthlyUsd: number) => alertsObject().setFakeCost({ monthlyUsd, budgetUsd: null });
 
 /** Runs the alarm's work at `at`, optionally evicting the object first. */
@@ -45,7 +46,13 @@ async function crossingScenario(ruleId: string, evict: boolean): Promise<void> {
   await alertsObject().evaluateAt(ruleId, T0 + MIN);
   await alarmAt(T0 + MIN, evict);
   expect((await received(ruleId)).map((a) => a.alertId)).toEqual([`${ruleId}#1`]);
-  expect((await received(ruleId))[0]).toMatchObject({ kind: "cost_projection", crossing: 1, value: 150, threshold: 100, firedAt: T0 + MIN });
+  expect((await received(ruleId))[0]).toMatchObject({
+    kind: "cost_projection",
+    crossing: 1,
+    value: 150,
+    threshold: 100,
+    firedAt: T0 + MIN,
+  });
 
   // Still past the threshold: silent, however often it is evaluated.
   for (const at of [T0 + 2 * MIN, T0 + 3 * MIN]) {
@@ -70,7 +77,10 @@ async function crossingScenario(ruleId: string, evict: boolean): Promise<void> {
   expect((await received(ruleId)).map((a) => a.alertId)).toEqual([`${ruleId}#1`, `${ruleId}#2`]);
   const view = (await admin().rules()).rules.find((r) => r.rule.ruleId === ruleId)!;
   expect(view).toMatchObject({ state: "firing", openAlertId: `${ruleId}#2`, crossings: 2 });
-  expect((await admin().list({ ruleId })).alerts.map((a) => [a.alertId, a.status])).toEqual([[`${ruleId}#2`, "firing"], [`${ruleId}#1`, "resolved"]]);
+  expect((await admin().list({ ruleId })).alerts.map((a) => [a.alertId, a.status])).toEqual([
+    [`${ruleId}#2`, "firing"],
+    [`${ruleId}#1`, "resolved"],
+  ]);
 }
 
 describe("alerts: one notify per crossing", () => {
@@ -91,7 +101,12 @@ describe("alerts: one notify per crossing", () => {
     await alertsObject().runAlarmAt(t); // evaluates: crossing enqueued
     await alertsObject().runAlarmAt(t); // delivers: the sink fails (1st)
     let [alert] = (await admin().list({ ruleId })).alerts;
-    expect(alert).toMatchObject({ delivery: "pending", attempts: 1, nextAttemptAt: t + 1_000, lastError: expect.stringContaining("told to fail") });
+    expect(alert).toMatchObject({
+      delivery: "pending",
+      attempts: 1,
+      nextAttemptAt: t + 1_000,
+      lastError: expect.stringContaining("told to fail"),
+    });
     await alertsObject().runAlarmAt(t + 999); // not due yet
     expect((await admin().list({ ruleId })).alerts[0]!.attempts).toBe(1);
     await alertsObject().runAlarmAt(t + 1_000); // fails again (2nd): backoff doubles
@@ -205,7 +220,10 @@ describe("alerts: mute, acknowledge, change and delete", () => {
     await alertsObject().runAlarmAt(t + 3 * MIN);
     expect((await admin().deleteRule({ ruleId })).deleted).toBe(true);
     expect((await admin().deleteRule({ ruleId })).deleted).toBe(false);
-    expect((await admin().list({ ruleId })).alerts.map((a) => [a.alertId, a.status])).toEqual([[`${ruleId}#2`, "resolved"], [`${ruleId}#1`, "resolved"]]);
+    expect((await admin().list({ ruleId })).alerts.map((a) => [a.alertId, a.status])).toEqual([
+      [`${ruleId}#2`, "resolved"],
+      [`${ruleId}#1`, "resolved"],
+    ]);
     // Re-created, the rule continues its numbering, so a receiver never sees an id twice.
     await admin().setRule(costRule(ruleId));
     await alertsObject().runAlarmAt(t + 4 * MIN);
@@ -304,7 +322,16 @@ describe("alerts: bad input", () => {
 
 describe("the example gateway's alert receiver", () => {
   it("accepts a notification through its AlertSink entrypoint, as tollgate's ALERT_SINK binding calls it", async () => {
-    const alert = { alertId: "demo-low#1", ruleId: "demo-low", kind: "balance_below" as const, crossing: 1, firedAt: Date.now(), value: 40, threshold: 500, message: "account demo: available balance 40 is below 500" };
+    const alert = {
+      alertId: "demo-low#1",
+      ruleId: "demo-low",
+      kind: "balance_below" as const,
+      crossing: 1,
+      firedAt: Date.now(),
+      value: 40,
+      threshold: 500,
+      message: "account demo: available balance 40 is below 500",
+    };
     await expect(env.EXAMPLE_ALERT_SINK.notify(alert)).resolves.toBeUndefined();
     // Sent again (as after a lost answer), it is accepted again.
     await expect(env.EXAMPLE_ALERT_SINK.notify(alert)).resolves.toBeUndefined();

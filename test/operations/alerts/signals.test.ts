@@ -169,13 +169,29 @@ describe("alert signals from real objects", () => {
     const path = "/alerts/:id";
     const errorsRule = "path-errors";
     const p99Rule = "path-slow";
-    await setRule({ kind: "path_error_rate", ruleId: errorsRule, path: "/alerts/1", method: "GET", windowMs: 3_600_000, threshold: 0.2, minRequests: 10, recoverAt: 0.1 });
+    await setRule({
+      kind: "path_error_rate",
+      ruleId: errorsRule,
+      path: "/alerts/1",
+      method: "GET",
+      windowMs: 3_600_000,
+      threshold: 0.2,
+      minRequests: 10,
+      recoverAt: 0.1,
+    });
     await setRule({ kind: "path_p99", ruleId: p99Rule, path, windowMs: 3_600_000, threshold: 500, minRequests: 10 });
 
     /** Records hits now, then runs the collectors' and the aggregator's alarms so the rollups hold them. */
     const record = async (count: number, status: number, latencyMs: number) => {
       const at = Date.now() - 1_000;
-      const hits: RecordInput[] = Array.from({ length: count }, (_, i) => ({ ip: `198.51.100.${i % 50}`, method: "GET", path: `/alerts/${i}`, status, latencyMs, at }));
+      const hits: RecordInput[] = Array.from({ length: count }, (_, i) => ({
+        ip: `198.51.100.${i % 50}`,
+        method: "GET",
+        path: `/alerts/${i}`,
+        status,
+        latencyMs,
+        at,
+      }));
       await env.PATHS.recordMany({ hits });
       const later = Date.now() + 2 * MINUTE_MS + 5_000;
       for (let shard = 0; shard < SHARDS; shard++) await env.PATH_COLLECTOR.getByName(shardName(shard)).runAlarmAt(later);

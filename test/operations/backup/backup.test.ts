@@ -8,7 +8,14 @@ import { METRICS_PUSH_TASK } from "../../../src/platform/metering/object-metrics
 import { CONTROL_BINDINGS } from "../../../src/operations/backup/control-objects";
 import type { BackupManifest } from "../../../rpc/backup";
 import { digestObject } from "../../fixtures/digest";
-import { ADAPTIVE_LIMITS_NAME, AGGREGATOR_NAME, ALERTS_NAME, MAINTENANCE_NAME, PROTECTION_NAME, shardName } from "../../../src/platform/names";
+import {
+  ADAPTIVE_LIMITS_NAME,
+  AGGREGATOR_NAME,
+  ALERTS_NAME,
+  MAINTENANCE_NAME,
+  PROTECTION_NAME,
+  shardName,
+} from "../../../src/platform/names";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 const CONTROL = CONTROL_BINDINGS.length; // one instance each
@@ -40,7 +47,10 @@ async function wipe(stub: DurableObjectStub): Promise<void> {
   await evictDurableObject(stub);
 }
 
-const pathStubs = () => [env.AGGREGATOR.getByName(AGGREGATOR_NAME), ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s)))];
+const pathStubs = () => [
+  env.AGGREGATOR.getByName(AGGREGATOR_NAME),
+  ...Array.from({ length: SHARDS }, (_, s) => env.PATH_COLLECTOR.getByName(shardName(s))),
+];
 
 describe("backup and restore through R2", () => {
   it("backs up ledgers, limiters and path objects, restores them into wiped objects, and the tables and answers are the same", async () => {
@@ -53,9 +63,15 @@ describe("backup and restore through R2", () => {
     expect(hold.ok).toBe(true);
     const subject = "backup:subject";
     for (let i = 0; i < 3; i++) await env.LIMITS.check({ subject, rules: RULES });
-    await env.PATHS.recordMany({ hits: [{ ip: "192.0.2.1", method: "GET", path: "/backup/a", status: 200, latencyMs: 5 }, { ip: "192.0.2.2", method: "POST", path: "/backup/b", status: 503 }] });
+    await env.PATHS.recordMany({
+      hits: [
+        { ip: "192.0.2.1", method: "GET", path: "/backup/a", status: 200, latencyMs: 5 },
+        { ip: "192.0.2.2", method: "POST", path: "/backup/b", status: 503 },
+      ],
+    });
     const later = Date.now() + 2 * MINUTE_MS;
-    for (const collector of pathStubs().slice(1)) await (collector as DurableObjectStub<import("../../fixtures/test-path-objects").TestPathCollectorDO>).runAlarmAt(later);
+    for (const collector of pathStubs().slice(1))
+      await (collector as DurableObjectStub<import("../../fixtures/test-path-objects").TestPathCollectorDO>).runAlarmAt(later);
     await env.AGGREGATOR.getByName(AGGREGATOR_NAME).runAlarmAt(later + 5_000);
 
     const stubs = [env.CREDIT_LEDGER.getByName(accountId), env.RATE_LIMITER.getByName(subject), ...pathStubs()];
@@ -65,7 +81,11 @@ describe("backup and restore through R2", () => {
 
     const manifest = await env.ADMIN.backup({ to: "r2", accounts: [accountId], subjects: [subject] });
     expect(manifest.objects).toHaveLength(2 + 1 + SHARDS + CONTROL);
-    expect(manifest.objects[0]).toMatchObject({ binding: "CREDIT_LEDGER", name: accountId, rows: expect.objectContaining({ entries: 3, holds: 1, api_keys: 1 }) });
+    expect(manifest.objects[0]).toMatchObject({
+      binding: "CREDIT_LEDGER",
+      name: accountId,
+      rows: expect.objectContaining({ entries: 3, holds: 1, api_keys: 1 }),
+    });
     expect((await env.ADMIN.listBackups()).backups.map((b) => b.backupId)).toContain(manifest.backupId);
 
     // Restoring over live data is refused, and changes nothing.
@@ -84,7 +104,9 @@ describe("backup and restore through R2", () => {
     expect((await env.LIMITS.peek({ subject, rules: RULES })).remaining).toBe(7);
     expect(await env.PATHS.globalStats({ range: "1h" })).toMatchObject({ totalRequests: global.totalRequests, errors: global.errors });
     // The restored hold's expiry is scheduled again.
-    const tasks = await runInDurableObject(env.CREDIT_LEDGER.getByName(accountId), async (_i: unknown, state: DurableObjectState) => state.storage.getAlarm());
+    const tasks = await runInDurableObject(env.CREDIT_LEDGER.getByName(accountId), async (_i: unknown, state: DurableObjectState) =>
+      state.storage.getAlarm(),
+    );
     expect(tasks).not.toBeNull();
   });
 
@@ -201,10 +223,16 @@ describe("control objects (src/operations/backup/control-objects.ts)", () => {
   const maintenance = () => env.MAINTENANCE.getByName(MAINTENANCE_NAME);
   const alerts = () => env.ALERTS.getByName(ALERTS_NAME);
   const controlStubs = () => [protection(), controller(), maintenance(), alerts()];
-  const alarmOf = (stub: DurableObjectStub) => runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.getAlarm());
+  const alarmOf = (stub: DurableObjectStub) =>
+    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.getAlarm());
   /** Every call is metered, so a called object may also have a metrics push pending: its due time, or null. */
   const metricsPushOf = (stub: DurableObjectStub) =>
-    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.sql.exec<{ due_ms: number }>("SELECT due_ms FROM _tasks WHERE kind = ?", METRICS_PUSH_TASK).toArray()[0]?.due_ms ?? null);
+    runInDurableObject(
+      stub,
+      (_i: unknown, state: DurableObjectState) =>
+        state.storage.sql.exec<{ due_ms: number }>("SELECT due_ms FROM _tasks WHERE kind = ?", METRICS_PUSH_TASK).toArray()[0]?.due_ms ??
+        null,
+    );
   /** The alarm is armed for the earliest task: `dueMs`, unless a metrics push is due before it. */
   const expectAlarmFor = async (stub: DurableObjectStub, dueMs: number) => {
     const push = await metricsPushOf(stub);
@@ -212,8 +240,11 @@ describe("control objects (src/operations/backup/control-objects.ts)", () => {
   };
   /** The object's own tasks, the metrics push left out. */
   const ownTasksOf = (stub: DurableObjectStub) =>
-    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) => state.storage.sql.exec("SELECT kind, due_ms FROM _tasks WHERE kind <> ?", METRICS_PUSH_TASK).toArray());
-  const manifestOf = async (backupId: string) => (await (await env.BACKUPS!.get(`backups/${backupId}/manifest.json`))!.json()) as BackupManifest;
+    runInDurableObject(stub, (_i: unknown, state: DurableObjectState) =>
+      state.storage.sql.exec("SELECT kind, due_ms FROM _tasks WHERE kind <> ?", METRICS_PUSH_TASK).toArray(),
+    );
+  const manifestOf = async (backupId: string) =>
+    (await (await env.BACKUPS!.get(`backups/${backupId}/manifest.json`))!.json()) as BackupManifest;
   const hour = 3_600_000;
   // The controller's clock is pinned far ahead, so its evaluation is due long after the test.
   const FUTURE = Date.now() + 60 * 24 * hour;
@@ -265,7 +296,13 @@ describe("control objects (src/operations/backup/control-objects.ts)", () => {
     });
     await evictDurableObject(controller());
     const schedule = await env.ADMIN.scheduleBackups({ everyMs: 24 * hour, accounts: ["backup-acct"], paths: false });
-    await env.ADMIN.alerts().setRule({ kind: "balance_below", ruleId: "backup-low", accountId: "backup-acct", level: 10, intervalMs: 24 * hour });
+    await env.ADMIN.alerts().setRule({
+      kind: "balance_below",
+      ruleId: "backup-low",
+      accountId: "backup-acct",
+      level: 10,
+      intervalMs: 24 * hour,
+    });
     const rules = await env.ADMIN.alerts().rules();
     const alertTasks = await ownTasksOf(alerts());
     expect(alertTasks).toHaveLength(1);
@@ -277,7 +314,12 @@ describe("control objects (src/operations/backup/control-objects.ts)", () => {
     const lists = { allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() };
 
     const manifest = await env.ADMIN.backup({ to: "r2", paths: false });
-    expect(manifest.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([`PROTECTION/${PROTECTION_NAME}`, `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`, `MAINTENANCE/${MAINTENANCE_NAME}`, `ALERTS/${ALERTS_NAME}`]);
+    expect(manifest.objects.map((o) => `${o.binding}/${o.name}`)).toEqual([
+      `PROTECTION/${PROTECTION_NAME}`,
+      `ADAPTIVE_LIMITS/${ADAPTIVE_LIMITS_NAME}`,
+      `MAINTENANCE/${MAINTENANCE_NAME}`,
+      `ALERTS/${ALERTS_NAME}`,
+    ]);
     expect(manifest.objects[3]!.rows).toMatchObject({ alert_rules: 1, _tasks: 1 });
     expect(manifest.objects[0]!.rows).toMatchObject({ allow_list: 1, deny_list: 1, policy_override: 1, _tasks: 1 });
     expect(manifest.objects[1]!.rows).toMatchObject({ adaptive_policies: 1, _tasks: 1 });
@@ -298,12 +340,19 @@ describe("control objects (src/operations/backup/control-objects.ts)", () => {
     for (const stub of controlStubs()) await evictDurableObject(stub);
     expect(await Promise.all(controlStubs().map(contentOf))).toEqual(before);
     expect(await controller().adjustments()).toEqual(adjustments);
-    expect((await env.ADMIN.adaptive().state()).policies).toEqual([expect.objectContaining({ name: "backup-storm", level: 1, nextEvaluationAt: FUTURE + 15_000 })]);
+    expect((await env.ADMIN.adaptive().state()).policies).toEqual([
+      expect.objectContaining({ name: "backup-storm", level: 1, nextEvaluationAt: FUTURE + 15_000 }),
+    ]);
     expect({ allow: await env.ADMIN.protection().allowList(), deny: await env.ADMIN.protection().denyList() }).toEqual(lists);
     expect((await env.ADMIN.protection().policy()).effective.scanMinCount).toBe(30);
     expect(await env.ADMIN.alerts().rules()).toEqual(rules);
     expect(await ownTasksOf(alerts())).toEqual(alertTasks);
-    expect(await env.ADMIN.backupSchedule()).toMatchObject({ everyMs: 24 * hour, accounts: ["backup-acct"], control: true, nextAt: schedule.nextAt });
+    expect(await env.ADMIN.backupSchedule()).toMatchObject({
+      everyMs: 24 * hour,
+      accounts: ["backup-acct"],
+      control: true,
+      nextAt: schedule.nextAt,
+    });
     // Alarms re-armed from the restored tasks: the denial's expiry, the recurring evaluation, the next scheduled backup.
     await expectAlarmFor(protection(), until);
     await expectAlarmFor(controller(), FUTURE + 15_000);

@@ -16,18 +16,34 @@ function stamp(ms: number, seconds = false): string {
 describe("legacy KV counter format", () => {
   const now = Date.UTC(2026, 0, 23, 14, 30, 20);
   it("reads minute counters with and without seconds, only for the current minute", () => {
-    expect(parseLegacyCounter("ratelimit:key_1:minute:202601231430", "17", now)).toEqual({ ok: true, keyId: "key_1", windowStartMs: Date.UTC(2026, 0, 23, 14, 30), count: 17 });
+    expect(parseLegacyCounter("ratelimit:key_1:minute:202601231430", "17", now)).toEqual({
+      ok: true,
+      keyId: "key_1",
+      windowStartMs: Date.UTC(2026, 0, 23, 14, 30),
+      count: 17,
+    });
     expect(parseLegacyCounter("ratelimit:key_1:minute:20260123143000", " 3 ", now)).toMatchObject({ ok: true, count: 3 });
     expect(parseLegacyCounter("ratelimit:key_1:minute:202601231429", "17", now)).toEqual({ ok: false, reason: "window over" });
     expect(parseLegacyCounter("ratelimit:key_1:minute:202601231430", "0", now)).toEqual({ ok: false, reason: "empty" });
   });
 
   it("refuses malformed keys and values", () => {
-    for (const key of ["ratelimit:k:hour:202601231430", "ratelimit::minute:202601231430", "ratelimit:k:minute:202613231430", "ratelimit:k:minute:202602301430", "ratelimit:k:minute:20260123143", "ratelimit:k:minute:20260123143099", "other:k:minute:202601231430"]) {
+    for (const key of [
+      "ratelimit:k:hour:202601231430",
+      "ratelimit::minute:202601231430",
+      "ratelimit:k:minute:202613231430",
+      "ratelimit:k:minute:202602301430",
+      "ratelimit:k:minute:20260123143",
+      "ratelimit:k:minute:20260123143099",
+      "other:k:minute:202601231430",
+    ]) {
       expect(parseLegacyCounter(key, "1", now), key).toEqual({ ok: false, reason: "malformed key" });
     }
     for (const value of [null, "", "-1", "1.5", "abc", "1e3", "9".repeat(16)]) {
-      expect(parseLegacyCounter("ratelimit:k:minute:202601231430", value, now), String(value)).toEqual({ ok: false, reason: "malformed value" });
+      expect(parseLegacyCounter("ratelimit:k:minute:202601231430", value, now), String(value)).toEqual({
+        ok: false,
+        reason: "malformed value",
+      });
     }
   });
 });
@@ -64,7 +80,12 @@ describe("Admin.importFromKv", () => {
       { key: `ratelimit:alpha:minute:${stamp(now)}`, subject: "legacy:alpha", count: 7 },
       { key: `ratelimit:beta:minute:${stamp(now, true)}`, subject: "legacy:beta", count: 20 },
     ]);
-    expect(first.flatMap((r) => r.skipped).map((s) => s.reason).sort()).toEqual(["malformed key", "malformed value", "window over"]);
+    expect(
+      first
+        .flatMap((r) => r.skipped)
+        .map((s) => s.reason)
+        .sort(),
+    ).toEqual(["malformed key", "malformed value", "window over"]);
     expect((await env.LIMITS.peek({ subject: "legacy:alpha", rules })).remaining).toBe(limit - 7);
     expect((await env.LIMITS.peek({ subject: "legacy:beta", rules })).remaining).toBe(0);
 

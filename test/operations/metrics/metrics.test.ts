@@ -35,7 +35,13 @@ function delta(after: Record<string, number>, before: Record<string, number>): R
 }
 
 function methodRows(report: CostReport, kind: string, method: string) {
-  return report.byMethod.find((row) => row.surface === "object" && row.kind === kind && row.method === method) ?? { requests: 0, rowsRead: 0, rowsWritten: 0 };
+  return (
+    report.byMethod.find((row) => row.surface === "object" && row.kind === kind && row.method === method) ?? {
+      requests: 0,
+      rowsRead: 0,
+      rowsWritten: 0,
+    }
+  );
 }
 
 describe("metrics", () => {
@@ -99,7 +105,12 @@ describe("metrics", () => {
     const push = {
       source: "test:doubled",
       surface: "object" as const,
-      batches: [{ pushId: 7, rows: [{ minuteMs, kind: "DoubledDO", method: "m", code: "ok", bucket: ZERO_BUCKET, calls: 5, rowsRead: 3, rowsWritten: 2 }] }],
+      batches: [
+        {
+          pushId: 7,
+          rows: [{ minuteMs, kind: "DoubledDO", method: "m", code: "ok", bucket: ZERO_BUCKET, calls: 5, rowsRead: 3, rowsWritten: 2 }],
+        },
+      ],
     };
     expect(await shard.push(push)).toEqual({ stored: 1, duplicates: 0, refusedRows: 0 });
     const snapshot = await shard.snapshot();
@@ -115,7 +126,8 @@ describe("metrics", () => {
     const entryBefore = await outcomes("entrypoints", "RateLimits");
     const objectBefore = await outcomes("objects", "RateLimiterDO");
     for (let i = 0; i < 3; i++) await env.LIMITS.peek({ subject, rules });
-    for (let i = 0; i < 2; i++) expect((await thrown(env.LIMITS.peek({ subject, rules: [] as never, extra: 1 } as never))).code).toBe("INVALID_ARGUMENT");
+    for (let i = 0; i < 2; i++)
+      expect((await thrown(env.LIMITS.peek({ subject, rules: [] as never, extra: 1 } as never))).code).toBe("INVALID_ARGUMENT");
     const limiter = env.TEST_RATE_LIMITER.getByName(subject);
     for (let i = 0; i < 4; i++) await limiter.check({ subject, rules });
     expect((await thrown(limiter.check({ subject, rules, cost: -1 }))).code).toBe("INVALID_ARGUMENT");
@@ -128,7 +140,9 @@ describe("metrics", () => {
   });
 
   it("counts the control-plane services Admin hands out (alerts, protection, adaptive limits) under their own names", async () => {
-    const before = await Promise.all(["AlertsService", "ProtectionService", "AdaptiveService"].map((kind) => outcomes("entrypoints", kind)));
+    const before = await Promise.all(
+      ["AlertsService", "ProtectionService", "AdaptiveService"].map((kind) => outcomes("entrypoints", kind)),
+    );
     await env.ADMIN.alerts().rules();
     await env.ADMIN.protection().allowList();
     await env.ADMIN.adaptive().policies();
@@ -145,7 +159,8 @@ describe("metrics", () => {
     const realFetch = globalThis.fetch;
     globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => SELF.fetch(input, init)) as typeof fetch;
     try {
-      const session = () => newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
+      const session = () =>
+        newHttpBatchRpcSession<TollgateRpc>("http://tollgate.test/rpc").authenticate(TEST_ADMIN_TOKEN) as unknown as RpcStub<AdminApi>;
       const first = await session().metrics({ range: "1h" });
       expect(first.range.to - first.range.from).toBe(HOUR_MS);
       const cost = await session().costReport({ range: "24h" });
@@ -154,7 +169,9 @@ describe("metrics", () => {
       const adminApi = kindOf(second, "entrypoints", "AdminApi")!;
       expect(adminApi.methods.find((method) => method.method === "metrics")!.calls).toBeGreaterThanOrEqual(1);
       expect(adminApi.methods.find((method) => method.method === "costReport")!.calls).toBeGreaterThanOrEqual(1);
-      expect(kindOf(second, "entrypoints", "Gateway")!.methods.find((method) => method.method === "fetch")!.calls).toBeGreaterThanOrEqual(2);
+      expect(kindOf(second, "entrypoints", "Gateway")!.methods.find((method) => method.method === "fetch")!.calls).toBeGreaterThanOrEqual(
+        2,
+      );
     } finally {
       globalThis.fetch = realFetch;
     }
@@ -179,8 +196,20 @@ describe("metrics", () => {
       expect((await thrown(env.ADMIN.costReport(input as never))).code, JSON.stringify(input)).toBe("INVALID_ARGUMENT");
     }
     const badPushes: unknown[] = [
-      { source: "x", surface: "object", batches: [{ pushId: 1, rows: [{ minuteMs: now, kind: "K", method: "m", code: "oops", bucket: 0, calls: 1, rowsRead: 0, rowsWritten: 0 }] }] },
-      { source: "x", surface: "object", batches: [{ pushId: 1, rows: [{ minuteMs: now, kind: "K", method: "m", code: "ok", bucket: 0, calls: 0, rowsRead: 0, rowsWritten: 0 }] }] },
+      {
+        source: "x",
+        surface: "object",
+        batches: [
+          { pushId: 1, rows: [{ minuteMs: now, kind: "K", method: "m", code: "oops", bucket: 0, calls: 1, rowsRead: 0, rowsWritten: 0 }] },
+        ],
+      },
+      {
+        source: "x",
+        surface: "object",
+        batches: [
+          { pushId: 1, rows: [{ minuteMs: now, kind: "K", method: "m", code: "ok", bucket: 0, calls: 0, rowsRead: 0, rowsWritten: 0 }] },
+        ],
+      },
       { source: "x", surface: "other", batches: [] },
       { source: "x", surface: "object", batches: [{ pushId: -1, rows: [] }] },
     ];
@@ -207,7 +236,16 @@ describe("metrics", () => {
     // In the future (on a pinned clock), so the real compaction alarm is never due during the test.
     const hour = floorTo(Date.now(), HOUR_MS) + 2 * DAY_MS;
     await shard.pinClock(hour + 30 * MINUTE_MS);
-    const row = (minuteMs: number, calls: number) => ({ minuteMs, kind: "CompactDO", method: "m", code: "ok", bucket: latencyBucket(5), calls, rowsRead: calls, rowsWritten: 1 });
+    const row = (minuteMs: number, calls: number) => ({
+      minuteMs,
+      kind: "CompactDO",
+      method: "m",
+      code: "ok",
+      bucket: latencyBucket(5),
+      calls,
+      rowsRead: calls,
+      rowsWritten: 1,
+    });
     await shard.push({ source: "src", surface: "object", batches: [{ pushId: 1, rows: [row(hour, 3), row(hour + 10 * MINUTE_MS, 4)] }] });
     await shard.runAlarmAt(hour + 2 * HOUR_MS);
     expect(await shard.storedCalls()).toEqual({ minute: 7, hour: 7 });
@@ -271,8 +309,26 @@ describe("metrics arithmetic", () => {
 
   it("prices each item beyond its allowance and projects the range to 30 days", () => {
     const rows: MetricRow[] = [
-      { surface: "object", kind: "K", method: "m", code: "ok", bucket: ZERO_BUCKET, calls: 2_000_000, rowsRead: 1_000, rowsWritten: 60_000_000 },
-      { surface: "entrypoint", kind: "Gateway", method: "fetch", code: "ok", bucket: ZERO_BUCKET, calls: 12_000_000, rowsRead: 0, rowsWritten: 0 },
+      {
+        surface: "object",
+        kind: "K",
+        method: "m",
+        code: "ok",
+        bucket: ZERO_BUCKET,
+        calls: 2_000_000,
+        rowsRead: 1_000,
+        rowsWritten: 60_000_000,
+      },
+      {
+        surface: "entrypoint",
+        kind: "Gateway",
+        method: "fetch",
+        code: "ok",
+        bucket: ZERO_BUCKET,
+        calls: 12_000_000,
+        rowsRead: 0,
+        rowsWritten: 0,
+      },
     ];
     const month = { from: 0, to: MONTH_MS };
     const report = priceUsage({ rows, storedBytes: 15_000_000_000 }, month, DEFAULT_COST_PRICES, 10, 1);

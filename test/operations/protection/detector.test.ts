@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { AnomalyPolicy } from "../../../rpc/protection";
-import { BASELINE_IDLE_RESET_MS, burstThreshold, type ClientBaseline, ewStep, newBaseline, observe, rollTo } from "../../../src/operations/protection/detector";
+import {
+  BASELINE_IDLE_RESET_MS,
+  burstThreshold,
+  type ClientBaseline,
+  ewStep,
+  newBaseline,
+  observe,
+  rollTo,
+} from "../../../src/operations/protection/detector";
 import { DEFAULT_ANOMALY_POLICY, mergePolicy } from "../../../src/operations/protection/policy";
 import { TtlCache } from "../../../src/operations/protection/ttl-cache";
 
@@ -120,11 +128,15 @@ describe("the TTL cache behind the gateway's and collectors' copies", () => {
     let loads = 0;
     let fail = false;
     const errors: unknown[] = [];
-    const cache = new TtlCache(1_000, async () => {
-      loads += 1;
-      if (fail) throw new Error("down");
-      return loads;
-    }, (error) => errors.push(error));
+    const cache = new TtlCache(
+      1_000,
+      async () => {
+        loads += 1;
+        if (fail) throw new Error("down");
+        return loads;
+      },
+      (error) => errors.push(error),
+    );
     expect(await Promise.all([cache.get(0), cache.get(0)])).toEqual([1, 1]);
     expect(await cache.get(999)).toBe(1);
     expect(await cache.get(1_000)).toBe(2);

@@ -57,11 +57,18 @@ describe("a scenario: fifty normal clients, a scanner, a burst, an allow-listed 
       for (const ip of [...normal, burster, scanner, allowedScanner]) {
         // Normal traffic: 15..34 requests a minute, about 5% of them 404.
         const attacking = m >= WARMUP;
-        const count = ip === burster && attacking ? 600 : (ip === scanner || ip === allowedScanner) && attacking ? 60 : 15 + Math.floor(random() * 20);
+        const count =
+          ip === burster && attacking ? 600 : (ip === scanner || ip === allowedScanner) && attacking ? 60 : 15 + Math.floor(random() * 20);
         for (let i = 0; i < count; i += 1) {
           const scanning = attacking && (ip === scanner || ip === allowedScanner);
           const status = scanning ? 404 : random() < 0.05 ? 404 : 200;
-          hits.push({ ip, method: "GET", path: scanning ? `/wp-admin/${i}.php` : `/api/items/${i % 5}`, status, at: minute + Math.floor((i * MINUTE_MS) / count) });
+          hits.push({
+            ip,
+            method: "GET",
+            path: scanning ? `/wp-admin/${i}.php` : `/api/items/${i % 5}`,
+            status,
+            at: minute + Math.floor((i * MINUTE_MS) / count),
+          });
         }
       }
       // Time order within the minute, as a gateway records them; sent in batches of at most 1,000.
@@ -72,10 +79,13 @@ describe("a scenario: fifty normal clients, a scanner, a burst, an allow-listed 
         let evicted = 0;
         for (const stub of collectors()) {
           // A shard no client of the scenario hashes to has nothing running to evict.
-          evicted += await evictDurableObject(stub).then(() => 1, (error: Error) => {
-            if (!/not currently running/.test(error.message)) throw error;
-            return 0;
-          });
+          evicted += await evictDurableObject(stub).then(
+            () => 1,
+            (error: Error) => {
+              if (!/not currently running/.test(error.message)) throw error;
+              return 0;
+            },
+          );
         }
         expect(evicted).toBeGreaterThan(8);
       }
@@ -125,8 +135,16 @@ describe("a scenario: fifty normal clients, a scanner, a burst, an allow-listed 
   });
 
   it("keeps baselines keyed by the stored client only, and prunes them by alarm (twice changes nothing)", async () => {
-    const rows = await Promise.all(collectors().map((stub) => runInDurableObject(stub, (_i: unknown, state: DurableObjectState) =>
-      state.storage.sql.exec<{ client: string }>("SELECT client FROM client_baselines").toArray().map((row) => row.client))));
+    const rows = await Promise.all(
+      collectors().map((stub) =>
+        runInDurableObject(stub, (_i: unknown, state: DurableObjectState) =>
+          state.storage.sql
+            .exec<{ client: string }>("SELECT client FROM client_baselines")
+            .toArray()
+            .map((row) => row.client),
+        ),
+      ),
+    );
     const clients = rows.flat();
     expect(clients).toContain("203.0.113.0/24");
     expect(clients).toContain("2001:db8:aa::/48");
@@ -137,8 +155,15 @@ describe("a scenario: fifty normal clients, a scanner, a burst, an allow-listed 
     const first = await Promise.all(collectors().map((stub) => digestObject(stub)));
     for (const stub of collectors()) await stub.runAlarmAt(later);
     expect(await Promise.all(collectors().map((stub) => digestObject(stub)))).toEqual(first);
-    const left = await Promise.all(collectors().map((stub) => runInDurableObject(stub, (_i: unknown, state: DurableObjectState) =>
-      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM client_baselines").one().n)));
+    const left = await Promise.all(
+      collectors().map((stub) =>
+        runInDurableObject(
+          stub,
+          (_i: unknown, state: DurableObjectState) =>
+            state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM client_baselines").one().n,
+        ),
+      ),
+    );
     expect(left.reduce((a, b) => a + b, 0)).toBe(0);
   });
 });
@@ -151,7 +176,10 @@ describe("the deny list at Gateway.authorize", () => {
 
     expect(await authorize("192.0.2.200")).toEqual({ allowed: false, status: 403, code: "IP_DENIED", retryAfterMs: 0, headers: {} });
     // Before any other work: even a malformed key is not looked at.
-    expect(await env.GATEWAY.authorize({ ip: "192.0.2.255", method: "GET", path: "/", apiKey: "nonsense" })).toMatchObject({ status: 403, code: "IP_DENIED" });
+    expect(await env.GATEWAY.authorize({ ip: "192.0.2.255", method: "GET", path: "/", apiKey: "nonsense" })).toMatchObject({
+      status: 403,
+      code: "IP_DENIED",
+    });
     expect(await authorize("2001:db8:dead:1::9")).toMatchObject({ status: 403, code: "IP_DENIED" });
     expect(await authorize("192.0.2.127")).toMatchObject({ allowed: true, status: 200 });
     expect(await authorize("2001:db8:beef::1")).toMatchObject({ allowed: true, status: 200 });
@@ -201,7 +229,9 @@ describe("administration", () => {
     await protection().allow({ cidr: "10.0.0.0/8", note: "office" });
     await protection().setPolicy({ policy: { rateK: 6, scanMinShare: 0.7 } });
     await evictDurableObject(object());
-    expect((await protection().allowList()).entries).toEqual(expect.arrayContaining([expect.objectContaining({ cidr: "10.0.0.0/8", note: "office" })]));
+    expect((await protection().allowList()).entries).toEqual(
+      expect.arrayContaining([expect.objectContaining({ cidr: "10.0.0.0/8", note: "office" })]),
+    );
     const info = await protection().policy();
     expect(info.override).toEqual({ rateK: 6, scanMinShare: 0.7 });
     expect(info.effective).toMatchObject({ rateK: 6, scanMinShare: 0.7, blockMs: 600_000, block: false });
@@ -242,7 +272,9 @@ describe("administration", () => {
       const direct = object() as unknown as Record<string, (input: unknown) => Promise<unknown>>;
       expect(await codeOf(direct[method]!(input)), `direct ${method}`).toBe("INVALID_ARGUMENT");
     }
-    expect(await codeOf(object().reportFlag({ client: "x", rule: "flood", at: now, blocked: false, allowListed: false, evidence: {} }))).toBe("INVALID_ARGUMENT");
+    expect(
+      await codeOf(object().reportFlag({ client: "x", rule: "flood", at: now, blocked: false, allowListed: false, evidence: {} })),
+    ).toBe("INVALID_ARGUMENT");
     expect(await digestObject(object())).toBe(before);
     await protection().unallow({ cidr: "172.16.0.0/12" });
   });
@@ -262,7 +294,19 @@ describe("the flag log's retention", () => {
   it("prunes flags past 30 days by alarm, and a second run changes nothing", async () => {
     const stub = object();
     const at = Date.now() - 1_000;
-    const evidence = { minuteMs: at - (at % MINUTE_MS), requests: 20, clientErrors: 20, notFound: 20, serverErrors: 0, rateMean: 10, rateSd: 10, scanShareMean: 0.05, scanShareSd: 0.1, threshold: 0.5, minutesSeen: 0 };
+    const evidence = {
+      minuteMs: at - (at % MINUTE_MS),
+      requests: 20,
+      clientErrors: 20,
+      notFound: 20,
+      serverErrors: 0,
+      rateMean: 10,
+      rateSd: 10,
+      scanShareMean: 0.05,
+      scanShareSd: 0.1,
+      threshold: 0.5,
+      minutesSeen: 0,
+    };
     const { flagId } = await stub.reportFlag({ client: "retention-test", rule: "scan", at, blocked: false, allowListed: false, evidence });
     expect((await stub.flagged({ client: "retention-test" })).flags).toEqual([
       { flagId, at, client: "retention-test", rule: "scan", blocked: false, allowListed: false, evidence },
@@ -294,7 +338,13 @@ describe("backup and restore of the protection object", () => {
     expect(without.objects.map((o) => o.binding)).not.toContain("PROTECTION");
     expect((await env.ADMIN.backup({ to: "r2", paths: false })).objects.map((o) => o.binding)).toContain("PROTECTION");
     const manifest = await env.ADMIN.backup({ to: "r2", paths: false, control: false, protection: true });
-    expect(manifest.objects).toEqual([expect.objectContaining({ binding: "PROTECTION", name: PROTECTION_NAME, rows: expect.objectContaining({ allow_list: (await protection().allowList()).entries.length, deny_list: 1, policy_override: 1 }) })]);
+    expect(manifest.objects).toEqual([
+      expect.objectContaining({
+        binding: "PROTECTION",
+        name: PROTECTION_NAME,
+        rows: expect.objectContaining({ allow_list: (await protection().allowList()).entries.length, deny_list: 1, policy_override: 1 }),
+      }),
+    ]);
 
     // Emptied (every row, the schema kept): a restore goes only into an object without data.
     await runInDurableObject(object(), (_instance: unknown, state: DurableObjectState) => {

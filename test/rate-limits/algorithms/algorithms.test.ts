@@ -30,7 +30,12 @@ describe("sliding log", () => {
 
   it("counts exactly the units of the trailing period", () => {
     const outcomes = run(rule, [
-      { at: T0 }, { at: T0 + 10_000 }, { at: T0 + 20_000 }, { at: T0 + 59_999 }, { at: T0 + 60_000 }, { at: T0 + 60_001 },
+      { at: T0 },
+      { at: T0 + 10_000 },
+      { at: T0 + 20_000 },
+      { at: T0 + 59_999 },
+      { at: T0 + 60_000 },
+      { at: T0 + 60_001 },
     ]);
     expect(outcomes.map((o) => o.allowed)).toEqual([true, true, true, false, true, false]);
     expect(outcomes[3]!.retryAfterMs).toBe(1);
@@ -66,7 +71,10 @@ describe("token bucket", () => {
   it("allows a burst of `burst`, then `limit` more every period", () => {
     const outcomes = run(rule, [
       ...Array.from({ length: 6 }, () => ({ at: T0 })),
-      { at: T0 + 9_999 }, { at: T0 + 10_000 }, { at: T0 + 10_000 }, { at: T0 + 10_000 },
+      { at: T0 + 9_999 },
+      { at: T0 + 10_000 },
+      { at: T0 + 10_000 },
+      { at: T0 + 10_000 },
     ]);
     expect(outcomes.map((o) => o.allowed)).toEqual([true, true, true, true, true, false, false, true, true, false]);
     expect(outcomes[5]!.retryAfterMs).toBe(10_000);
@@ -174,7 +182,10 @@ describe("countDenied", () => {
   it("charges a denied call only up to a full rule, with every algorithm", () => {
     for (const algorithm of ["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"] as const) {
       const rule: Rule = { name: "r", algorithm, limit: 3, periodMs: minute, countDenied: true };
-      const [first, denied] = runAll(rule, [{ at: T0, cost: 2 }, { at: T0 + 1, cost: 5 }]);
+      const [first, denied] = runAll(rule, [
+        { at: T0, cost: 2 },
+        { at: T0 + 1, cost: 5 },
+      ]);
       expect(first!.decision.allowed).toBe(true);
       expect(denied!.decision).toMatchObject({ allowed: false, remaining: 0 });
       const state = denied!.writes.get("r")!.state;
@@ -187,7 +198,12 @@ describe("countDenied", () => {
     const rule: Rule = { name: "l", algorithm: "sliding_log", limit: 3, periodMs: minute, countDenied: true };
     const results = runAll(rule, [{ at: T0, cost: 2 }, { at: T0 + 10 }, { at: T0 + 20, cost: 2 }]);
     expect(results[2]!.writes.get("l")!.state).toEqual({
-      algorithm: "sliding_log", periodMs: minute, entries: [{ atMs: T0 + 10, cost: 1 }, { atMs: T0 + 20, cost: 2 }],
+      algorithm: "sliding_log",
+      periodMs: minute,
+      entries: [
+        { atMs: T0 + 10, cost: 1 },
+        { atMs: T0 + 20, cost: 2 },
+      ],
     });
   });
 });

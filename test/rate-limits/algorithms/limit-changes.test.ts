@@ -26,22 +26,25 @@ function charge(r: Rule, n: number): LimiterState | undefined {
 }
 
 describe("a rule's limit changing mid-window", () => {
-  it.each(ALGORITHMS.filter((a) => a !== "token_bucket"))("%s: after 8 of 10 units, a limit shrunk to 4 denies with 0 remaining and a wait; the units still count when it grows back", (algorithm) => {
-    const state = charge(rule(algorithm, 10), 8);
-    const at = T0 + 100;
-    const shrunk = evaluateRule(rule(algorithm, 4), state, at, 1);
-    expect(shrunk.allowed).toBe(false);
-    expect(shrunk.remaining).toBe(0);
-    expect(shrunk.retryAfterMs).toBeGreaterThan(0);
-    // Back to 10: the 8 units taken are still there (no reset), so 2 remain before this call.
-    const restored = evaluateRule(rule(algorithm, 10), state, at, 1);
-    expect(restored.allowed).toBe(true);
-    expect(restored.remaining).toBe(1);
-    // Grown past the original: the same state leaves more room, never less.
-    const grown = evaluateRule(rule(algorithm, 20), state, at, 1);
-    expect(grown.allowed).toBe(true);
-    expect(grown.remaining).toBeGreaterThanOrEqual(11);
-  });
+  it.each(ALGORITHMS.filter((a) => a !== "token_bucket"))(
+    "%s: after 8 of 10 units, a limit shrunk to 4 denies with 0 remaining and a wait; the units still count when it grows back",
+    (algorithm) => {
+      const state = charge(rule(algorithm, 10), 8);
+      const at = T0 + 100;
+      const shrunk = evaluateRule(rule(algorithm, 4), state, at, 1);
+      expect(shrunk.allowed).toBe(false);
+      expect(shrunk.remaining).toBe(0);
+      expect(shrunk.retryAfterMs).toBeGreaterThan(0);
+      // Back to 10: the 8 units taken are still there (no reset), so 2 remain before this call.
+      const restored = evaluateRule(rule(algorithm, 10), state, at, 1);
+      expect(restored.allowed).toBe(true);
+      expect(restored.remaining).toBe(1);
+      // Grown past the original: the same state leaves more room, never less.
+      const grown = evaluateRule(rule(algorithm, 20), state, at, 1);
+      expect(grown.allowed).toBe(true);
+      expect(grown.remaining).toBeGreaterThanOrEqual(11);
+    },
+  );
 
   it("token_bucket: the tokens left are kept, capped at the new bucket size, never refilled by the change", () => {
     const state = charge(rule("token_bucket", 10), 8);
@@ -73,7 +76,14 @@ describe("a rule's limit changing mid-window", () => {
       fc.property(
         fc.constantFrom(...ALGORITHMS),
         fc.constantFrom(1_000, 60_000),
-        fc.array(fc.record({ gap: fc.integer({ min: 0, max: 30_000 }), limit: fc.integer({ min: 1, max: 30 }), cost: fc.integer({ min: 1, max: 5 }) }), { minLength: 1, maxLength: 60 }),
+        fc.array(
+          fc.record({
+            gap: fc.integer({ min: 0, max: 30_000 }),
+            limit: fc.integer({ min: 1, max: 30 }),
+            cost: fc.integer({ min: 1, max: 5 }),
+          }),
+          { minLength: 1, maxLength: 60 },
+        ),
         (algorithm, periodMs, calls) => {
           let state: LimiterState | undefined;
           let at = T0;

@@ -23,7 +23,11 @@ const callsFor = (periodMs: number, maxCost = 4) =>
       fc.integer({ min: 0, max: periodMs - 1 }),
       fc.array(
         fc.record({
-          gap: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: Math.max(1, Math.floor(periodMs / 8)) }), fc.integer({ min: 0, max: 2 * periodMs })),
+          gap: fc.oneof(
+            fc.constant(0),
+            fc.integer({ min: 0, max: Math.max(1, Math.floor(periodMs / 8)) }),
+            fc.integer({ min: 0, max: 2 * periodMs }),
+          ),
           cost: fc.integer({ min: 1, max: maxCost }),
         }),
         { minLength: 1, maxLength: 60 },
@@ -67,18 +71,21 @@ function maxInSpan(admitted: Call[], span: number): number {
 describe("fixed_window against a per-window counter", () => {
   it("makes the same decisions and never admits more than limit in a window", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs), ([{ limit, periodMs }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "fixed_window", limit, periodMs };
-        const counts = new Map<number, number>();
-        for (const { call, outcome } of simulate(rule, calls)) {
-          const window = Math.floor(call.at / periodMs);
-          const used = counts.get(window) ?? 0;
-          const expected = used + call.cost <= limit;
-          expect(outcome.allowed).toBe(expected);
-          if (expected) counts.set(window, used + call.cost);
-          expect(counts.get(window) ?? 0).toBeLessThanOrEqual(limit);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "fixed_window", limit, periodMs };
+          const counts = new Map<number, number>();
+          for (const { call, outcome } of simulate(rule, calls)) {
+            const window = Math.floor(call.at / periodMs);
+            const used = counts.get(window) ?? 0;
+            const expected = used + call.cost <= limit;
+            expect(outcome.allowed).toBe(expected);
+            if (expected) counts.set(window, used + call.cost);
+            expect(counts.get(window) ?? 0).toBeLessThanOrEqual(limit);
+          }
+        },
+      ),
       RUNS,
     );
   });
@@ -87,30 +94,36 @@ describe("fixed_window against a per-window counter", () => {
 describe("sliding_log against a list of admitted calls", () => {
   it("makes the same decisions, so no interval of periodMs ever holds more than limit", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs), ([{ limit, periodMs }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "sliding_log", limit, periodMs };
-        const admitted: Call[] = [];
-        for (const { call, outcome } of simulate(rule, calls)) {
-          const used = admitted.filter((a) => a.at > call.at - periodMs).reduce((s, a) => s + a.cost, 0);
-          expect(outcome.allowed).toBe(used + call.cost <= limit);
-          if (outcome.allowed) admitted.push(call);
-        }
-        expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(limit);
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "sliding_log", limit, periodMs };
+          const admitted: Call[] = [];
+          for (const { call, outcome } of simulate(rule, calls)) {
+            const used = admitted.filter((a) => a.at > call.at - periodMs).reduce((s, a) => s + a.cost, 0);
+            expect(outcome.allowed).toBe(used + call.cost <= limit);
+            if (outcome.allowed) admitted.push(call);
+          }
+          expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(limit);
+        },
+      ),
       RUNS,
     );
   });
 
   it("tells the exact wait: admitted at retryAfterMs, denied 1 ms before", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs), ([{ limit, periodMs }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "sliding_log", limit, periodMs };
-        for (const { call, outcome, before } of simulate(rule, calls)) {
-          if (outcome.allowed || call.cost > limit) continue;
-          expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs, call.cost).allowed).toBe(true);
-          expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs - 1, call.cost).allowed).toBe(false);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "sliding_log", limit, periodMs };
+          for (const { call, outcome, before } of simulate(rule, calls)) {
+            if (outcome.allowed || call.cost > limit) continue;
+            expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs, call.cost).allowed).toBe(true);
+            expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs - 1, call.cost).allowed).toBe(false);
+          }
+        },
+      ),
       RUNS,
     );
   });
@@ -119,35 +132,41 @@ describe("sliding_log against a list of admitted calls", () => {
 describe("sliding_window (approximate)", () => {
   it("never admits more than limit in an aligned window, nor more than 2 x limit in any period (the documented bound)", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs), ([{ limit, periodMs }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "sliding_window", limit, periodMs };
-        const results = simulate(rule, calls);
-        const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
-        const perWindow = new Map<number, number>();
-        for (const call of admitted) {
-          const window = Math.floor(call.at / periodMs);
-          perWindow.set(window, (perWindow.get(window) ?? 0) + call.cost);
-        }
-        for (const count of perWindow.values()) expect(count).toBeLessThanOrEqual(limit);
-        expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(2 * limit);
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "sliding_window", limit, periodMs };
+          const results = simulate(rule, calls);
+          const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
+          const perWindow = new Map<number, number>();
+          for (const call of admitted) {
+            const window = Math.floor(call.at / periodMs);
+            perWindow.set(window, (perWindow.get(window) ?? 0) + call.cost);
+          }
+          for (const count of perWindow.values()) expect(count).toBeLessThanOrEqual(limit);
+          expect(maxInSpan(admitted, periodMs)).toBeLessThanOrEqual(2 * limit);
+        },
+      ),
       RUNS,
     );
   });
 
   it("admits whenever the true trailing count leaves room, if the previous window was empty", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs), ([{ limit, periodMs }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "sliding_window", limit, periodMs };
-        const admitted: Call[] = [];
-        for (const { call, outcome } of simulate(rule, calls)) {
-          const start = call.at - (call.at % periodMs);
-          const previousEmpty = !admitted.some((a) => a.at >= start - periodMs && a.at < start);
-          const inWindow = admitted.filter((a) => a.at >= start).reduce((s, a) => s + a.cost, 0);
-          if (previousEmpty) expect(outcome.allowed).toBe(inWindow + call.cost <= limit);
-          if (outcome.allowed) admitted.push(call);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods }), (p) => p.periodMs),
+        ([{ limit, periodMs }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "sliding_window", limit, periodMs };
+          const admitted: Call[] = [];
+          for (const { call, outcome } of simulate(rule, calls)) {
+            const start = call.at - (call.at % periodMs);
+            const previousEmpty = !admitted.some((a) => a.at >= start - periodMs && a.at < start);
+            const inWindow = admitted.filter((a) => a.at >= start).reduce((s, a) => s + a.cost, 0);
+            if (previousEmpty) expect(outcome.allowed).toBe(inWindow + call.cost <= limit);
+            if (outcome.allowed) admitted.push(call);
+          }
+        },
+      ),
       RUNS,
     );
   });
@@ -189,32 +208,38 @@ function referenceBucket(limit: number, periodMs: number, burst: number) {
 describe("gcra", () => {
   it("makes the same decisions as the classic rational-TAT model, and admits at most burst + elapsed x rate", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs), ([{ limit, periodMs, burst }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "gcra", limit, periodMs, burst };
-        const reference = referenceGcra(limit, periodMs, burst);
-        const results = simulate(rule, calls);
-        for (const { call, outcome } of results) expect(outcome.allowed).toBe(reference(call.at, call.cost));
-        const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
-        for (const a of admitted) {
-          const units = admitted.filter((b) => b.at >= a.at).reduce((s, b) => s + b.cost, 0);
-          const span = admitted.at(-1)!.at - a.at;
-          expect(units * periodMs).toBeLessThanOrEqual(burst * periodMs + span * limit);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs),
+        ([{ limit, periodMs, burst }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "gcra", limit, periodMs, burst };
+          const reference = referenceGcra(limit, periodMs, burst);
+          const results = simulate(rule, calls);
+          for (const { call, outcome } of results) expect(outcome.allowed).toBe(reference(call.at, call.cost));
+          const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
+          for (const a of admitted) {
+            const units = admitted.filter((b) => b.at >= a.at).reduce((s, b) => s + b.cost, 0);
+            const span = admitted.at(-1)!.at - a.at;
+            expect(units * periodMs).toBeLessThanOrEqual(burst * periodMs + span * limit);
+          }
+        },
+      ),
       RUNS,
     );
   });
 
   it("tells the exact wait: admitted at retryAfterMs, denied 1 ms before", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs), ([{ limit, periodMs, burst }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "gcra", limit, periodMs, burst };
-        for (const { call, outcome, before } of simulate(rule, calls)) {
-          if (outcome.allowed || call.cost > burst) continue;
-          expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs, call.cost).allowed).toBe(true);
-          expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs - 1, call.cost).allowed).toBe(false);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs),
+        ([{ limit, periodMs, burst }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "gcra", limit, periodMs, burst };
+          for (const { call, outcome, before } of simulate(rule, calls)) {
+            if (outcome.allowed || call.cost > burst) continue;
+            expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs, call.cost).allowed).toBe(true);
+            expect(evaluateRule(rule, before, call.at + outcome.retryAfterMs - 1, call.cost).allowed).toBe(false);
+          }
+        },
+      ),
       RUNS,
     );
   });
@@ -223,36 +248,46 @@ describe("gcra", () => {
 describe("token_bucket", () => {
   it("makes the same decisions as a bucket refilled cycle by cycle, and admits at most burst + limit per refill", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs), ([{ limit, periodMs, burst }, calls]) => {
-        const rule: Rule = { name: "r", algorithm: "token_bucket", limit, periodMs, burst };
-        const reference = referenceBucket(limit, periodMs, burst);
-        const results = simulate(rule, calls);
-        for (const { call, outcome } of results) expect(outcome.allowed).toBe(reference(call.at, call.cost));
-        const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
-        for (const a of admitted) {
-          const units = admitted.filter((b) => b.at >= a.at).reduce((s, b) => s + b.cost, 0);
-          const refills = Math.floor((admitted.at(-1)!.at - a.at) / periodMs) + 1;
-          expect(units).toBeLessThanOrEqual(burst + limit * refills);
-        }
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, periodMs: periods, burst: bursts }), (p) => p.periodMs),
+        ([{ limit, periodMs, burst }, calls]) => {
+          const rule: Rule = { name: "r", algorithm: "token_bucket", limit, periodMs, burst };
+          const reference = referenceBucket(limit, periodMs, burst);
+          const results = simulate(rule, calls);
+          for (const { call, outcome } of results) expect(outcome.allowed).toBe(reference(call.at, call.cost));
+          const admitted = results.filter((r) => r.outcome.allowed).map((r) => r.call);
+          for (const a of admitted) {
+            const units = admitted.filter((b) => b.at >= a.at).reduce((s, b) => s + b.cost, 0);
+            const refills = Math.floor((admitted.at(-1)!.at - a.at) / periodMs) + 1;
+            expect(units).toBeLessThanOrEqual(burst + limit * refills);
+          }
+        },
+      ),
       RUNS,
     );
   });
 
   it("agrees with gcra on equivalent settings: one token every periodMs / limit, same burst", () => {
     fc.assert(
-      fc.property(withCalls(fc.record({ limit: limits, interval: fc.integer({ min: 1, max: 500 }), burst: bursts }), (p) => p.limit * p.interval), ([{ limit, interval, burst }, calls]) => {
-        const periodMs = limit * interval;
-        const gcra: Rule = { name: "g", algorithm: "gcra", limit, periodMs, burst };
-        const bucket: Rule = { name: "b", algorithm: "token_bucket", limit: 1, periodMs: interval, burst };
-        const a = simulate(gcra, calls);
-        const b = simulate(bucket, calls);
-        a.forEach(({ outcome }, i) => {
-          const other = b[i]!.outcome;
-          expect([outcome.allowed, outcome.remaining, outcome.retryAfterMs, outcome.resetAt])
-            .toEqual([other.allowed, other.remaining, other.retryAfterMs, other.resetAt]);
-        });
-      }),
+      fc.property(
+        withCalls(fc.record({ limit: limits, interval: fc.integer({ min: 1, max: 500 }), burst: bursts }), (p) => p.limit * p.interval),
+        ([{ limit, interval, burst }, calls]) => {
+          const periodMs = limit * interval;
+          const gcra: Rule = { name: "g", algorithm: "gcra", limit, periodMs, burst };
+          const bucket: Rule = { name: "b", algorithm: "token_bucket", limit: 1, periodMs: interval, burst };
+          const a = simulate(gcra, calls);
+          const b = simulate(bucket, calls);
+          a.forEach(({ outcome }, i) => {
+            const other = b[i]!.outcome;
+            expect([outcome.allowed, outcome.remaining, outcome.retryAfterMs, outcome.resetAt]).toEqual([
+              other.allowed,
+              other.remaining,
+              other.retryAfterMs,
+              other.resetAt,
+            ]);
+          });
+        },
+      ),
       RUNS,
     );
   });

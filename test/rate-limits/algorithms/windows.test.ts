@@ -20,7 +20,11 @@ describe("fixed window", () => {
   const rule: Rule = { name: "m", algorithm: "fixed_window", limit: 3, periodMs: minute };
 
   it("admits exactly the limit within one window and denies the rest until the window ends", () => {
-    const outcomes = run(evaluateFixedWindow, rule, [0, 1, 2, 3, 4].map((i) => ({ at: T0 + i * 1000 })));
+    const outcomes = run(
+      evaluateFixedWindow,
+      rule,
+      [0, 1, 2, 3, 4].map((i) => ({ at: T0 + i * 1000 })),
+    );
     expect(outcomes.map((o) => o.allowed)).toEqual([true, true, true, false, false]);
     expect(outcomes.map((o) => o.remaining)).toEqual([2, 1, 0, 0, 0]);
     expect(outcomes[3]!.retryAfterMs).toBe(minute - 3000);
@@ -29,14 +33,22 @@ describe("fixed window", () => {
 
   it("starts a fresh count in the next epoch-aligned window", () => {
     const outcomes = run(evaluateFixedWindow, rule, [
-      { at: T0 }, { at: T0 + 1 }, { at: T0 + 2 }, { at: T0 + minute - 1 }, { at: T0 + minute },
+      { at: T0 },
+      { at: T0 + 1 },
+      { at: T0 + 2 },
+      { at: T0 + minute - 1 },
+      { at: T0 + minute },
     ]);
     expect(outcomes.map((o) => o.allowed)).toEqual([true, true, true, false, true]);
     expect(outcomes[4]!.remaining).toBe(2);
   });
 
   it("denies a cost larger than what remains without consuming anything", () => {
-    const outcomes = run(evaluateFixedWindow, rule, [{ at: T0, cost: 2 }, { at: T0 + 1, cost: 2 }, { at: T0 + 2, cost: 1 }]);
+    const outcomes = run(evaluateFixedWindow, rule, [
+      { at: T0, cost: 2 },
+      { at: T0 + 1, cost: 2 },
+      { at: T0 + 2, cost: 1 },
+    ]);
     expect(outcomes.map((o) => o.allowed)).toEqual([true, false, true]);
     expect(outcomes[2]!.remaining).toBe(0);
   });
@@ -73,7 +85,11 @@ describe("sliding window", () => {
   });
 
   it("waits into the next window when the current window alone is full", () => {
-    const outcomes = run(evaluateSlidingWindow, rule, Array.from({ length: 11 }, (_, i) => ({ at: T0 + 30_000 + i })));
+    const outcomes = run(
+      evaluateSlidingWindow,
+      rule,
+      Array.from({ length: 11 }, (_, i) => ({ at: T0 + 30_000 + i })),
+    );
     const denied = outcomes[10]!;
     expect(denied.allowed).toBe(false);
     const state: WindowState = { algorithm: "sliding_window", periodMs: minute, windowStartMs: T0, count: 10, previousCount: 0 };
@@ -95,13 +111,25 @@ describe("sliding window", () => {
   });
 
   it("forgets counts older than two periods", () => {
-    const state: WindowState = { algorithm: "sliding_window", periodMs: minute, windowStartMs: T0 - 2 * minute, count: 10, previousCount: 10 };
+    const state: WindowState = {
+      algorithm: "sliding_window",
+      periodMs: minute,
+      windowStartMs: T0 - 2 * minute,
+      count: 10,
+      previousCount: 10,
+    };
     expect(evaluateSlidingWindow(rule, state, T0, 10).allowed).toBe(true);
   });
 
   it("stays exact for the largest allowed limit and period", () => {
     const big: Rule = { name: "y", algorithm: "sliding_window", limit: 24_000_000, periodMs: 366 * 24 * 3_600_000 };
-    const state: WindowState = { algorithm: "sliding_window", periodMs: big.periodMs, windowStartMs: 0, count: 24_000_000, previousCount: 0 };
+    const state: WindowState = {
+      algorithm: "sliding_window",
+      periodMs: big.periodMs,
+      windowStartMs: 0,
+      count: 24_000_000,
+      previousCount: 0,
+    };
     const outcome = evaluateSlidingWindow(big, state, big.periodMs + big.periodMs / 2, 12_000_000);
     expect(outcome.allowed).toBe(true);
     expect(outcome.remaining).toBe(0);

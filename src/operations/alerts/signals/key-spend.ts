@@ -6,7 +6,9 @@ import { callOnce, type SignalReader } from "./types";
  * `key_spend_share`: the larger of the key's day and month shares (spent / cap) in the caps'
  * current periods, from its CreditLedgerDO; `null` for a key without a cap.
  */
-export function keySpendReader(ledger: (accountId: string) => { keySpend(input: { accountId: string; keyId: string }): Promise<KeySpend> }): SignalReader<KeySpendShareRule> {
+export function keySpendReader(
+  ledger: (accountId: string) => { keySpend(input: { accountId: string; keyId: string }): Promise<KeySpend> },
+): SignalReader<KeySpendShareRule> {
   return {
     async read(rule) {
       const spend = await callOnce(ledger(rule.accountId), (stub) => stub.keySpend({ accountId: rule.accountId, keyId: rule.keyId }));

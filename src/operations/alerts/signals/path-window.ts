@@ -3,14 +3,18 @@ import type { PathDetail } from "../../../../rpc/path-stats";
 import { callOnce, type SignalReader } from "./types";
 
 /** The aggregator's `pathDetail`, which reads rollups only (never a collector). */
-export type PathDetailSource = () => { pathDetail(input: { range: { from: number; to: number }; path: string; method?: string }): Promise<PathDetail> };
+export type PathDetailSource = () => {
+  pathDetail(input: { range: { from: number; to: number }; path: string; method?: string }): Promise<PathDetail>;
+};
 
 async function detail(source: PathDetailSource, rule: PathErrorRateRule | PathP99Rule, nowMs: number): Promise<PathDetail> {
-  return callOnce(source(), (stub) => stub.pathDetail({
-    range: { from: Math.max(0, nowMs - rule.windowMs), to: nowMs },
-    path: rule.path,
-    ...(rule.method === undefined ? {} : { method: rule.method }),
-  }));
+  return callOnce(source(), (stub) =>
+    stub.pathDetail({
+      range: { from: Math.max(0, nowMs - rule.windowMs), to: nowMs },
+      path: rule.path,
+      ...(rule.method === undefined ? {} : { method: rule.method }),
+    }),
+  );
 }
 
 /**
