@@ -293,9 +293,15 @@ export class RateLimiterDO extends TollgateObject {
     }
   }
 
-  async #scheduleExpiry(expiries: number[]): Promise<void> {
+  /**
+   * Makes sure a cleanup is due no later than the state's expiry. The task only ever moves
+   * earlier: a check that extends the state writes no task row (the scheduler knows the due
+   * time in memory), and the cleanup, finding state still live, moves itself to the latest
+   * expiry then. So a busy subject pays about one task write per expiry period, not per check.
+   */
+  async #scheduleExpiry(expiries: number[], keep: "earliest" | "replace" = "earliest"): Promise<void> {
     if (expiries.length === 0) return;
-    await this.scheduler.schedule("expire-state", Math.max(...expiries) + CLEANUP_SLACK_MS, null, "expire-state", "latest");
+    await this.scheduler.schedule("expire-state", Math.max(...expiries) + CLEANUP_SLACK_MS, null, "expire-state", keep);
   }
 
   async #scheduleReplayPruning(nowMs: number): Promise<void> {
@@ -318,7 +324,8 @@ export class RateLimiterDO extends TollgateObject {
          UNION ALL SELECT MAX(until_ms) FROM subject_block)`,
       SHADOW_COUNT_TTL_MS,
     ).last;
-    if (last !== null) await this.#scheduleExpiry([last]);
+    // "replace": this running task's own row is due earlier and would win "earliest" (see #pruneReplays).
+    if (last !== null) await this.#scheduleExpiry([last], "replace");
   }
 
   /** Forgets idempotency keys older than the replay window; idempotent. */

@@ -186,6 +186,28 @@ describe("RateLimiterDO", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(false);
   });
 
+  it("writes no cleanup task when a check only extends live state; the cleanup then follows the state", async () => {
+    const subject = "extends";
+    const stub = env.TEST_RATE_LIMITER.getByName(subject);
+    const second: Rule = { name: "second", algorithm: "fixed_window", limit: 5, periodMs: 1_000 };
+    const hour: Rule = { name: "hour", algorithm: "fixed_window", limit: 5, periodMs: 3_600_000 };
+    await stub.check({ subject, rules: [second] });
+    const first = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
+    await stub.check({ subject, rules: [second, hour] });
+    // The later expiry did not move the task: it stays where the first check put it.
+    expect((await stub.tasks()).find((t) => t.kind === "expire-state")).toEqual(first);
+
+    // Due, it deletes what has expired and moves itself to the expiry of what is still live.
+    await stub.runAlarmAt(first.dueMs);
+    const live = await stub.storedRules();
+    expect(live.map((r) => r.rule_name)).toEqual(["hour"]);
+    const moved = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
+    expect(moved.dueMs).toBeGreaterThan(live[0]!.expires_at_ms);
+    await stub.runAlarmAt(moved.dueMs);
+    expect(await stub.storedRules()).toEqual([]);
+    expect((await stub.tasks()).find((t) => t.kind === "expire-state")).toBeUndefined();
+  });
+
   it("keeps state that is still in use when the cleanup alarm fires", async () => {
     const subject = "busy";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
