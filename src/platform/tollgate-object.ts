@@ -1,8 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env";
-import { loadMetricsConfig } from "./metering/config";
+import { floorTo, MINUTE_MS } from "./buckets";
+import { loadMetricsConfig, type MetricsConfig } from "./metering/config";
 import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "./metering/instrument";
-import { METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs, recordCall } from "./metering/object-metrics";
+import { CallCounts, METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs } from "./metering/object-metrics";
 import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandler, type TaskHandlers } from "./task-scheduler";
 import { applyMigrations, type Migration } from "./migrations";
 import { exportTables, holdsData, importTables, type ObjectDump, objectDumpSchema } from "./table-dump";
@@ -36,6 +37,8 @@ export interface ObjectSpec<Self extends TollgateObject = TollgateObject> {
 export interface ObjectControls {
   /** Runs the alarm's work as if the clock read `nowMs`, and reports what it did. */
   runAlarm(nowMs: number): Promise<AlarmReport>;
+  /** Writes the call counts waiting in memory now, instead of within `METRICS_BUFFER_MS`. */
+  flushMetrics(): void;
 }
 
 /**
@@ -71,15 +74,18 @@ export abstract class TollgateObject extends DurableObject<Env> {
   readonly #kind: string | null;
   /** Whether the alarm now running did more than push metrics (only then is a push scheduled for it). */
   #alarmDidWork = false;
-  /** METRICS_PUSH_EVERY, read once per instance (the hot path should not re-read configuration). */
-  #pushEveryMs: number | undefined;
+  /** The metrics configuration, read once per instance (the hot path should not re-read it). */
+  #metricsConfig: MetricsConfig | undefined;
+  /** Call counts not yet written, and the timer that writes them (null: none pending). */
+  readonly #callCounts = new CallCounts();
+  #callCountsTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec, hooks: ObjectHooks = {}) {
     super(ctx, env);
     this.#spec = spec;
     this.now = hooks.now ?? Date.now;
     this.#wrapTasks = hooks.wrapTasks ?? ((handlers) => handlers);
-    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs) });
+    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs), flushMetrics: () => this.#writeCallCounts() });
     this.sql = countingSql(ctx.storage.sql, this);
     applyMigrations(ctx.storage, "scheduler", SCHEDULER_MIGRATIONS);
     applyMigrations(ctx.storage, spec.component, spec.migrations);
@@ -167,23 +173,41 @@ export abstract class TollgateObject extends DurableObject<Env> {
   }
 
   /**
-   * One upsert into `_metrics`, written before the call's answer leaves the object (the output
-   * gate holds it until the write is durable), so counts survive any eviction. The push is
-   * scheduled without awaiting: the task row is written synchronously, and the scheduler skips
-   * the write when a push is already due earlier. An alarm that only pushed metrics schedules
-   * no push for itself, or every object would wake itself forever (docs/metrics.md).
+   * Counts a finished call in memory; the counts are written at most `METRICS_BUFFER_MS` later
+   * (one upsert per method, code and latency bucket), not once per call. The pending timer keeps
+   * the object resident until they are written, so only a crash can lose them, and then at
+   * most that window (docs/metrics.md). An alarm that only pushed metrics asks for no push of
+   * its own count, or every object would wake itself forever.
    */
   #record(outcome: CallOutcome): void {
     if (this.#kind === null) return;
-    const minute = recordCall(this.ctx.storage.sql, outcome);
+    const config = (this.#metricsConfig ??= loadMetricsConfig(this.env));
+    this.#callCounts.add(outcome);
+    if (config.bufferMs === 0) this.#writeCallCounts();
+    else {
+      this.#callCountsTimer ??= setTimeout(() => {
+        this.#callCountsTimer = null;
+        this.#writeCallCounts();
+        // Durable before the timer's turn ends: an eviction waits for the timer, not for the write.
+        this.ctx.storage.sync().catch((error: unknown) => console.error("metrics: could not sync the call counts", error));
+      }, config.bufferMs);
+    }
     if (outcome.method === "alarm" && !this.#alarmDidWork) return;
-    const pushEveryMs = (this.#pushEveryMs ??= loadMetricsConfig(this.env).pushEveryMs);
+    // The scheduler knows the push's due time in memory: only the first call of a window writes the task.
+    const pushEveryMs = config.pushEveryMs;
     this.scheduler
-      .schedule(METRICS_PUSH_TASK, pushDueMs(minute, pushEveryMs), null, METRICS_PUSH_TASK, "earliest")
+      .schedule(METRICS_PUSH_TASK, pushDueMs(floorTo(outcome.endMs, MINUTE_MS), pushEveryMs), null, METRICS_PUSH_TASK, "earliest")
       .catch((error: unknown) => console.error("metrics: could not schedule the push", error));
   }
 
+  /** Writes the call counts waiting in memory (one upsert per minute, method, code and latency bucket). */
+  #writeCallCounts(): void {
+    this.#callCounts.write(this.ctx.storage);
+  }
+
   async #pushMetrics(nowMs: number): Promise<void> {
+    // Closed minutes may still be in memory: the push sends what is written.
+    this.#writeCallCounts();
     const config = loadMetricsConfig(this.env);
     const next = await pushClosedMinutes(
       this.ctx.storage,

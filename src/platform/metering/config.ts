@@ -12,6 +12,7 @@ export interface MetricsVars {
   METRICS_RETENTION?: string;
   METRICS_PUSH_EVERY?: string;
   METRICS_FLUSH_MS?: string;
+  METRICS_BUFFER_MS?: string;
   COST_PRICES?: string;
   COST_BUDGET_USD?: string;
 }
@@ -30,6 +31,8 @@ export interface MetricsConfig {
   pushEveryMs: number;
   /** An isolate flushes its entrypoint counts at most this often (0: after every call). */
   flushMs: number;
+  /** An object writes its call counts at most this long after a call (0: with the call itself). */
+  bufferMs: number;
 }
 
 export const MAX_METRICS_SHARDS = 64;
@@ -38,13 +41,14 @@ const DEFAULTS: MetricsConfig = {
   retention: { ...DEFAULT_ROLLUP_RETENTION },
   pushEveryMs: 5 * MINUTE_MS,
   flushMs: 5_000,
+  bufferMs: 2_000,
 };
 
 const cache = new Map<string, MetricsConfig>();
 
 /** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
 export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
-  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_PUSH_EVERY, vars.METRICS_FLUSH_MS]);
+  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_PUSH_EVERY, vars.METRICS_FLUSH_MS, vars.METRICS_BUFFER_MS]);
   const cached = cache.get(key);
   if (cached) return cached;
   try {
@@ -57,6 +61,8 @@ export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
       retention: retention(vars.METRICS_RETENTION),
       pushEveryMs,
       flushMs: intVar("METRICS_FLUSH_MS", vars.METRICS_FLUSH_MS, DEFAULTS.flushMs, 0, 60_000),
+      // At most 5 s: the window a crashed object can lose (docs/metrics.md).
+      bufferMs: intVar("METRICS_BUFFER_MS", vars.METRICS_BUFFER_MS, DEFAULTS.bufferMs, 0, 5_000),
     };
     cache.set(key, config);
     return config;

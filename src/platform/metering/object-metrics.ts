@@ -52,21 +52,63 @@ export const METRICS_MIGRATIONS: readonly Migration[] = [
 /** The metrics tables, which backups leave out (counts are not state, and a restore must not re-count). */
 export const METRICS_TABLES = ["_metrics", "_metrics_outbox", "_metrics_seq"] as const;
 
-/** Adds one finished call to the object's counters: a single upsert, no await. */
-export function recordCall(sql: SqlStorage, outcome: CallOutcome): number {
-  const minute = floorTo(outcome.endMs, MINUTE_MS);
-  sql.exec(
-    `INSERT INTO _metrics (minute_ms, method, code, bucket, calls, rows_read, rows_written) VALUES (?, ?, ?, ?, 1, ?, ?)
-     ON CONFLICT (minute_ms, method, code, bucket) DO UPDATE SET calls = calls + 1,
-       rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written`,
-    minute,
-    outcome.method,
-    outcome.code,
-    latencyBucket(outcome.latencyMs),
-    outcome.rowsRead,
-    outcome.rowsWritten,
-  );
-  return minute;
+
+interface PendingRow {
+  minute: number;
+  method: string;
+  code: string;
+  bucket: number;
+  calls: number;
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+/**
+ * An object's call counts, accumulated in memory and written at most `METRICS_BUFFER_MS`
+ * later as one upsert per (minute, method, code, latency bucket): the rows a call writes no
+ * longer include one for its own count. The object keeps a timer while counts wait; a pending
+ * timer keeps the object from being evicted (compatibility date 2026-10-01 and later), so a
+ * graceful eviction writes them first, and a crash loses at most that window.
+ */
+export class CallCounts {
+  readonly #pending = new Map<string, PendingRow>();
+  /** Adds one finished call. */
+  add(outcome: CallOutcome): void {
+    const minute = floorTo(outcome.endMs, MINUTE_MS);
+    const bucket = latencyBucket(outcome.latencyMs);
+    const key = `${minute}\u0000${outcome.method}\u0000${outcome.code}\u0000${bucket}`;
+    const row = this.#pending.get(key);
+    if (row === undefined) {
+      this.#pending.set(key, { minute, method: outcome.method, code: outcome.code, bucket, calls: 1, rowsRead: outcome.rowsRead, rowsWritten: outcome.rowsWritten });
+    } else {
+      row.calls += 1;
+      row.rowsRead += outcome.rowsRead;
+      row.rowsWritten += outcome.rowsWritten;
+    }
+  }
+
+  /** Writes what is pending into `_metrics` in one transaction and forgets it. */
+  write(storage: DurableObjectStorage): void {
+    if (this.#pending.size === 0) return;
+    const rows = [...this.#pending.values()];
+    storage.transactionSync(() => {
+      for (const row of rows) {
+        storage.sql.exec(
+          `INSERT INTO _metrics (minute_ms, method, code, bucket, calls, rows_read, rows_written) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (minute_ms, method, code, bucket) DO UPDATE SET calls = calls + excluded.calls,
+             rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written`,
+          row.minute,
+          row.method,
+          row.code,
+          row.bucket,
+          row.calls,
+          row.rowsRead,
+          row.rowsWritten,
+        );
+      }
+    });
+    this.#pending.clear();
+  }
 }
 
 /** When the push of `minuteMs`'s window is due. */

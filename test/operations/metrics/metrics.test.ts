@@ -233,8 +233,9 @@ describe("metrics", () => {
 
   it("compacts minutes into hours and days, takes a late minute into its hour, and a second run changes nothing", async () => {
     const shard = env.METRICS.getByName("compaction");
-    // In the future (on a pinned clock), so the real compaction alarm is never due during the test.
-    const hour = floorTo(Date.now(), HOUR_MS) + 2 * DAY_MS;
+    // In the future (on a pinned clock), so the real compaction alarm is never due during the test;
+    // at 10:00, so the day is still open two hours later (from 22:00 UTC on, it had closed and rolled up).
+    const hour = floorTo(Date.now(), DAY_MS) + 2 * DAY_MS + 10 * HOUR_MS;
     await shard.pinClock(hour + 30 * MINUTE_MS);
     const row = (minuteMs: number, calls: number) => ({
       minuteMs,
