@@ -1,8 +1,10 @@
 /**
- * The harness itself: one scenario, about a second, on a real workerd. Checks the shape of
- * what a run returns, never its speed (speed belongs to `npm run bench`).
+ * The harness itself, on a real workerd: the ceiling scenario (about a second) and the cost
+ * scenario with 20 calls per operation. Checks the shape of what a run returns, never its speed
+ * or its costs (those belong to `npm run bench`).
  */
 import { describe, expect, it } from "vitest";
+import { COST_BUDGETS } from "./harness/cost";
 import { renderMarkdown, renderText } from "./harness/report";
 import { runBench } from "./harness/runner";
 import { allOps, SCENARIOS } from "./scenarios/index";
@@ -61,4 +63,25 @@ describe("bench harness", () => {
     }
     expect(text).toContain("n/a (capability not built yet)");
   });
+
+  it("runs the cost scenario: every budget row counted by the bench Worker, judged and rendered", async () => {
+    const results = await runBench({ mode: "test", only: ["cost"] });
+
+    for (const budget of COST_BUDGETS) {
+      const row = results.rows.find((candidate) => candidate.id === budget.rowId)!;
+      expect(row.extra?.calls).toBe(20);
+      expect(row.note).toBeUndefined();
+      expect(row.extra?.rowsWritten).toBeGreaterThan(0);
+      expect(row.extra?.requests).toBeGreaterThan(0);
+      expect(row.extra?.usdPerMillion).toBeGreaterThan(0);
+      expect(["PASS", "FAIL"]).toContain(results.targets.find((target) => target.id === budget.id)!.status);
+    }
+    // Every gateway request reaches the limiter, the ledger (twice) and a collector at least.
+    expect(results.rows.find((row) => row.id === "cost.authorize-settle")!.extra?.requests).toBeGreaterThanOrEqual(4);
+    expect(results.rows.find((row) => row.id === "cost.baseline.kv")!.extra?.usdPerMillion).toBe(5.5);
+    expect(JSON.parse(JSON.stringify(results))).toEqual(results);
+    expect(renderText(results)).toContain("where the rows go");
+    expect(renderMarkdown(results)).toContain("A month of gateway requests");
+    // Its alarms run on a clock moved forward, and each window waits for the objects' pending timers.
+  }, 180_000);
 });

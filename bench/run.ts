@@ -15,7 +15,11 @@ const root = join(import.meta.dirname, "..");
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const write = !args.includes("--no-write");
-const only = args.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",").filter(Boolean);
+const only = args
+  .find((arg) => arg.startsWith("--only="))
+  ?.slice("--only=".length)
+  .split(",")
+  .filter(Boolean);
 
 process.env.WRANGLER_SEND_METRICS ??= "false";
 
@@ -26,11 +30,11 @@ const results = await runBench({
   ...(storage ? { storage } : {}),
   log: (line) => console.log(line),
 });
-console.log("\n" + renderText(results));
+console.log(`\n${renderText(results)}`);
 
 if (write) {
   const resultsFile = join(import.meta.dirname, quick ? "results-quick.json" : "results.json");
-  writeFileSync(resultsFile, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
   refreshDocs(results);
   console.log(`\nwrote ${resultsFile} and docs/benchmarks.md`);
 }
@@ -50,5 +54,5 @@ function refreshDocs(run: BenchResults): void {
     return;
   }
   const section = only ? `${renderMarkdown(run)}\n\n(Partial run: --only=${only.join(",")}.)` : renderMarkdown(run);
-  writeFileSync(path, page.slice(0, from + start.length) + "\n" + section + "\n" + page.slice(to));
+  writeFileSync(path, `${page.slice(0, from + start.length)}\n${section}\n${page.slice(to)}`);
 }

@@ -2,10 +2,10 @@
  * The issue's targets, judged on the rows of one run. A target whose rows are missing or
  * not measured (the capability is not built yet) is "n/a". Targets never fail the build.
  */
+import { budgetValue, COST_BUDGETS } from "./harness/cost";
 import type { Row, Target } from "./harness/types";
 
-const measured = (rows: readonly Row[], prefix: string) =>
-  rows.filter((row) => row.id.startsWith(prefix) && row.measured !== undefined);
+const measured = (rows: readonly Row[], prefix: string) => rows.filter((row) => row.id.startsWith(prefix) && row.measured !== undefined);
 
 const byId = (rows: readonly Row[], id: string) => rows.find((row) => row.id === id && row.measured !== undefined);
 
@@ -64,7 +64,10 @@ export const TARGETS: readonly Target[] = [
       };
       const worst = candidates.reduce((a, b) => (ratioOf(a).ratio >= ratioOf(b).ratio ? a : b));
       const all = candidates
-        .map((row) => `${row.id.slice("tollgate.authorize.".length)} @${row.concurrency}: ${fmt(ratioOf(row).ratio)}${ratioOf(row).useP50 ? " (p50)" : " (mean)"}`)
+        .map(
+          (row) =>
+            `${row.id.slice("tollgate.authorize.".length)} @${row.concurrency}: ${fmt(ratioOf(row).ratio)}${ratioOf(row).useP50 ? " (p50)" : " (mean)"}`,
+        )
         .join(", ");
       const { ratio } = ratioOf(worst);
       return {
@@ -86,10 +89,11 @@ export const TARGETS: readonly Target[] = [
         .join(", ");
       return {
         pass: inexact.length === 0,
-        detail:
-          (inexact.length === 0
+        detail: `${
+          inexact.length === 0
             ? `exact at ${exact.map((row) => row.extra?.callers).join(", ")} callers`
-            : `inexact at ${inexact.map((row) => row.extra?.callers).join(", ")} callers`) + `; KV kept ${kv}`,
+            : `inexact at ${inexact.map((row) => row.extra?.callers).join(", ")} callers`
+        }; KV kept ${kv}`,
       };
     },
   },
@@ -135,9 +139,26 @@ export const TARGETS: readonly Target[] = [
         return { pass: true, detail: `the fan-out query did not finish (${theirs.note}); topPaths mean ${fmt(ours.measured!.meanMs)} ms` };
       }
       const ratio = theirs.measured!.meanMs / ours.measured!.meanMs;
-      return { pass: ratio >= 10, detail: `fan-out mean ${fmt(theirs.measured!.meanMs)} ms vs topPaths ${fmt(ours.measured!.meanMs)} ms: ${fmt(ratio)} × faster` };
+      return {
+        pass: ratio >= 10,
+        detail: `fan-out mean ${fmt(theirs.measured!.meanMs)} ms vs topPaths ${fmt(ours.measured!.meanMs)} ms: ${fmt(ratio)} × faster`,
+      };
     },
   },
+  // The issue's cost budgets (bench/scenarios/cost.ts): rows written, or object requests, per operation.
+  ...COST_BUDGETS.map(
+    (budget): Target => ({
+      id: budget.id,
+      description: budget.description,
+      judge(rows) {
+        const value = budgetValue(budget, rows);
+        if (value === undefined) return undefined;
+        const unit = budget.rowId === "cost.record-many" ? "hit" : budget.metric === "requests" ? "gateway request" : "operation";
+        const what = budget.metric === "requests" ? "object requests" : "rows written";
+        return { pass: value <= budget.max, detail: `${value < 1 ? value.toFixed(3) : fmt(value)} ${what} per ${unit}` };
+      },
+    }),
+  ),
 ];
 
 export interface TargetResult {

@@ -1,4 +1,5 @@
 /** Renders results as a console table and as the Markdown section of docs/benchmarks.md. */
+import { renderCostMarkdown, renderCostText } from "./cost-report";
 import type { BenchResults } from "./runner";
 import type { Row } from "./types";
 
@@ -49,7 +50,8 @@ function cells(row: Row): string[] {
 function groups(rows: readonly Row[]): Map<string, Row[]> {
   const byGroup = new Map<string, Row[]>();
   for (const row of rows) {
-    if (row.group === "memory") continue;
+    // Memory and cost have sections of their own.
+    if (row.group === "memory" || row.group.startsWith("cost")) continue;
     byGroup.set(row.group, [...(byGroup.get(row.group) ?? []), row]);
   }
   return byGroup;
@@ -57,9 +59,11 @@ function groups(rows: readonly Row[]): Map<string, Row[]> {
 
 function machineLine(results: BenchResults): string {
   const m = results.machine;
-  return `${m.cpus} × ${m.cpuModel}, ${mib(m.memoryBytes)} RAM, ${m.platform}, Node ${m.node}, workerd ${m.workerd} ` +
+  return (
+    `${m.cpus} × ${m.cpuModel}, ${mib(m.memoryBytes)} RAM, ${m.platform}, Node ${m.node}, workerd ${m.workerd} ` +
     `(miniflare ${m.miniflare}); Durable Object storage ${m.storage === "memory" ? "on tmpfs" : "on disk"}; ` +
-    `load average at start ${m.loadAverageAtStart.join(" / ")}`;
+    `load average at start ${m.loadAverageAtStart.join(" / ")}`
+  );
 }
 
 function memoryLines(results: BenchResults): string[] {
@@ -82,7 +86,10 @@ export function renderText(results: BenchResults): string {
   }
   const widths = HEADERS.map((header, i) => Math.max(header.length, ...body.map((line) => line[i]!.length)));
   const pad = (line: string[]) =>
-    line.map((cell, i) => (NUMERIC.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join("  ").trimEnd();
+    line
+      .map((cell, i) => (NUMERIC.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   const out = [
     `tollgate bench (${results.mode}) ${results.date}, ${(results.durationMs / 1000).toFixed(0)} s`,
     machineLine(results),
@@ -93,6 +100,7 @@ export function renderText(results: BenchResults): string {
     "",
     "memory",
     ...memoryLines(results).map((line) => `  ${line}`),
+    ...renderCostText(results.rows),
     "",
     "targets (reported, never failing the build)",
     ...results.targets.map((t) => `  ${t.status.padEnd(4)}  ${t.description}: ${t.detail}`),
@@ -103,7 +111,7 @@ export function renderText(results: BenchResults): string {
 
 /** The Markdown section written into docs/benchmarks.md. */
 export function renderMarkdown(results: BenchResults): string {
-  const escape = (cell: string) => cell.replaceAll("|", "\\|");
+  const escapeCell = (cell: string) => cell.replaceAll("|", "\\|");
   const lines = [
     `Run: \`npm run bench${results.mode === "quick" ? " -- --quick" : ""}\` on ${results.date} (${(results.durationMs / 1000).toFixed(0)} s).`,
     `Machine: ${machineLine(results)}.`,
@@ -112,12 +120,13 @@ export function renderMarkdown(results: BenchResults): string {
     `|${HEADERS.map((_, i) => (NUMERIC.has(i) ? "---:" : "---")).join("|")}|`,
   ];
   for (const [group, rows] of groups(results.rows)) {
-    lines.push(`| **${escape(group)}** |${" |".repeat(HEADERS.length - 1)}`);
+    lines.push(`| **${escapeCell(group)}** |${" |".repeat(HEADERS.length - 1)}`);
     for (const row of rows) lines.push(`| ${cells(row).map(escape).join(" | ")} |`);
   }
-  lines.push("", "Memory:", "", ...memoryLines(results).map((line) => `- ${line}`), "", "Targets (reported, never failing the build):", "");
+  lines.push("", "Memory:", "", ...memoryLines(results).map((line) => `- ${line}`), ...renderCostMarkdown(results.rows));
+  lines.push("", "Targets (reported, never failing the build):", "");
   lines.push("| status | target | measured |", "|---|---|---|");
-  for (const t of results.targets) lines.push(`| ${t.status} | ${escape(t.description)} | ${escape(t.detail)} |`);
+  for (const t of results.targets) lines.push(`| ${t.status} | ${escapeCell(t.description)} | ${escapeCell(t.detail)} |`);
   if (results.skipped.length > 0) lines.push("", `Skipped (run budget spent): ${results.skipped.join(", ")}.`);
   return lines.join("\n");
 }

@@ -7,6 +7,7 @@ import type { CreditsApi } from "../../rpc/credits";
 import type { GatewayApi } from "../../rpc/gateway";
 import type { GlobalStats, PathStatsApi, TopPaths, TopPathsInput } from "../../rpc/path-stats";
 import type { CheckInput, Decision, PeekInput, RateLimitsApi } from "../../rpc/rate-limits";
+import type { CostDrainInput, CostDrainResult, CostPricesLike, CostSnapshot } from "./cost";
 
 /** A Durable Object namespace as the driver uses it: by name only. */
 export interface NamespaceLike<T> {
@@ -36,7 +37,12 @@ export interface SeedLimiterStub {
 
 /** tollgate's AggregatorDO with a pinned clock and a fill (bench/workers/bench-aggregator-do.ts). */
 export interface BenchAggregatorStub {
-  fill(input: { clients: number; days: number; paths: number; hitsPerMinute: number }): Promise<{ endMs: number; hits: number; minutes: number }>;
+  fill(input: {
+    clients: number;
+    days: number;
+    paths: number;
+    hitsPerMinute: number;
+  }): Promise<{ endMs: number; hits: number; minutes: number }>;
   topPaths(input: TopPathsInput): Promise<TopPaths>;
   globalStats(input: { range: TopPathsInput["range"] }): Promise<GlobalStats>;
   storedBytes(): Promise<number>;
@@ -75,6 +81,16 @@ export interface DriverEnv {
   BENCH_AGGREGATOR: NamespaceLike<BenchAggregatorStub>;
   SEED_PATH_COLLECTOR: NamespaceLike<SeedPathCollectorStub>;
   KV: KvLike;
+  /** `{ service: "tollgate", entrypoint: "BenchCost" }`: the cost section's controls (bench/workers/bench-cost.ts). */
+  COST: {
+    start(): Promise<number>;
+    warm(): Promise<number>;
+    nudge(): Promise<number>;
+    window(input: { label: string; owner?: string }): Promise<number>;
+    drain(input: CostDrainInput): Promise<CostDrainResult>;
+    snapshot(): Promise<CostSnapshot>;
+    prices(): Promise<CostPricesLike>;
+  };
 }
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -90,7 +106,8 @@ export interface OpSpec<P extends Params = Params, S = unknown> {
   finish?(env: DriverEnv, params: P, state: S, completed: number): Promise<Record<string, Json>>;
 }
 
-// Each op is typed by its own params; the registry holds them side by side.
+// Each op is typed by its own params; the registry holds them side by side, so it cannot name one.
+// biome-ignore lint/suspicious/noExplicitAny: a registry of ops whose params and state differ by op.
 export type AnyOp = OpSpec<any, any>;
 
 /** How one measurement is bounded: it stops at whichever comes first. */
@@ -170,7 +187,7 @@ export interface MeasureSpec {
   /** Overrides the mode's per-measurement op cap. */
   maxOps?: number;
   /** Called before every round (untimed), e.g. to prefill fresh subjects. */
-  beforeRound?: (round: number) => Promise<Params | void>;
+  beforeRound?: (round: number) => Promise<Params | undefined>;
   extra?: Record<string, Json>;
 }
 
@@ -189,6 +206,8 @@ export interface BenchContext {
   record(row: Row): void;
   /** A row for a capability that is not built yet: printed as such, never as a number. */
   unavailable(id: string, group: string, label: string): void;
+  /** A progress line (printed by `npm run bench`). */
+  log(line: string): void;
 }
 
 /** One scenario: a file in bench/scenarios/, listed in bench/scenarios/index.ts. */
@@ -197,6 +216,11 @@ export interface Scenario {
   title: string;
   /** Operations the load driver runs for this scenario, by globally unique name. */
   ops: Record<string, AnyOp>;
+  /**
+   * Set for a scenario that times nothing (the cost section): it runs even when the measuring
+   * budget is spent, bounded by its own counts instead.
+   */
+  outsideBudget?: boolean;
   run(ctx: BenchContext): Promise<void>;
 }
 

@@ -12,8 +12,21 @@ import type { LoopBounds, Params } from "./types";
 
 const root = join(import.meta.dirname, "..", "..");
 
-/** The RateLimiterDO the bench binds instead of the shipped one: the same class plus noop()/storedBytes(). */
-const CLASS_SUBSTITUTES: Record<string, string> = { RateLimiterDO: "BenchRateLimiterDO" };
+/**
+ * The classes the bench binds instead of the shipped ones: the same code, constructed with the
+ * cost meter's hooks (bench/workers/metered-objects.ts); RateLimiterDO's also has the ceiling's no-ops.
+ */
+const CLASS_SUBSTITUTES: Record<string, string> = {
+  RateLimiterDO: "BenchRateLimiterDO",
+  CreditLedgerDO: "MeteredCreditLedgerDO",
+  PathCollectorDO: "MeteredPathCollectorDO",
+  AggregatorDO: "MeteredAggregatorDO",
+  MaintenanceDO: "MeteredMaintenanceDO",
+  AdaptiveLimitsDO: "MeteredAdaptiveLimitsDO",
+  ProtectionDO: "MeteredProtectionDO",
+  MetricsDO: "MeteredMetricsDO",
+  AlertsDO: "MeteredAlertsDO",
+};
 
 export interface BenchRuntime {
   /** POSTs one request to the load driver; rejects after `timeoutMs`. */
@@ -51,7 +64,9 @@ export async function startRuntime(): Promise<BenchRuntime> {
 
   // tollgate's own configuration, so the bench follows wrangler.toml (dates, flags, vars, objects).
   const config = unstable_readConfig({ config: join(root, "wrangler.toml") });
-  const sqliteClasses = new Set(config.migrations.flatMap((migration: { new_sqlite_classes?: string[] }) => migration.new_sqlite_classes ?? []));
+  const sqliteClasses = new Set(
+    config.migrations.flatMap((migration: { new_sqlite_classes?: string[] }) => migration.new_sqlite_classes ?? []),
+  );
   const tollgateObjects: Record<string, { className: string; useSQLite: boolean }> = {};
   for (const binding of config.durable_objects.bindings) {
     tollgateObjects[binding.name] = {
@@ -71,59 +86,64 @@ export async function startRuntime(): Promise<BenchRuntime> {
 
   // miniflare 5 takes a new options shape; the v4 shape (the one wrangler and the vitest
   // pool speak) is converted by miniflare itself.
-  const mf = new Miniflare(convertV4MiniflareOptions({
-    host: "127.0.0.1",
-    port: 0,
-    workers: [
-      {
-        // The first Worker receives dispatchFetch: the load driver, a sibling of tollgate.
-        name: "bench-driver",
-        modules: true,
-        scriptPath: driverScript,
-        ...compatibility,
-        kvNamespaces: { KV: "bench-kv" },
-        serviceBindings: {
-          LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
-          CREDITS: { name: "tollgate", entrypoint: "Credits" },
-          PATH_STATS: { name: "tollgate", entrypoint: "PathStats" },
-          CEILING: { name: "tollgate", entrypoint: "BenchCeiling" },
-          GATEWAY: { name: "tollgate" },
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      host: "127.0.0.1",
+      port: 0,
+      workers: [
+        {
+          // The first Worker receives dispatchFetch: the load driver, a sibling of tollgate.
+          name: "bench-driver",
+          modules: true,
+          scriptPath: driverScript,
+          ...compatibility,
+          kvNamespaces: { KV: "bench-kv" },
+          serviceBindings: {
+            LIMITS: { name: "tollgate", entrypoint: "RateLimits" },
+            CREDITS: { name: "tollgate", entrypoint: "Credits" },
+            PATH_STATS: { name: "tollgate", entrypoint: "PathStats" },
+            CEILING: { name: "tollgate", entrypoint: "BenchCeiling" },
+            COST: { name: "tollgate", entrypoint: "BenchCost" },
+            GATEWAY: { name: "tollgate" },
+          },
+          durableObjects: {
+            RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
+            SEED_LIMITER: { className: "SeedLimiterDO", scriptName: "tollgate", useSQLite: true },
+            BENCH_AGGREGATOR: { className: "BenchAggregatorDO", scriptName: "tollgate", useSQLite: true },
+            SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "bench-seeds", useSQLite: true },
+          },
         },
-        durableObjects: {
-          RATE_LIMITER: { className: "BenchRateLimiterDO", scriptName: "tollgate", useSQLite: true },
-          SEED_LIMITER: { className: "SeedLimiterDO", scriptName: "tollgate", useSQLite: true },
-          BENCH_AGGREGATOR: { className: "BenchAggregatorDO", scriptName: "tollgate", useSQLite: true },
-          SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", scriptName: "bench-seeds", useSQLite: true },
+        {
+          name: "tollgate",
+          modules: true,
+          scriptPath: tollgateScript,
+          ...compatibility,
+          bindings: vars,
+          durableObjects: tollgateObjects,
         },
-      },
-      {
-        name: "tollgate",
-        modules: true,
-        scriptPath: tollgateScript,
-        ...compatibility,
-        bindings: vars,
-        durableObjects: tollgateObjects,
-      },
-      {
-        // The seeds' per-IP collectors (fan-out baseline): 10,000 objects with a SQLite file
-        // each would exhaust this machine's file descriptors, so their storage is in memory,
-        // which favours the baseline (no file I/O at all).
-        name: "bench-seeds",
-        modules: true,
-        scriptPath: seedScript,
-        ...compatibility,
-        unsafeEphemeralDurableObjects: true,
-        durableObjects: { SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", useSQLite: true } },
-      },
-    ],
-  }));
+        {
+          // The seeds' per-IP collectors (fan-out baseline): 10,000 objects with a SQLite file
+          // each would exhaust this machine's file descriptors, so their storage is in memory,
+          // which favours the baseline (no file I/O at all).
+          name: "bench-seeds",
+          modules: true,
+          scriptPath: seedScript,
+          ...compatibility,
+          unsafeEphemeralDurableObjects: true,
+          durableObjects: { SEED_PATH_COLLECTOR: { className: "SeedPathCollectorDO", useSQLite: true } },
+        },
+      ],
+    }),
+  );
   await mf.ready;
   const pid = findWorkerdPid();
   const memory = new MemoryWatch(pid);
 
   const require = createRequire(createRequire(import.meta.url).resolve("miniflare"));
   const workerdVersion = (JSON.parse(readFileSync(require.resolve("workerd/package.json"), "utf8")) as { version: string }).version;
-  const miniflareVersion = (JSON.parse(readFileSync(join(root, "node_modules", "miniflare", "package.json"), "utf8")) as { version: string }).version;
+  const miniflareVersion = (
+    JSON.parse(readFileSync(join(root, "node_modules", "miniflare", "package.json"), "utf8")) as { version: string }
+  ).version;
 
   return {
     memory,

@@ -34,16 +34,14 @@ const ops: Record<string, AnyOp> = {
     call: (env: DriverEnv, params: Params, _state, i) => admitted(env.LIMITS.check(input(params, i))),
   },
   "check.do-rpc": {
-    call: (env: DriverEnv, params: Params, _state, i) =>
-      admitted(env.RATE_LIMITER.getByName(subjectAt(params, i)).check(input(params, i))),
+    call: (env: DriverEnv, params: Params, _state, i) => admitted(env.RATE_LIMITER.getByName(subjectAt(params, i)).check(input(params, i))),
   },
   // Diagnostic: the same validation, rule resolution and state read as check, no write.
   "peek.entrypoint": {
     call: (env: DriverEnv, params: Params, _state, i) => env.LIMITS.peek(input(params, i)),
   },
   "peek.do-rpc": {
-    call: (env: DriverEnv, params: Params, _state, i) =>
-      env.RATE_LIMITER.getByName(subjectAt(params, i)).peek(input(params, i)),
+    call: (env: DriverEnv, params: Params, _state, i) => env.RATE_LIMITER.getByName(subjectAt(params, i)).peek(input(params, i)),
   },
   "check.stored-bytes": {
     call: (env: DriverEnv, params: Params) => env.RATE_LIMITER.getByName(subjectAt(params, 0)).storedBytes(),
@@ -55,7 +53,10 @@ export const rateLimitCheck: Scenario = {
   title: "tollgate: one-rule and five-rule check",
   ops,
   async run(ctx) {
-    for (const [name, rules] of [["1-rule", ONE_RULE], ["5-rule", FIVE_RULES]] as const) {
+    for (const [name, rules] of [
+      ["1-rule", ONE_RULE],
+      ["5-rule", FIVE_RULES],
+    ] as const) {
       // The ceiling's objects: the no-op and check land on the very same objects.
       const params = { prefix: `${ctx.runId}:check-${name}`, subjects: HOT_PATH_SUBJECTS, rules: rules as unknown as Params[] };
       for (const route of ROUTES) {

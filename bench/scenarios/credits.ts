@@ -21,14 +21,21 @@ const ops: Record<string, AnyOp> = {
       for (let i = 0; i < Number(params.subjects); i++) {
         const accountId = accountAt(params, i);
         disposeResult(await env.CREDITS.createAccount({ accountId, name: accountId }));
-        disposeResult(await env.CREDITS.grant({ accountId, amount: FUNDING, reason: "bench funding", idempotencyKey: `fund-${accountId}` }));
+        disposeResult(
+          await env.CREDITS.grant({ accountId, amount: FUNDING, reason: "bench funding", idempotencyKey: `fund-${accountId}` }),
+        );
       }
     },
   },
   "credits.debit": {
     prepare: nonce,
     async call(env: DriverEnv, params: Params, run: string, i) {
-      const result = await env.CREDITS.debit({ accountId: accountAt(params, i), amount: 1, reason: "bench", idempotencyKey: `${run}:${i}` });
+      const result = await env.CREDITS.debit({
+        accountId: accountAt(params, i),
+        amount: 1,
+        reason: "bench",
+        idempotencyKey: `${run}:${i}`,
+      });
       if (!result.ok) throw new Error(`debit refused: ${result.code}`);
       return result;
     },

@@ -28,7 +28,11 @@ const ops: Record<string, AnyOp> = {
   "fan-out.prefill": {
     call: (env: DriverEnv, params: Params, _state, i) =>
       collector(env, params, i).prefill({
-        paths: Array.from({ length: PATHS_PER_IP }, (_, k) => ({ pathKey: `GET /v1/resource-${(i + k * 7) % 50}/:id`, count: 1 + ((i * 31 + k) % 40), country: "CH" })),
+        paths: Array.from({ length: PATHS_PER_IP }, (_, k) => ({
+          pathKey: `GET /v1/resource-${(i + k * 7) % 50}/:id`,
+          count: 1 + ((i * 31 + k) % 40),
+          country: "CH",
+        })),
       }),
   },
   // The seeds' topPaths, as written there: batches of 30 IPs, one after another.
@@ -40,21 +44,23 @@ const ops: Record<string, AnyOp> = {
       for (let start = 0; start < ips; start += BATCH) {
         if (Date.now() > stopAt) throw new Error(`stopped after ${Number(params.stopAfterMs) / 1_000} s, ${start} of ${ips} IPs queried`);
         const batch = Array.from({ length: Math.min(BATCH, ips - start) }, (_, k) => start + k);
-        await Promise.allSettled(batch.map(async (ip) => {
-          const response = await collector(env, params, ip).fetch("http://dummy/paths");
-          if (!response.ok) return;
-          const data = (await response.json()) as { paths?: PathEntry[] };
-          for (const entry of data.paths ?? []) {
-            let aggregate = byPath.get(entry.pathKey);
-            if (aggregate === undefined) {
-              aggregate = { totalRequests: 0, uniqueIPs: new Set(), countries: new Map() };
-              byPath.set(entry.pathKey, aggregate);
+        await Promise.allSettled(
+          batch.map(async (ip) => {
+            const response = await collector(env, params, ip).fetch("http://dummy/paths");
+            if (!response.ok) return;
+            const data = (await response.json()) as { paths?: PathEntry[] };
+            for (const entry of data.paths ?? []) {
+              let aggregate = byPath.get(entry.pathKey);
+              if (aggregate === undefined) {
+                aggregate = { totalRequests: 0, uniqueIPs: new Set(), countries: new Map() };
+                byPath.set(entry.pathKey, aggregate);
+              }
+              aggregate.totalRequests += entry.count;
+              aggregate.uniqueIPs.add(ip);
+              if (entry.country) aggregate.countries.set(entry.country, (aggregate.countries.get(entry.country) ?? 0) + entry.count);
             }
-            aggregate.totalRequests += entry.count;
-            aggregate.uniqueIPs.add(ip);
-            if (entry.country) aggregate.countries.set(entry.country, (aggregate.countries.get(entry.country) ?? 0) + entry.count);
-          }
-        }));
+          }),
+        );
       }
       return [...byPath]
         .map(([pathKey, data]) => ({ pathKey, totalRequests: data.totalRequests, uniqueIPs: data.uniqueIPs.size }))
@@ -79,7 +85,12 @@ export const fanOut: Scenario = {
       const params = { prefix: `${ctx.runId}:fan-out-${ips}`, ips, stopAfterMs };
       const prefill = await ctx.drive("fan-out.prefill", params, { concurrency: 32, maxOps: ips, durationMs: 60_000 });
       if (prefill.ops < ips) {
-        ctx.record({ id, group, label, note: `not measured: only ${prefill.ops} of ${ips} collectors prefilled (${prefill.firstError ?? "60 s bound"})` });
+        ctx.record({
+          id,
+          group,
+          label,
+          note: `not measured: only ${prefill.ops} of ${ips} collectors prefilled (${prefill.firstError ?? "60 s bound"})`,
+        });
         continue;
       }
       // One untimed query first (objects loaded, code compiled), as the rollups get.

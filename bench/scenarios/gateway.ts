@@ -42,7 +42,9 @@ const ops: Record<string, AnyOp> = {
       for (let i = 0; i < Number(params.subjects); i++) {
         const accountId = accountAt(params, i);
         disposeResult(await env.CREDITS.createAccount({ accountId, name: accountId }));
-        disposeResult(await env.CREDITS.grant({ accountId, amount: FUNDING, reason: "bench funding", idempotencyKey: `fund-${accountId}` }));
+        disposeResult(
+          await env.CREDITS.grant({ accountId, amount: FUNDING, reason: "bench funding", idempotencyKey: `fund-${accountId}` }),
+        );
         const created = await env.CREDITS.createKey({ accountId, name: "bench", scopes: ["*"] });
         keys.push(created.key);
         disposeResult(created);
@@ -55,7 +57,9 @@ const ops: Record<string, AnyOp> = {
   },
   "gateway.authorize.estimate": {
     call: (env: DriverEnv, params: Params, _state, i) =>
-      admitted(env.GATEWAY.authorize(request(params, i, { apiKey: keyAt(params, i), scope: "api.read", estimate: 10, holdTtlMs: HOLD_TTL_MS }))),
+      admitted(
+        env.GATEWAY.authorize(request(params, i, { apiKey: keyAt(params, i), scope: "api.read", estimate: 10, holdTtlMs: HOLD_TTL_MS })),
+      ),
   },
   "gateway.authorize.cost": {
     call: (env: DriverEnv, params: Params, _state, i) =>
@@ -66,7 +70,14 @@ const ops: Record<string, AnyOp> = {
     async call(env: DriverEnv, params: Params, run: string, i) {
       const auth = await admitted(env.GATEWAY.authorize(request(params, i, { apiKey: keyAt(params, i), scope: "api.read", estimate: 10 })));
       disposeResult(auth);
-      return env.GATEWAY.settle({ accountId: auth.accountId!, holdId: auth.holdId!, actualCost: 3, status: 200, latencyMs: 5, idempotencyKey: `${run}:${i}:settle` });
+      return env.GATEWAY.settle({
+        accountId: auth.accountId!,
+        holdId: auth.holdId!,
+        actualCost: 3,
+        status: 200,
+        latencyMs: 5,
+        idempotencyKey: `${run}:${i}:settle`,
+      });
     },
   },
   // What a gateway would do without `authorize`: three sequential calls, three objects' worth of hops.
@@ -76,7 +87,13 @@ const ops: Record<string, AnyOp> = {
       const verified = await env.CREDITS.verifyKey({ key: keyAt(params, i), scope: "api.read" });
       disposeResult(verified);
       if (!verified.valid) throw new Error(`verifyKey refused: ${verified.code}`);
-      const hold = await env.CREDITS.reserve({ accountId: verified.accountId, amount: 10, ttlMs: HOLD_TTL_MS, idempotencyKey: `${run}:${i}:r`, keyId: verified.keyId });
+      const hold = await env.CREDITS.reserve({
+        accountId: verified.accountId,
+        amount: 10,
+        ttlMs: HOLD_TTL_MS,
+        idempotencyKey: `${run}:${i}:r`,
+        keyId: verified.keyId,
+      });
       disposeResult(hold);
       if (!hold.ok) throw new Error(`reserve refused: ${hold.code}`);
       const subject = `ip:${ipAt(params, i)}`;

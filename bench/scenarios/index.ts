@@ -5,6 +5,7 @@
 import type { AnyOp, Scenario } from "../harness/types";
 import { ceiling } from "./ceiling";
 import { rateLimitCheck } from "./check";
+import { cost } from "./cost";
 import { credits } from "./credits";
 import { fanOut } from "./fan-out";
 import { gateway } from "./gateway";
@@ -26,6 +27,8 @@ export const SCENARIOS: readonly Scenario[] = [
   fanOut,
   kvCounter,
   seedLimiter,
+  // Last: it moves the tollgate isolate's clock forward (bench/workers/cost-meter.ts).
+  cost,
 ];
 
 /** Every op of every scenario, for the load driver. */

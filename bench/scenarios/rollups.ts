@@ -53,7 +53,14 @@ export const rollups: Scenario = {
       levels.push({
         clients,
         params,
-        extra: { hits: fill.hits, pushedMinutes: fill.minutes, requestsIn30d: seen.requests, uniqueClientsEstimate: seen.uniqueClients, uniquePaths: seen.uniquePaths, storedBytes },
+        extra: {
+          hits: fill.hits,
+          pushedMinutes: fill.minutes,
+          requestsIn30d: seen.requests,
+          uniqueClientsEstimate: seen.uniqueClients,
+          uniquePaths: seen.uniquePaths,
+          storedBytes,
+        },
       });
     }
     // Every aggregator answers each query once before any is timed, so the first level

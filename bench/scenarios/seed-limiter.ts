@@ -73,9 +73,7 @@ const ops: Record<string, AnyOp> = {
       const entries = Number(params.entries);
       const subjects = Array.from({ length: Number(params.subjects) }, (_, i) => subjectAt(params, i));
       const decisions = await Promise.all(
-        subjects.map((subject) =>
-          env.RATE_LIMITER.getByName(subject).check({ subject, rules: [slidingRule(entries)], cost: entries }),
-        ),
+        subjects.map((subject) => env.RATE_LIMITER.getByName(subject).check({ subject, rules: [slidingRule(entries)], cost: entries })),
       );
       decisions.forEach(disposeResult);
     },

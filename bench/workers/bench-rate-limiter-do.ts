@@ -1,6 +1,6 @@
 import type { Env } from "../../src/platform/env";
 import { RateLimiterDO } from "../../src/rate-limits/limiter-do";
-import { costMeter } from "./cost-meter";
+import { costMeter, countRequestsOf } from "./cost-meter";
 
 /**
  * tollgate's RateLimiterDO, unchanged, plus bench-only methods. The bench binds
@@ -11,6 +11,7 @@ import { costMeter } from "./cost-meter";
 export class BenchRateLimiterDO extends RateLimiterDO {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env, costMeter.hooks(ctx, "RateLimiterDO"));
+    countRequestsOf("RateLimiterDO");
   }
 
   /** The ceiling: everything a call costs except tollgate's own work. */
@@ -39,5 +40,9 @@ export class BenchRateLimiterDO extends RateLimiterDO {
 
   benchRunAlarm(): Promise<{ ran: number; nextDueMs: number | null }> {
     return costMeter.runAlarm(this.ctx);
+  }
+
+  benchNudge(): Promise<boolean> {
+    return costMeter.nudge(this.ctx, this.scheduler);
   }
 }

@@ -5,11 +5,18 @@
  * RateLimiterDO's bench subclass is BenchRateLimiterDO (it also carries the ceiling's no-ops).
  */
 import {
-  AdaptiveLimitsDO, AggregatorDO, AlertsDO, CreditLedgerDO, MaintenanceDO, MetricsDO, PathCollectorDO, ProtectionDO,
+  AdaptiveLimitsDO,
+  AggregatorDO,
+  AlertsDO,
+  CreditLedgerDO,
+  MaintenanceDO,
+  MetricsDO,
+  PathCollectorDO,
+  ProtectionDO,
 } from "../../src/index";
 import type { Env } from "../../src/platform/env";
 import type { TollgateObject } from "../../src/platform/tollgate-object";
-import { costMeter, type ObjectKind } from "./cost-meter";
+import { costMeter, countRequestsOf, type ObjectKind } from "./cost-meter";
 
 // biome-ignore lint/suspicious/noExplicitAny: a mixin's base must take `any[]` (TypeScript's rule for mixins)
 type ObjectClass = new (...args: any[]) => TollgateObject;
@@ -20,6 +27,8 @@ export interface MeteredObject {
   benchPing(): null;
   /** Runs its due alarm work now, at the isolate's clock. */
   benchRunAlarm(): Promise<{ ran: number; nextDueMs: number | null }>;
+  /** Has it push the metrics rows it still holds (CostMeter.nudge). */
+  benchNudge(): Promise<boolean>;
 }
 
 function metered<C extends ObjectClass>(Base: C, kind: ObjectKind) {
@@ -28,6 +37,7 @@ function metered<C extends ObjectClass>(Base: C, kind: ObjectKind) {
     constructor(...args: any[]) {
       const [ctx, env] = args as [DurableObjectState, Env];
       super(ctx, env, costMeter.hooks(ctx, kind));
+      countRequestsOf(kind);
     }
 
     benchPing(): null {
@@ -36,6 +46,10 @@ function metered<C extends ObjectClass>(Base: C, kind: ObjectKind) {
 
     benchRunAlarm(): Promise<{ ran: number; nextDueMs: number | null }> {
       return costMeter.runAlarm(this.ctx);
+    }
+
+    benchNudge(): Promise<boolean> {
+      return costMeter.nudge(this.ctx, this.scheduler);
     }
   };
 }
