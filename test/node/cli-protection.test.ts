@@ -44,11 +44,9 @@ describe("the tollgate CLI: protection", () => {
   it("lists a flagged scanner with its evidence and the block", async () => {
     const api = connect(rpcUrl(), { token: TOKEN });
     const at = Date.now() - 1_000;
-    await api
-      .pathStats()
-      .recordMany({
-        hits: Array.from({ length: 12 }, (_, i) => ({ ip: "192.0.2.66", method: "GET" as const, path: `/.env${i}`, status: 404, at })),
-      });
+    await api.pathStats().recordMany({
+      hits: Array.from({ length: 12 }, (_, i) => ({ ip: "192.0.2.66", method: "GET" as const, path: `/.env${i}`, status: 404, at })),
+    });
     const flagged = await cli("protection", "flagged", "--range", "1h");
     expect(flagged.code).toBe(0);
     expect(flagged.out).toMatch(/^at\s+client\s+rule\s+requests\s+4xx\s+404\s+baseline\s+threshold\s+action\n/);

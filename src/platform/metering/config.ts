@@ -48,7 +48,13 @@ const cache = new Map<string, MetricsConfig>();
 
 /** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
 export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
-  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_PUSH_EVERY, vars.METRICS_FLUSH_MS, vars.METRICS_BUFFER_MS]);
+  const key = JSON.stringify([
+    vars.METRICS_SHARDS,
+    vars.METRICS_RETENTION,
+    vars.METRICS_PUSH_EVERY,
+    vars.METRICS_FLUSH_MS,
+    vars.METRICS_BUFFER_MS,
+  ]);
   const cached = cache.get(key);
   if (cached) return cached;
   try {

@@ -52,7 +52,6 @@ export const METRICS_MIGRATIONS: readonly Migration[] = [
 /** The metrics tables, which backups leave out (counts are not state, and a restore must not re-count). */
 export const METRICS_TABLES = ["_metrics", "_metrics_outbox", "_metrics_seq"] as const;
 
-
 interface PendingRow {
   minute: number;
   method: string;
@@ -79,7 +78,15 @@ export class CallCounts {
     const key = `${minute}\u0000${outcome.method}\u0000${outcome.code}\u0000${bucket}`;
     const row = this.#pending.get(key);
     if (row === undefined) {
-      this.#pending.set(key, { minute, method: outcome.method, code: outcome.code, bucket, calls: 1, rowsRead: outcome.rowsRead, rowsWritten: outcome.rowsWritten });
+      this.#pending.set(key, {
+        minute,
+        method: outcome.method,
+        code: outcome.code,
+        bucket,
+        calls: 1,
+        rowsRead: outcome.rowsRead,
+        rowsWritten: outcome.rowsWritten,
+      });
     } else {
       row.calls += 1;
       row.rowsRead += outcome.rowsRead;
