@@ -121,7 +121,7 @@ export function renderMarkdown(results: BenchResults): string {
   ];
   for (const [group, rows] of groups(results.rows)) {
     lines.push(`| **${escapeCell(group)}** |${" |".repeat(HEADERS.length - 1)}`);
-    for (const row of rows) lines.push(`| ${cells(row).map(escape).join(" | ")} |`);
+    for (const row of rows) lines.push(`| ${cells(row).map(escapeCell).join(" | ")} |`);
   }
   lines.push("", "Memory:", "", ...memoryLines(results).map((line) => `- ${line}`), ...renderCostMarkdown(results.rows));
   lines.push("", "Targets (reported, never failing the build):", "");
