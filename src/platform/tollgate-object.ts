@@ -48,6 +48,12 @@ export interface ObjectControls {
 export interface ObjectHooks {
   /** The clock that every call and the platform alarm read. Default: `Date.now`. */
   now?: () => number;
+  /**
+   * The clock the platform's own alarm reads instead (default: `now`). A test object whose `now`
+   * is pinned in the future passes `Date.now`, so a real alarm firing mid-test cannot run work
+   * the test has not reached yet; its hand-run alarms (`controls.runAlarm`) name their time.
+   */
+  alarmNow?: () => number;
   /** Wraps the task handlers (fault injection in the chaos test). */
   wrapTasks?: (handlers: TaskHandlers) => TaskHandlers;
   /** Receives the object's controls, synchronously, during construction. */
@@ -68,6 +74,7 @@ export abstract class TollgateObject extends DurableObject<Env> {
   protected readonly scheduler: TaskScheduler;
   /** The clock (a field, not a method: fields are not reachable over RPC). */
   protected readonly now: () => number;
+  readonly #alarmNow: () => number;
   readonly #spec: ObjectSpec;
   readonly #wrapTasks: (handlers: TaskHandlers) => TaskHandlers;
   /** The object class counted (`RateLimiterDO`, also when a test subclass runs), or null when not metered. */
@@ -84,8 +91,9 @@ export abstract class TollgateObject extends DurableObject<Env> {
     super(ctx, env);
     this.#spec = spec;
     this.now = hooks.now ?? Date.now;
+    this.#alarmNow = hooks.alarmNow ?? this.now;
     this.#wrapTasks = hooks.wrapTasks ?? ((handlers) => handlers);
-    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs), flushMetrics: () => this.#writeCallCounts() });
+    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs), flushMetrics: () => this.#callCounts.write(ctx.storage) });
     this.sql = countingSql(ctx.storage.sql, this);
     applyMigrations(ctx.storage, "scheduler", SCHEDULER_MIGRATIONS);
     applyMigrations(ctx.storage, spec.component, spec.migrations);
@@ -108,16 +116,16 @@ export abstract class TollgateObject extends DurableObject<Env> {
   /** The alarm reads the same clock as the calls, so lazy and alarm-driven work agree. */
   override async alarm(): Promise<void> {
     const requested = this.#requestedRun;
-    const run = this.#runAlarm(requested?.nowMs ?? this.now());
+    const run = this.#runAlarm(requested?.nowMs ?? this.#alarmNow());
     if (requested !== null) requested.report = run;
     await run;
   }
 
   /** A test's alarm run at `nowMs`, made through `alarm()` itself so metrics count it as the platform's would be. */
-  #requestedRun: { nowMs: number; report?: Promise<AlarmReport> } | null = null;
+  #requestedRun: RequestedRun | null = null;
 
   #runAlarmAsCalled(nowMs: number): Promise<AlarmReport> {
-    const requested: { nowMs: number; report?: Promise<AlarmReport> } = { nowMs };
+    const requested: RequestedRun = { nowMs };
     this.#requestedRun = requested;
     let done: Promise<void>;
     try {
@@ -183,11 +191,11 @@ export abstract class TollgateObject extends DurableObject<Env> {
     if (this.#kind === null) return;
     const config = (this.#metricsConfig ??= loadMetricsConfig(this.env));
     this.#callCounts.add(outcome);
-    if (config.bufferMs === 0) this.#writeCallCounts();
+    if (config.bufferMs === 0) this.#callCounts.write(this.ctx.storage);
     else {
       this.#callCountsTimer ??= setTimeout(() => {
         this.#callCountsTimer = null;
-        this.#writeCallCounts();
+        this.#callCounts.write(this.ctx.storage);
         // Durable before the timer's turn ends: an eviction waits for the timer, not for the write.
         this.ctx.storage.sync().catch((error: unknown) => console.error("metrics: could not sync the call counts", error));
       }, config.bufferMs);
@@ -200,14 +208,9 @@ export abstract class TollgateObject extends DurableObject<Env> {
       .catch((error: unknown) => console.error("metrics: could not schedule the push", error));
   }
 
-  /** Writes the call counts waiting in memory (one upsert per minute, method, code and latency bucket). */
-  #writeCallCounts(): void {
-    this.#callCounts.write(this.ctx.storage);
-  }
-
   async #pushMetrics(nowMs: number): Promise<void> {
     // Closed minutes may still be in memory: the push sends what is written.
-    this.#writeCallCounts();
+    this.#callCounts.write(this.ctx.storage);
     const config = loadMetricsConfig(this.env);
     const next = await pushClosedMinutes(
       this.ctx.storage,
@@ -218,6 +221,12 @@ export abstract class TollgateObject extends DurableObject<Env> {
     if (next !== null)
       await this.scheduler.schedule(METRICS_PUSH_TASK, pushDueMs(next, config.pushEveryMs), null, METRICS_PUSH_TASK, "replace");
   }
+}
+
+/** An alarm run a test asked for: its time, and the report once it started. */
+interface RequestedRun {
+  nowMs: number;
+  report?: Promise<AlarmReport>;
 }
 
 /** The class directly below TollgateObject in `prototype`'s chain: what metrics call the object. */
