@@ -36,7 +36,11 @@ export interface BalanceInput {
   at?: number;
 }
 
-export type EntryKind = "grant" | "debit" | "reserve" | "commit" | "void" | "release" | "refund" | "expire";
+/**
+ * `overrun`: the cost of a hold's request above the hold, when it was committed with
+ * `capAtHold`: recorded beside the commit, never charged (it changes no total).
+ */
+export type EntryKind = "grant" | "debit" | "reserve" | "commit" | "void" | "release" | "refund" | "expire" | "overrun";
 
 /** A part of an entry's amount, by grant; `grantId: null` is the overdraft. */
 export interface Draw {
@@ -53,6 +57,7 @@ export interface EntryPrice {
   inputTokens?: number;
   outputTokens?: number;
   cachedTokens?: number;
+  cacheWriteTokens?: number;
   /** Exact cost in millionths of a credit, as a decimal string (it may exceed 2^53). */
   exactMillionths: string;
   carryBefore: number;
@@ -143,15 +148,22 @@ export type HoldStatus = "open" | "committed" | "voided" | "expired";
 export interface CommitInput {
   accountId: string;
   holdId: string;
-  /** What to capture: up to the held amount, or more only within the overdraft. The rest is released. */
-  amount: number;
+  /** What to capture: up to the held amount, or more only within the overdraft. The rest is released. Give this or `usage`. */
+  amount?: number;
+  /**
+   * What the held request used: priced by the price book (with the key's carried remainder, as
+   * `charge` does) and captured. The commit entry keeps the usage and the price. Give this or `amount`.
+   */
+  usage?: Usage;
+  /** Capture at most the hold: the cost above it is booked as an `overrun` entry, not charged. */
+  capAtHold?: boolean;
   idempotencyKey: string;
   reason?: string;
   meta?: Record<string, string>;
 }
 
 export type CommitResult =
-  | { ok: true; entry: Entry; balance: Balance }
+  | { ok: true; entry: Entry; balance: Balance; overrun?: Entry }
   | { ok: false; code: "HOLD_NOT_OPEN"; status: HoldStatus; balance: Balance }
   | { ok: false; code: "INSUFFICIENT_CREDITS"; balance: Balance };
 
@@ -288,11 +300,18 @@ export interface RolledKey extends CreatedKey {
 export interface AdmitRequestInput {
   key: string;
   scope?: string;
-  amount: number;
+  /** The amount to hold or debit. Give this or `usage`. */
+  amount?: number;
+  /** A priced request: the quote's worst case for this usage is held (`mode: "hold"` only). */
+  usage?: Usage;
   mode: "hold" | "debit";
   /** How long a hold stays open before the alarm releases it. */
   ttlMs: number;
-  idempotencyKey: string;
+  /**
+   * Makes a retried admission with an entry (a hold or a debit) answer its first result. The
+   * gateway sends none: each of its requests is new, and a key it never reuses would cost rows.
+   */
+  idempotencyKey?: string;
   reason?: string;
   meta?: Record<string, string>;
 }
@@ -304,6 +323,8 @@ export type AdmitRequestResult =
       keyId: string;
       scopes: string[];
       holdId?: string;
+      /** Credits held by `holdId`. */
+      held?: number;
       expiresAt?: number;
       /** The debit's entry, when `mode` was "debit" and `amount` > 0. */
       entryId?: string;
@@ -342,9 +363,14 @@ export interface Price {
   /** A model name, or `"*"` for every model of the operation (`operation: "*"` too for a catch-all). */
   model: string;
   request?: number;
+  /** Input tokens that are neither read from nor written to the provider's prompt cache. */
   inputTokens?: number;
+  /** Output tokens, reasoning tokens included. */
   outputTokens?: number;
+  /** Input tokens read from the prompt cache (OpenAI `cached_tokens`, Anthropic `cache_read_input_tokens`). */
   cachedTokens?: number;
+  /** Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`). */
+  cacheWriteTokens?: number;
 }
 
 export interface SetPricesInput {
@@ -363,9 +389,14 @@ export interface Usage {
   model?: string;
   /** Default 1. */
   requests?: number;
+  /** Input tokens neither read from nor written to the prompt cache (OpenAI: `prompt_tokens − cached_tokens`). */
   inputTokens?: number;
+  /** Output tokens, reasoning tokens included. */
   outputTokens?: number;
+  /** Input tokens read from the prompt cache. */
   cachedTokens?: number;
+  /** Input tokens written to the prompt cache. */
+  cacheWriteTokens?: number;
   /** quote only: the most output tokens the call may produce, for sizing a hold. */
   maxOutputTokens?: number;
 }
@@ -409,7 +440,21 @@ export interface UsageReport {
   from: number;
   to: number;
   groupBy: UsageInput["groupBy"];
-  items: { group: string; amount: number; count: number }[];
+  /**
+   * Credits spent and calls made per group, and the tokens of the calls that reported usage
+   * (`charge`, or a commit with `usage`); refunds take their credits back, never their tokens.
+   */
+  items: UsageReportItem[];
+}
+
+export interface UsageReportItem {
+  group: string;
+  amount: number;
+  count: number;
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  cacheWriteTokens: number;
 }
 
 export interface AccountRef {

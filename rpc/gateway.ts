@@ -1,4 +1,5 @@
 /** Gateway hot-path contract: the default entrypoint `Gateway`. Types only. See docs/gateway.md. */
+import type { Usage } from "./credits";
 
 export interface AuthorizeInput {
   /** The caller's API key (`tg_…`), as sent in `Authorization: Bearer <key>`. */
@@ -13,6 +14,13 @@ export interface AuthorizeInput {
   cost?: number;
   /** The most the request may cost: held until `settle`. Needs `apiKey`. */
   estimate?: number;
+  /**
+   * A request priced by the account's price book (an LLM call): the hold is the quote's worst
+   * case, `inputTokens`, `cachedTokens` and `cacheWriteTokens` at their prices plus
+   * `maxOutputTokens` output tokens, placed in the same ledger call as the key check. Held until
+   * `settle`. Needs `apiKey`; excludes `cost` and `estimate`.
+   */
+  usage?: Usage;
   /** How long the hold stays open without a `settle` (default 10 minutes, at most 30 days). */
   holdTtlMs?: number;
 }
@@ -38,8 +46,10 @@ export interface AuthorizeResult {
   code?: AuthorizeCode;
   accountId?: string;
   keyId?: string;
-  /** The hold placed for `estimate`: pass it to `settle`. */
+  /** The hold placed for `estimate` or `usage`: pass it to `settle`. */
   holdId?: string;
+  /** Credits held by `holdId`. */
+  held?: number;
   /** The debit entry of a fixed `cost`. */
   entryId?: string;
   /** 0 unless 429. */
@@ -51,8 +61,19 @@ export interface AuthorizeResult {
 export interface SettleInput {
   accountId: string;
   holdId: string;
-  /** What the request really cost; 0 voids the hold. */
-  actualCost: number;
+  /** What the request really cost; 0 voids the hold. Give this or `usage`. */
+  actualCost?: number;
+  /**
+   * What the request really used (an LLM call): priced exactly by the account's price book, with
+   * the carried remainder, and committed against the hold. Give this or `actualCost`.
+   */
+  usage?: Usage;
+  /**
+   * Charge never more than the hold: the part of the cost above it is recorded as its own
+   * `overrun` entry (not charged) and reported as `overrun`. For requests cut short, whose
+   * usage may be an estimate. Without it, a cost above the hold is taken within the overdraft.
+   */
+  capAtHold?: boolean;
   /** The upstream's status and the request's latency, kept on the settling entry. */
   status: number;
   latencyMs: number;
@@ -76,6 +97,8 @@ export interface SettleResult {
   outcome: SettleOutcome;
   /** What this settle took from the account. */
   charged: number;
+  /** With `capAtHold`: the cost above the hold, recorded but not charged (0 when none). */
+  overrun?: number;
 }
 
 /** The default `Gateway` entrypoint. */

@@ -59,9 +59,9 @@ export class GatewayAdmission {
    * An admitted request's work, after its key verified: the key's rate rules and caps, then a
    * hold or a debit of `amount` (or, for 0, only the rules). Runs inside the caller's transaction.
    */
-  admit(request: AdmitRequestInput, verdict: ValidKey, nowMs: number): AdmitRequestResult {
+  admit(request: AdmitRequestInput & { amount: number }, verdict: ValidKey, nowMs: number): AdmitRequestResult {
     const { accountId, keyId, scopes } = verdict;
-    const { idempotencyKey } = request;
+    const idempotencyKey = request.idempotencyKey ?? null;
     this.account.require(accountId);
     this.holds.settleDue(nowMs);
     const spend = { amount: request.amount, keyId, reason: request.reason ?? "gateway request", meta: request.meta };
@@ -86,7 +86,7 @@ export class GatewayAdmission {
       accountId,
       keyId,
       scopes,
-      ...("holdId" in outcome ? { holdId: outcome.holdId, expiresAt: outcome.expiresAt } : {}),
+      ...("holdId" in outcome ? { holdId: outcome.holdId, held: request.amount, expiresAt: outcome.expiresAt } : {}),
       ...("entry" in outcome && !("holdId" in outcome) ? { entryId: outcome.entry.entryId } : {}),
       balance: this.account.balance(),
       ...(keyLimits === undefined ? {} : { keyLimits }),

@@ -1,4 +1,4 @@
-import type { CommitResult, Draw, Entry, Hold, HoldStatus, ReserveResult, VoidResult } from "../../rpc/credits";
+import type { CommitResult, Draw, Entry, EntryPrice, Hold, HoldStatus, ReserveResult, Usage, VoidResult } from "../../rpc/credits";
 import { notFound, ServiceError } from "../platform/errors";
 import { all, maybeOne, run } from "../platform/sql";
 import { mergeDraws, splitDraws } from "./burn-down";
@@ -17,6 +17,25 @@ export interface HoldRequest {
   keyId?: string;
   reason?: string;
   meta?: Record<string, string>;
+}
+
+/** What a hold's request used, when its commit was priced by the price book (`LedgerPricing.commit`). */
+export interface PricedCapture {
+  operation: string;
+  model: string;
+  usage: Usage;
+  price: EntryPrice;
+}
+
+/** A commit as `Holds.commit` takes it. */
+export interface Capture {
+  holdId: string;
+  amount: number;
+  /** Capture at most the hold; the rest of `amount` is booked as an `overrun` entry, not charged. */
+  capAtHold?: boolean;
+  reason?: string;
+  meta?: Record<string, string>;
+  priced?: PricedCapture;
 }
 
 /**
@@ -47,7 +66,7 @@ export class Holds {
   }
 
   /** A hold of `amount`: key admission, then funds, then the allocations, the hold and its entry. */
-  place(request: HoldRequest, idempotencyKey: string, nowMs: number): ReserveResult {
+  place(request: HoldRequest, idempotencyKey: string | null, nowMs: number): ReserveResult {
     const admission = this.spending.admitKey(request.keyId, request.amount, nowMs);
     if (!admission.ok) return admission.denied;
     const plan = this.spending.plan(request.amount, nowMs);
@@ -92,13 +111,11 @@ export class Holds {
    * Captures `amount` of an open hold and releases the rest. Capturing more than was held
    * draws the excess from grants and, within the overdraft limit, beyond.
    */
-  commit(
-    capture: { holdId: string; amount: number; reason?: string; meta?: Record<string, string> },
-    idempotencyKey: string,
-    nowMs: number,
-  ): CommitResult {
-    const hold = this.require(capture.holdId);
+  commit(request: Capture, idempotencyKey: string, nowMs: number): CommitResult {
+    const hold = this.require(request.holdId);
     if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
+    const overrun = request.capAtHold === true ? Math.max(0, request.amount - hold.amount) : 0;
+    const capture = { ...request, amount: request.amount - overrun };
     const allocations = this.allocationsOf(hold.hold_id);
     const { taken, left } = splitDraws(allocations, Math.min(capture.amount, hold.amount));
     let extra: Draw[] = [];
@@ -132,12 +149,27 @@ export class Holds {
       draws,
       keyId: hold.key_id ?? undefined,
       holdId: hold.hold_id,
+      ...(capture.priced === undefined ? {} : { usage: capture.priced.usage, price: capture.priced.price }),
       meta: capture.meta,
     });
     this.spending.recordConsumption(entry.entryId, draws);
-    this.usage.add(nowMs, hold.key_id ?? "", "hold", "", capture.amount, 1);
+    const { operation, model, usage } = capture.priced ?? { operation: "hold", model: "", usage: undefined };
+    this.usage.add(nowMs, hold.key_id ?? "", operation, model, capture.amount, 1, usage);
     this.spending.repayDebt(nowMs);
-    return { ok: true, entry, balance: this.account.balance() };
+    if (overrun === 0) return { ok: true, entry, balance: this.account.balance() };
+    // Recorded beside the commit, never charged: the request's cost above what was held for it.
+    const overrunEntry = this.journal.append(nowMs, {
+      kind: "overrun",
+      amount: overrun,
+      change: noChange(),
+      reason: "cost above the hold, not charged",
+      idempotencyKey: null,
+      draws: [],
+      keyId: hold.key_id ?? undefined,
+      holdId: hold.hold_id,
+      meta: capture.meta,
+    });
+    return { ok: true, entry, balance: this.account.balance(), overrun: overrunEntry };
   }
 
   /** Releases an open hold in full. A hold that is no longer open is answered, not thrown. */

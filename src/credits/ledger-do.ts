@@ -127,7 +127,7 @@ export class CreditLedgerDO extends TollgateObject {
     this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys, this.#usage);
     this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending, this.#usage);
     // `this.env` is read at each call, not now: a test may swap the variables of a live object.
-    this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, () => this.env.CREDIT_PRICES);
+    this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, this.#holds, () => this.env.CREDIT_PRICES);
     this.#admission = new GatewayAdmission(this.#account, this.#keys, this.#journal, this.#spending, this.#holds);
     // Each keyed write's first result. Keys are inserted once: an expired record still answers until pruned.
     this.#idempotency = new IdempotencyStore(sql, {
@@ -228,7 +228,11 @@ export class CreditLedgerDO extends TollgateObject {
     const parsed = parseInput(commitSchema, input, "commit input");
     const nowMs = this.now();
     const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, () => this.#holds.commit(parsed, idempotencyKey, nowMs));
+    return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, () =>
+      parsed.usage === undefined
+        ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs)
+        : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs),
+    );
   }
 
   /** Releases an open hold in full. Voiding a hold that is no longer open is answered, not thrown. */
@@ -349,13 +353,16 @@ export class CreditLedgerDO extends TollgateObject {
         : { ok: false, code: verdict.code, accountId: key.accountId, keyId: key.keyId };
     }
     const { idempotencyKey, key: _secret, ...params } = parsed;
-    const admit = () => this.#admission.admit(parsed, verdict, nowMs);
-    // Only a request that writes an entry needs a replay record; a bare verification does not.
+    // A priced request holds the worst case of its usage, at this account's prices and the key's carry.
+    const amount =
+      parsed.usage === undefined ? parsed.amount! : this.#pricing.quote({ usage: parsed.usage, keyId: verdict.keyId }).worstCase;
+    const admit = () => this.#admission.admit({ ...parsed, amount }, verdict, nowMs);
+    // Only a keyed request that writes an entry needs a replay record; a bare verification does not.
     const result =
-      parsed.amount === 0
+      amount === 0 || idempotencyKey === undefined
         ? this.#transaction(admit)
         : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
-    if (parsed.amount > 0) await this.#upkeep.afterWrite();
+    if (amount > 0) await this.#upkeep.afterWrite();
     return result;
   }
 

@@ -1,5 +1,5 @@
 import type * as v from "valibot";
-import type { ChargeResult, Price, PriceBook, Quote } from "../../rpc/credits";
+import type { ChargeResult, CommitResult, Price, PriceBook, Quote, Usage } from "../../rpc/credits";
 import { notFound } from "../platform/errors";
 import { all, maybeOne, run } from "../platform/sql";
 import type { Transaction } from "../platform/idempotency";
@@ -7,6 +7,7 @@ import { toAmount } from "./ledger-rows";
 import { loadDefaultPrices } from "./price-config";
 import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "./pricing";
 import type { chargeSchema, quoteSchema } from "./schemas";
+import type { Capture, Holds } from "./holds";
 import type { Spending } from "./spending";
 
 type QuoteInput = v.InferOutput<typeof quoteSchema>;
@@ -22,6 +23,7 @@ export class LedgerPricing {
     private readonly sql: SqlStorage,
     private readonly transaction: Transaction,
     private readonly spending: Spending,
+    private readonly holds: Holds,
     private readonly defaultPrices: () => string | undefined,
   ) {}
 
@@ -44,7 +46,7 @@ export class LedgerPricing {
   }
 
   /** What `charge` would take now, and the worst case to size a hold with. Changes nothing. */
-  quote(query: QuoteInput): Quote {
+  quote(query: Pick<QuoteInput, "usage" | "keyId">): Quote {
     const model = query.usage.model ?? DEFAULT_MODEL;
     const price = this.require(query.usage.operation, model);
     const exact = exactCost(price, query.usage);
@@ -75,18 +77,44 @@ export class LedgerPricing {
       usage,
       price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
     });
-    if (outcome.ok) {
-      run(
-        this.sql,
-        `INSERT INTO price_carries (key_id, operation, model, carry) VALUES (?, ?, ?, ?)
-         ON CONFLICT (key_id, operation, model) DO UPDATE SET carry = excluded.carry`,
-        keyId,
-        usage.operation,
-        model,
-        carry,
-      );
-    }
+    if (outcome.ok) this.#saveCarry(keyId, usage.operation, model, carry);
     return { ...outcome, cost: amount };
+  }
+
+  /**
+   * Commits a hold at the price of what its request used, as `charge` prices it: the whole
+   * credits are captured (at most the hold with `capAtHold`), the fraction carried to the key's
+   * next call of the same operation and model.
+   */
+  commit(capture: Omit<Capture, "amount" | "priced"> & { usage: Usage }, idempotencyKey: string, nowMs: number): CommitResult {
+    const { usage } = capture;
+    const model = usage.model ?? DEFAULT_MODEL;
+    const price = this.require(usage.operation, model);
+    const exact = exactCost(price, usage);
+    const keyId = this.holds.require(capture.holdId).key_id ?? "";
+    const carryBefore = this.carryOf(keyId, usage.operation, model);
+    const { cost, carry } = withCarry(exact, carryBefore);
+    const priced = {
+      operation: usage.operation,
+      model,
+      usage,
+      price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
+    };
+    const result = this.holds.commit({ ...capture, amount: toAmount(cost), priced }, idempotencyKey, nowMs);
+    if (result.ok) this.#saveCarry(keyId, usage.operation, model, carry);
+    return result;
+  }
+
+  #saveCarry(keyId: string, operation: string, model: string, carry: number): void {
+    run(
+      this.sql,
+      `INSERT INTO price_carries (key_id, operation, model, carry) VALUES (?, ?, ?, ?)
+       ON CONFLICT (key_id, operation, model) DO UPDATE SET carry = excluded.carry`,
+      keyId,
+      operation,
+      model,
+      carry,
+    );
   }
 
   private require(operation: string, model: string): Price {

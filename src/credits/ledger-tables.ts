@@ -147,4 +147,14 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
       sql.exec("CREATE INDEX audit_reports_by_time ON audit_reports (at_ms)");
     },
   },
+  {
+    version: 2,
+    name: "tokens in the usage rollups",
+    up(sql) {
+      // Tokens of the calls priced from usage (charge, commit with usage), for reports by model.
+      for (const column of ["input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens"]) {
+        sql.exec(`ALTER TABLE usage_rollups ADD COLUMN ${column} INTEGER NOT NULL DEFAULT 0`);
+      }
+    },
+  },
 ];

@@ -32,7 +32,8 @@ export function exactCost(price: Price, usage: Usage, outputTokens = usage.outpu
     BigInt(usage.requests ?? 1) * BigInt(price.request ?? 0) +
     BigInt(usage.inputTokens ?? 0) * BigInt(price.inputTokens ?? 0) +
     BigInt(outputTokens) * BigInt(price.outputTokens ?? 0) +
-    BigInt(usage.cachedTokens ?? 0) * BigInt(price.cachedTokens ?? 0)
+    BigInt(usage.cachedTokens ?? 0) * BigInt(price.cachedTokens ?? 0) +
+    BigInt(usage.cacheWriteTokens ?? 0) * BigInt(price.cacheWriteTokens ?? 0)
   );
 }
 

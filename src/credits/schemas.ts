@@ -72,14 +72,20 @@ export const reserveSchema = v.strictObject({
   meta: v.optional(meta),
 });
 
-export const commitSchema = v.strictObject({
-  ...ref,
-  holdId: ledgerId,
-  amount: integer(0, LEDGER_BOUNDS.maxAmount),
-  idempotencyKey,
-  reason: v.optional(reason),
-  meta: v.optional(meta),
-});
+export const commitSchema = v.pipe(
+  v.strictObject({
+    ...ref,
+    holdId: ledgerId,
+    amount: v.optional(integer(0, LEDGER_BOUNDS.maxAmount)),
+    // Declared below, with the price book's schemas; a function so the order of declarations does not matter.
+    usage: v.optional(v.lazy(() => usageSchema)),
+    capAtHold: v.optional(v.boolean()),
+    idempotencyKey,
+    reason: v.optional(reason),
+    meta: v.optional(meta),
+  }),
+  v.check((c) => (c.amount === undefined) !== (c.usage === undefined), "give amount or usage, exactly one"),
+);
 
 export const voidSchema = v.strictObject({
   ...ref,
@@ -128,16 +134,21 @@ export const verifyKeySchema = v.strictObject({
 });
 
 /** The gateway's call into an account (`admitRequest`); the key is bounded like `verifyKey`'s. */
-export const admitRequestSchema = v.strictObject({
-  key: v.pipe(v.string(), v.maxLength(1_024, "must be at most 1024 characters")),
-  scope: v.optional(v.pipe(v.string(), v.regex(REQUIRED_SCOPE_PATTERN, "must be a concrete resource.action"))),
-  amount: integer(0, LEDGER_BOUNDS.maxAmount),
-  mode: v.picklist(["hold", "debit"]),
-  ttlMs: integer(1, LEDGER_BOUNDS.maxTtlMs),
-  idempotencyKey,
-  reason: v.optional(reason),
-  meta: v.optional(meta),
-});
+export const admitRequestSchema = v.pipe(
+  v.strictObject({
+    key: v.pipe(v.string(), v.maxLength(1_024, "must be at most 1024 characters")),
+    scope: v.optional(v.pipe(v.string(), v.regex(REQUIRED_SCOPE_PATTERN, "must be a concrete resource.action"))),
+    amount: v.optional(integer(0, LEDGER_BOUNDS.maxAmount)),
+    usage: v.optional(v.lazy(() => usageSchema)),
+    mode: v.picklist(["hold", "debit"]),
+    ttlMs: integer(1, LEDGER_BOUNDS.maxTtlMs),
+    idempotencyKey: v.optional(idempotencyKey),
+    reason: v.optional(reason),
+    meta: v.optional(meta),
+  }),
+  v.check((r) => (r.amount === undefined) !== (r.usage === undefined), "give amount or usage, exactly one"),
+  v.check((r) => r.usage === undefined || r.mode === "hold", "usage is held (mode hold): its cost is known only after the call"),
+);
 
 export const releaseAdmissionSchema = v.pipe(
   v.strictObject({ ...ref, keyId, holdId: v.optional(ledgerId), entryId: v.optional(ledgerId), idempotencyKey }),
@@ -157,6 +168,7 @@ export const priceSchema = v.pipe(
     inputTokens: perMillion,
     outputTokens: perMillion,
     cachedTokens: perMillion,
+    cacheWriteTokens: perMillion,
   }),
   v.check((p) => p.operation !== "*" || p.model === "*", "a catch-all operation needs model *"),
 );
@@ -183,6 +195,7 @@ export const usageSchema = v.strictObject({
   inputTokens: units,
   outputTokens: units,
   cachedTokens: units,
+  cacheWriteTokens: units,
   maxOutputTokens: units,
 });
 

@@ -18,7 +18,7 @@ type GrantInput = v.InferOutput<typeof grantSchema>;
 export interface Spend {
   amount: number;
   reason: string;
-  idempotencyKey: string;
+  idempotencyKey: string | null;
   keyId?: string;
   meta?: Record<string, string>;
   /** The usage rollup it counts under (`debit` and `""` for a plain debit). */
@@ -133,7 +133,7 @@ export class Spending {
       meta: spend.meta,
     });
     this.recordConsumption(entry.entryId, draws);
-    this.usage.add(nowMs, spend.keyId ?? "", spend.operation, spend.model, spend.amount, 1);
+    this.usage.add(nowMs, spend.keyId ?? "", spend.operation, spend.model, spend.amount, 1, spend.usage);
     return { ok: true, entry, balance: this.account.balance() };
   }
 

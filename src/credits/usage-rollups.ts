@@ -1,4 +1,4 @@
-import type { UsageReport } from "../../rpc/credits";
+import type { Usage, UsageReport, UsageReportItem } from "../../rpc/credits";
 import { all, run } from "../platform/sql";
 import { dayOf } from "./invariants";
 
@@ -9,18 +9,25 @@ const GROUP_COLUMN = { day: "day", key: "key_id", model: "model", operation: "op
 export class UsageRollups {
   constructor(private readonly sql: SqlStorage) {}
 
-  /** Adds a spend (negative: a refund) to its day's rollup. */
-  add(atMs: number, keyId: string, operation: string, model: string, amount: number, count: number): void {
+  /** Adds a spend (negative: a refund) to its day's rollup, with the tokens of the usage it was priced from. */
+  add(atMs: number, keyId: string, operation: string, model: string, amount: number, count: number, usage?: Usage): void {
     run(
       this.sql,
-      `INSERT INTO usage_rollups (day, key_id, operation, model, amount, count) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (day, key_id, operation, model) DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count`,
+      `INSERT INTO usage_rollups (day, key_id, operation, model, amount, count, input_tokens, output_tokens, cached_tokens, cache_write_tokens)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (day, key_id, operation, model) DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count,
+         input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+         cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens`,
       dayOf(atMs),
       keyId,
       operation,
       model,
       amount,
       count,
+      usage?.inputTokens ?? 0,
+      usage?.outputTokens ?? 0,
+      usage?.cachedTokens ?? 0,
+      usage?.cacheWriteTokens ?? 0,
     );
   }
 
@@ -30,9 +37,11 @@ export class UsageRollups {
     const fromDay = dayOf(span.from);
     const toDay = dayOf(span.to - 1);
     const column = GROUP_COLUMN[groupBy];
-    const rows = all<{ grp: string; amount: number; count: number }>(
+    const rows = all<Omit<UsageReportItem, "group"> & { grp: string }>(
       this.sql,
-      `SELECT ${column} AS grp, SUM(amount) AS amount, SUM(count) AS count FROM usage_rollups
+      `SELECT ${column} AS grp, SUM(amount) AS amount, SUM(count) AS count, SUM(input_tokens) AS inputTokens,
+         SUM(output_tokens) AS outputTokens, SUM(cached_tokens) AS cachedTokens, SUM(cache_write_tokens) AS cacheWriteTokens
+       FROM usage_rollups
        WHERE day >= ? AND day <= ? GROUP BY ${column} ORDER BY ${column}`,
       fromDay,
       toDay,
@@ -41,7 +50,7 @@ export class UsageRollups {
       from: Date.parse(`${fromDay}T00:00:00Z`),
       to: Date.parse(`${toDay}T00:00:00Z`) + 86_400_000,
       groupBy,
-      items: rows.map((r) => ({ group: r.grp === "" ? "(none)" : r.grp, amount: r.amount, count: r.count })),
+      items: rows.map(({ grp, ...totals }) => ({ group: grp === "" ? "(none)" : grp, ...totals })),
     };
   }
 }

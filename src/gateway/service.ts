@@ -1,6 +1,6 @@
 import { RpcTarget } from "cloudflare:workers";
 import type * as v from "valibot";
-import type { AdmitRequestResult } from "../../rpc/credits";
+import type { AdmitRequestResult, CommitResult } from "../../rpc/credits";
 import type { AuthorizeCode, AuthorizeResult, GatewayApi, SettleResult } from "../../rpc/gateway";
 import type { Decision } from "../../rpc/rate-limits";
 import { loadPolicies } from "../rate-limits/policies";
@@ -59,50 +59,52 @@ export class GatewayService extends RpcTarget implements GatewayApi {
   }
 
   /**
-   * Settles a hold placed by `authorize`: commits `actualCost` (0 voids it), idempotently.
-   * The upstream status and latency are kept in the settling entry's `meta`.
+   * Settles a hold placed by `authorize`: commits `actualCost` (0 voids it) or the price of
+   * `usage`, idempotently. The upstream status and latency are kept in the settling entry's `meta`.
    */
   async settle(input: unknown): Promise<SettleResult> {
-    // Validated here: the ledger calls it makes (void, commit, hold, debit) are built from it, not forwarded.
+    // Validated here: the ledger calls it makes (void, commit, hold, debit, charge) are built from it, not forwarded.
     const parsed = parseInput(settleSchema, input, "settle input");
-    const { accountId, holdId, actualCost, idempotencyKey } = parsed;
+    const { accountId, holdId, actualCost, usage, idempotencyKey } = parsed;
     const ledger = this.#env.CREDIT_LEDGER.getByName(accountId);
     const meta = { status: String(parsed.status), latencyMs: String(Math.round(parsed.latencyMs)) };
     if (actualCost === 0) {
       const voided = await ledger.void({ accountId, holdId, idempotencyKey, reason: "settled at 0" });
       return { balance: voided.balance.available, outcome: voided.ok ? "voided" : "already_settled", charged: 0 };
     }
-    const committed = await ledger.commit({ accountId, holdId, amount: actualCost, idempotencyKey, reason: "settle", meta });
-    if (committed.ok) return { balance: committed.balance.available, outcome: "committed", charged: actualCost };
+    const cost = usage === undefined ? { amount: actualCost! } : { usage };
+    const capAtHold = parsed.capAtHold === true;
+    const committed = await ledger.commit({ accountId, holdId, ...cost, capAtHold, idempotencyKey, reason: "settle", meta });
+    if (committed.ok) return settled(committed, "committed", capAtHold);
     if (committed.code === "INSUFFICIENT_CREDITS") {
-      // The account cannot cover more than was held: take the hold in full, which it can.
-      const hold = await ledger.hold({ accountId, holdId });
+      // The account cannot cover more than was held: take the hold in full, which it can; the rest is an overrun entry.
       const capped = await ledger.commit({
         accountId,
         holdId,
-        amount: hold.amount,
+        ...cost,
+        capAtHold: true,
         idempotencyKey: `${idempotencyKey}:capped`,
         reason: "settle (capped at the hold)",
         meta,
       });
       return capped.ok
-        ? { balance: capped.balance.available, outcome: "capped", charged: hold.amount }
+        ? settled(capped, "capped", capAtHold)
         : { balance: capped.balance.available, outcome: "already_settled", charged: 0 };
     }
     if (committed.status !== "expired") return { balance: committed.balance.available, outcome: "already_settled", charged: 0 };
-    // The hold expired before the gateway settled: the request still happened, so debit it.
+    // The hold expired before the gateway settled: the request still happened, so debit it (priced, for usage).
     const hold = await ledger.hold({ accountId, holdId });
-    const late = await ledger.debit({
+    const late = {
       accountId,
-      amount: actualCost,
       reason: "settle after the hold expired",
       idempotencyKey: `${idempotencyKey}:late`,
       ...(hold.keyId === undefined ? {} : { keyId: hold.keyId }),
       meta: { ...meta, holdId },
-    });
-    return late.ok
-      ? { balance: late.balance.available, outcome: "debited", charged: actualCost }
-      : { balance: late.balance.available, outcome: "insufficient_credits", charged: 0 };
+    };
+    const debited = usage === undefined ? await ledger.debit({ ...late, amount: actualCost! }) : await ledger.charge({ ...late, usage });
+    return debited.ok
+      ? { balance: debited.balance.available, outcome: "debited", charged: debited.entry.amount }
+      : { balance: debited.balance.available, outcome: "insufficient_credits", charged: 0 };
   }
 
   async #decide(parsed: v.InferOutput<typeof authorizeSchema>): Promise<AuthorizeResult> {
@@ -111,7 +113,7 @@ export class GatewayService extends RpcTarget implements GatewayApi {
       key = parseKey(parsed.apiKey);
       // Malformed or mistyped (bad checksum): refused here, no object touched.
       if (key === undefined) return denied(401, "INVALID_KEY");
-    } else if (parsed.scope !== undefined || parsed.cost !== undefined || parsed.estimate !== undefined) {
+    } else if (parsed.scope !== undefined || parsed.cost !== undefined || parsed.estimate !== undefined || parsed.usage !== undefined) {
       return denied(401, "MISSING_KEY");
     }
     const policy = this.#ipPolicy();
@@ -125,10 +127,10 @@ export class GatewayService extends RpcTarget implements GatewayApi {
         : this.#env.CREDIT_LEDGER.getByName(key.accountId).admitRequest({
             key: parsed.apiKey!,
             ...(parsed.scope === undefined ? {} : { scope: parsed.scope }),
-            amount: parsed.cost ?? parsed.estimate ?? 0,
+            ...(parsed.usage === undefined ? { amount: parsed.cost ?? parsed.estimate ?? 0 } : { usage: parsed.usage }),
             mode: parsed.cost === undefined ? "hold" : "debit",
             ttlMs: parsed.holdTtlMs ?? GATEWAY_HOLD_TTL_MS,
-            idempotencyKey: `authorize:${requestId}`,
+            // No idempotency key: this request is new, and nothing ever retries this call with it.
             reason: `${parsed.method} ${parsed.path}`.slice(0, 256),
           }),
     ]);
@@ -164,7 +166,7 @@ export class GatewayService extends RpcTarget implements GatewayApi {
       allowed: true,
       status: 200,
       ...ids,
-      ...(admission?.ok && admission.holdId !== undefined ? { holdId: admission.holdId } : {}),
+      ...(admission?.ok && admission.holdId !== undefined ? { holdId: admission.holdId, held: admission.held! } : {}),
       ...(admission?.ok && admission.entryId !== undefined ? { entryId: admission.entryId } : {}),
       retryAfterMs: 0,
       headers: withoutRetry(tightest(ip, keyLimits)),
@@ -213,6 +215,13 @@ export class GatewayService extends RpcTarget implements GatewayApi {
         .catch((error: unknown) => console.error("authorize: recording the hit failed", errorCodeOf(error) ?? error)),
     );
   }
+}
+
+/** The answer to a commit that went through: what it took, and (with `capAtHold`) what it left as an overrun. */
+function settled(committed: Extract<CommitResult, { ok: true }>, outcome: "committed" | "capped", capAtHold: boolean): SettleResult {
+  const charged = committed.entry.amount;
+  const overrun = committed.overrun?.amount ?? 0;
+  return { balance: committed.balance.available, outcome, charged, ...(capAtHold ? { overrun } : {}) };
 }
 
 function denied(status: 401 | 403, code: AuthorizeCode, scope?: string): AuthorizeResult {

@@ -70,7 +70,9 @@ describe("CreditLedgerDO: pricing and usage", () => {
       await evictDurableObject(ledger);
     }
     expect(costs).toEqual([0, 0, 1, 0, 1]);
-    expect((await ledger.usage({ accountId, range: "24h", groupBy: "operation" })).items).toEqual([{ group: "ping", amount: 2, count: 5 }]);
+    expect((await ledger.usage({ accountId, range: "24h", groupBy: "operation" })).items).toEqual([
+      { group: "ping", amount: 2, count: 5, inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+    ]);
   });
 
   it("quotes the worst case with maxOutputTokens for sizing a hold, and charges nothing", async () => {
@@ -104,7 +106,7 @@ describe("CreditLedgerDO: pricing and usage", () => {
     expect(await codeOf(ledger.quote({ accountId, usage }))).toBe("INVALID_ARGUMENT");
   });
 
-  it("rolls usage up by day, key, model and operation, net of refunds", async () => {
+  it("rolls usage up by day, key, model and operation, net of refunds (credits; tokens are never refunded)", async () => {
     const { accountId, ledger } = await freshAccount();
     await ledger.setPrices({
       accountId,
@@ -114,32 +116,37 @@ describe("CreditLedgerDO: pricing and usage", () => {
       ],
     });
     const key = await ledger.createKey({ accountId, name: "k", scopes: ["*"] });
-    await ledger.charge({ accountId, keyId: key.keyId, usage: { operation: "chat", model: "big" }, idempotencyKey: "c1" });
+    await ledger.charge({
+      accountId,
+      keyId: key.keyId,
+      usage: { operation: "chat", model: "big", inputTokens: 10, outputTokens: 5, cachedTokens: 3, cacheWriteTokens: 2 },
+      idempotencyKey: "c1",
+    });
     await ledger.charge({ accountId, keyId: key.keyId, usage: { operation: "chat", model: "small" }, idempotencyKey: "c2" });
     await ledger.setClock(T0 + DAY);
-    const embed = await ledger.charge({ accountId, usage: { operation: "embed", model: "small" }, idempotencyKey: "c3" });
+    const embed = await ledger.charge({ accountId, usage: { operation: "embed", model: "small", inputTokens: 7 }, idempotencyKey: "c3" });
     await ledger.debit({ accountId, amount: 7, reason: "manual", idempotencyKey: "d1" });
     if (!embed.ok) throw new Error("charge failed");
     await ledger.refund({ accountId, entryId: embed.entry.entryId, reason: "oops", idempotencyKey: "f1" });
     const range = { from: T0 - DAY, to: T0 + 2 * DAY };
     expect((await ledger.usage({ accountId, range, groupBy: "operation" })).items).toEqual([
-      { group: "chat", amount: 4, count: 2 },
-      { group: "debit", amount: 7, count: 1 },
-      { group: "embed", amount: 0, count: 1 },
+      { group: "chat", amount: 4, count: 2, inputTokens: 10, outputTokens: 5, cachedTokens: 3, cacheWriteTokens: 2 },
+      { group: "debit", amount: 7, count: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+      { group: "embed", amount: 0, count: 1, inputTokens: 7, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
     ]);
     expect((await ledger.usage({ accountId, range, groupBy: "key" })).items).toEqual([
-      { group: "(none)", amount: 7, count: 2 },
-      { group: key.keyId, amount: 4, count: 2 },
+      { group: "(none)", amount: 7, count: 2, inputTokens: 7, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+      { group: key.keyId, amount: 4, count: 2, inputTokens: 10, outputTokens: 5, cachedTokens: 3, cacheWriteTokens: 2 },
     ]);
     expect((await ledger.usage({ accountId, range, groupBy: "model" })).items).toEqual([
-      { group: "(none)", amount: 7, count: 1 },
-      { group: "big", amount: 2, count: 1 },
-      { group: "small", amount: 2, count: 2 },
+      { group: "(none)", amount: 7, count: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+      { group: "big", amount: 2, count: 1, inputTokens: 10, outputTokens: 5, cachedTokens: 3, cacheWriteTokens: 2 },
+      { group: "small", amount: 2, count: 2, inputTokens: 7, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
     ]);
     const byDay = await ledger.usage({ accountId, range, groupBy: "day" });
     expect(byDay.items).toEqual([
-      { group: "2030-01-15", amount: 4, count: 2 },
-      { group: "2030-01-16", amount: 7, count: 2 },
+      { group: "2030-01-15", amount: 4, count: 2, inputTokens: 10, outputTokens: 5, cachedTokens: 3, cacheWriteTokens: 2 },
+      { group: "2030-01-16", amount: 7, count: 2, inputTokens: 7, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
     ]);
     expect(await ledger.usage({ accountId, range: "24h", groupBy: "day" })).toMatchObject({
       from: Date.UTC(2030, 0, 15),
