@@ -73,13 +73,13 @@ export class Holds {
     if (plan === undefined) return this.account.denied("INSUFFICIENT_CREDITS");
     const holdId = newId("h");
     const expiresAt = nowMs + request.ttlMs;
-    this.spending.take(plan.draws);
+    this.spending.take(plan.draws, "held");
     const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     allocations.forEach((draw, ord) => {
       const insert = "INSERT INTO hold_allocations (hold_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)";
       run(this.sql, insert, holdId, ord, draw.grantId, draw.amount);
     });
-    run(this.sql, "UPDATE account SET held_debt = held_debt + ?", plan.shortfall);
+    this.account.addDebt(plan.shortfall, 0);
     run(
       this.sql,
       `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms)
@@ -122,20 +122,17 @@ export class Holds {
     if (capture.amount > hold.amount) {
       const plan = this.spending.plan(capture.amount - hold.amount, nowMs);
       if (plan === undefined) return { ok: false, code: "INSUFFICIENT_CREDITS", balance: this.account.balance() };
-      this.spending.take(plan.draws);
-      run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
+      this.spending.take(plan.draws, "consumed");
+      this.account.addDebt(0, plan.shortfall);
       extra = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     }
     // The captured allocations move from held to consumed, grant by grant.
     for (const draw of taken) {
       if (draw.grantId === null) {
-        run(this.sql, "UPDATE account SET held_debt = held_debt - ?, consumed_debt = consumed_debt + ?", draw.amount, draw.amount);
+        this.account.addDebt(-draw.amount, draw.amount);
       } else {
         run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
       }
-    }
-    for (const draw of extra) {
-      if (draw.grantId !== null) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
     }
     const expired = this.spending.returnToGrants(left, nowMs, "held");
     this.close(hold, "committed", nowMs, capture.amount);
@@ -152,7 +149,6 @@ export class Holds {
       ...(capture.priced === undefined ? {} : { usage: capture.priced.usage, price: capture.priced.price }),
       meta: capture.meta,
     });
-    this.spending.recordConsumption(entry.entryId, draws);
     const { operation, model, usage } = capture.priced ?? { operation: "hold", model: "", usage: undefined };
     this.usage.add(nowMs, hold.key_id ?? "", operation, model, capture.amount, 1, usage);
     this.spending.repayDebt(nowMs);

@@ -26,20 +26,18 @@ export class Journal {
    */
   append(nowMs: number, draft: EntryDraft): Entry {
     const change = draft.change;
-    run(
-      this.sql,
-      "UPDATE account SET granted = granted + ?, held = held + ?, consumed = consumed + ?, expired = expired + ?, last_seq = last_seq + 1",
-      change.granted,
-      change.held,
-      change.consumed,
-      change.expired,
-    );
+    // The account's totals are the last entry's: this entry carries the new ones (see LedgerAccount).
     const account = this.account.row()!;
-    const totals = { granted: account.granted, held: account.held, consumed: account.consumed, expired: account.expired };
+    const totals = {
+      granted: account.granted + change.granted,
+      held: account.held + change.held,
+      consumed: account.consumed + change.consumed,
+      expired: account.expired + change.expired,
+    };
     // Key order is fixed here, so the body (and its hash) is canonical.
     const body: Omit<Entry, "hash"> = {
       entryId: draft.entryId ?? newId("e"),
-      seq: account.last_seq,
+      seq: account.last_seq + 1,
       kind: draft.kind,
       amount: draft.amount,
       balanceAfter: availableOf(totals),
@@ -78,7 +76,6 @@ export class Journal {
       account.head_hash,
       hash,
     );
-    run(this.sql, "UPDATE account SET head_hash = ?", hash);
     return { ...(JSON.parse(text) as Omit<Entry, "hash">), hash };
   }
 

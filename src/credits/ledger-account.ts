@@ -5,8 +5,13 @@ import { GENESIS_HASH } from "./chain";
 import { type AccountRow, toBalance } from "./ledger-rows";
 
 /**
- * The one-row `account` table of a CreditLedgerDO: who the account is, its overdraft limit
- * and the running totals every other part reads. Synchronous SQL only.
+ * The account as every other part reads it: who it is and its overdraft limit (the one-row
+ * `account` table), and the running totals, the last `seq` and the chain's head, which are
+ * the last entry's. An entry is the one row a change must write, so the totals are read from
+ * it rather than written twice: `account`'s own total, `last_seq` and `head_hash` columns are
+ * no longer kept (they hold what they held when migration 3 ran). The overdraft's debts
+ * (`held_debt`, `consumed_debt`) stay on `account`: no entry carries them, and they change
+ * only when a spend goes into the overdraft or repays it. Synchronous SQL only.
  */
 export class LedgerAccount {
   /**
@@ -26,7 +31,20 @@ export class LedgerAccount {
   }
 
   row(): AccountRow | undefined {
-    return maybeOne<AccountRow>(this.sql, "SELECT * FROM account WHERE id = 1");
+    return maybeOne<AccountRow>(
+      this.sql,
+      `SELECT a.id, a.account_id, a.name, a.overdraft_limit, a.created_at_ms, a.held_debt, a.consumed_debt,
+         COALESCE(e.granted_after, 0) AS granted, COALESCE(e.held_after, 0) AS held, COALESCE(e.consumed_after, 0) AS consumed,
+         COALESCE(e.expired_after, 0) AS expired, COALESCE(e.seq, 0) AS last_seq, COALESCE(e.hash, ?) AS head_hash
+       FROM account a LEFT JOIN (SELECT * FROM entries ORDER BY seq DESC LIMIT 1) e ON 1 = 1 WHERE a.id = 1`,
+      GENESIS_HASH,
+    );
+  }
+
+  /** Moves the overdraft's debts; writes nothing when neither changes. */
+  addDebt(held: number, consumed: number): void {
+    if (held === 0 && consumed === 0) return;
+    run(this.sql, "UPDATE account SET held_debt = held_debt + ?, consumed_debt = consumed_debt + ?", held, consumed);
   }
 
   require(accountId: string): AccountRow {

@@ -156,5 +156,36 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
         sql.exec(`ALTER TABLE usage_rollups ADD COLUMN ${column} INTEGER NOT NULL DEFAULT 0`);
       }
     },
+    // An older dump's rollups lack the token columns, which then take their default, 0.
+    upgradeDump: (tables) => tables,
+  },
+  {
+    version: 3,
+    name: "refunded parts instead of consumptions; totals from the last entry",
+    up(sql) {
+      // Where a debit's or commit's credit came from is its entry's `draws` (part `ord` is the
+      // draw's index); only what was refunded of a part needs a row, written by the refund.
+      // Nothing writes `account`'s totals, `last_seq` and `head_hash` any more: they are the last
+      // entry's (LedgerAccount.row), and the columns keep what they held when this step ran.
+      sql.exec(`CREATE TABLE refunded_parts (
+        entry_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        refunded INTEGER NOT NULL,
+        PRIMARY KEY (entry_id, ord)
+      ) WITHOUT ROWID`);
+      sql.exec("INSERT INTO refunded_parts (entry_id, ord, refunded) SELECT entry_id, ord, refunded FROM consumptions WHERE refunded > 0");
+      sql.exec("DROP TABLE consumptions");
+    },
+    upgradeDump: (tables) =>
+      tables.map((table) => {
+        if (table.name !== "consumptions") return table;
+        const at = (column: string) => table.columns.indexOf(column);
+        const rows = table.rows.filter((row) => Number(row[at("refunded")]) > 0);
+        return {
+          name: "refunded_parts",
+          columns: ["entry_id", "ord", "refunded"],
+          rows: rows.map((row) => [row[at("entry_id")]!, row[at("ord")]!, row[at("refunded")]!]),
+        };
+      }),
   },
 ];

@@ -35,7 +35,7 @@ export interface SpendPlan {
 }
 
 /**
- * Grants, debits, refunds and the overdraft: the `grants` and `consumptions` tables and the
+ * Grants, debits, refunds and the overdraft: the `grants` and `refunded_parts` tables and the
  * account's debt columns. Every method runs inside the caller's transaction, after the
  * caller has booked what was due (`Holds.settleDue`).
  */
@@ -115,9 +115,8 @@ export class Spending {
     if (!admission.ok) return admission.denied;
     const plan = this.plan(spend.amount, nowMs);
     if (plan === undefined) return this.account.denied("INSUFFICIENT_CREDITS");
-    this.take(plan.draws);
-    for (const draw of plan.draws) run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
-    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt + ?", plan.shortfall);
+    this.take(plan.draws, "consumed");
+    this.account.addDebt(0, plan.shortfall);
     const draws = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     this.keys.record(admission.admitted, spend.amount, dayOf(nowMs), monthOf(nowMs));
     const entry = this.journal.append(nowMs, {
@@ -132,7 +131,6 @@ export class Spending {
       usage: spend.usage,
       meta: spend.meta,
     });
-    this.recordConsumption(entry.entryId, draws);
     this.usage.add(nowMs, spend.keyId ?? "", spend.operation, spend.model, spend.amount, 1, spend.usage);
     return { ok: true, entry, balance: this.account.balance() };
   }
@@ -144,11 +142,15 @@ export class Spending {
     if (taken.kind !== "debit" && taken.kind !== "commit") {
       throw invalidArgument(`entry "${refund.entryId}" is a ${taken.kind}; only debits and commits can be refunded`);
     }
-    const parts = all<{ ord: number; grant_id: string | null; amount: number; refunded: number }>(
-      this.sql,
-      "SELECT ord, grant_id, amount, refunded FROM consumptions WHERE entry_id = ? ORDER BY ord DESC",
-      refund.entryId,
+    // The entry's draws are where its credit came from; `refunded_parts` what went back of each.
+    const refunded = new Map(
+      all<{ ord: number; refunded: number }>(this.sql, "SELECT ord, refunded FROM refunded_parts WHERE entry_id = ?", refund.entryId).map(
+        (part) => [part.ord, part.refunded],
+      ),
     );
+    const parts = taken.draws
+      .map((draw, ord) => ({ ord, grant_id: draw.grantId, amount: draw.amount, refunded: refunded.get(ord) ?? 0 }))
+      .reverse();
     const refundable = parts.reduce((sum, p) => sum + p.amount - p.refunded, 0);
     const amount = refund.amount ?? refundable;
     if (amount === 0 || amount > refundable) {
@@ -160,7 +162,14 @@ export class Spending {
     for (const part of parts) {
       const give = Math.min(left, part.amount - part.refunded);
       if (give <= 0) continue;
-      run(this.sql, "UPDATE consumptions SET refunded = refunded + ? WHERE entry_id = ? AND ord = ?", give, refund.entryId, part.ord);
+      run(
+        this.sql,
+        `INSERT INTO refunded_parts (entry_id, ord, refunded) VALUES (?, ?, ?)
+         ON CONFLICT (entry_id, ord) DO UPDATE SET refunded = refunded + excluded.refunded`,
+        refund.entryId,
+        part.ord,
+        give,
+      );
       back.push({ grantId: part.grant_id, amount: give });
       left -= give;
       if (left === 0) break;
@@ -210,9 +219,13 @@ export class Spending {
     return plan;
   }
 
-  /** Takes a plan's draws off their grants' remainders. */
-  take(draws: readonly Draw[]): void {
-    for (const draw of draws) run(this.sql, "UPDATE grants SET remaining = remaining - ? WHERE grant_id = ?", draw.amount, draw.grantId);
+  /** Takes a plan's draws off their grants' remainders: held, or consumed at once (one write per grant either way). */
+  take(draws: readonly Draw[], as: "held" | "consumed"): void {
+    const consumed = as === "consumed" ? 1 : 0;
+    for (const draw of draws) {
+      const update = "UPDATE grants SET remaining = remaining - ?, consumed = consumed + ? * ? WHERE grant_id = ?";
+      run(this.sql, update, draw.amount, draw.amount, consumed, draw.grantId);
+    }
   }
 
   /**
@@ -224,7 +237,7 @@ export class Spending {
     let expired = 0;
     for (const part of parts) {
       if (part.grantId === null) {
-        if (from === "held") run(this.sql, "UPDATE account SET held_debt = held_debt - ?", part.amount);
+        if (from === "held") this.account.addDebt(-part.amount, 0);
         else expired += this.refundDebt(part.amount, nowMs);
         continue;
       }
@@ -256,15 +269,7 @@ export class Spending {
       );
       repaid += draw.amount;
     }
-    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt - ?", repaid);
-  }
-
-  /** Remembers where a debit's or commit's credit came from, so a refund can give it back. */
-  recordConsumption(entryId: string, draws: readonly Draw[]): void {
-    draws.forEach((draw, ord) => {
-      const insert = "INSERT INTO consumptions (entry_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)";
-      run(this.sql, insert, entryId, ord, draw.grantId, draw.amount);
-    });
+    this.account.addDebt(0, -repaid);
   }
 
   /**
@@ -274,7 +279,7 @@ export class Spending {
   private refundDebt(amount: number, nowMs: number): number {
     const account = this.account.row()!;
     const cancel = Math.min(amount, account.consumed_debt);
-    run(this.sql, "UPDATE account SET consumed_debt = consumed_debt - ?", cancel);
+    this.account.addDebt(0, -cancel);
     let left = amount - cancel;
     let expired = 0;
     const repaying = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE repaid > 0 ORDER BY seq DESC");

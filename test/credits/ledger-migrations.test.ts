@@ -1,0 +1,64 @@
+// The ledger's schema steps on data written before them: a backup taken at version 1 (with a
+// `consumptions` table and rollups without tokens) restores into today's schema, and what it
+// says about refunds still holds.
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { DumpTable } from "../../src/platform/migrations";
+
+const TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens"];
+
+/** Today's dump of `tables`, rewritten as version 1 stored it. */
+function asVersionOne(tables: DumpTable[], consumptions: DumpTable["rows"]): DumpTable[] {
+  return tables.map((table) => {
+    if (table.name === "refunded_parts") {
+      return { name: "consumptions", columns: ["entry_id", "ord", "grant_id", "amount", "refunded"], rows: consumptions };
+    }
+    if (table.name !== "usage_rollups") return table;
+    const keep = table.columns.map((column, i) => [column, i] as const).filter(([column]) => !TOKEN_COLUMNS.includes(column));
+    return { name: table.name, columns: keep.map(([column]) => column), rows: table.rows.map((row) => keep.map(([, i]) => row[i]!)) };
+  });
+}
+
+describe("CreditLedgerDO schema steps", () => {
+  it("restores a version-1 backup: refunded consumptions become refunded parts, the rest stays refundable", async () => {
+    const accountId = `migrate-${crypto.randomUUID().slice(0, 8)}`;
+    const ledger = env.CREDIT_LEDGER.getByName(accountId);
+    await ledger.createAccount({ accountId, name: "Migrate" });
+    const granted = await ledger.grant({ accountId, amount: 100, reason: "g", idempotencyKey: "g" });
+    const debited = await ledger.debit({ accountId, amount: 10, reason: "d", idempotencyKey: "d" });
+    if (!debited.ok) throw new Error("debit failed");
+    const entryId = debited.entry.entryId;
+    expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "r", idempotencyKey: "r1" })).toMatchObject({ ok: true });
+
+    const dump = await ledger.exportTables();
+    expect(dump.versions["credit-ledger"]).toBeGreaterThanOrEqual(3);
+    expect(dump.tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[entryId, 0, 4]]);
+    // Version 1 kept every part of every debit, refunded or not, in `consumptions`.
+    const old = {
+      ...dump,
+      versions: { ...dump.versions, "credit-ledger": 1 },
+      tables: asVersionOne(dump.tables, [[entryId, 0, granted.grantId!, 10, 4]]),
+    };
+
+    await runInDurableObject(ledger, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
+    await evictDurableObject(ledger);
+    const restored = await ledger.importTables(old);
+    expect(restored.rows).toMatchObject({ consumptions: 1, refunded_parts: 1 });
+    expect((await ledger.exportTables()).tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[entryId, 0, 4]]);
+
+    const rest = await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "r2" });
+    expect(rest).toMatchObject({ ok: true, entry: { amount: 6 } });
+    expect(await ledger.refund({ accountId, entryId, amount: 1, reason: "too much", idempotencyKey: "r3" })).toMatchObject({
+      ok: false,
+      code: "REFUND_EXCEEDS_TAKEN",
+      refundable: 0,
+    });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 100, consumed: 0 });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+    const usage = await ledger.usage({ accountId, range: "24h", groupBy: "operation" });
+    expect(usage.items).toEqual([
+      { group: "debit", amount: 0, count: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+    ]);
+  });
+});
