@@ -7,6 +7,10 @@ import { noChange } from "./journal";
 import type { LedgerAccount } from "./ledger-account";
 import { type EntryRow, type GrantRow, toBalance } from "./ledger-rows";
 
+/** Every allocation of every hold that keeps them (open ones), one row each: `grant_id` (null: the overdraft), `amount`. */
+const OPEN_ALLOCATIONS = `SELECT json_extract(part.value, '$.grantId') AS grant_id, json_extract(part.value, '$.amount') AS amount
+  FROM holds, json_each(holds.allocations) AS part WHERE holds.allocations IS NOT NULL`;
+
 /** Audit reports kept per account. */
 const AUDIT_REPORTS_KEPT = 100;
 const CHAIN_PAGE = 500;
@@ -53,13 +57,15 @@ export class LedgerAudit {
     }
     const grants = all<GrantRow & { allocated: number }>(
       this.sql,
-      `SELECT g.*, COALESCE((SELECT SUM(a.amount) FROM hold_allocations a WHERE a.grant_id = g.grant_id), 0) AS allocated FROM grants g`,
+      `WITH allocated AS (${OPEN_ALLOCATIONS})
+       SELECT g.*, COALESCE((SELECT SUM(a.amount) FROM allocated a WHERE a.grant_id = g.grant_id), 0) AS allocated FROM grants g`,
     );
     const sums = one<{ open: number; allocations: number; unfunded: number }>(
       this.sql,
-      `SELECT (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE status = 'open') AS open,
-              (SELECT COALESCE(SUM(amount), 0) FROM hold_allocations) AS allocations,
-              (SELECT COALESCE(SUM(amount), 0) FROM hold_allocations WHERE grant_id IS NULL) AS unfunded`,
+      `WITH allocated AS (${OPEN_ALLOCATIONS})
+       SELECT (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE status = 'open') AS open,
+              (SELECT COALESCE(SUM(amount), 0) FROM allocated) AS allocations,
+              (SELECT COALESCE(SUM(amount), 0) FROM allocated WHERE grant_id IS NULL) AS unfunded`,
     );
     // Totals can only be compared once every entry has been read; a problem found on the way is reported at once.
     const violations = !scan.reachedEnd

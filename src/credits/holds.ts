@@ -39,7 +39,7 @@ export interface Capture {
 }
 
 /**
- * Reservations: the `holds` and `hold_allocations` tables. A hold takes its credit from the
+ * Reservations: the `holds` table (an open hold keeps its allocations as JSON). A hold takes its credit from the
  * grants (and, within the overdraft limit, from debt) when placed; commit, void and expiry
  * settle it exactly once. Every method runs inside the caller's transaction.
  */
@@ -75,15 +75,11 @@ export class Holds {
     const expiresAt = nowMs + request.ttlMs;
     this.spending.take(plan.draws, "held");
     const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
-    allocations.forEach((draw, ord) => {
-      const insert = "INSERT INTO hold_allocations (hold_id, ord, grant_id, amount) VALUES (?, ?, ?, ?)";
-      run(this.sql, insert, holdId, ord, draw.grantId, draw.amount);
-    });
     this.account.addDebt(plan.shortfall, 0);
     run(
       this.sql,
-      `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms)
-       VALUES (?, ?, 'open', ?, ?, ?, ?, ?)`,
+      `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms, allocations)
+       VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)`,
       holdId,
       request.amount,
       expiresAt,
@@ -91,6 +87,7 @@ export class Holds {
       dayOf(nowMs),
       monthOf(nowMs),
       nowMs,
+      JSON.stringify(allocations.map((draw) => ({ grantId: draw.grantId, amount: draw.amount }))),
     );
     this.keys.record(admission.admitted, request.amount, dayOf(nowMs), monthOf(nowMs));
     const entry = this.journal.append(nowMs, {
@@ -116,7 +113,7 @@ export class Holds {
     if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
     const overrun = request.capAtHold === true ? Math.max(0, request.amount - hold.amount) : 0;
     const capture = { ...request, amount: request.amount - overrun };
-    const allocations = this.allocationsOf(hold.hold_id);
+    const allocations = this.allocationsOf(hold);
     const { taken, left } = splitDraws(allocations, Math.min(capture.amount, hold.amount));
     let extra: Draw[] = [];
     if (capture.amount > hold.amount) {
@@ -178,7 +175,7 @@ export class Holds {
 
   /** Gives an open hold's allocations back and books the `void` or `release` entry. */
   release(hold: HoldRow, kind: "void" | "release", reason: string, idempotencyKey: string | null, nowMs: number): Entry {
-    const allocations = this.allocationsOf(hold.hold_id);
+    const allocations = this.allocationsOf(hold);
     const expired = this.spending.returnToGrants(allocations, nowMs, "held");
     this.close(hold, kind === "void" ? "voided" : "expired", nowMs, 0);
     const entry = this.journal.append(nowMs, {
@@ -216,19 +213,18 @@ export class Holds {
 
   /** Marks a hold settled (exactly once: callers check `status = 'open'` in the same transaction) and fixes its key's spend. */
   private close(hold: HoldRow, status: Exclude<HoldStatus, "open">, nowMs: number, captured: number): void {
-    const settle = "UPDATE holds SET status = ?, settled_at_ms = ? WHERE hold_id = ? AND status = 'open'";
+    // A settled hold's allocations have gone back or been captured: only an open hold keeps them.
+    const settle = "UPDATE holds SET status = ?, settled_at_ms = ?, allocations = NULL WHERE hold_id = ? AND status = 'open'";
     const changed = run(this.sql, settle, status, nowMs, hold.hold_id);
     if (changed !== 1) throw new ServiceError("INTERNAL", `hold ${hold.hold_id} was settled twice`);
-    run(this.sql, "DELETE FROM hold_allocations WHERE hold_id = ?", hold.hold_id);
     if (hold.key_id !== null) {
       const key = this.keys.row(hold.key_id);
       if (key) this.keys.addSpend(key.family_id, captured - hold.amount, hold.spend_day, hold.spend_month);
     }
   }
 
-  private allocationsOf(holdId: string): Draw[] {
-    const query = "SELECT grant_id, amount FROM hold_allocations WHERE hold_id = ? ORDER BY ord";
-    const rows = all<{ grant_id: string | null; amount: number }>(this.sql, query, holdId);
-    return rows.map((r) => ({ grantId: r.grant_id, amount: r.amount }));
+  /** An open hold's allocations, in the order they were drawn. */
+  private allocationsOf(hold: HoldRow): Draw[] {
+    return hold.allocations === null ? [] : (JSON.parse(hold.allocations) as Draw[]);
   }
 }

@@ -44,6 +44,8 @@ export type HoldRow = {
   spend_day: string;
   spend_month: string;
   created_at_ms: number;
+  /** JSON `Draw[]` while open; null once settled. */
+  allocations: string | null;
 };
 
 export type KeyRow = {

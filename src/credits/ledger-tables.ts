@@ -1,4 +1,4 @@
-import type { Migration } from "../platform/migrations";
+import type { DumpTable, Migration } from "../platform/migrations";
 
 /**
  * Tables of one account's ledger. `entries` is append-only (no statement ever updates or
@@ -187,5 +187,45 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
           rows: rows.map((row) => [row[at("entry_id")]!, row[at("ord")]!, row[at("refunded")]!]),
         };
       }),
+  },
+  {
+    version: 4,
+    name: "an open hold keeps its allocations in its row",
+    up(sql) {
+      // One row per hold instead of one per hold and allocation: placing and settling a hold
+      // write its row only. A settled hold's allocations are gone (given back or captured).
+      sql.exec("ALTER TABLE holds ADD COLUMN allocations TEXT");
+      sql.exec(`UPDATE holds SET allocations = (
+          SELECT json_group_array(json_object('grantId', grant_id, 'amount', amount))
+          FROM (SELECT grant_id, amount FROM hold_allocations a WHERE a.hold_id = holds.hold_id ORDER BY ord)
+        ) WHERE status = 'open'`);
+      sql.exec("DROP TABLE hold_allocations");
+    },
+    upgradeDump: (tables) => {
+      const allocationsTable = tables.find((table) => table.name === "hold_allocations");
+      const byHold = new Map<string, { ord: number; grantId: string | null; amount: number }[]>();
+      if (allocationsTable !== undefined) {
+        const at = (column: string) => allocationsTable.columns.indexOf(column);
+        for (const row of allocationsTable.rows) {
+          const holdId = String(row[at("hold_id")]);
+          const grant = row[at("grant_id")];
+          const part = { ord: Number(row[at("ord")]), grantId: grant === null ? null : String(grant), amount: Number(row[at("amount")]) };
+          byHold.set(holdId, [...(byHold.get(holdId) ?? []), part]);
+        }
+      }
+      return tables
+        .filter((table) => table !== allocationsTable)
+        .map((table) => {
+          if (table.name !== "holds") return table;
+          const id = table.columns.indexOf("hold_id");
+          const status = table.columns.indexOf("status");
+          const allocationsOf = (row: DumpTable["rows"][number]) => {
+            if (row[status] !== "open") return null;
+            const parts = (byHold.get(String(row[id])) ?? []).sort((a, b) => a.ord - b.ord);
+            return JSON.stringify(parts.map(({ grantId, amount }) => ({ grantId, amount })));
+          };
+          return { ...table, columns: [...table.columns, "allocations"], rows: table.rows.map((row) => [...row, allocationsOf(row)]) };
+        });
+    },
   },
 ];

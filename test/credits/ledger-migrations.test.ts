@@ -1,5 +1,5 @@
 // The ledger's schema steps on data written before them: a backup taken at version 1 (with a
-// `consumptions` table and rollups without tokens) restores into today's schema, and what it
+// `consumptions` table, hold allocations as rows and rollups without tokens) restores into today's schema, and what it
 // says about refunds still holds.
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
@@ -10,7 +10,30 @@ const TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cached_tokens", "cache_
 
 /** Today's dump of `tables`, rewritten as version 1 stored it. */
 function asVersionOne(tables: DumpTable[], consumptions: DumpTable["rows"]): DumpTable[] {
-  return tables.map((table) => {
+  const holds = tables.find((table) => table.name === "holds")!;
+  const column = holds.columns.indexOf("allocations");
+  // Version 1 kept an open hold's allocations as rows of their own.
+  const allocations: DumpTable = {
+    name: "hold_allocations",
+    columns: ["hold_id", "ord", "grant_id", "amount"],
+    rows: holds.rows.flatMap((row) =>
+      row[column] === null
+        ? []
+        : (JSON.parse(String(row[column])) as { grantId: string | null; amount: number }[]).map((part, ord) => [
+            row[holds.columns.indexOf("hold_id")]!,
+            ord,
+            part.grantId,
+            part.amount,
+          ]),
+    ),
+  };
+  const withoutColumn = (table: DumpTable) => ({
+    ...table,
+    columns: table.columns.filter((_, i) => i !== column),
+    rows: table.rows.map((row) => row.filter((_, i) => i !== column)),
+  });
+  return [...tables, allocations].map((table) => {
+    if (table.name === "holds") return withoutColumn(table);
     if (table.name === "refunded_parts") {
       return { name: "consumptions", columns: ["entry_id", "ord", "grant_id", "amount", "refunded"], rows: consumptions };
     }
@@ -30,6 +53,10 @@ describe("CreditLedgerDO schema steps", () => {
     if (!debited.ok) throw new Error("debit failed");
     const entryId = debited.entry.entryId;
     expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "r", idempotencyKey: "r1" })).toMatchObject({ ok: true });
+    const open = await ledger.reserve({ accountId, amount: 20, ttlMs: 60_000, reason: "h", idempotencyKey: "h" });
+    const settled = await ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, reason: "h2", idempotencyKey: "h2" });
+    if (!open.ok || !settled.ok) throw new Error("reserve failed");
+    await ledger.void({ accountId, holdId: settled.holdId });
 
     const dump = await ledger.exportTables();
     expect(dump.versions["credit-ledger"]).toBeGreaterThanOrEqual(3);
@@ -44,7 +71,7 @@ describe("CreditLedgerDO schema steps", () => {
     await runInDurableObject(ledger, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
     await evictDurableObject(ledger);
     const restored = await ledger.importTables(old);
-    expect(restored.rows).toMatchObject({ consumptions: 1, refunded_parts: 1 });
+    expect(restored.rows).toMatchObject({ consumptions: 1, refunded_parts: 1, hold_allocations: 1, holds: 2 });
     expect((await ledger.exportTables()).tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[entryId, 0, 4]]);
 
     const rest = await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "r2" });
@@ -54,11 +81,16 @@ describe("CreditLedgerDO schema steps", () => {
       code: "REFUND_EXCEEDS_TAKEN",
       refundable: 0,
     });
-    expect(await ledger.balance({ accountId })).toMatchObject({ available: 100, consumed: 0 });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 80, held: 20, consumed: 0 });
+    // The open hold's allocation came through: committing it takes the credit from its grant.
+    expect(await ledger.commit({ accountId, holdId: open.holdId, amount: 15, idempotencyKey: "c" })).toMatchObject({ ok: true });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 85, held: 0, consumed: 15 });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
     const usage = await ledger.usage({ accountId, range: "24h", groupBy: "operation" });
+    const tokens = { inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 };
     expect(usage.items).toEqual([
-      { group: "debit", amount: 0, count: 1, inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 },
+      { group: "debit", amount: 0, count: 1, ...tokens },
+      { group: "hold", amount: 15, count: 1, ...tokens },
     ]);
   });
 });
