@@ -73,7 +73,7 @@ export class GatewayAdmission {
     } else if (request.mode === "hold") {
       outcome = this.holds.place({ ...spend, ttlMs: request.ttlMs }, idempotencyKey, nowMs);
     } else {
-      outcome = this.spending.consume(nowMs, { ...spend, idempotencyKey, operation: "debit", model: "" });
+      outcome = this.spending.consume(nowMs, { ...spend, idempotencyKey });
     }
     const row = this.keys.require(keyId);
     if (!outcome.ok) {

@@ -8,7 +8,6 @@ import type { LedgerAccount } from "./ledger-account";
 import type { LedgerKeys } from "./ledger-keys";
 import { type HoldRow, newId } from "./ledger-rows";
 import type { Spending } from "./spending";
-import type { UsageRollups } from "./usage-rollups";
 
 /** A hold as `place` takes it (from `reserve` or the gateway's `admitRequest`). */
 export interface HoldRequest {
@@ -21,8 +20,6 @@ export interface HoldRequest {
 
 /** What a hold's request used, when its commit was priced by the price book (`LedgerPricing.commit`). */
 export interface PricedCapture {
-  operation: string;
-  model: string;
   usage: Usage;
   price: EntryPrice;
 }
@@ -50,7 +47,6 @@ export class Holds {
     private readonly journal: Journal,
     private readonly keys: LedgerKeys,
     private readonly spending: Spending,
-    private readonly usage: UsageRollups,
   ) {}
 
   /**
@@ -146,8 +142,6 @@ export class Holds {
       ...(capture.priced === undefined ? {} : { usage: capture.priced.usage, price: capture.priced.price }),
       meta: capture.meta,
     });
-    const { operation, model, usage } = capture.priced ?? { operation: "hold", model: "", usage: undefined };
-    this.usage.add(nowMs, hold.key_id ?? "", operation, model, capture.amount, 1, usage);
     this.spending.repayDebt(nowMs);
     if (overrun === 0) return { ok: true, entry, balance: this.account.balance() };
     // Recorded beside the commit, never charged: the request's cost above what was held for it.

@@ -68,6 +68,8 @@ import { Spending } from "./spending";
 import { LedgerUpkeep } from "./upkeep";
 import { UsageRollups } from "./usage-rollups";
 
+/** How soon after a write its entries are rolled up into `usage_rollups` (every write of the moment shares one roll-up). */
+export const USAGE_ROLLUP_DELAY_MS = 1_000;
 /** Idempotency keys are honoured this long by default (a monthly billing cycle plus slack; `RETENTION.ledgerIdempotency`). */
 export const IDEMPOTENCY_TTL_MS = DEFAULT_DATA_RETENTION.ledgerIdempotency;
 export { PRUNE_BATCH } from "../platform/idempotency";
@@ -115,6 +117,7 @@ export class CreditLedgerDO extends TollgateObject {
   readonly #idempotency: IdempotencyStore;
   readonly #audit: LedgerAudit;
   readonly #upkeep: LedgerUpkeep;
+  #rollupTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(ctx: DurableObjectState, env: Env, hooks?: CreditLedgerHooks) {
     super(ctx, env, CreditLedgerDO.#spec, hooks);
@@ -123,9 +126,9 @@ export class CreditLedgerDO extends TollgateObject {
     this.#account = new LedgerAccount(sql, ctx.id.name);
     this.#journal = new Journal(sql, this.#account);
     this.#keys = new LedgerKeys(sql);
-    this.#usage = new UsageRollups(sql);
-    this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys, this.#usage);
-    this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending, this.#usage);
+    this.#usage = new UsageRollups(sql, this.#journal);
+    this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys);
+    this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending);
     // `this.env` is read at each call, not now: a test may swap the variables of a live object.
     this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, this.#holds, () => this.env.CREDIT_PRICES);
     this.#admission = new GatewayAdmission(this.#account, this.#keys, this.#journal, this.#spending, this.#holds);
@@ -188,7 +191,7 @@ export class CreditLedgerDO extends TollgateObject {
       this.#holds.settleDue(nowMs);
       return this.#spending.grant(parsed, idempotencyKey, nowMs);
     });
-    await this.#upkeep.afterWrite();
+    await this.#afterWrite();
     return entry;
   }
 
@@ -204,8 +207,6 @@ export class CreditLedgerDO extends TollgateObject {
         idempotencyKey,
         keyId: parsed.keyId,
         meta: parsed.meta,
-        operation: "debit",
-        model: "",
       }),
     );
   }
@@ -362,7 +363,7 @@ export class CreditLedgerDO extends TollgateObject {
       amount === 0 || idempotencyKey === undefined
         ? this.#transaction(admit)
         : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
-    if (amount > 0) await this.#upkeep.afterWrite();
+    if (amount > 0) await this.#afterWrite();
     return result;
   }
 
@@ -416,6 +417,8 @@ export class CreditLedgerDO extends TollgateObject {
   async usage(input: unknown): Promise<UsageReport> {
     const parsed = parseInput(usageQuerySchema, input, "usage input");
     this.#account.require(parsed.accountId);
+    // Exact: the entries not rolled up yet are, first.
+    if (this.#usage.behind()) this.#transaction(() => this.#usage.catchUp());
     return this.#usage.report(parsed.range, parsed.groupBy, this.now());
   }
 
@@ -462,7 +465,23 @@ export class CreditLedgerDO extends TollgateObject {
     };
     const result =
       idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled);
-    await this.#upkeep.afterWrite();
+    await this.#afterWrite();
     return result;
+  }
+
+  /** Arms the alarm for whatever a write made due, and the roll-up of its entries shortly after. */
+  async #afterWrite(): Promise<void> {
+    await this.#upkeep.afterWrite();
+    if (this.#rollupTimer !== undefined) return;
+    // One roll-up for every entry of the next moments: each touched rollup row is written once.
+    this.#rollupTimer = setTimeout(() => {
+      this.#rollupTimer = undefined;
+      try {
+        this.#transaction(() => this.#usage.catchUp());
+      } catch (error) {
+        // Nothing is lost: the next roll-up (a later write, a report) derives the same rows.
+        console.error("credit ledger: rolling up usage failed", error);
+      }
+    }, USAGE_ROLLUP_DELAY_MS);
   }
 }

@@ -72,8 +72,6 @@ export class LedgerPricing {
       idempotencyKey,
       keyId: charge.keyId,
       meta: charge.meta,
-      operation: usage.operation,
-      model,
       usage,
       price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
     });
@@ -95,8 +93,6 @@ export class LedgerPricing {
     const carryBefore = this.carryOf(keyId, usage.operation, model);
     const { cost, carry } = withCarry(exact, carryBefore);
     const priced = {
-      operation: usage.operation,
-      model,
       usage,
       price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
     };

@@ -228,4 +228,22 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
         });
     },
   },
+  {
+    version: 5,
+    name: "usage rollups brought up to date from the entries",
+    up(sql) {
+      // The last entry the rollups include (UsageRollups.catchUp); no row: none yet. An existing
+      // ledger's rollups include every entry so far. An empty ledger gets no row (it holds no data).
+      sql.exec("CREATE TABLE rollup_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)");
+      sql.exec("INSERT INTO rollup_checkpoint (id, seq) SELECT 1, MAX(seq) FROM entries HAVING COUNT(*) > 0");
+    },
+    upgradeDump: (tables) => {
+      const entries = tables.find((table) => table.name === "entries");
+      const seq = entries?.columns.indexOf("seq") ?? -1;
+      const rows =
+        entries === undefined || entries.rows.length === 0 ? [] : [[1, Math.max(...entries.rows.map((row) => Number(row[seq])))]];
+      const others = tables.filter((table) => table.name !== "rollup_checkpoint");
+      return [...others, { name: "rollup_checkpoint", columns: ["id", "seq"], rows }];
+    },
+  },
 ];

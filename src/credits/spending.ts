@@ -10,7 +10,6 @@ import type { KeyAdmission, LedgerKeys } from "./ledger-keys";
 import { type AccountRow, type GrantRow, isExpired, newId, toBucket } from "./ledger-rows";
 import { DEFAULT_MODEL } from "./pricing";
 import { type grantSchema, LEDGER_BOUNDS } from "./schemas";
-import type { UsageRollups } from "./usage-rollups";
 
 type GrantInput = v.InferOutput<typeof grantSchema>;
 
@@ -21,9 +20,6 @@ export interface Spend {
   idempotencyKey: string | null;
   keyId?: string;
   meta?: Record<string, string>;
-  /** The usage rollup it counts under (`debit` and `""` for a plain debit). */
-  operation: string;
-  model: string;
   usage?: Usage;
   price?: EntryPrice;
 }
@@ -45,7 +41,6 @@ export class Spending {
     private readonly account: LedgerAccount,
     private readonly journal: Journal,
     private readonly keys: LedgerKeys,
-    private readonly usage: UsageRollups,
   ) {}
 
   /** A grant the account may take: it expires in the future and keeps the total granted within bounds. */
@@ -131,7 +126,6 @@ export class Spending {
       usage: spend.usage,
       meta: spend.meta,
     });
-    this.usage.add(nowMs, spend.keyId ?? "", spend.operation, spend.model, spend.amount, 1, spend.usage);
     return { ok: true, entry, balance: this.account.balance() };
   }
 
@@ -185,9 +179,6 @@ export class Spending {
       keyId: taken.keyId,
       refundOf: refund.entryId,
     });
-    const operation = taken.usage?.operation ?? (taken.kind === "commit" ? "hold" : "debit");
-    const model = taken.usage ? (taken.usage.model ?? DEFAULT_MODEL) : "";
-    this.usage.add(taken.at, taken.keyId ?? "", operation, model, -amount, 0);
     this.repayDebt(nowMs);
     return { ok: true, entry, balance: this.account.balance() };
   }

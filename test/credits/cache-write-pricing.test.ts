@@ -11,7 +11,14 @@ const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
  * A provider's four token prices (credits per million): cache reads at a tenth of the input
  * price, cache writes at 1.25 times it, as Anthropic bills them.
  */
-const SONNET: Price = { operation: "llm", model: "sonnet", inputTokens: 3_000, outputTokens: 15_000, cachedTokens: 300, cacheWriteTokens: 3_750 };
+const SONNET: Price = {
+  operation: "llm",
+  model: "sonnet",
+  inputTokens: 3_000,
+  outputTokens: 15_000,
+  cachedTokens: 300,
+  cacheWriteTokens: 3_750,
+};
 
 let counter = 0;
 async function freshAccount(prices: Price[]) {
