@@ -83,11 +83,12 @@ async function refresh(): Promise<void> {
   const paths = stats.topPaths({ range, limit: 10 });
   const clients = stats.topClients({ range, limit: 10 });
   const usage = accountId === "" ? undefined : admin.credits().usage({ accountId, range, groupBy: "day" });
+  const byModel = accountId === "" ? undefined : admin.credits().usage({ accountId, range, groupBy: "model" });
   // The status counts of the busiest paths, pipelined on the top-paths answer (same batch).
   const details = paths.paths.map((p) => stats.pathDetail({ range, path: p.path, method: p.method }));
   const metrics = admin.metrics({ range });
   const cost = admin.costReport({ range });
-  const [seriesR, globalR, pathsR, clientsR, usageR, detailsR, metricsR, costR] = await Promise.allSettled([
+  const [seriesR, globalR, pathsR, clientsR, usageR, detailsR, metricsR, costR, byModelR] = await Promise.allSettled([
     series,
     global,
     paths,
@@ -96,6 +97,7 @@ async function refresh(): Promise<void> {
     details,
     metrics,
     cost,
+    byModel ?? Promise.resolve(undefined),
   ]);
   if (seriesR.status === "rejected" && errorCodeOf(seriesR.reason) === "UNAUTHENTICATED") {
     token = undefined;
@@ -117,6 +119,8 @@ async function refresh(): Promise<void> {
   use(costR, (value) => drawCost(value as CostReport), "cost report");
   if (usage === undefined) clearBurn();
   else use(usageR, (value) => drawBurn(value as UsageReport), "credit burn");
+  if (byModel === undefined) $("burn-models").querySelector("tbody")!.replaceChildren();
+  else use(byModelR, (value) => drawBurnByModel(value as UsageReport), "credit burn by model");
   status.textContent =
     failures.length > 0 ? `Some panels failed: ${failures.join("; ")}` : `Range ${range}, updated ${new Date().toLocaleTimeString()}.`;
   status.classList.toggle("error", failures.length > 0);
@@ -256,6 +260,31 @@ function drawBurn(report: UsageReport): void {
     [{ label: "credits", stroke: "#7b3fd6", fill: "#7b3fd6", paths: uPlot.paths.bars!({ size: [0.6, 60] }) }],
     x,
   );
+}
+
+/** Tokens and credits per model: LLM calls priced from their usage (docs/llm-gateway.md); other spends have no tokens. */
+function drawBurnByModel(report: UsageReport): void {
+  const items = [...report.items].sort((a, b) => b.amount - a.amount);
+  $("burn-models")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...(items.length > 0
+        ? items.map((item) =>
+            row(
+              [
+                item.group,
+                fmt(item.count),
+                fmt(item.inputTokens),
+                fmt(item.cachedTokens),
+                fmt(item.cacheWriteTokens),
+                fmt(item.outputTokens),
+                fmt(item.amount),
+              ],
+              [false, true, true, true, true, true, true],
+            ),
+          )
+        : [row(["No spend in this range.", "", "", "", "", "", ""], [false, true, true, true, true, true, true])]),
+    );
 }
 
 function clearBurn(): void {

@@ -16,3 +16,18 @@ export type * from "./alerts";
 export { ERROR_CODES, errorCodeOf, hasErrorCode, type ErrorCode, type ErrorDetail, type ServiceErrorLike } from "./errors";
 export { connect, type ConnectOptions, type Transport } from "./client";
 export { RateLimitGuard, type GuardedDecision, type RateLimitGuardOptions, type Unavailable } from "./rate-limit-guard";
+export {
+  estimateOutputTokens,
+  meterLlmResponse,
+  meterLlmStream,
+  SseParser,
+  utf8Length,
+  type Delivered,
+  type LlmFormat,
+  type MeterEnd,
+  type MeteredUsage,
+  type MeterOptions,
+  type ReportedUsage,
+  type SseEvent,
+} from "./llm-meter";
+export { estimateLlmRequest, type LlmEstimateOptions, type LlmRequestEstimate } from "./llm-quote";

@@ -104,7 +104,7 @@ describe("the dashboard", () => {
         .credits()
         .charge({
           accountId: "dash-acct",
-          usage: { operation: "chat", requests: 5 },
+          usage: { operation: "chat", model: "dash-model", requests: 5, inputTokens: 1_000, cachedTokens: 100, outputTokens: 200 },
           idempotencyKey: `dash-charge-${i}`,
         });
       expect(charged.ok).toBe(true);
@@ -165,6 +165,10 @@ describe("the dashboard", () => {
     await expect.poll(() => page.getAttribute("#burn-chart", "data-credits")).toBe("15");
     expect(await page.textContent("#burn-summary")).toContain("15 credits over 3 calls");
     expect(await pixelsOf(page, "burn-chart", [0x7b, 0x3f, 0xd6])).toBeGreaterThan(500);
+    // Per model: the three charges' tokens and credits.
+    expect(await page.$$eval("#burn-models tbody tr", (rows) => rows.map((r) => (r as HTMLElement).innerText.split("\t")))).toEqual([
+      ["dash-model", "3", "3,000", "300", "0", "600", "15"],
+    ]);
     // Service metrics: the capnweb calls above are counted per method (docs/metrics.md).
     const counted = await page.$$eval("#metrics tbody tr", (rows) =>
       rows.map((r) => (r as HTMLElement).innerText.split("\t").slice(0, 2).join(" ")),

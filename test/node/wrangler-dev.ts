@@ -17,15 +17,19 @@ export interface StartOptions {
   vars: Record<string, string>;
   /** Reuse an earlier server's state instead of starting fresh. */
   stateDir?: string;
+  /** The Worker's folder (its wrangler.toml); tollgate's own by default. */
+  cwd?: string;
+  /** More environment for wrangler, e.g. WRANGLER_REGISTRY_PATH to keep a test's Workers among themselves. */
+  env?: Record<string, string>;
 }
 
 const root = join(import.meta.dirname, "..", "..");
 
 /**
- * Starts `wrangler dev` for tollgate on a free loopback port with fresh on-disk state and the
+ * Starts `wrangler dev` for tollgate (or the Worker in `cwd`) on a free loopback port with fresh on-disk state and the
  * given secrets, and resolves once it is ready. Used by tests that need a real HTTP endpoint.
  */
-export async function startTollgate({ vars, stateDir }: StartOptions): Promise<DevServer> {
+export async function startTollgate({ vars, stateDir, cwd = root, env = {} }: StartOptions): Promise<DevServer> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const state = stateDir ?? mkdtempSync(join(tmpdir(), "tollgate-dev-"));
   const args = [
@@ -42,8 +46,8 @@ export async function startTollgate({ vars, stateDir }: StartOptions): Promise<D
     ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];
   const child = spawn(join(root, "node_modules", ".bin", "wrangler"), args, {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
+    cwd,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group, so a crash can take workerd down with wrangler.
     detached: true,

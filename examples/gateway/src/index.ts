@@ -1,10 +1,11 @@
 import type { AuthorizeResult, GatewayApi } from "../../../rpc";
 import { errorCodeOf } from "../../../rpc/errors";
+import { LLM_ROUTES, type LlmEnv, relayLlm } from "./llm";
 import { upstream } from "./upstream";
 
 export { AlertSink } from "./alert-sink";
 
-interface Env {
+interface Env extends LlmEnv {
   /** Service binding to tollgate's default entrypoint, `Gateway`. */
   TOLLGATE: GatewayApi;
   /** Paths under this prefix need an API key and are paid for in credits. */
@@ -30,11 +31,15 @@ const MESSAGES: Record<string, string> = {
  * its scope, applies the key's and the client IP's rate limits, and holds credits for paid
  * routes; the gateway answers tollgate's status with a JSON error body, or proxies to the
  * upstream, measures the latency and settles the real cost after responding (`waitUntil`).
- * Public routes need no key and are limited per client IP.
+ * Public routes need no key and are limited per client IP. `POST /v1/chat/completions` and
+ * `POST /v1/messages` relay LLM traffic, priced per token (./llm.ts, docs/llm-gateway.md).
  */
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const { pathname } = new URL(request.url);
+    // LLM traffic: held by the quote of its body, metered as it streams, settled from its usage (./llm.ts).
+    const llmFormat = request.method === "POST" ? LLM_ROUTES[pathname] : undefined;
+    if (llmFormat !== undefined) return relayLlm(request, env, ctx, llmFormat, clientIp(request));
     const bearer = bearerKey(request);
     if (bearer === null)
       return errorResponse(401, "INVALID_KEY", "use Authorization: Bearer <key>", { "WWW-Authenticate": 'Bearer realm="tollgate"' });
