@@ -34,14 +34,14 @@ export function retentionSettings(vars: RetentionVars & PathStatsVars & MetricsV
       dataClass: "limiter.state",
       keptMs: null,
       setting: null,
-      appliedBy: "limiter expire-state and expire-leases alarms",
+      appliedBy: "rule state and blocks: the subject's next write (read as absent once expired); leases: the expire-leases alarm",
       note: "rule state, lease slots and blocks: until the window, bucket, lease or block no longer matters (plus 60 s)",
     },
     {
       dataClass: "limiter.shadowCounts",
       keptMs: SHADOW_COUNT_TTL_MS,
       setting: null,
-      appliedBy: "limiter expire-state alarm",
+      appliedBy: "the subject's next write (read as 0 once expired)",
       note: "a shadow rule's would-have-denied count, after its last denial",
     },
     {
@@ -148,7 +148,7 @@ export function retentionSettings(vars: RetentionVars & PathStatsVars & MetricsV
       dataClass: "limiter.checkCounts",
       keptMs: CHECK_COUNT_RETENTION_MS,
       setting: null,
-      appliedBy: "limiter expire-state and prune-replays alarms",
+      appliedBy: "the limiter's writes (at most once a minute) and its prune-replays alarm (read as absent once expired)",
       note: "allowed and denied checks per minute, read by denial_rate alert rules",
     },
     {

@@ -8,6 +8,32 @@ export interface Migration {
   version: number;
   name: string;
   up(sql: SqlStorage): void;
+  /**
+   * Rewrites a backup dump's tables taken at the version before this step into this step's
+   * schema, as `up` rewrites stored rows, so an older backup still restores. Without it, a dump
+   * from before this step is refused (src/platform/table-dump.ts).
+   */
+  upgradeDump?(tables: DumpTable[]): DumpTable[];
+}
+
+/** One table of a backup dump: a stored value is SQLite's scalar, a blob base64 (`{ b64 }`). */
+export interface DumpTable {
+  name: string;
+  columns: string[];
+  rows: (null | string | number | { b64: string })[][];
+}
+
+/** Each component's migrations as this isolate's objects applied them: what a dump upgrade reads. */
+const appliedByComponent = new Map<string, readonly Migration[]>();
+
+/**
+ * The dump upgrades that bring `component` from version `from` to `to`, in order, or undefined
+ * when a step between has none (or the component's migrations are not known in this isolate).
+ */
+export function dumpUpgrades(component: string, from: number, to: number): ((tables: DumpTable[]) => DumpTable[])[] | undefined {
+  const steps = appliedByComponent.get(component)?.filter((step) => step.version > from && step.version <= to) ?? [];
+  if (steps.length !== to - from || steps.some((step) => step.upgradeDump === undefined)) return undefined;
+  return steps.map((step) => (tables) => step.upgradeDump!(tables));
 }
 
 const LEDGER = `CREATE TABLE IF NOT EXISTS _migrations (
@@ -33,6 +59,7 @@ export function applyMigrations(
   nowMs: number = Date.now(),
 ): number {
   assertContiguous(component, migrations);
+  appliedByComponent.set(component, migrations);
   const sql = storage.sql;
   sql.exec(LEDGER);
   const current = currentVersion(sql, component);

@@ -2,6 +2,7 @@ import * as v from "valibot";
 import { conflict, invalidArgument } from "./errors";
 import { integer, text } from "./schemas";
 import { all } from "./sql";
+import { dumpUpgrades } from "./migrations";
 import { METRICS_PUSH_TASK, METRICS_TABLES } from "./metering/object-metrics";
 
 /** A stored value in a dump: SQLite's scalars, with blobs as base64 (`{ b64 }`). */
@@ -115,14 +116,34 @@ export function exportTables(sql: SqlStorage): ObjectDump {
 }
 
 /**
- * Writes a validated dump into an empty object, all or nothing. Refuses (changing nothing) a
- * dump from other schema versions, naming unknown tables or columns, with ragged rows, or
- * rows the tables' constraints reject, and any import into an object that holds data.
- * Returns the rows written per table.
+ * A dump taken at older schema versions, brought to `mine` where every step between knows how
+ * (`Migration.upgradeDump`); any other component is left as it was, for the version check.
  */
-export function importTables(storage: DurableObjectStorage, dump: ObjectDump): Record<string, number> {
+function upgraded(dump: ObjectDump, mine: Record<string, number>): ObjectDump {
+  let result = dump;
+  for (const [component, version] of Object.entries(dump.versions)) {
+    const target = mine[component];
+    const steps = target === undefined || version >= target ? undefined : dumpUpgrades(component, version, target);
+    if (steps === undefined) continue;
+    let tables = result.tables;
+    for (const step of steps) tables = step(tables);
+    result = { ...result, versions: { ...result.versions, [component]: target! }, tables };
+  }
+  return result;
+}
+
+/**
+ * Writes a validated dump into an empty object, all or nothing. A dump from older schema
+ * versions is first upgraded where its migrations say how. Refuses (changing nothing) a dump
+ * from other schema versions, naming unknown tables or columns, with ragged rows, or rows the
+ * tables' constraints reject, and any import into an object that holds data. Returns the rows
+ * written per table; for an upgraded dump, also the rows each of its original tables held
+ * (what a backup's manifest counted), converted ones included.
+ */
+export function importTables(storage: DurableObjectStorage, original: ObjectDump): Record<string, number> {
   const sql = storage.sql;
   const mine = versionsOf(sql);
+  const dump = upgraded(original, mine);
   for (const component of new Set([...Object.keys(mine), ...Object.keys(dump.versions)])) {
     if (mine[component] !== dump.versions[component]) {
       throw conflict(
@@ -156,5 +177,6 @@ export function importTables(storage: DurableObjectStorage, dump: ObjectDump): R
   } catch (error) {
     throw invalidArgument(`the backup's rows do not fit this object: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return written;
+  if (dump === original) return written;
+  return { ...Object.fromEntries(original.tables.map((table) => [table.name, table.rows.length])), ...written };
 }

@@ -12,7 +12,7 @@ import type {
   UnblockResult,
 } from "../../rpc/rate-limits";
 import type { Env } from "../platform/env";
-import { invalidArgument } from "../platform/errors";
+import { conflict, invalidArgument } from "../platform/errors";
 import { adjustRules } from "../operations/adaptive/adjust";
 import { adjustmentsCache } from "../operations/adaptive/adjustments-cache";
 import { loadPolicies, resolveRules } from "./policies";
@@ -33,31 +33,38 @@ import {
   setOverrideInputSchema,
   subjectInputSchema,
 } from "./schemas";
-import { one } from "../platform/sql";
 import { RATE_LIMITER_MIGRATIONS } from "./limiter-tables";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
 import { IdempotencyStore, PRUNE_BATCH } from "../platform/idempotency";
 import { ADAPTIVE_LIMITS_NAME } from "../platform/names";
-import { CheckCounter } from "./check-counter";
+import { GroupCommit } from "../platform/group-commit";
 import { Leases } from "./leases";
-import { RuleStore } from "./rule-store";
-import { SubjectControls } from "./subject-controls";
+import { StateStore } from "./state-store";
+import type { SubjectState } from "./subject-state";
+import { SubjectOverride } from "./subject-override";
 
 /** Idempotency keys of `check` and `refund` are honoured this long by default (`RETENTION.limiterIdempotency`). */
 export const CHECK_REPLAY_TTL_MS = DEFAULT_DATA_RETENTION.limiterIdempotency;
 /** A shadow rule's would-have-denied count is kept until this long passes without a new one. */
 export { SHADOW_COUNT_TTL_MS };
-/** Cleanup waits this long past the last expiry, so a busy subject does not wake its alarm every window. */
+/** Replay pruning waits this long past the oldest key's expiry, so one run takes the keys expiring near it. */
 const CLEANUP_SLACK_MS = 60_000;
 /** Most expired idempotency records one alarm run deletes (retention in small batches). */
 export { PRUNE_BATCH };
 /** Per-minute check counts are kept this long: the longest window a denial_rate alert reads, plus an hour. */
 export { CHECK_COUNT_RETENTION_MS };
 
+const keyReusedMessage = (key: string) => `idempotency key "${key}" was used for a different call`;
+
 /**
  * The rate-limit state of one subject (`"ip:203.0.113.9"`, `"key:k_123"`). Single-threaded,
- * so every decision is exact: the state is read, decided on and written with no await in
+ * so every decision is exact: the state is read, decided on and changed with no await in
  * between. All rules of one check are applied atomically.
+ *
+ * The subject's state (`SubjectState`: rule states, shadow counts, block, recent check counts)
+ * lives in memory and is written back as one row by group commit (src/platform/group-commit.ts):
+ * every call that reads or changes it waits for the flush that writes what it saw, so no
+ * answer leaves before its write, and concurrent calls share one write.
  *
  * Its tables are kept by plain classes held in `#private` fields, so only the contract
  * methods below are reachable over RPC.
@@ -67,16 +74,18 @@ export class RateLimiterDO extends TollgateObject {
     component: "rate-limiter",
     migrations: RATE_LIMITER_MIGRATIONS,
     tasks: (self) => ({
-      "expire-state": (_payload, nowMs) => self.#expireState(nowMs),
+      // Scheduled by objects before the state row (migration 4); nothing schedules it now.
+      "expire-state": (_payload, nowMs) => self.#expireLegacy(nowMs),
       "prune-replays": (_payload, nowMs) => self.#pruneReplays(nowMs),
       "expire-leases": (_payload, nowMs) => self.#expireLeases(nowMs),
     }),
-    // A restore writes the tables behind the cached block and override.
-    afterImport: (self) => self.#controls.forget(),
+    // A restore writes the tables behind the cached state and override: both are read again, and
+    // a change still waiting for its flush (possible only in an object with no data) is refused.
+    afterImport: (self) => self.#commit.abandon(conflict("the subject was restored while this call waited for its write")),
   };
 
-  readonly #rules = new RuleStore(this.sql);
-  readonly #controls = new SubjectControls(this.sql);
+  readonly #store = new StateStore(this.sql);
+  readonly #override = new SubjectOverride(this.sql);
   readonly #leases = new Leases(this.sql);
   // The stored answers of `check` and `refund` calls with an idempotency key. A record past its
   // window is dead at once (a new call replaces it). `this.env`, not a copy: a test subclass may
@@ -86,10 +95,19 @@ export class RateLimiterDO extends TollgateObject {
     resultColumn: "decision",
     windowMs: () => loadDataRetention(this.env).limiterIdempotency,
     replaysExpired: false,
-    conflictMessage: (key) => `idempotency key "${key}" was used for a different call`,
+    conflictMessage: keyReusedMessage,
     transaction: (body) => this.ctx.storage.transactionSync(body),
   });
-  readonly #checkCounts = new CheckCounter(this.sql);
+  /** The subject's state as of the last change; undefined until first read, and after a failed flush. */
+  #state: SubjectState | undefined;
+  /** Answers of keyed calls made since the last flush, written by the next one. */
+  readonly #pendingReplays = new Map<string, { request: unknown; result: object; nowMs: number }>();
+  readonly #commit = new GroupCommit({
+    flush: () => this.#flush(),
+    transaction: (body) => this.ctx.storage.transactionSync(body),
+    durable: () => this.ctx.storage.sync(),
+    discard: () => this.#forget(),
+  });
 
   constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
     super(ctx, env, RateLimiterDO.#spec, hooks);
@@ -103,29 +121,23 @@ export class RateLimiterDO extends TollgateObject {
     const rules = await this.#enforcedRules(parsed, named);
     const cost = parsed.cost ?? 1;
     const nowMs = this.now();
-    if (cost === 0) return this.#decide(rules, 1, false, nowMs).decision;
+    if (cost === 0) return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
 
     // The fingerprint is of what the caller asked, so a retry stays a replay even if an
     // override was set or cleared in between.
     const key = parsed.idempotencyKey;
     const request = { rules: named, cost };
     if (key !== undefined) {
-      const replay = this.#replays.find<Decision>(key, request, nowMs);
-      if (replay !== undefined) return replay;
+      const replay = this.#findReplay<Decision>(key, request, nowMs);
+      if (replay !== undefined) return this.#commit.read(() => replay);
     }
 
-    const { decision, writes, newBlock, shadowDenials, states } = this.#decide(rules, cost, true, nowMs);
-    this.ctx.storage.transactionSync(() => {
-      this.#rules.save(writes, states);
-      if (newBlock !== undefined) this.#controls.saveBlock(newBlock);
-      this.#rules.countShadowDenials(shadowDenials, nowMs);
-      if (key !== undefined) this.#replays.save(key, request, decision, nowMs);
-      this.#checkCounts.count(decision.allowed, nowMs);
+    const decision = await this.#commit.change(() => {
+      const evaluation = this.#decide(rules, cost, true, nowMs);
+      this.#subject().applyCheck(evaluation, nowMs);
+      if (key !== undefined) this.#pendingReplays.set(key, { request, result: evaluation.decision, nowMs });
+      return evaluation.decision;
     });
-    const expiries = [...writes.values()].map((write) => write.expiresAtMs);
-    if (newBlock !== undefined) expiries.push(newBlock.untilMs);
-    if (shadowDenials.length > 0) expiries.push(nowMs + SHADOW_COUNT_TTL_MS);
-    await this.#scheduleExpiry(expiries);
     if (key !== undefined) await this.#scheduleReplayPruning(nowMs);
     return decision;
   }
@@ -135,21 +147,29 @@ export class RateLimiterDO extends TollgateObject {
     const parsed = parseInput(checkCountsInputSchema, input, "checkCounts input");
     this.#assertSubject(parsed.subject);
     const since = parsed.sinceMs - (parsed.sinceMs % 60_000);
-    return { ...this.#checkCounts.since(since), sinceMs: since };
+    const nowMs = this.now();
+    return this.#commit.read(() => {
+      // The last hour's minutes are in the state row (memory), older ones in check_counts.
+      const recent = this.#subject().countsSince(since, nowMs);
+      const older = this.#store.storedCountsSince(since, nowMs);
+      return { allowed: recent.allowed + older.allowed, denied: recent.denied + older.denied, sinceMs: since };
+    });
   }
 
   /** Whether a call of cost 1 would be admitted now, and what remains; never consumes. */
   async peek(input: unknown): Promise<Decision> {
     const parsed = parseInput(peekInputSchema, input, "peek input");
     this.#assertSubject(parsed.subject);
-    return this.#decide(await this.#enforcedRules(parsed, this.#namedRules(parsed)), 1, false, this.now()).decision;
+    const rules = await this.#enforcedRules(parsed, this.#namedRules(parsed));
+    const nowMs = this.now();
+    return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
   }
 
   /** Clears one rule's state (and its shadow count), or every rule's. */
   async reset(input: unknown): Promise<{ cleared: number }> {
     const parsed = parseInput(resetInputSchema, input, "reset input");
     this.#assertSubject(parsed.subject);
-    return this.ctx.storage.transactionSync(() => ({ cleared: this.#rules.clear(parsed.rule) }));
+    return this.#commit.change(() => ({ cleared: this.#subject().clearRules(parsed.rule) }));
   }
 
   /**
@@ -164,15 +184,16 @@ export class RateLimiterDO extends TollgateObject {
     const nowMs = this.now();
     const key = parsed.idempotencyKey;
     const request = { refund: { rules: named, cost: parsed.cost } };
-    const replay = this.#replays.find<RefundResult>(key, request, nowMs);
-    if (replay !== undefined) return replay;
+    const replay = this.#findReplay<RefundResult>(key, request, nowMs);
+    if (replay !== undefined) return this.#commit.read(() => replay);
 
-    const states = this.#rules.load(rules);
-    const { rules: refunded, writes } = refundRules(rules, states, nowMs, parsed.cost);
-    const result: RefundResult = { rules: refunded };
-    this.ctx.storage.transactionSync(() => {
-      this.#rules.save(writes, states);
-      this.#replays.save(key, request, result, nowMs);
+    const result = await this.#commit.change(() => {
+      const state = this.#subject();
+      const refunded = refundRules(rules, state.ruleStates(rules.map((rule) => rule.name)), nowMs, parsed.cost);
+      state.applyWrites(refunded.writes);
+      const answer: RefundResult = { rules: refunded.rules };
+      this.#pendingReplays.set(key, { request, result: answer, nowMs });
+      return answer;
     });
     await this.#scheduleReplayPruning(nowMs);
     return result;
@@ -186,18 +207,23 @@ export class RateLimiterDO extends TollgateObject {
     if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future");
     if (parsed.untilMs > nowMs + RULE_BOUNDS.maxPeriodMs) throw invalidArgument("untilMs must be at most 366 days ahead");
     const block = { untilMs: parsed.untilMs, reason: parsed.reason };
-    this.#controls.saveBlock(block);
-    await this.#scheduleExpiry([block.untilMs]);
-    return { blocked: block };
+    await this.#commit.change(() => {
+      this.#subject().block = block;
+    });
+    return { blocked: { ...block } };
   }
 
   /** Lifts the subject's block, whether set by hand or by a rule's `blockMs`. */
   async unblock(input: unknown): Promise<UnblockResult> {
     const parsed = parseInput(subjectInputSchema, input, "unblock input");
     this.#assertSubject(parsed.subject);
-    const active = this.#controls.activeBlock(this.now()) !== undefined;
-    this.#controls.clearBlock();
-    return { unblocked: active };
+    const nowMs = this.now();
+    return this.#commit.change(() => {
+      const state = this.#subject();
+      const active = state.activeBlock(nowMs) !== undefined;
+      state.block = null;
+      return { unblocked: active };
+    });
   }
 
   /** Replaces the rules of every later call on this subject, whatever rules or policy it names. */
@@ -205,7 +231,7 @@ export class RateLimiterDO extends TollgateObject {
     const parsed = parseInput(setOverrideInputSchema, input, "setOverride input");
     this.#assertSubject(parsed.subject);
     const setAt = this.now();
-    this.#controls.setOverride(parsed.rules, setAt);
+    this.#override.set(parsed.rules, setAt);
     return { subject: parsed.subject, rules: parsed.rules, setAt };
   }
 
@@ -213,7 +239,7 @@ export class RateLimiterDO extends TollgateObject {
   async clearOverride(input: unknown): Promise<ClearOverrideResult> {
     const parsed = parseInput(subjectInputSchema, input, "clearOverride input");
     this.#assertSubject(parsed.subject);
-    return { cleared: this.#controls.clearOverride() };
+    return { cleared: this.#override.clear() };
   }
 
   /**
@@ -259,13 +285,40 @@ export class RateLimiterDO extends TollgateObject {
   }
 
   #decide(rules: readonly Rule[], cost: number, charge: boolean, nowMs: number) {
+    const state = this.#subject();
     const shadows = rules.filter((rule) => rule.shadow).map((rule) => rule.name);
     const context = {
-      block: this.#controls.activeBlock(nowMs),
-      shadowDenied: shadows.length === 0 ? undefined : this.#rules.shadowCounts(shadows),
+      block: state.activeBlock(nowMs),
+      shadowDenied: shadows.length === 0 ? undefined : state.shadowCounts(shadows, nowMs),
     };
-    const states = this.#rules.load(rules);
-    return { ...evaluateRules(rules, states, nowMs, cost, charge, context), states };
+    return evaluateRules(rules, state.ruleStates(rules.map((rule) => rule.name)), nowMs, cost, charge, context);
+  }
+
+  /** The subject's state, read from storage on first use (and after eviction, a restore or a failed flush). */
+  #subject(): SubjectState {
+    return (this.#state ??= this.#store.load());
+  }
+
+  /** Writes the state and the keyed answers changed since the last flush (in the flush's transaction). */
+  #flush(): void {
+    if (this.#state !== undefined) this.#store.write(this.#state, this.now());
+    for (const [key, { request, result, nowMs }] of this.#pendingReplays) this.#replays.save(key, request, result, nowMs);
+    this.#pendingReplays.clear();
+  }
+
+  /** Drops everything cached from storage, so the next call reads it again. */
+  #forget(): void {
+    this.#state = undefined;
+    this.#pendingReplays.clear();
+    this.#override.forget();
+  }
+
+  /** The first answer to a keyed call, written or still waiting for its flush; CONFLICT for a key used differently. */
+  #findReplay<T>(key: string, request: unknown, nowMs: number): T | undefined {
+    const pending = this.#pendingReplays.get(key);
+    if (pending === undefined) return this.#replays.find<T>(key, request, nowMs);
+    if (JSON.stringify(pending.request) !== JSON.stringify(request)) throw conflict(keyReusedMessage(key));
+    return pending.result as T;
   }
 
   /**
@@ -275,9 +328,9 @@ export class RateLimiterDO extends TollgateObject {
    * override is read after that wait, so one set meanwhile still wins.
    */
   async #enforcedRules(input: { policy?: string }, named: readonly Rule[]): Promise<readonly Rule[]> {
-    if (this.#controls.override() !== undefined || input.policy === undefined) return this.#controls.override() ?? named;
+    if (this.#override.get() !== undefined || input.policy === undefined) return this.#override.get() ?? named;
     const factors = await adjustmentsCache.get(() => this.env.ADAPTIVE_LIMITS.getByName(ADAPTIVE_LIMITS_NAME).adjustments(), this.now());
-    return this.#controls.override() ?? adjustRules(input.policy, named, factors);
+    return this.#override.get() ?? adjustRules(input.policy, named, factors);
   }
 
   /** The rules the call names (inline or by policy); validated even when an override wins. */
@@ -293,44 +346,23 @@ export class RateLimiterDO extends TollgateObject {
     }
   }
 
-  /**
-   * Makes sure a cleanup is due no later than the state's expiry. The task only ever moves
-   * earlier: a check that extends the state writes no task row (the scheduler knows the due
-   * time in memory), and the cleanup, finding state still live, moves itself to the latest
-   * expiry then. So a busy subject pays about one task write per expiry period, not per check.
-   */
-  async #scheduleExpiry(expiries: number[], keep: "earliest" | "replace" = "earliest"): Promise<void> {
-    if (expiries.length === 0) return;
-    await this.scheduler.schedule("expire-state", Math.max(...expiries) + CLEANUP_SLACK_MS, null, "expire-state", keep);
-  }
-
   async #scheduleReplayPruning(nowMs: number): Promise<void> {
     const dueMs = nowMs + loadDataRetention(this.env).limiterIdempotency + CLEANUP_SLACK_MS;
     await this.scheduler.schedule("prune-replays", dueMs, null, "prune-replays", "earliest");
   }
 
-  /** Deletes rule state, shadow counts and a block nobody can observe any more; idempotent. */
-  async #expireState(nowMs: number): Promise<void> {
-    this.ctx.storage.transactionSync(() => {
-      this.#rules.expire(nowMs);
-      this.#controls.expireBlock(nowMs);
-      this.#checkCounts.prune(nowMs);
-    });
-    const last = one<{ last: number | null }>(
-      this.sql,
-      `SELECT MAX(t) AS last FROM (
-         SELECT MAX(expires_at_ms) AS t FROM rule_states
-         UNION ALL SELECT MAX(last_at_ms) + ? FROM shadow_denials
-         UNION ALL SELECT MAX(until_ms) FROM subject_block)`,
-      SHADOW_COUNT_TTL_MS,
-    ).last;
-    // "replace": this running task's own row is due earlier and would win "earliest" (see #pruneReplays).
-    if (last !== null) await this.#scheduleExpiry([last], "replace");
+  /**
+   * The cleanup task objects scheduled before state became one row: one flush drops what has
+   * expired from the row (as every write does), and old check counts go; it schedules nothing.
+   */
+  async #expireLegacy(nowMs: number): Promise<void> {
+    this.#store.pruneCounts(nowMs);
+    await this.#commit.change(() => this.#subject().trim(nowMs));
   }
 
-  /** Forgets idempotency keys older than the replay window; idempotent. */
+  /** Forgets idempotency keys older than the replay window, and check counts past theirs; idempotent. */
   async #pruneReplays(nowMs: number): Promise<void> {
-    this.#checkCounts.prune(nowMs);
+    this.#store.pruneCounts(nowMs);
     const next = this.#replays.prune(nowMs) === PRUNE_BATCH ? nowMs : this.#replays.earliestExpiry();
     // "replace", not "earliest": the running task's own row is due earlier and would win,
     // and then be deleted as done, leaving the remaining keys unpruned. A full batch comes back at once.

@@ -1,4 +1,6 @@
 import type { Migration } from "../platform/migrations";
+import { all } from "../platform/sql";
+import { LEGACY_STATE_TABLES, type LegacyRows, legacyStateRow, upgradeDumpToSubjectState } from "./legacy-state";
 
 /** RateLimiterDO's tables. Append-only: add a step, never edit one. */
 export const RATE_LIMITER_MIGRATIONS: readonly Migration[] = [
@@ -76,5 +78,34 @@ export const RATE_LIMITER_MIGRATIONS: readonly Migration[] = [
         denied INTEGER NOT NULL
       )`);
     },
+  },
+  {
+    version: 4,
+    name: "one state row per subject",
+    up(sql) {
+      // The subject's whole state in one row, written once per flush (src/rate-limits/subject-state.ts):
+      // rule states (the shared codec's JSON, sliding-log entries included), shadow counts, the block,
+      // and the last hour's per-minute check counts (older minutes stay in check_counts).
+      sql.exec(`CREATE TABLE subject_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        rules TEXT NOT NULL,
+        shadow TEXT NOT NULL,
+        block TEXT,
+        check_counts TEXT NOT NULL
+      )`);
+      const rows = Object.fromEntries(LEGACY_STATE_TABLES.map((table) => [table, all(sql, `SELECT * FROM ${table}`)])) as LegacyRows;
+      const row = legacyStateRow(rows);
+      if (row !== null) {
+        sql.exec(
+          "INSERT INTO subject_state (id, rules, shadow, block, check_counts) VALUES (1, ?, ?, ?, ?)",
+          row.rules,
+          row.shadow,
+          row.block,
+          row.check_counts,
+        );
+      }
+      for (const table of LEGACY_STATE_TABLES) sql.exec(`DROP TABLE ${table}`);
+    },
+    upgradeDump: upgradeDumpToSubjectState,
   },
 ];

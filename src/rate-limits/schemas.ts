@@ -33,7 +33,7 @@ export const ruleSchema = v.pipe(
   v.forward(
     v.check(
       (rule) => rule.algorithm !== "sliding_log" || rule.limit <= SLIDING_LOG_MAX_LIMIT,
-      `sliding_log keeps one row per call, so its limit is at most ${SLIDING_LOG_MAX_LIMIT}; use sliding_window or gcra above that`,
+      `sliding_log keeps one entry per call, so its limit is at most ${SLIDING_LOG_MAX_LIMIT}; use sliding_window or gcra above that`,
     ),
     ["limit"],
   ),

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../rpc/rate-limits";
 import { codeOf } from "../fixtures/errors";
@@ -111,17 +111,18 @@ describe("blocking", () => {
     expect((await stub.peek({ subject, rules: [rule("gcra", 10)] })).blocked!.untilMs).toBe(untilMs);
   });
 
-  it("deletes an expired block by alarm, and the alarm is safe to run twice", async () => {
+  it("lifts an expired block by itself, with no alarm, and drops it from the row at the next write", async () => {
     const subject = "block:expiry";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
     const untilMs = Date.now() + HOUR;
     await stub.block({ subject, untilMs, reason: "cool down" });
-    const task = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
-    expect(task.dueMs).toBeGreaterThan(untilMs);
-    expect(await stub.runAlarmAt(task.dueMs)).toMatchObject({ ran: 1, failed: 0, nextDueMs: null });
+    expect(await stub.storedBlock()).toEqual([{ until_ms: untilMs, reason: "cool down", rule_name: null }]);
+    expect((await stub.tasks()).map((t) => t.kind)).not.toContain("expire-state");
+    await stub.setClockOffset(HOUR + 1_000);
+    expect((await stub.peek({ subject, rules: [rule("fixed_window", 10)] })).blocked).toBeUndefined();
+    expect(await stub.check({ subject, rules: [rule("fixed_window", 10)] })).toMatchObject({ allowed: true, remaining: 9 });
     expect(await stub.storedBlock()).toEqual([]);
-    expect(await stub.runAlarmAt(task.dueMs)).toMatchObject({ ran: 0, failed: 0 });
-    expect(await runDurableObjectAlarm(stub)).toBe(false);
+    await stub.setClockOffset(0);
   });
 });
 
@@ -144,17 +145,22 @@ describe("shadow rules", () => {
     expect(await stub.storedShadowCounts()).toEqual([]);
   });
 
-  it("forget their count by alarm a day after the last would-have-denied call", async () => {
+  it("forget their count a day after the last would-have-denied call, with no alarm", async () => {
     const subject = "shadow:expiry";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
     const rules: Rule[] = [{ name: "second", algorithm: "fixed_window", limit: 1, periodMs: 1_000, shadow: true }];
     await stub.check({ subject, rules, cost: 2 });
     expect(await stub.storedShadowCounts()).toEqual([{ rule_name: "second", denied: 1 }]);
-    const due = (await stub.tasks()).find((t) => t.kind === "expire-state")!.dueMs;
-    expect(due).toBeGreaterThanOrEqual(Date.now() + 24 * HOUR);
-    expect(await stub.runAlarmAt(due)).toMatchObject({ ran: 1, failed: 0, nextDueMs: null });
+    expect((await stub.tasks()).map((t) => t.kind)).not.toContain("expire-state");
+    await stub.setClockOffset(24 * HOUR - 1_000);
+    expect((await stub.peek({ subject, rules })).rules[0]!.wouldHaveDenied).toBe(1);
+    await stub.setClockOffset(24 * HOUR + 1_000);
+    expect((await stub.peek({ subject, rules })).rules[0]!.wouldHaveDenied).toBe(0);
+    // The next write drops it; a new would-have-denied call counts from 1 again.
+    await stub.check({ subject, rules });
     expect(await stub.storedShadowCounts()).toEqual([]);
-    expect(await stub.runAlarmAt(due)).toMatchObject({ ran: 0 });
+    expect((await stub.check({ subject, rules, cost: 2 })).rules[0]!.wouldHaveDenied).toBe(1);
+    await stub.setClockOffset(0);
   });
 });
 

@@ -64,7 +64,7 @@ describe("RateLimiterDO", () => {
     expect(await run("evict:each", true)).toEqual(await run("evict:never", false));
   });
 
-  it("keeps a sliding log to one row per admitted millisecond and drops it when the rule changes algorithm", async () => {
+  it("keeps a sliding log to one entry per admitted millisecond and drops it when the rule changes algorithm", async () => {
     const subject = "log-storage";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
     const rule: Rule = { name: "calls", algorithm: "sliding_log", limit: 1_000, periodMs: 1_000 };
@@ -163,49 +163,47 @@ describe("RateLimiterDO", () => {
     expect(await codeOf(limiter("mine").check({ subject: "someone-else", rules: [fixed(1)] }))).toBe("INVALID_ARGUMENT");
   });
 
-  it("deletes a subject's expired state by alarm, and the alarm is safe to run twice", async () => {
+  it("schedules no cleanup for rule state: expired state reads as unused and leaves the row at its next write", async () => {
     const subject = "expires";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
-    const rules: Rule[] = [{ name: "second", algorithm: "fixed_window", limit: 5, periodMs: 1_000 }];
-    await stub.check({ subject, rules, idempotencyKey: "k" });
-    const [state] = await stub.storedRules();
-    const expiry = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
-    expect(expiry.dueMs).toBeGreaterThan(state!.expires_at_ms);
+    const second: Rule = { name: "second", algorithm: "fixed_window", limit: 5, periodMs: 1_000 };
+    const year = fixed(5, "year");
+    await stub.check({ subject, rules: [second], idempotencyKey: "k" });
+    await stub.check({ subject, rules: [second, year] });
+    expect((await stub.storedRules()).map((r) => r.rule_name)).toEqual(["second", "year"]);
+    // No task per subject for its state: only the replay record's pruning (and metrics' own push).
+    expect((await stub.tasks()).map((t) => t.kind).filter((kind) => kind !== "metrics-push")).toEqual(["prune-replays"]);
 
-    expect(await stub.runAlarmAt(expiry.dueMs)).toMatchObject({ ran: 1, failed: 0 });
-    expect(await stub.storedRules()).toEqual([]);
-    expect(await stub.runAlarmAt(expiry.dueMs)).toMatchObject({ ran: 0, failed: 0 });
+    // A minute past the short rule's expiry it reads as unused, and the next write drops it.
+    const expiresAt = (await stub.storedRules()).find((r) => r.rule_name === "second")!.expires_at_ms;
+    await stub.setClockOffset(expiresAt + 60_000 - Date.now());
+    expect((await stub.peek({ subject, rules: [second, year] })).rules.map((r) => r.remaining)).toEqual([5, 4]);
+    await stub.check({ subject, rules: [year] });
+    expect((await stub.storedRules()).map((r) => [r.rule_name, r.count])).toEqual([["year", 2]]);
+    await stub.setClockOffset(0);
+
+    // Idempotency records still have their pruning alarm.
     expect(await stub.storedReplays()).toBe(1);
-
     const replayDue = (await stub.tasks()).find((t) => t.kind === "prune-replays")!.dueMs;
     expect(replayDue).toBeGreaterThanOrEqual(Date.now() + CHECK_REPLAY_TTL_MS - 60_000);
-    expect(await stub.runAlarmAt(replayDue)).toMatchObject({ ran: 1, failed: 0, nextDueMs: null });
+    expect(await stub.runAlarmAt(replayDue)).toMatchObject({ ran: 1, failed: 0 });
     expect(await stub.storedReplays()).toBe(0);
-    // The cleanup alarm's own count waits for one metrics push; that push schedules nothing more.
-    expect(await stub.runAlarmAt(Date.now() + 10 * 60_000)).toMatchObject({ ran: 0, metricsPushes: 1, nextDueMs: null });
+    // Metrics schedule nothing: the alarm's own count is pushed from memory, not by a task.
+    expect(await stub.runAlarmAt(Date.now() + 10 * 60_000)).toMatchObject({ ran: 0, nextDueMs: null });
     expect(await runDurableObjectAlarm(stub)).toBe(false);
   });
 
-  it("writes no cleanup task when a check only extends live state; the cleanup then follows the state", async () => {
-    const subject = "extends";
+  it("runs a cleanup task left by an older version once: it drops what has expired and schedules nothing", async () => {
+    const subject = "legacy-cleanup";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
     const second: Rule = { name: "second", algorithm: "fixed_window", limit: 5, periodMs: 1_000 };
-    const hour: Rule = { name: "hour", algorithm: "fixed_window", limit: 5, periodMs: 3_600_000 };
     await stub.check({ subject, rules: [second] });
-    const first = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
-    await stub.check({ subject, rules: [second, hour] });
-    // The later expiry did not move the task: it stays where the first check put it.
-    expect((await stub.tasks()).find((t) => t.kind === "expire-state")).toEqual(first);
-
-    // Due, it deletes what has expired and moves itself to the expiry of what is still live.
-    await stub.runAlarmAt(first.dueMs);
-    const live = await stub.storedRules();
-    expect(live.map((r) => r.rule_name)).toEqual(["hour"]);
-    const moved = (await stub.tasks()).find((t) => t.kind === "expire-state")!;
-    expect(moved.dueMs).toBeGreaterThan(live[0]!.expires_at_ms);
-    await stub.runAlarmAt(moved.dueMs);
+    const due = Date.now() + 120_000;
+    await stub.scheduleTask("expire-state", due);
+    expect(await stub.runAlarmAt(due)).toMatchObject({ ran: 1, failed: 0 });
     expect(await stub.storedRules()).toEqual([]);
-    expect((await stub.tasks()).find((t) => t.kind === "expire-state")).toBeUndefined();
+    expect((await stub.tasks()).map((t) => t.kind)).not.toContain("expire-state");
+    expect(await stub.runAlarmAt(due)).toMatchObject({ ran: 0, failed: 0 });
   });
 
   it("keeps state that is still in use when the cleanup alarm fires", async () => {

@@ -2,17 +2,17 @@ import type { Rule } from "../../../rpc/rate-limits";
 import { compatibleState, type LimiterState, type LogEntry, type RefundOutcome, type RuleOutcome, type StateChange } from "./rule-state";
 
 /**
- * The largest `limit` a `sliding_log` rule may have. The log keeps one row per admitted call
- * (same-millisecond calls share a row), so a check reads up to `limit` rows; above this a
- * counter algorithm is the better tool.
+ * The largest `limit` a `sliding_log` rule may have. The log keeps one entry per admitted call
+ * (same-millisecond calls share an entry) in the subject's state row, which every write
+ * rewrites whole; above this a counter algorithm is the better tool.
  */
 export const SLIDING_LOG_MAX_LIMIT = 1_000;
 
 /**
  * Sliding log: the exact trailing window. A call at `now` is admitted iff the units admitted
  * in `(now - periodMs, now]` plus `cost` are at most `limit`, so no interval of length
- * `periodMs` ever holds more than `limit` units. Exact, at the price of one stored row per
- * admitted call.
+ * `periodMs` ever holds more than `limit` units. Exact, at the price of one stored entry per
+ * admitted millisecond.
  */
 export function evaluateSlidingLog(rule: Rule, stored: LimiterState | undefined, nowMs: number, cost: number): RuleOutcome {
   const { limit, periodMs } = rule;

@@ -5,7 +5,7 @@ import type { AlertRule } from "../../../rpc/alerts";
 import type { RecordInput } from "../../../rpc/path-stats";
 import type { Rule } from "../../../rpc/rate-limits";
 import { CHECK_COUNT_RETENTION_MS } from "../../../src/rate-limits/limiter-do";
-import { MINUTE_MS } from "../../../src/platform/buckets";
+import { HOUR_MS, MINUTE_MS } from "../../../src/platform/buckets";
 import { adminAlerts } from "../../fixtures/alerts-admin";
 import { codeOf } from "../../fixtures/errors";
 import { SINK_LOG_NAME } from "../../fixtures/test-alert-sink";
@@ -142,7 +142,7 @@ describe("alert signals from real objects", () => {
     expect(await limiter.checkCounts({ subject, sinceMs: 0 })).toMatchObject({ allowed: 8, denied: 13 });
   });
 
-  it("the limiter's check counts survive eviction and are pruned by its cleanup alarm after their retention", async () => {
+  it("the limiter's check counts survive eviction, move to their table after an hour, and are gone after their retention", async () => {
     const subject = "alert:counts";
     const stub = env.TEST_RATE_LIMITER.getByName(subject);
     const rules: Rule[] = [{ name: "r", algorithm: "token_bucket", limit: 1, periodMs: 3_600_000 }];
@@ -150,17 +150,21 @@ describe("alert signals from real objects", () => {
     await evictDurableObject(stub);
     await stub.check({ subject, rules });
     expect(await stub.checkCounts({ subject, sinceMs: Date.now() - MINUTE_MS })).toMatchObject({ allowed: 1, denied: 1 });
-    // The rule state's cleanup an hour later keeps the counts: they are younger than their retention.
-    const cleanup = (await stub.tasks()).find((t) => t.kind === "expire-state")!.dueMs;
-    await stub.runAlarmAt(cleanup);
-    expect(await stub.storedRules()).toEqual([]);
-    expect(await stub.checkCounts({ subject, sinceMs: 0 })).toMatchObject({ allowed: 1, denied: 1 });
-    // The next cleanup after the retention forgets them; twice changes nothing more.
+    // The last hour's minutes ride in the state row; a write an hour later moves them to the table.
+    expect((await stub.storedCheckCounts()).inTable).toEqual([]);
+    await stub.setClockOffset(HOUR_MS + 2 * MINUTE_MS);
     await stub.check({ subject, rules });
-    const late = Date.now() + CHECK_COUNT_RETENTION_MS + 2 * MINUTE_MS;
-    await stub.runAlarmAt(late);
-    await stub.runAlarmAt(late);
+    const moved = await stub.storedCheckCounts();
+    expect(moved.inTable.reduce((sum, row) => sum + row.allowed + 10 * row.denied, 0)).toBe(11);
+    expect(moved.inRow.map(([, allowed, denied]) => [allowed, denied])).toEqual([[1, 0]]);
+    expect(await stub.checkCounts({ subject, sinceMs: 0 })).toMatchObject({ allowed: 2, denied: 1 });
+    // Past their retention they read as gone; the next write deletes the table's rows.
+    await stub.setClockOffset(CHECK_COUNT_RETENTION_MS + HOUR_MS + 3 * MINUTE_MS);
     expect(await stub.checkCounts({ subject, sinceMs: 0 })).toMatchObject({ allowed: 0, denied: 0 });
+    await stub.check({ subject, rules });
+    expect((await stub.storedCheckCounts()).inTable).toEqual([]);
+    expect(await stub.checkCounts({ subject, sinceMs: 0 })).toMatchObject({ allowed: 1, denied: 0 });
+    await stub.setClockOffset(0);
     expect(await codeOf(stub.checkCounts({ subject: "other", sinceMs: 0 }))).toBe("INVALID_ARGUMENT");
     expect(await codeOf(stub.checkCounts({ subject, sinceMs: -1 }))).toBe("INVALID_ARGUMENT");
   });
