@@ -5,6 +5,7 @@ import { dayOf, monthOf } from "./invariants";
 import { formatKey, hashSecret, newKeyId, newSecret } from "./keys";
 import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-rules";
 import type { LimiterState, StateChange } from "../rate-limits/algorithms/rule-state";
+import { decodeRuleState, encodeRuleState } from "../rate-limits/algorithms/rule-state-codec";
 import { all, maybeOne, run } from "../platform/sql";
 import { type KeyRow, toKeyInfo } from "./ledger-rows";
 
@@ -21,9 +22,17 @@ export interface KeyRefusal {
   deniedBy?: string[];
 }
 
+/** A family's spend counters: the latest day and month it spent in. */
+type SpendRow = {
+  day: string;
+  day_amount: number;
+  month: string;
+  month_amount: number;
+};
+
 /**
- * The API-key tables of one CreditLedgerDO: `api_keys`, `key_spend` (per-family day and month
- * counters) and `key_rule_states`. Synchronous SQL only, so the object can use it inside the
+ * The API-key tables of one CreditLedgerDO: `api_keys`, `key_spend_now` (per-family spend of
+ * the latest day and month, one row) and `key_rule_states`. Synchronous SQL only, so the object can use it inside the
  * transaction of the spend it guards. A rolled key and its successor share a family, and so
  * their counters.
  */
@@ -71,31 +80,22 @@ export class LedgerKeys {
       }
       ruleWrites = evaluation.writes;
     }
-    const spent = (period: string) =>
-      maybeOne<{ amount: number }>(this.sql, "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?", key.family_id, period)
-        ?.amount ?? 0;
-    const overDay = key.spend_cap_day !== null && spent(`d:${dayOf(nowMs)}`) + amount > key.spend_cap_day;
-    const overMonth = key.spend_cap_month !== null && spent(`m:${monthOf(nowMs)}`) + amount > key.spend_cap_month;
+    const spent = this.#spent(key.family_id, nowMs);
+    const overDay = key.spend_cap_day !== null && spent.day + amount > key.spend_cap_day;
+    const overMonth = key.spend_cap_month !== null && spent.month + amount > key.spend_cap_month;
     if (overDay || overMonth) return { ok: false, refusal: { code: "SPEND_CAP_EXCEEDED" } };
     return { ok: true, admitted: { key, ruleWrites } };
   }
 
   /** What the key's family has spent in the current UTC day and month, against its caps. */
   spendOf(key: KeyRow, nowMs: number): KeySpend {
-    const period = (prefix: "d" | "m", name: string, cap: number | null) => {
-      const spent =
-        maybeOne<{ amount: number }>(
-          this.sql,
-          "SELECT amount FROM key_spend WHERE family_id = ? AND period = ?",
-          key.family_id,
-          `${prefix}:${name}`,
-        )?.amount ?? 0;
-      return cap === null ? { period: name, spent } : { period: name, spent, cap };
-    };
+    const spent = this.#spent(key.family_id, nowMs);
+    const period = (name: string, amount: number, cap: number | null) =>
+      cap === null ? { period: name, spent: amount } : { period: name, spent: amount, cap };
     return {
       keyId: key.key_id,
-      day: period("d", dayOf(nowMs), key.spend_cap_day),
-      month: period("m", monthOf(nowMs), key.spend_cap_month),
+      day: period(dayOf(nowMs), spent.day, key.spend_cap_day),
+      month: period(monthOf(nowMs), spent.month, key.spend_cap_month),
     };
   }
 
@@ -133,25 +133,60 @@ export class LedgerKeys {
          ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
         familyId,
         name,
-        JSON.stringify(state),
+        encodeRuleState(state),
         expiresAtMs,
       );
     }
   }
 
-  /** Adds `amount` (negative to give back) to a family's counters of the given day and month. */
+  /**
+   * Adds `amount` (negative to give back) to a family's counters of the given day and month, in
+   * one write. The row keeps the latest day and month only, the ones caps read: a later period
+   * starts from `amount`, and a change to a period already past (a hold placed before midnight,
+   * settled after) changes nothing anyone reads, so it is not written.
+   */
   addSpend(familyId: string, amount: number, day: string, month: string): void {
     if (amount === 0) return;
-    for (const period of [`d:${day}`, `m:${month}`]) {
-      run(
-        this.sql,
-        `INSERT INTO key_spend (family_id, period, amount) VALUES (?, ?, ?)
-         ON CONFLICT (family_id, period) DO UPDATE SET amount = amount + excluded.amount`,
-        familyId,
-        period,
-        amount,
-      );
+    const row = maybeOne<SpendRow>(
+      this.sql,
+      "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?",
+      familyId,
+    );
+    const next = (period: string, current: string | undefined, spent: number): [string, number] | undefined =>
+      current === undefined || period > current ? [period, amount] : period === current ? [period, spent + amount] : undefined;
+    const newDay = next(day, row?.day, row?.day_amount ?? 0) ?? [row!.day, row!.day_amount];
+    const newMonth = next(month, row?.month, row?.month_amount ?? 0) ?? [row!.month, row!.month_amount];
+    if (
+      row !== undefined &&
+      newDay[1] === row.day_amount &&
+      newDay[0] === row.day &&
+      newMonth[1] === row.month_amount &&
+      newMonth[0] === row.month
+    ) {
+      return;
     }
+    run(
+      this.sql,
+      `INSERT INTO key_spend_now (family_id, day, day_amount, month, month_amount) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (family_id) DO UPDATE SET day = excluded.day, day_amount = excluded.day_amount,
+         month = excluded.month, month_amount = excluded.month_amount`,
+      familyId,
+      ...newDay,
+      ...newMonth,
+    );
+  }
+
+  /** What a family has spent in the day and month of `nowMs`. */
+  #spent(familyId: string, nowMs: number): { day: number; month: number } {
+    const row = maybeOne<SpendRow>(
+      this.sql,
+      "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?",
+      familyId,
+    );
+    return {
+      day: row !== undefined && row.day === dayOf(nowMs) ? row.day_amount : 0,
+      month: row !== undefined && row.month === monthOf(nowMs) ? row.month_amount : 0,
+    };
   }
 
   /** Creates a key and returns it, the only time its secret leaves the object. */
@@ -232,6 +267,6 @@ export class LedgerKeys {
       "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?",
       familyId,
     );
-    return new Map(rows.map((r) => [r.rule_name, JSON.parse(r.state) as LimiterState]));
+    return new Map(rows.map((r) => [r.rule_name, decodeRuleState(r.state)]));
   }
 }

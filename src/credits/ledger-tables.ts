@@ -246,4 +246,49 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
       return [...others, { name: "rollup_checkpoint", columns: ["id", "seq"], rows }];
     },
   },
+  {
+    version: 6,
+    name: "one spend row per key family",
+    up(sql) {
+      // Caps read only the current day and month: a family's latest day and month, in one row
+      // written once per spend, replace a row per family and period (two written per spend).
+      sql.exec(`CREATE TABLE key_spend_now (
+        family_id TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        day_amount INTEGER NOT NULL,
+        month TEXT NOT NULL,
+        month_amount INTEGER NOT NULL
+      ) WITHOUT ROWID`);
+      sql.exec(`INSERT INTO key_spend_now (family_id, day, day_amount, month, month_amount)
+        SELECT family_id,
+          COALESCE(MAX(CASE WHEN period LIKE 'd:%' THEN period END), 'd:'), 0,
+          COALESCE(MAX(CASE WHEN period LIKE 'm:%' THEN period END), 'm:'), 0
+        FROM key_spend GROUP BY family_id`);
+      sql.exec(`UPDATE key_spend_now SET
+        day_amount = COALESCE((SELECT amount FROM key_spend s WHERE s.family_id = key_spend_now.family_id AND s.period = key_spend_now.day), 0),
+        month_amount = COALESCE((SELECT amount FROM key_spend s WHERE s.family_id = key_spend_now.family_id AND s.period = key_spend_now.month), 0),
+        day = substr(day, 3), month = substr(month, 3)`);
+      sql.exec("DROP TABLE key_spend");
+    },
+    upgradeDump: (tables) =>
+      tables.map((table) => {
+        if (table.name !== "key_spend") return table;
+        const at = (column: string) => table.columns.indexOf(column);
+        const latest = new Map<string, { day: [string, number]; month: [string, number] }>();
+        for (const row of table.rows) {
+          const family = String(row[at("family_id")]);
+          const period = String(row[at("period")]);
+          const amount = Number(row[at("amount")]);
+          const now = latest.get(family) ?? { day: ["", 0], month: ["", 0] };
+          const slot = period.startsWith("d:") ? "day" : "month";
+          if (period.slice(2) > now[slot][0]) now[slot] = [period.slice(2), amount];
+          latest.set(family, now);
+        }
+        return {
+          name: "key_spend_now",
+          columns: ["family_id", "day", "day_amount", "month", "month_amount"],
+          rows: [...latest].map(([family, { day, month }]) => [family, ...day, ...month]),
+        };
+      }),
+  },
 ];

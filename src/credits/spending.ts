@@ -8,7 +8,6 @@ import { type Journal, noChange } from "./journal";
 import type { LedgerAccount } from "./ledger-account";
 import type { KeyAdmission, LedgerKeys } from "./ledger-keys";
 import { type AccountRow, type GrantRow, isExpired, newId, toBucket } from "./ledger-rows";
-import { DEFAULT_MODEL } from "./pricing";
 import { type grantSchema, LEDGER_BOUNDS } from "./schemas";
 
 type GrantInput = v.InferOutput<typeof grantSchema>;

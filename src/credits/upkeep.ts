@@ -1,10 +1,8 @@
 import { type IdempotencyStore, PRUNE_BATCH, type Transaction } from "../platform/idempotency";
-import { KEY_SPEND_DAYS_KEPT_MS, KEY_SPEND_MONTHS_KEPT_MS } from "../platform/retention";
 import { maybeOne, run } from "../platform/sql";
 import type { TaskHandlers, TaskScheduler } from "../platform/task-scheduler";
 import type { LedgerAudit } from "./audit";
 import type { Holds } from "./holds";
-import { dayOf, monthOf } from "./invariants";
 import type { LedgerAccount } from "./ledger-account";
 
 /** How often the self-audit re-derives the balance and checks every invariant. */
@@ -51,13 +49,6 @@ export class LedgerUpkeep {
             nowMs,
             PRUNE_BATCH,
           );
-        // Spend counters of past periods are never read again (caps look at the current day and month).
-        run(
-          this.sql,
-          "DELETE FROM key_spend WHERE (period LIKE 'd:%' AND period < ?) OR (period LIKE 'm:%' AND period < ?)",
-          `d:${dayOf(nowMs - KEY_SPEND_DAYS_KEPT_MS)}`,
-          `m:${monthOf(nowMs - KEY_SPEND_MONTHS_KEPT_MS)}`,
-        );
         if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
         else await this.schedulePrune("replace");
       },

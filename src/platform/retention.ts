@@ -22,14 +22,10 @@ export const DEFAULT_DATA_RETENTION: DataRetention = { limiterIdempotency: 24 * 
  * deploys, often minutes later, and a window shorter than the slowest retry turns that retry
  * into a second charge. At most 400 days: a record is a row per call, so storage grows with
  * traffic times window, and past a year a repeated key is a new request by any sensible
- * reading (the ledger's monthly spend counters are kept 400 days for the same reason).
+ * reading.
  */
 export const IDEMPOTENCY_WINDOW_BOUNDS = { min: HOUR_MS, max: 400 * DAY_MS } as const;
 
-/** Past days' per-key spend counters (caps read only the current day and month). */
-export const KEY_SPEND_DAYS_KEPT_MS = 35 * DAY_MS;
-/** Past months' per-key spend counters. */
-export const KEY_SPEND_MONTHS_KEPT_MS = 400 * DAY_MS;
 /** A shadow rule's would-have-denied count lives this long after its last denial. */
 export const SHADOW_COUNT_TTL_MS = 24 * HOUR_MS;
 /** The limiter's per-minute check counts, read by `denial_rate` alert rules (windows up to a day). */

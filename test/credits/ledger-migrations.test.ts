@@ -1,6 +1,7 @@
 // The ledger's schema steps on data written before them: a backup taken at version 1 (with a
-// `consumptions` table, hold allocations as rows and rollups without tokens) restores into today's schema, and what it
-// says about refunds still holds.
+// `consumptions` table, hold allocations as rows, a spend row per key and period, and rollups
+// without tokens) restores into today's schema, and what it says about refunds, holds and caps
+// still holds.
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -35,6 +36,15 @@ function asVersionOne(tables: DumpTable[], consumptions: DumpTable["rows"]): Dum
   // Version 1 rolled usage up with each entry: it had no roll-up checkpoint.
   return [...tables.filter((table) => table.name !== "rollup_checkpoint"), allocations].map((table) => {
     if (table.name === "holds") return withoutColumn(table);
+    if (table.name === "key_spend_now") {
+      // A row per family and period, past periods included.
+      const rows = table.rows.flatMap(([family, day, dayAmount, month, monthAmount]) => [
+        [family!, "d:2020-01-01", 999],
+        [family!, `d:${day}`, dayAmount!],
+        [family!, `m:${month}`, monthAmount!],
+      ]);
+      return { name: "key_spend", columns: ["family_id", "period", "amount"], rows };
+    }
     if (table.name === "refunded_parts") {
       return { name: "consumptions", columns: ["entry_id", "ord", "grant_id", "amount", "refunded"], rows: consumptions };
     }
@@ -58,6 +68,8 @@ describe("CreditLedgerDO schema steps", () => {
     const settled = await ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, reason: "h2", idempotencyKey: "h2" });
     if (!open.ok || !settled.ok) throw new Error("reserve failed");
     await ledger.void({ accountId, holdId: settled.holdId });
+    const key = await ledger.createKey({ accountId, name: "capped", scopes: ["*"], spendCap: { perDay: 30 } });
+    expect(await ledger.debit({ accountId, keyId: key.keyId, amount: 12, reason: "k", idempotencyKey: "k1" })).toMatchObject({ ok: true });
 
     // A report rolls every entry up first, so the dump's rollups are complete, as version 1's always were.
     await ledger.usage({ accountId, range: "24h", groupBy: "day" });
@@ -74,7 +86,13 @@ describe("CreditLedgerDO schema steps", () => {
     await runInDurableObject(ledger, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
     await evictDurableObject(ledger);
     const restored = await ledger.importTables(old);
-    expect(restored.rows).toMatchObject({ consumptions: 1, refunded_parts: 1, hold_allocations: 1, holds: 2 });
+    expect(restored.rows).toMatchObject({ consumptions: 1, refunded_parts: 1, hold_allocations: 1, holds: 2, key_spend: 3 });
+    // The key's spend of today came through (the stale day did not), and its cap still holds.
+    expect((await ledger.keySpend({ accountId, keyId: key.keyId })).day).toMatchObject({ spent: 12, cap: 30 });
+    const over = await ledger.debit({ accountId, keyId: key.keyId, amount: 19, reason: "k", idempotencyKey: "k2" });
+    expect(over).toMatchObject({ ok: false, code: "SPEND_CAP_EXCEEDED" });
+    expect(await ledger.debit({ accountId, keyId: key.keyId, amount: 18, reason: "k", idempotencyKey: "k3" })).toMatchObject({ ok: true });
+    expect((await ledger.keySpend({ accountId, keyId: key.keyId })).day).toMatchObject({ spent: 30, cap: 30 });
     expect((await ledger.exportTables()).tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[entryId, 0, 4]]);
 
     const rest = await ledger.refund({ accountId, entryId, reason: "the rest", idempotencyKey: "r2" });
@@ -84,15 +102,15 @@ describe("CreditLedgerDO schema steps", () => {
       code: "REFUND_EXCEEDS_TAKEN",
       refundable: 0,
     });
-    expect(await ledger.balance({ accountId })).toMatchObject({ available: 80, held: 20, consumed: 0 });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 50, held: 20, consumed: 30 });
     // The open hold's allocation came through: committing it takes the credit from its grant.
     expect(await ledger.commit({ accountId, holdId: open.holdId, amount: 15, idempotencyKey: "c" })).toMatchObject({ ok: true });
-    expect(await ledger.balance({ accountId })).toMatchObject({ available: 85, held: 0, consumed: 15 });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 55, held: 0, consumed: 45 });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
     const usage = await ledger.usage({ accountId, range: "24h", groupBy: "operation" });
     const tokens = { inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 };
     expect(usage.items).toEqual([
-      { group: "debit", amount: 0, count: 1, ...tokens },
+      { group: "debit", amount: 30, count: 3, ...tokens },
       { group: "hold", amount: 15, count: 1, ...tokens },
     ]);
   });
