@@ -119,15 +119,7 @@ export class Holds {
       this.account.addDebt(0, plan.shortfall);
       extra = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     }
-    // The captured allocations move from held to consumed, grant by grant.
-    for (const draw of taken) {
-      if (draw.grantId === null) {
-        this.account.addDebt(-draw.amount, draw.amount);
-      } else {
-        run(this.sql, "UPDATE grants SET consumed = consumed + ? WHERE grant_id = ?", draw.amount, draw.grantId);
-      }
-    }
-    const expired = this.spending.returnToGrants(left, nowMs, "held");
+    const expired = this.spending.captureHeld(taken, left, nowMs);
     this.close(hold, "committed", nowMs, capture.amount);
     const draws = mergeDraws([...taken, ...extra]);
     const entry = this.journal.append(nowMs, {

@@ -241,6 +241,46 @@ export class Spending {
     return expired;
   }
 
+  /**
+   * Settles a hold's allocations: the `captured` parts move from held to consumed, the `returned`
+   * ones go back (to an expired grant: booked as expired), with one write per grant and at most
+   * one for the debt. Returns the amount booked as expired.
+   */
+  captureHeld(captured: readonly Draw[], returned: readonly Draw[], nowMs: number): number {
+    const changes = new Map<string, { consumed: number; remaining: number; expired: number }>();
+    const changeOf = (grantId: string) => {
+      const change = changes.get(grantId) ?? { consumed: 0, remaining: 0, expired: 0 };
+      changes.set(grantId, change);
+      return change;
+    };
+    let heldDebt = 0;
+    let consumedDebt = 0;
+    let expired = 0;
+    for (const part of captured) {
+      if (part.grantId === null) {
+        heldDebt -= part.amount;
+        consumedDebt += part.amount;
+      } else changeOf(part.grantId).consumed += part.amount;
+    }
+    for (const part of returned) {
+      if (part.grantId === null) {
+        heldDebt -= part.amount;
+        continue;
+      }
+      const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
+      if (isExpired(grant, nowMs)) {
+        changeOf(part.grantId).expired += part.amount;
+        expired += part.amount;
+      } else changeOf(part.grantId).remaining += part.amount;
+    }
+    for (const [grantId, change] of changes) {
+      const update = "UPDATE grants SET consumed = consumed + ?, remaining = remaining + ?, expired = expired + ? WHERE grant_id = ?";
+      run(this.sql, update, change.consumed, change.remaining, change.expired, grantId);
+    }
+    this.account.addDebt(heldDebt, consumedDebt);
+    return expired;
+  }
+
   /** Credit that became spendable while the account owes: it pays the debt first, in burn-down order. */
   repayDebt(nowMs: number): void {
     const debt = this.account.row()!.consumed_debt;
