@@ -10,15 +10,43 @@ export type EntryDraft = Omit<Entry, "entryId" | "seq" | "balanceAfter" | "at" |
 
 export const noChange = (): Totals => ({ granted: 0, held: 0, consumed: 0, expired: 0 });
 
+/** Whether any stored entry is older than the one before it (a clock set back before migration 7). */
+export function timesGoBackwards(sql: SqlStorage): boolean {
+  return (
+    maybeOne(sql, "SELECT 1 AS found FROM entries a JOIN entries b ON b.seq = a.seq + 1 WHERE b.at_ms < a.at_ms LIMIT 1") !== undefined
+  );
+}
+
 /**
  * The `entries` table: the immutable, hash-chained record of every change, and the running
  * totals on the account row that each entry moves. `append` is the only writer of `entries`.
  */
 export class Journal {
+  /**
+   * Whether `entries_by_time` still exists: migration 7 drops it from a ledger whose entries'
+   * times never go backwards; an older one whose did keeps it, and its queries.
+   */
+  #timeIndexed: boolean;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly account: LedgerAccount,
-  ) {}
+  ) {
+    this.#timeIndexed = this.#hasTimeIndex();
+  }
+
+  /**
+   * After a restore wrote the entries: a dump's times may go backwards (taken before migration 7
+   * from a ledger whose clock was set back), and then they need the index over time again.
+   */
+  afterImport(): void {
+    if (!this.#hasTimeIndex() && timesGoBackwards(this.sql)) this.sql.exec("CREATE INDEX entries_by_time ON entries (at_ms, seq)");
+    this.#timeIndexed = this.#hasTimeIndex();
+  }
+
+  #hasTimeIndex(): boolean {
+    return maybeOne(this.sql, "SELECT 1 AS found FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_time'") !== undefined;
+  }
 
   /**
    * Appends one entry: applies its change to the running totals, numbers it, and chains it
@@ -28,6 +56,9 @@ export class Journal {
     const change = draft.change;
     // The account's totals are the last entry's: this entry carries the new ones (see LedgerAccount).
     const account = this.account.row()!;
+    // Entry times never go backwards (a clock that did is read as standing still), so a time
+    // finds its place in the chain by bisecting `seq`, with no index over time to write.
+    const at = Math.max(nowMs, this.#lastAt(account.last_seq));
     const totals = {
       granted: account.granted + change.granted,
       held: account.held + change.held,
@@ -43,7 +74,7 @@ export class Journal {
       balanceAfter: availableOf(totals),
       change: { granted: change.granted, held: change.held, consumed: change.consumed, expired: change.expired },
       reason: draft.reason,
-      at: nowMs,
+      at,
       idempotencyKey: draft.idempotencyKey,
       draws: draft.draws.map((d) => ({ grantId: d.grantId, amount: d.amount })),
       keyId: draft.keyId,
@@ -66,7 +97,7 @@ export class Journal {
       body.seq,
       body.entryId,
       body.kind,
-      nowMs,
+      at,
       body.balanceAfter,
       totals.granted,
       totals.held,
@@ -81,11 +112,11 @@ export class Journal {
 
   /** The balance as it stood at `at`: after every entry at or before it. */
   balanceAt(account: AccountRow, at: number): Balance {
-    const row = maybeOne<{ granted_after: number; held_after: number; consumed_after: number; expired_after: number }>(
-      this.sql,
-      "SELECT granted_after, held_after, consumed_after, expired_after FROM entries WHERE at_ms <= ? ORDER BY seq DESC LIMIT 1",
-      at,
-    );
+    type Totals = { granted_after: number; held_after: number; consumed_after: number; expired_after: number };
+    const columns = "granted_after, held_after, consumed_after, expired_after";
+    const row = this.#timeIndexed
+      ? maybeOne<Totals>(this.sql, `SELECT ${columns} FROM entries WHERE at_ms <= ? ORDER BY seq DESC LIMIT 1`, at)
+      : maybeOne<Totals>(this.sql, `SELECT ${columns} FROM entries WHERE seq = ?`, this.#lastSeqAtOrBefore(at, account.last_seq));
     const totals = row
       ? { granted: row.granted_after, held: row.held_after, consumed: row.consumed_after, expired: row.expired_after }
       : noChange();
@@ -95,17 +126,51 @@ export class Journal {
   /** Entries in chain order, `limit` at a time, optionally within `[since, until)`. */
   page(query: { cursor?: string; since?: number; until?: number; limit?: number }): EntriesPage {
     const limit = query.limit ?? 100;
-    const rows = all<EntryRow>(
-      this.sql,
-      `SELECT seq, body, prev_hash, hash FROM entries
-       WHERE seq > ? AND at_ms >= ? AND at_ms < ? ORDER BY seq LIMIT ?`,
-      Number(query.cursor ?? 0),
-      query.since ?? 0,
-      query.until ?? Number.MAX_SAFE_INTEGER,
-      limit + 1,
-    );
+    const after = Number(query.cursor ?? 0);
+    const since = query.since ?? 0;
+    const until = query.until ?? Number.MAX_SAFE_INTEGER;
+    let rows: EntryRow[];
+    if (this.#timeIndexed) {
+      rows = all<EntryRow>(
+        this.sql,
+        "SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? AND at_ms >= ? AND at_ms < ? ORDER BY seq LIMIT ?",
+        after,
+        since,
+        until,
+        limit + 1,
+      );
+    } else {
+      // The window's entries are a run of seq: after the last one before `since`, up to the last one before `until`.
+      const last = this.account.row()?.last_seq ?? 0;
+      const from = Math.max(after, since <= 0 ? 0 : this.#lastSeqAtOrBefore(since - 1, last));
+      const to = this.#lastSeqAtOrBefore(until - 1, last);
+      rows = all<EntryRow>(
+        this.sql,
+        "SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+        from,
+        to,
+        limit + 1,
+      );
+    }
     const items = rows.slice(0, limit).map(toEntry);
     return rows.length > limit ? { items, cursor: String(items.at(-1)!.seq) } : { items };
+  }
+
+  /** The time of entry `seq` (0 before the first). */
+  #lastAt(seq: number): number {
+    return seq === 0 ? 0 : one<{ at_ms: number }>(this.sql, "SELECT at_ms FROM entries WHERE seq = ?", seq).at_ms;
+  }
+
+  /** The last entry at or before `at` (0: none), by bisection over 1..`last`: entry times never go backwards. */
+  #lastSeqAtOrBefore(at: number, last: number): number {
+    let low = 0;
+    let high = last;
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if (this.#lastAt(middle) <= at) low = middle;
+      else high = middle - 1;
+    }
+    return low;
   }
 
   /** The entry's body (without its hash), or `undefined` when this account has no such entry. */

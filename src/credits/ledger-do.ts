@@ -103,6 +103,7 @@ export class CreditLedgerDO extends TollgateObject {
     component: "credit-ledger",
     migrations: CREDIT_LEDGER_MIGRATIONS,
     tasks: (self) => self.#upkeep.tasks(),
+    afterImport: (self) => self.#journal.afterImport(),
   };
 
   readonly #transaction: Transaction;

@@ -1,4 +1,5 @@
 import type { DumpTable, Migration } from "../platform/migrations";
+import { timesGoBackwards } from "./journal";
 
 /**
  * Tables of one account's ledger. `entries` is append-only (no statement ever updates or
@@ -290,5 +291,17 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
           rows: [...latest].map(([family, { day, month }]) => [family, ...day, ...month]),
         };
       }),
+  },
+  {
+    version: 7,
+    name: "no index over entry times where they never go backwards",
+    up(sql) {
+      // New entries' times never go backwards (Journal.append), so a time is found by bisecting
+      // `seq` and the index costs a row per entry for nothing. A ledger whose stored times ever
+      // went backwards (a clock set back) keeps the index: bisection would misplace them.
+      if (!timesGoBackwards(sql)) sql.exec("DROP INDEX entries_by_time");
+    },
+    // A dump holds rows, not indexes: after a restore, the ledger decides for itself (Journal.afterImport).
+    upgradeDump: (tables) => tables,
   },
 ];

@@ -115,3 +115,63 @@ describe("CreditLedgerDO schema steps", () => {
     ]);
   });
 });
+
+describe("entry times", () => {
+  const T0 = Date.UTC(2031, 0, 1);
+  const indexes = (stub: DurableObjectStub) =>
+    runInDurableObject(stub, (_instance: unknown, state: DurableObjectState) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'")
+        .toArray()
+        .map((row) => row.name),
+    );
+
+  it("never go backwards, so times are found by bisection with no index over them", async () => {
+    const accountId = `times-${crypto.randomUUID().slice(0, 8)}`;
+    const ledger = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await ledger.setClock(T0);
+    await ledger.createAccount({ accountId, name: "Times" });
+    for (const [i, at] of [T0 + 1_000, T0 + 2_000, T0 + 2_000, T0 + 5_000].entries()) {
+      await ledger.setClock(at);
+      await ledger.grant({ accountId, amount: 10, reason: `g${i}`, idempotencyKey: `g${i}` });
+    }
+    // A clock set back: the entry is stamped with the last entry's time, not before it.
+    await ledger.setClock(T0 + 3_000);
+    const late = await ledger.grant({ accountId, amount: 10, reason: "late", idempotencyKey: "late" });
+    expect(late.at).toBe(T0 + 5_000);
+    expect(await indexes(ledger)).not.toContain("entries_by_time");
+
+    expect(await ledger.balance({ accountId, at: T0 + 999 })).toMatchObject({ granted: 0 });
+    expect(await ledger.balance({ accountId, at: T0 + 2_000 })).toMatchObject({ granted: 30 });
+    expect(await ledger.balance({ accountId, at: T0 + 4_999 })).toMatchObject({ granted: 30 });
+    expect(await ledger.balance({ accountId, at: T0 + 5_000 })).toMatchObject({ granted: 50 });
+    const seqs = async (query: { since?: number; until?: number; cursor?: string; limit?: number }) =>
+      (await ledger.entries({ accountId, ...query })).items.map((entry) => entry.seq);
+    expect(await seqs({ since: T0 + 2_000, until: T0 + 5_000 })).toEqual([2, 3]);
+    expect(await seqs({ since: T0 + 1_001 })).toEqual([2, 3, 4, 5]);
+    expect(await seqs({ until: T0 + 1_001 })).toEqual([1]);
+    expect(await seqs({ since: T0 + 6_000 })).toEqual([]);
+    expect(await seqs({ since: T0 + 1_000, cursor: "2", limit: 2 })).toEqual([3, 4]);
+  });
+
+  it("keeps the index for restored entries whose times went backwards", async () => {
+    const source = env.TEST_CREDIT_LEDGER.getByName("times-source");
+    await source.setClock(T0);
+    await source.createAccount({ accountId: "times-source", name: "Source" });
+    for (const i of [1, 2, 3]) {
+      await source.setClock(T0 + i * 1_000);
+      await source.grant({ accountId: "times-source", amount: 10, reason: `g${i}`, idempotencyKey: `g${i}` });
+    }
+    const dump = await source.exportTables();
+    // As a ledger from before migration 7 could hold them: entry 2 older than entry 1.
+    const entries = dump.tables.find((table) => table.name === "entries")!;
+    const at = entries.columns.indexOf("at_ms");
+    entries.rows[1]![at] = T0 + 500;
+    const target = env.TEST_CREDIT_LEDGER.getByName("times-source");
+    await runInDurableObject(target, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
+    await evictDurableObject(target);
+    await target.importTables(dump);
+    expect(await indexes(target)).toContain("entries_by_time");
+    expect((await target.entries({ accountId: "times-source", since: T0 + 400, until: T0 + 600 })).items.map((e) => e.seq)).toEqual([2]);
+  });
+});
