@@ -17,7 +17,6 @@ interface __BaseEnv_Env {
 	PROTECTION_CACHE_MS: string;
 	METRICS_SHARDS: string;
 	METRICS_RETENTION: string;
-	METRICS_PUSH_EVERY: string;
 	METRICS_FLUSH_MS: string;
 	METRICS_BUFFER_MS: string;
 	COST_PRICES: string;
@@ -46,7 +45,7 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "RATE_LIMIT_POLICIES" | "GATEWAY_IP_POLICY" | "CREDIT_PRICES" | "PATH_SHARDS" | "PATH_IP_MODE" | "PATH_ROUTES" | "PATH_MAX_TEMPLATES" | "PATH_RETENTION" | "RETENTION" | "ANOMALY_POLICY" | "PROTECTION_CACHE_MS" | "METRICS_SHARDS" | "METRICS_RETENTION" | "METRICS_PUSH_EVERY" | "METRICS_FLUSH_MS" | "METRICS_BUFFER_MS" | "COST_PRICES" | "COST_BUDGET_USD" | "TOLLGATE_ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "RATE_LIMIT_POLICIES" | "GATEWAY_IP_POLICY" | "CREDIT_PRICES" | "PATH_SHARDS" | "PATH_IP_MODE" | "PATH_ROUTES" | "PATH_MAX_TEMPLATES" | "PATH_RETENTION" | "RETENTION" | "ANOMALY_POLICY" | "PROTECTION_CACHE_MS" | "METRICS_SHARDS" | "METRICS_RETENTION" | "METRICS_FLUSH_MS" | "METRICS_BUFFER_MS" | "COST_PRICES" | "COST_BUDGET_USD" | "TOLLGATE_ADMIN_TOKEN">> {}
 }
 declare module "*.txt" {
 	const value: string;

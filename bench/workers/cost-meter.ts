@@ -127,18 +127,12 @@ class CostMeter {
   }
 
   /**
-   * Makes an idle object push the metrics rows it still holds (an alarm's own count waits for the
-   * object's next push): a task that does nothing runs now, and an alarm that did work schedules
-   * a push. Used in a set-up window, so what an object carried from idle time is not pushed late,
-   * rebuilding an old hour and day, inside an operation's window.
+   * Made an idle object push the metrics rows it still held, when objects stored their counts.
+   * They keep them in memory now and push within METRICS_BUFFER_MS, and each window waits for the
+   * timers that push them (BenchCost.#quiet), so nothing is carried from idle time: a no-op.
    */
-  async nudge(ctx: DurableObjectState, scheduler: TaskScheduler): Promise<boolean> {
-    // Only an object that holds counts: a nudge leaves two of its own in the operation's hour.
-    const held = ctx.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM _metrics").one().n;
-    if (held === 0) return false;
-    await scheduler.schedule(NUDGE_TASK, this.now(), null, NUDGE_TASK);
-    await this.runAlarm(ctx);
-    return true;
+  async nudge(_ctx: DurableObjectState, _scheduler: TaskScheduler): Promise<boolean> {
+    return false;
   }
 
   /** Runs this object's due alarm work at the isolate's clock, as the platform's alarm would. */
@@ -146,7 +140,7 @@ class CostMeter {
     const controls = this.#controls.get(ctx);
     if (controls === undefined) throw new Error("this object was not constructed with the cost meter's hooks");
     const report = await controls.runAlarm(this.now());
-    return { ran: report.ran + (report.metricsPushes ?? 0), nextDueMs: report.nextDueMs };
+    return { ran: report.ran, nextDueMs: report.nextDueMs };
   }
 
   /** Reads every finished statement's counters into its bucket and lets the cursor go. */
@@ -261,7 +255,7 @@ class CostMeter {
     const call = callScope.getStore();
     if (call === undefined) return "constructor";
     if (call.method !== "alarm") return call.method;
-    return `alarm:${taskScope.getStore() ?? "scheduler/metrics-push"}`;
+    return `alarm:${taskScope.getStore() ?? "scheduler"}`;
   }
 
   /** The table a statement writes (or first reads): enough to say where rows go. */

@@ -26,8 +26,6 @@ export interface AlarmReport {
   failed: number;
   parked: number;
   nextDueMs: number | null;
-  /** Metrics pushes this run made (TollgateObject's housekeeping task, not counted in `ran`). */
-  metricsPushes?: number;
 }
 
 export const SCHEDULER_MIGRATIONS: readonly Migration[] = [

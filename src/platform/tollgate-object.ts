@@ -1,10 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
+import type * as v from "valibot";
 import type { Env } from "./env";
-import { floorTo, MINUTE_MS } from "./buckets";
-import { loadMetricsConfig, type MetricsConfig } from "./metering/config";
-import { countingSql, instrumentObjectPrototypes, type CallOutcome } from "./metering/instrument";
-import { CallCounts, METRICS_MIGRATIONS, METRICS_PUSH_TASK, pushClosedMinutes, pushDueMs } from "./metering/object-metrics";
-import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandler, type TaskHandlers } from "./task-scheduler";
+import { instrumentObjectPrototype } from "./metering/instrument";
+import { countedCall, countingSql } from "./metering/object-calls";
+import { ObjectMeter, upgradeStoredMetrics } from "./metering/object-metrics";
+import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandlers } from "./task-scheduler";
 import { applyMigrations, type Migration } from "./migrations";
 import { exportTables, holdsData, importTables, type ObjectDump, objectDumpSchema } from "./table-dump";
 import { parseInput } from "./schemas";
@@ -24,6 +24,11 @@ export interface ObjectSpec<Self extends TollgateObject = TollgateObject> {
    * count its own pushes forever, and test probes). Default: counted.
    */
   metrics?: false;
+  /**
+   * `"handle"`: every contract method counts itself through `this.handle` (docs/metrics.md).
+   * Default, until each class is converted: its prototype methods are wrapped to count them.
+   */
+  counting?: "handle";
   /** The handlers for this object's task kinds. Each must be safe to run twice. */
   tasks(self: Self): TaskHandlers;
   /**
@@ -37,8 +42,11 @@ export interface ObjectSpec<Self extends TollgateObject = TollgateObject> {
 export interface ObjectControls {
   /** Runs the alarm's work as if the clock read `nowMs`, and reports what it did. */
   runAlarm(nowMs: number): Promise<AlarmReport>;
-  /** Writes the call counts waiting in memory now, instead of within `METRICS_BUFFER_MS`. */
-  flushMetrics(): void;
+  /**
+   * Pushes the isolate's object call counts now, instead of within `METRICS_BUFFER_MS`; resolves
+   * whether the rollup took them (always `true` for an object left out of metrics).
+   */
+  flushMetrics(): Promise<boolean>;
 }
 
 /**
@@ -60,14 +68,26 @@ export interface ObjectHooks {
   attach?: (controls: ObjectControls) => void;
 }
 
+/** The one call site of a contract method: `TollgateObject.handle`. */
+export interface Handle {
+  /** Runs `body` as the call `method`, counted. */
+  <T>(method: string, body: () => T): T;
+  /**
+   * Validates `input` with `schema` first (a bad one is `INVALID_ARGUMENT`, counted, before any
+   * work), then runs `body` with what it parsed, as the call `method`, counted.
+   */
+  <S extends v.GenericSchema, T>(method: string, schema: S, input: unknown, body: (parsed: v.InferOutput<S>) => T): T;
+}
+
 /**
  * Shared machinery of the objects: the schema is brought up to date synchronously in
  * the constructor (so no call ever sees an old schema), and the single alarm is driven by
  * the `_tasks` table. Subclasses name their task handlers in their spec's `tasks`.
  *
- * Every public method of every object class is counted (docs/metrics.md): the constructor
- * wraps the class's prototype methods once, and `this.sql` counts the rows each call's own
- * cursors read and write.
+ * Every contract method of every object class is counted (docs/metrics.md): a converted class
+ * (spec `counting: "handle"`) runs each one through `this.handle`; the base's own methods count
+ * themselves; any other class has its prototype methods wrapped once. `this.sql` attributes
+ * each cursor to the call that opened it, so a call's rows are its cursors' counters.
  */
 export abstract class TollgateObject extends DurableObject<Env> {
   protected readonly sql: SqlStorage;
@@ -77,15 +97,19 @@ export abstract class TollgateObject extends DurableObject<Env> {
   readonly #alarmNow: () => number;
   readonly #spec: ObjectSpec;
   readonly #wrapTasks: (handlers: TaskHandlers) => TaskHandlers;
-  /** The object class counted (`RateLimiterDO`, also when a test subclass runs), or null when not metered. */
-  readonly #kind: string | null;
-  /** Whether the alarm now running did more than push metrics (only then is a push scheduled for it). */
-  #alarmDidWork = false;
-  /** The metrics configuration, read once per instance (the hot path should not re-read it). */
-  #metricsConfig: MetricsConfig | undefined;
-  /** Call counts not yet written, and the timer that writes them (null: none pending). */
-  readonly #callCounts = new CallCounts();
-  #callCountsTimer: ReturnType<typeof setTimeout> | null = null;
+  /** This object's part in the isolate's call counts, or null when it is not metered. */
+  readonly #meter: ObjectMeter | null;
+
+  /**
+   * The call site of every contract method of a converted class: `return this.handle("check",
+   * checkInputSchema, input, (parsed) => …)`. A call made inside another call of the same object
+   * runs as part of it, uncounted. A field, not a method: fields are not reachable over RPC.
+   */
+  protected readonly handle: Handle = ((method: string, ...rest: unknown[]) => {
+    if (rest.length === 1) return this.#count(method, rest[0] as () => unknown);
+    const [schema, input, body] = rest as [v.GenericSchema, unknown, (parsed: unknown) => unknown];
+    return this.#count(method, () => body(parseInput(schema, input, `${method} input`)));
+  }) as Handle;
 
   constructor(ctx: DurableObjectState, env: Env, spec: ObjectSpec, hooks: ObjectHooks = {}) {
     super(ctx, env);
@@ -93,32 +117,46 @@ export abstract class TollgateObject extends DurableObject<Env> {
     this.now = hooks.now ?? Date.now;
     this.#alarmNow = hooks.alarmNow ?? this.now;
     this.#wrapTasks = hooks.wrapTasks ?? ((handlers) => handlers);
-    hooks.attach?.({ runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs), flushMetrics: () => this.#callCounts.write(ctx.storage) });
+    hooks.attach?.({
+      runAlarm: (nowMs) => this.#runAlarmAsCalled(nowMs),
+      flushMetrics: () => this.#meter?.flush() ?? Promise.resolve(true),
+    });
     this.sql = countingSql(ctx.storage.sql, this);
     applyMigrations(ctx.storage, "scheduler", SCHEDULER_MIGRATIONS);
     applyMigrations(ctx.storage, spec.component, spec.migrations);
+    // An object from before counts moved to memory hands its stored ones over (before the
+    // scheduler reads `_tasks`: the old push task goes with them).
+    const storedCounts = upgradeStoredMetrics(ctx.storage);
     this.scheduler = new TaskScheduler(withSql(ctx.storage, this.sql));
     if (spec.metrics === false) {
-      this.#kind = null;
+      this.#meter = null;
       return;
     }
-    applyMigrations(ctx.storage, "metrics", METRICS_MIGRATIONS);
     const objectClass = objectClassOf(new.target.prototype);
-    this.#kind = objectClass.constructor.name;
-    instrumentObjectPrototypes(
-      [objectClass, TollgateObject.prototype],
-      (self, outcome) => (self as TollgateObject).#record(outcome),
-      {},
-      new Set(),
-    );
+    this.#meter = new ObjectMeter(ctx, env, objectClass.constructor.name);
+    this.#meter.adopt(storedCounts);
+    if (spec.counting !== "handle") {
+      instrumentObjectPrototype(objectClass, (self, method) => (code, startMs, call) => {
+        (self as TollgateObject).#meter?.record(method, code, startMs, call);
+      });
+    }
+  }
+
+  /** Runs `body` as the call `method` of this object, counted unless the object is left out of metrics. */
+  #count<T>(method: string, body: () => T): T {
+    const meter = this.#meter;
+    if (meter === null) return body();
+    return countedCall(this, body, (code, startMs, call) => meter.record(method, code, startMs, call));
   }
 
   /** The alarm reads the same clock as the calls, so lazy and alarm-driven work agree. */
-  override async alarm(): Promise<void> {
-    const requested = this.#requestedRun;
-    const run = this.#runAlarm(requested?.nowMs ?? this.#alarmNow());
-    if (requested !== null) requested.report = run;
-    await run;
+  override alarm(): Promise<void> {
+    return this.#count("alarm", async () => {
+      const requested = this.#requestedRun;
+      const run = this.#runAlarm(requested?.nowMs ?? this.#alarmNow());
+      if (requested !== null) requested.report = run;
+      await run;
+    });
   }
 
   /** A test's alarm run at `nowMs`, made through `alarm()` itself so metrics count it as the platform's would be. */
@@ -129,7 +167,7 @@ export abstract class TollgateObject extends DurableObject<Env> {
     this.#requestedRun = requested;
     let done: Promise<void>;
     try {
-      // The base's own (metered) alarm, even where a test subclass switched the platform alarm off.
+      // The base's own (counted) alarm, even where a test subclass switched the platform alarm off.
       done = TollgateObject.prototype.alarm.call(this);
     } finally {
       this.#requestedRun = null;
@@ -139,87 +177,31 @@ export abstract class TollgateObject extends DurableObject<Env> {
 
   /** Every data table, for a backup (Admin only: no entrypoint exposes the object itself). */
   exportTables(): ObjectDump {
-    return exportTables(this.sql);
+    return this.#count("exportTables", () => exportTables(this.sql));
   }
 
   /**
    * Restores a backup's tables into this object, which must be empty, then points the alarm at
    * the restored tasks. The dump is validated here too: the caller is not trusted.
    */
-  async importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
-    const dump = parseInput(objectDumpSchema, input, "table import");
-    const rows = importTables(this.ctx.storage, dump);
-    this.#spec.afterImport?.(this);
-    await this.scheduler.rearm();
-    return { rows };
+  importTables(input: unknown): Promise<{ rows: Record<string, number> }> {
+    return this.#count("importTables", async () => {
+      const dump = parseInput(objectDumpSchema, input, "table import");
+      const rows = importTables(this.ctx.storage, dump);
+      this.#spec.afterImport?.(this);
+      await this.scheduler.rearm();
+      return { rows };
+    });
   }
 
   /** Whether the object holds any data, so a restore can check every target before writing any. */
   holdsData(): boolean {
-    return holdsData(this.sql);
+    return this.#count("holdsData", () => holdsData(this.sql));
   }
 
   /** The alarm's work, returning what it did (tests and diagnostics read the report). */
   #runAlarm(nowMs: number): Promise<AlarmReport> {
-    this.#alarmDidWork = false;
-    const handlers: Record<string, TaskHandler> = {};
-    for (const [kind, handler] of Object.entries(this.#wrapTasks(this.#spec.tasks(this)))) {
-      handlers[kind] = (payload, at) => {
-        this.#alarmDidWork = true;
-        return handler(payload, at);
-      };
-    }
-    let pushes = 0;
-    if (this.#kind !== null) {
-      handlers[METRICS_PUSH_TASK] = async (_payload, at) => {
-        await this.#pushMetrics(at);
-        pushes += 1;
-      };
-    }
-    // `ran` counts the object's own tasks; a metrics push is housekeeping, reported apart.
-    return this.scheduler.runDue(handlers, nowMs).then((report) => ({ ...report, ran: report.ran - pushes, metricsPushes: pushes }));
-  }
-
-  /**
-   * Counts a finished call in memory; the counts are written at most `METRICS_BUFFER_MS` later
-   * (one upsert per method, code and latency bucket), not once per call. The pending timer keeps
-   * the object resident until they are written, so only a crash can lose them, and then at
-   * most that window (docs/metrics.md). An alarm that only pushed metrics asks for no push of
-   * its own count, or every object would wake itself forever.
-   */
-  #record(outcome: CallOutcome): void {
-    if (this.#kind === null) return;
-    const config = (this.#metricsConfig ??= loadMetricsConfig(this.env));
-    this.#callCounts.add(outcome);
-    if (config.bufferMs === 0) this.#callCounts.write(this.ctx.storage);
-    else {
-      this.#callCountsTimer ??= setTimeout(() => {
-        this.#callCountsTimer = null;
-        this.#callCounts.write(this.ctx.storage);
-        // Durable before the timer's turn ends: an eviction waits for the timer, not for the write.
-        this.ctx.storage.sync().catch((error: unknown) => console.error("metrics: could not sync the call counts", error));
-      }, config.bufferMs);
-    }
-    if (outcome.method === "alarm" && !this.#alarmDidWork) return;
-    // The scheduler knows the push's due time in memory: only the first call of a window writes the task.
-    const pushEveryMs = config.pushEveryMs;
-    this.scheduler
-      .schedule(METRICS_PUSH_TASK, pushDueMs(floorTo(outcome.endMs, MINUTE_MS), pushEveryMs), null, METRICS_PUSH_TASK, "earliest")
-      .catch((error: unknown) => console.error("metrics: could not schedule the push", error));
-  }
-
-  async #pushMetrics(nowMs: number): Promise<void> {
-    // Closed minutes may still be in memory: the push sends what is written.
-    this.#callCounts.write(this.ctx.storage);
-    const config = loadMetricsConfig(this.env);
-    const next = await pushClosedMinutes(
-      this.ctx.storage,
-      this.env,
-      { id: this.ctx.id.toString(), kind: this.#kind!, shards: config.shards },
-      nowMs,
-    );
-    if (next !== null)
-      await this.scheduler.schedule(METRICS_PUSH_TASK, pushDueMs(next, config.pushEveryMs), null, METRICS_PUSH_TASK, "replace");
+    return this.scheduler.runDue(this.#wrapTasks(this.#spec.tasks(this)), nowMs);
   }
 }
 
@@ -230,11 +212,11 @@ interface RequestedRun {
 }
 
 /** The class directly below TollgateObject in `prototype`'s chain: what metrics call the object. */
-function objectClassOf(prototype: object): object {
+function objectClassOf(prototype: object): { constructor: { name: string } } {
   let current = prototype;
   for (;;) {
     const parent = Object.getPrototypeOf(current) as object;
-    if (parent === TollgateObject.prototype) return current;
+    if (parent === TollgateObject.prototype) return current as { constructor: { name: string } };
     current = parent;
   }
 }

@@ -15,7 +15,6 @@ import type { Env } from "../../platform/env";
 import { invalidArgument, ServiceError } from "../../platform/errors";
 import { resolveRange } from "../../platform/buckets";
 import { adaptivePolicySchema, ADAPTIVE_BOUNDS, historyInputSchema, policyNameInputSchema } from "./schemas";
-import { parseInput } from "../../platform/schemas";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, one, run } from "../../platform/sql";
 import { type ObjectControls, type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
@@ -110,6 +109,7 @@ export class AdaptiveLimitsDO extends TollgateObject {
   static readonly #spec: ObjectSpec<AdaptiveLimitsDO> = {
     component: "adaptive-limits",
     migrations: MIGRATIONS,
+    counting: "handle",
     tasks: (self) => ({
       evaluate: (payload, nowMs) => self.#evaluate((payload as { name: string }).name, nowMs),
     }),
@@ -133,131 +133,141 @@ export class AdaptiveLimitsDO extends TollgateObject {
   }
 
   /** Creates or replaces a policy. A replaced policy keeps its level (capped at its stage count). */
-  async setPolicy(input: unknown): Promise<SetAdaptivePolicyResult> {
-    const policy = parseInput(adaptivePolicySchema, input, "adaptive policy") as AdaptivePolicy;
-    this.#assertSingleton();
-    const ratePolicies = this.#ratePolicies();
-    policy.stages.forEach((stage, i) => {
-      const rules = ratePolicies.get(stage.policy);
-      if (rules === undefined) {
-        throw invalidArgument(`stages.${i}.policy: "${stage.policy}" is not a policy of RATE_LIMIT_POLICIES`, [
-          { path: `stages.${i}.policy`, message: "unknown rate-limit policy" },
-        ]);
-      }
-      stage.rules?.forEach((name, j) => {
-        if (!rules.some((rule) => rule.name === name)) {
-          throw invalidArgument(`stages.${i}.rules.${j}: policy "${stage.policy}" has no rule "${name}"`, [
-            { path: `stages.${i}.rules.${j}`, message: "unknown rule" },
+  setPolicy(input: unknown): Promise<SetAdaptivePolicyResult> {
+    return this.handle("setPolicy", adaptivePolicySchema, input, async (parsed) => {
+      const policy = parsed as AdaptivePolicy;
+      this.#assertSingleton();
+      const ratePolicies = this.#ratePolicies();
+      policy.stages.forEach((stage, i) => {
+        const rules = ratePolicies.get(stage.policy);
+        if (rules === undefined) {
+          throw invalidArgument(`stages.${i}.policy: "${stage.policy}" is not a policy of RATE_LIMIT_POLICIES`, [
+            { path: `stages.${i}.policy`, message: "unknown rate-limit policy" },
           ]);
         }
+        stage.rules?.forEach((name, j) => {
+          if (!rules.some((rule) => rule.name === name)) {
+            throw invalidArgument(`stages.${i}.rules.${j}: policy "${stage.policy}" has no rule "${name}"`, [
+              { path: `stages.${i}.rules.${j}`, message: "unknown rule" },
+            ]);
+          }
+        });
       });
-    });
-    const existing = this.#row(policy.name);
-    if (existing === undefined && this.#count() >= ADAPTIVE_BOUNDS.maxPolicies) {
-      throw new ServiceError("RESOURCE_EXHAUSTED", `at most ${ADAPTIVE_BOUNDS.maxPolicies} adaptive policies`);
-    }
-    const nowMs = this.now();
-    this.ctx.storage.transactionSync(() => {
-      if (existing === undefined) {
+      const existing = this.#row(policy.name);
+      if (existing === undefined && this.#count() >= ADAPTIVE_BOUNDS.maxPolicies) {
+        throw new ServiceError("RESOURCE_EXHAUSTED", `at most ${ADAPTIVE_BOUNDS.maxPolicies} adaptive policies`);
+      }
+      const nowMs = this.now();
+      this.ctx.storage.transactionSync(() => {
+        if (existing === undefined) {
+          run(
+            this.sql,
+            "INSERT INTO adaptive_policies (name, definition, revision, level, created_at_ms) VALUES (?, ?, 1, 0, ?)",
+            policy.name,
+            JSON.stringify(policy),
+            nowMs,
+          );
+          return;
+        }
+        const before = this.#leveled(existing);
+        const level = Math.min(existing.level, policy.stages.length);
         run(
           this.sql,
-          "INSERT INTO adaptive_policies (name, definition, revision, level, created_at_ms) VALUES (?, ?, 1, 0, ?)",
-          policy.name,
+          "UPDATE adaptive_policies SET definition = ?, revision = revision + 1, level = ? WHERE name = ?",
           JSON.stringify(policy),
-          nowMs,
+          level,
+          policy.name,
         );
-        return;
-      }
-      const before = this.#leveled(existing);
-      const level = Math.min(existing.level, policy.stages.length);
-      run(
-        this.sql,
-        "UPDATE adaptive_policies SET definition = ?, revision = revision + 1, level = ? WHERE name = ?",
-        JSON.stringify(policy),
-        level,
-        policy.name,
+        const rules = this.#changedRules(before, { stages: policy.stages, level }, ratePolicies);
+        if (rules.length > 0 || level !== existing.level) {
+          this.#record(policy.name, nowMs, null, existing.level, level, "policy_changed", rules);
+          if (level !== existing.level)
+            run(this.sql, "UPDATE adaptive_policies SET last_change_at_ms = ? WHERE name = ?", nowMs, policy.name);
+        }
+      });
+      this.#factors = undefined;
+      await this.scheduler.schedule(
+        "evaluate",
+        nowMs + (policy.evaluateEveryMs ?? ADAPTIVE_BOUNDS.defaultEvaluateEveryMs),
+        { name: policy.name },
+        taskId(policy.name),
+        "replace",
       );
-      const rules = this.#changedRules(before, { stages: policy.stages, level }, ratePolicies);
-      if (rules.length > 0 || level !== existing.level) {
-        this.#record(policy.name, nowMs, null, existing.level, level, "policy_changed", rules);
-        if (level !== existing.level)
-          run(this.sql, "UPDATE adaptive_policies SET last_change_at_ms = ? WHERE name = ?", nowMs, policy.name);
-      }
+      return { policy, state: this.#stateOf(this.#row(policy.name)!, ratePolicies) };
     });
-    this.#factors = undefined;
-    await this.scheduler.schedule(
-      "evaluate",
-      nowMs + (policy.evaluateEveryMs ?? ADAPTIVE_BOUNDS.defaultEvaluateEveryMs),
-      { name: policy.name },
-      taskId(policy.name),
-      "replace",
-    );
-    return { policy, state: this.#stateOf(this.#row(policy.name)!, ratePolicies) };
   }
 
   /** Deletes a policy; what its stages tightened goes back to the configured limits. */
-  async deletePolicy(input: unknown): Promise<{ deleted: boolean }> {
-    const { name } = parseInput(policyNameInputSchema, input, "deletePolicy input");
-    this.#assertSingleton();
-    const existing = this.#row(name);
-    if (existing === undefined) return { deleted: false };
-    const nowMs = this.now();
-    this.ctx.storage.transactionSync(() => {
-      run(this.sql, "DELETE FROM adaptive_policies WHERE name = ?", name);
-      if (existing.level > 0) {
-        const before = this.#leveled(existing);
-        const rules = this.#changedRules(before, { stages: before.stages, level: 0 }, this.#ratePolicies());
-        this.#record(name, nowMs, null, existing.level, 0, "policy_deleted", rules);
-      }
+  deletePolicy(input: unknown): Promise<{ deleted: boolean }> {
+    return this.handle("deletePolicy", policyNameInputSchema, input, async ({ name }) => {
+      this.#assertSingleton();
+      const existing = this.#row(name);
+      if (existing === undefined) return { deleted: false };
+      const nowMs = this.now();
+      this.ctx.storage.transactionSync(() => {
+        run(this.sql, "DELETE FROM adaptive_policies WHERE name = ?", name);
+        if (existing.level > 0) {
+          const before = this.#leveled(existing);
+          const rules = this.#changedRules(before, { stages: before.stages, level: 0 }, this.#ratePolicies());
+          this.#record(name, nowMs, null, existing.level, 0, "policy_deleted", rules);
+        }
+      });
+      this.#factors = undefined;
+      this.scheduler.cancel(taskId(name));
+      await this.scheduler.rearm();
+      return { deleted: true };
     });
-    this.#factors = undefined;
-    this.scheduler.cancel(taskId(name));
-    await this.scheduler.rearm();
-    return { deleted: true };
   }
 
-  async policies(): Promise<{ policies: AdaptivePolicy[] }> {
-    return { policies: this.#rows().map((row) => JSON.parse(row.definition) as AdaptivePolicy) };
+  policies(): Promise<{ policies: AdaptivePolicy[] }> {
+    return this.handle("policies", async () => {
+      return { policies: this.#rows().map((row) => JSON.parse(row.definition) as AdaptivePolicy) };
+    });
   }
 
-  async state(): Promise<AdaptiveState> {
-    const ratePolicies = this.#ratePolicies();
-    return {
-      policies: this.#rows().map((row) => this.#stateOf(row, ratePolicies)),
-      effective: describeFactors(this.#adjustmentsNow(), ratePolicies),
-    };
+  state(): Promise<AdaptiveState> {
+    return this.handle("state", async () => {
+      const ratePolicies = this.#ratePolicies();
+      return {
+        policies: this.#rows().map((row) => this.#stateOf(row, ratePolicies)),
+        effective: describeFactors(this.#adjustmentsNow(), ratePolicies),
+      };
+    });
   }
 
   /** Level changes, newest first. */
-  async history(input?: unknown): Promise<{ changes: LevelChange[] }> {
-    const parsed = parseInput(historyInputSchema, input, "history input");
-    const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, this.now());
-    const rows = all<ChangeRow>(
-      this.sql,
-      `SELECT * FROM level_changes WHERE at_ms >= ? AND at_ms < ? ${parsed.policy === undefined ? "" : "AND policy = ?"}
-       ORDER BY id DESC LIMIT ?`,
-      range.from,
-      range.to,
-      ...(parsed.policy === undefined ? [] : [parsed.policy]),
-      parsed.limit ?? 100,
-    );
-    return {
-      changes: rows.map((row) => ({
-        id: row.id,
-        policy: row.policy,
-        at: row.at_ms,
-        value: row.value,
-        from: row.from_level,
-        to: row.to_level,
-        reason: row.reason,
-        rules: JSON.parse(row.rules) as AdjustedRule[],
-      })),
-    };
+  history(input?: unknown): Promise<{ changes: LevelChange[] }> {
+    return this.handle("history", historyInputSchema, input, async (parsed) => {
+      const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, this.now());
+      const rows = all<ChangeRow>(
+        this.sql,
+        `SELECT * FROM level_changes WHERE at_ms >= ? AND at_ms < ? ${parsed.policy === undefined ? "" : "AND policy = ?"}
+         ORDER BY id DESC LIMIT ?`,
+        range.from,
+        range.to,
+        ...(parsed.policy === undefined ? [] : [parsed.policy]),
+        parsed.limit ?? 100,
+      );
+      return {
+        changes: rows.map((row) => ({
+          id: row.id,
+          policy: row.policy,
+          at: row.at_ms,
+          value: row.value,
+          from: row.from_level,
+          to: row.to_level,
+          reason: row.reason,
+          rules: JSON.parse(row.rules) as AdjustedRule[],
+        })),
+      };
+    });
   }
 
   /** The factors every limiter applies now, across all policies (the limiters cache this per isolate). */
-  async adjustments(): Promise<RuleFactors> {
-    return this.#adjustmentsNow();
+  adjustments(): Promise<RuleFactors> {
+    return this.handle("adjustments", async () => {
+      return this.#adjustmentsNow();
+    });
   }
 
   #adjustmentsNow(): RuleFactors {

@@ -15,7 +15,6 @@ import {
   ruleRefSchema,
   triggerOf,
 } from "./schemas";
-import { parseInput } from "../../platform/schemas";
 import { retryDelayMs } from "../../platform/backoff";
 import { all, maybeOne, one, run } from "../../platform/sql";
 import { type ObjectControls, type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
@@ -69,6 +68,7 @@ export class AlertsDO extends TollgateObject {
   static readonly #spec: ObjectSpec<AlertsDO> = {
     component: "alerts",
     migrations: ALERTS_MIGRATIONS,
+    counting: "handle",
     tasks: (self) => ({
       evaluate: (payload, nowMs) => self.#evaluate((payload as { ruleId: string }).ruleId, nowMs),
       deliver: (_payload, nowMs) => self.#deliver(nowMs),
@@ -97,110 +97,118 @@ export class AlertsDO extends TollgateObject {
   // ---------------------------------------------------------------- rules
 
   /** Creates or replaces a rule. An identical definition changes nothing; a changed one starts over as OK. */
-  async setRule(input: unknown): Promise<AlertRuleView> {
-    const rule = parseInput(alertRuleSchema, input, "alert rule") as AlertRule;
-    if (this.#signalReaders(this.env)[rule.kind] === undefined) throw new ServiceError("UNIMPLEMENTED", UNAVAILABLE[rule.kind]);
-    const nowMs = this.now();
-    const definition = JSON.stringify(rule);
-    const existing = this.#store.ruleRow(rule.ruleId);
-    if (existing?.definition === definition) return this.#store.view(existing);
-    if (existing === undefined && one<{ n: number }>(this.sql, "SELECT COUNT(*) AS n FROM alert_rules").n >= ALERT_BOUNDS.maxRules) {
-      throw new ServiceError("RESOURCE_EXHAUSTED", `at most ${ALERT_BOUNDS.maxRules} alert rules`);
-    }
-    this.ctx.storage.transactionSync(() => {
-      if (existing === undefined) {
-        run(
-          this.sql,
-          `INSERT INTO alert_rules (rule_id, definition, revision, state, created_at_ms, updated_at_ms) VALUES (?, ?, 1, 'ok', ?, ?)`,
-          rule.ruleId,
-          definition,
-          nowMs,
-          nowMs,
-        );
-      } else {
-        // A changed rule is a new question: its open alert (if any) is closed and it starts OK.
-        this.#store.resolveOpen(existing, nowMs, null);
-        run(
-          this.sql,
-          `UPDATE alert_rules SET definition = ?, revision = revision + 1, state = 'ok', open_alert_id = NULL,
-             last_value = NULL, last_evaluated_at_ms = NULL, last_error = NULL, updated_at_ms = ? WHERE rule_id = ?`,
-          definition,
-          nowMs,
-          rule.ruleId,
-        );
+  setRule(input: unknown): Promise<AlertRuleView> {
+    return this.handle("setRule", alertRuleSchema, input, async (parsed) => {
+      const rule = parsed as AlertRule;
+      if (this.#signalReaders(this.env)[rule.kind] === undefined) throw new ServiceError("UNIMPLEMENTED", UNAVAILABLE[rule.kind]);
+      const nowMs = this.now();
+      const definition = JSON.stringify(rule);
+      const existing = this.#store.ruleRow(rule.ruleId);
+      if (existing?.definition === definition) return this.#store.view(existing);
+      if (existing === undefined && one<{ n: number }>(this.sql, "SELECT COUNT(*) AS n FROM alert_rules").n >= ALERT_BOUNDS.maxRules) {
+        throw new ServiceError("RESOURCE_EXHAUSTED", `at most ${ALERT_BOUNDS.maxRules} alert rules`);
       }
+      this.ctx.storage.transactionSync(() => {
+        if (existing === undefined) {
+          run(
+            this.sql,
+            `INSERT INTO alert_rules (rule_id, definition, revision, state, created_at_ms, updated_at_ms) VALUES (?, ?, 1, 'ok', ?, ?)`,
+            rule.ruleId,
+            definition,
+            nowMs,
+            nowMs,
+          );
+        } else {
+          // A changed rule is a new question: its open alert (if any) is closed and it starts OK.
+          this.#store.resolveOpen(existing, nowMs, null);
+          run(
+            this.sql,
+            `UPDATE alert_rules SET definition = ?, revision = revision + 1, state = 'ok', open_alert_id = NULL,
+               last_value = NULL, last_evaluated_at_ms = NULL, last_error = NULL, updated_at_ms = ? WHERE rule_id = ?`,
+            definition,
+            nowMs,
+            rule.ruleId,
+          );
+        }
+      });
+      if (rule.enabled === false) this.scheduler.cancel(evalTaskId(rule.ruleId));
+      else await this.scheduler.schedule("evaluate", nowMs, { ruleId: rule.ruleId }, evalTaskId(rule.ruleId), "replace");
+      return this.#store.view(this.#store.ruleRow(rule.ruleId)!);
     });
-    if (rule.enabled === false) this.scheduler.cancel(evalTaskId(rule.ruleId));
-    else await this.scheduler.schedule("evaluate", nowMs, { ruleId: rule.ruleId }, evalTaskId(rule.ruleId), "replace");
-    return this.#store.view(this.#store.ruleRow(rule.ruleId)!);
   }
 
   /** Deletes a rule; its open alert is resolved, its history and pending deliveries stay. */
-  async deleteRule(input: unknown): Promise<{ deleted: boolean }> {
-    const { ruleId } = parseInput(ruleRefSchema, input, "deleteRule input");
-    const existing = this.#store.ruleRow(ruleId);
-    if (existing === undefined) return { deleted: false };
-    this.ctx.storage.transactionSync(() => {
-      this.#store.resolveOpen(existing, this.now(), null);
-      run(this.sql, "DELETE FROM alert_rules WHERE rule_id = ?", ruleId);
+  deleteRule(input: unknown): Promise<{ deleted: boolean }> {
+    return this.handle("deleteRule", ruleRefSchema, input, async ({ ruleId }) => {
+      const existing = this.#store.ruleRow(ruleId);
+      if (existing === undefined) return { deleted: false };
+      this.ctx.storage.transactionSync(() => {
+        this.#store.resolveOpen(existing, this.now(), null);
+        run(this.sql, "DELETE FROM alert_rules WHERE rule_id = ?", ruleId);
+      });
+      this.scheduler.cancel(evalTaskId(ruleId));
+      return { deleted: true };
     });
-    this.scheduler.cancel(evalTaskId(ruleId));
-    return { deleted: true };
   }
 
-  async rules(input?: unknown): Promise<{ rules: AlertRuleView[] }> {
-    parseInput(noInputSchema, input, "rules input");
-    return { rules: all<RuleRow>(this.sql, "SELECT * FROM alert_rules ORDER BY rule_id").map((row) => this.#store.view(row)) };
+  rules(input?: unknown): Promise<{ rules: AlertRuleView[] }> {
+    return this.handle("rules", noInputSchema, input, async () => {
+      return { rules: all<RuleRow>(this.sql, "SELECT * FROM alert_rules ORDER BY rule_id").map((row) => this.#store.view(row)) };
+    });
   }
 
   /** Until `untilMs`, the rule still changes state but its crossings are recorded as suppressed, never delivered. */
-  async mute(input: unknown): Promise<AlertRuleView> {
-    const parsed = parseInput(muteSchema, input, "mute input");
-    const nowMs = this.now();
-    if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future");
-    if (parsed.untilMs > nowMs + ALERT_BOUNDS.maxMuteMs) throw invalidArgument("untilMs must be at most 366 days ahead");
-    this.#store.requireRule(parsed.ruleId);
-    run(this.sql, "UPDATE alert_rules SET muted_until_ms = ? WHERE rule_id = ?", parsed.untilMs, parsed.ruleId);
-    return this.#store.view(this.#store.requireRule(parsed.ruleId));
+  mute(input: unknown): Promise<AlertRuleView> {
+    return this.handle("mute", muteSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future");
+      if (parsed.untilMs > nowMs + ALERT_BOUNDS.maxMuteMs) throw invalidArgument("untilMs must be at most 366 days ahead");
+      this.#store.requireRule(parsed.ruleId);
+      run(this.sql, "UPDATE alert_rules SET muted_until_ms = ? WHERE rule_id = ?", parsed.untilMs, parsed.ruleId);
+      return this.#store.view(this.#store.requireRule(parsed.ruleId));
+    });
   }
 
-  async unmute(input: unknown): Promise<AlertRuleView> {
-    const { ruleId } = parseInput(ruleRefSchema, input, "unmute input");
-    this.#store.requireRule(ruleId);
-    run(this.sql, "UPDATE alert_rules SET muted_until_ms = NULL WHERE rule_id = ?", ruleId);
-    return this.#store.view(this.#store.requireRule(ruleId));
+  unmute(input: unknown): Promise<AlertRuleView> {
+    return this.handle("unmute", ruleRefSchema, input, async ({ ruleId }) => {
+      this.#store.requireRule(ruleId);
+      run(this.sql, "UPDATE alert_rules SET muted_until_ms = NULL WHERE rule_id = ?", ruleId);
+      return this.#store.view(this.#store.requireRule(ruleId));
+    });
   }
 
   // ---------------------------------------------------------------- alerts
 
   /** Alerts, newest first. */
-  async list(input?: unknown): Promise<{ alerts: Alert[] }> {
-    const parsed = parseInput(listAlertsInputSchema, input, "list input");
-    const where: string[] = [];
-    const bindings: unknown[] = [];
-    if (parsed.ruleId !== undefined) {
-      where.push("a.rule_id = ?");
-      bindings.push(parsed.ruleId);
-    }
-    if (parsed.status === "resolved") where.push("a.resolved_at_ms IS NOT NULL");
-    if (parsed.status === "acknowledged") where.push("a.resolved_at_ms IS NULL AND a.acknowledged_at_ms IS NOT NULL");
-    if (parsed.status === "firing") where.push("a.resolved_at_ms IS NULL AND a.acknowledged_at_ms IS NULL");
-    const rows = all<AlertRow>(
-      this.sql,
-      `SELECT ${ALERT_COLUMNS} FROM alerts a LEFT JOIN outbox o ON o.alert_id = a.alert_id
-       ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY a.seq DESC LIMIT ?`,
-      ...bindings,
-      parsed.limit ?? ALERT_BOUNDS.defaultListLimit,
-    );
-    return { alerts: rows.map(toAlert) };
+  list(input?: unknown): Promise<{ alerts: Alert[] }> {
+    return this.handle("list", listAlertsInputSchema, input, async (parsed) => {
+      const where: string[] = [];
+      const bindings: unknown[] = [];
+      if (parsed.ruleId !== undefined) {
+        where.push("a.rule_id = ?");
+        bindings.push(parsed.ruleId);
+      }
+      if (parsed.status === "resolved") where.push("a.resolved_at_ms IS NOT NULL");
+      if (parsed.status === "acknowledged") where.push("a.resolved_at_ms IS NULL AND a.acknowledged_at_ms IS NOT NULL");
+      if (parsed.status === "firing") where.push("a.resolved_at_ms IS NULL AND a.acknowledged_at_ms IS NULL");
+      const rows = all<AlertRow>(
+        this.sql,
+        `SELECT ${ALERT_COLUMNS} FROM alerts a LEFT JOIN outbox o ON o.alert_id = a.alert_id
+         ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY a.seq DESC LIMIT ?`,
+        ...bindings,
+        parsed.limit ?? ALERT_BOUNDS.defaultListLimit,
+      );
+      return { alerts: rows.map(toAlert) };
+    });
   }
 
   /** Marks an alert seen. Idempotent: the first acknowledgement's time is kept. */
-  async acknowledge(input: unknown): Promise<Alert> {
-    const { alertId } = parseInput(alertRefSchema, input, "acknowledge input");
-    this.#store.requireAlert(alertId);
-    run(this.sql, "UPDATE alerts SET acknowledged_at_ms = ? WHERE alert_id = ? AND acknowledged_at_ms IS NULL", this.now(), alertId);
-    return this.#store.requireAlert(alertId);
+  acknowledge(input: unknown): Promise<Alert> {
+    return this.handle("acknowledge", alertRefSchema, input, async ({ alertId }) => {
+      this.#store.requireAlert(alertId);
+      run(this.sql, "UPDATE alerts SET acknowledged_at_ms = ? WHERE alert_id = ? AND acknowledged_at_ms IS NULL", this.now(), alertId);
+      return this.#store.requireAlert(alertId);
+    });
   }
 
   // ---------------------------------------------------------------- the alarm's work

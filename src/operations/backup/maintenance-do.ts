@@ -1,7 +1,6 @@
 import type { BackupSchedule } from "../../../rpc/backup";
 import type { Env } from "../../platform/env";
 import { backupScheduleInputSchema } from "./schemas";
-import { parseInput } from "../../platform/schemas";
 import { BackupService } from "./service";
 import type { Migration } from "../../platform/migrations";
 import { all, maybeOne, run } from "../../platform/sql";
@@ -54,6 +53,7 @@ export class MaintenanceDO extends TollgateObject {
   static readonly #spec: ObjectSpec<MaintenanceDO> = {
     component: "maintenance",
     migrations: MIGRATIONS,
+    counting: "handle",
     tasks: (self) => ({ "scheduled-backup": (payload, nowMs) => self.#scheduledBackup(payload, nowMs) }),
   };
 
@@ -61,44 +61,47 @@ export class MaintenanceDO extends TollgateObject {
     super(ctx, env, MaintenanceDO.#spec, hooks);
   }
 
-  async setBackupSchedule(input: unknown): Promise<BackupSchedule> {
-    const parsed = parseInput(backupScheduleInputSchema, input, "backup schedule");
-    if (parsed.everyMs === null) {
-      run(this.sql, "DELETE FROM backup_schedule");
-      this.scheduler.cancel("scheduled-backup");
-      await this.scheduler.rearm();
+  setBackupSchedule(input: unknown): Promise<BackupSchedule> {
+    return this.handle("setBackupSchedule", backupScheduleInputSchema, input, async (parsed) => {
+      if (parsed.everyMs === null) {
+        run(this.sql, "DELETE FROM backup_schedule");
+        this.scheduler.cancel("scheduled-backup");
+        await this.scheduler.rearm();
+        return this.backupSchedule();
+      }
+      const targets: Required<Targets> = {
+        accounts: [...new Set(parsed.accounts ?? [])],
+        subjects: [...new Set(parsed.subjects ?? [])],
+        paths: parsed.paths ?? true,
+        control: parsed.control ?? true,
+      };
+      const slot = this.now() + parsed.everyMs;
+      run(
+        this.sql,
+        "INSERT INTO backup_schedule (id, every_ms, targets, next_slot_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET every_ms = excluded.every_ms, targets = excluded.targets, next_slot_ms = excluded.next_slot_ms",
+        parsed.everyMs,
+        JSON.stringify(targets),
+        slot,
+      );
+      await this.scheduler.schedule("scheduled-backup", slot, { slotMs: slot }, "scheduled-backup", "replace");
       return this.backupSchedule();
-    }
-    const targets: Required<Targets> = {
-      accounts: [...new Set(parsed.accounts ?? [])],
-      subjects: [...new Set(parsed.subjects ?? [])],
-      paths: parsed.paths ?? true,
-      control: parsed.control ?? true,
-    };
-    const slot = this.now() + parsed.everyMs;
-    run(
-      this.sql,
-      "INSERT INTO backup_schedule (id, every_ms, targets, next_slot_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET every_ms = excluded.every_ms, targets = excluded.targets, next_slot_ms = excluded.next_slot_ms",
-      parsed.everyMs,
-      JSON.stringify(targets),
-      slot,
-    );
-    await this.scheduler.schedule("scheduled-backup", slot, { slotMs: slot }, "scheduled-backup", "replace");
-    return this.backupSchedule();
+    });
   }
 
   backupSchedule(): BackupSchedule {
-    const row = maybeOne<ScheduleRow>(this.sql, "SELECT every_ms, targets, next_slot_ms FROM backup_schedule WHERE id = 1");
-    const runs = all<{ slot_ms: number; backup_id: string; at_ms: number }>(
-      this.sql,
-      "SELECT slot_ms, backup_id, at_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT 10",
-    ).map((r) => ({
-      slotMs: r.slot_ms,
-      backupId: r.backup_id,
-      at: r.at_ms,
-    }));
-    if (row === undefined) return { everyMs: null, accounts: [], subjects: [], paths: false, control: false, nextAt: null, runs };
-    return { everyMs: row.every_ms, ...targetsOf(row), nextAt: row.next_slot_ms, runs };
+    return this.handle("backupSchedule", () => {
+      const row = maybeOne<ScheduleRow>(this.sql, "SELECT every_ms, targets, next_slot_ms FROM backup_schedule WHERE id = 1");
+      const runs = all<{ slot_ms: number; backup_id: string; at_ms: number }>(
+        this.sql,
+        "SELECT slot_ms, backup_id, at_ms FROM backup_runs ORDER BY slot_ms DESC LIMIT 10",
+      ).map((r) => ({
+        slotMs: r.slot_ms,
+        backupId: r.backup_id,
+        at: r.at_ms,
+      }));
+      if (row === undefined) return { everyMs: null, accounts: [], subjects: [], paths: false, control: false, nextAt: null, runs };
+      return { everyMs: row.every_ms, ...targetsOf(row), nextAt: row.next_slot_ms, runs };
+    });
   }
 
   /** One scheduled slot's backup: at most once per slot, however often the task runs. */

@@ -13,8 +13,7 @@ export const NOT_INCLUDED = [
   "Durable Object duration (GB-s): workerd does not expose an object's wall-clock residency, so it is not estimated.",
   "Workers CPU time: not measurable from inside the Worker (its clock stands still while code runs).",
   "Calls from sibling Workers through service bindings: Cloudflare bills them to the calling Worker's request, so only HTTP requests to tollgate (Gateway.fetch: capnweb, dashboard) count as Workers requests.",
-  "The metrics rollup objects' own requests and rows (one push per active object per METRICS_PUSH_EVERY window, one per isolate flush).",
-  "The metrics' own SQLite writes in each object: one upsert (about one row written) per call, and the outbox rows of each push.",
+  "The metrics rollup objects' own requests and rows (one push per active isolate per METRICS_BUFFER_MS window; per shard one journal row per window, one row per minute, method and outcome, and an hourly compaction). The counted objects write nothing for their metrics.",
 ];
 
 /** Rounds away floating-point noise (to 1e-9: stored GB-months of a short range are tiny). */

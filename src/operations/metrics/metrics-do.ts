@@ -1,14 +1,10 @@
 import type { Env } from "../../platform/env";
-import type { MetricsSurface } from "../../../rpc/metrics";
 import { loadMetricsConfig } from "../../platform/metering/config";
 import { DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS, floorTo, planRange } from "../../platform/buckets";
 import type { MetricRow } from "../../platform/metering/model";
-import { parseInput } from "../../platform/schemas";
 import { metricsPushSchema, shardQuerySchema } from "./schemas";
-import type { Migration } from "../../platform/migrations";
 import {
   closeFinishedBuckets,
-  markRollupDirty,
   pruneExpiredRollups,
   rebuildDirtyBuckets,
   rollupCoverage,
@@ -17,48 +13,17 @@ import {
 } from "../../platform/rollup-compaction";
 import { all, maybeOne, run } from "../../platform/sql";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../../platform/tollgate-object";
+import { METRICS_DO_MIGRATIONS } from "./metrics-tables";
+import { MetricsShardMemory, writeRollup } from "./metrics-shard";
+import { addGroup, fromStoredRow, type RollupGroup, STORED_ROLLUP_COLUMNS, type StoredRollupRow, toMetricRows } from "./rollup-groups";
 
-/** Rows for minutes older than this are refused (their hour may already be final and its minutes gone). */
-export const METRICS_ACCEPT_WINDOW_MS = 24 * HOUR_MS;
-/** Push receipts are kept this long: a push retried later than that would count again. */
+export { METRICS_ACCEPT_WINDOW_MS } from "./metrics-shard";
+/** Push receipts are kept this long: far longer than a sender retries a batch (GIVE_UP_MS). */
 export const RECEIPT_TTL_MS = 2 * DAY_MS;
 /** An hour (day) is compacted this long after it ends, when its last pushes are in. */
 export const METRICS_CLOSE_GRACE_MS = 10 * MINUTE_MS;
-
 /** A compacted hour that took a late minute is rebuilt this soon, batching the pushes around it. */
 export const LATE_COMPACT_DELAY_MS = 2_000;
-
-const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    name: "receipts, rollups, sizes, dirty buckets",
-    up(sql) {
-      sql.exec(
-        "CREATE TABLE receipts (source TEXT NOT NULL, push_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (source, push_id)) WITHOUT ROWID",
-      );
-      sql.exec(`CREATE TABLE rollups (
-        granularity TEXT NOT NULL,
-        bucket_ms INTEGER NOT NULL,
-        surface TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        method TEXT NOT NULL,
-        code TEXT NOT NULL,
-        latency_bucket INTEGER NOT NULL,
-        calls INTEGER NOT NULL,
-        rows_read INTEGER NOT NULL,
-        rows_written INTEGER NOT NULL,
-        PRIMARY KEY (granularity, bucket_ms, surface, kind, method, code, latency_bucket)
-      ) WITHOUT ROWID`);
-      sql.exec(
-        "CREATE TABLE sizes (source TEXT PRIMARY KEY, kind TEXT NOT NULL, bytes INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID",
-      );
-      sql.exec(
-        "CREATE TABLE dirty (granularity TEXT NOT NULL, bucket_ms INTEGER NOT NULL, PRIMARY KEY (granularity, bucket_ms)) WITHOUT ROWID",
-      );
-      sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
-    },
-  },
-];
 
 export interface ShardAnswer {
   range: { from: number; to: number };
@@ -66,157 +31,131 @@ export interface ShardAnswer {
   storedBytes: { kind: string; bytes: number; sources: number }[];
 }
 
-type SumRow = {
-  surface: MetricsSurface;
-  kind: string;
-  method: string;
-  code: string;
-  latency_bucket: number;
-  calls: number;
-  rows_read: number;
-  rows_written: number;
-};
+/** What a test's subclass may do besides the base's controls: write the journal now. */
+export interface MetricsShardHooks extends ObjectHooks {
+  attachShard?: (controls: { writeJournal(): void }) => void;
+}
 
 /**
- * One metrics rollup shard (`metrics:<n>`). Objects push their closed minutes and isolates
- * their entrypoint counts here; each batch is stored once per (source, push id), so a doubled
- * or retried push changes nothing. Counts are summed into minute rollups, which an alarm
- * compacts into hours and days (a late push re-derives its hour from the minutes) and prunes
- * by METRICS_RETENTION with path statistics' own compaction (storage/rollup-compaction.ts);
- * only the rebuild, a sum of counts, is its own. Not metered itself: its pushes would be counted
- * by the very pushes they cause.
+ * One metrics rollup shard (`metrics:<n>`). Isolates push their objects' and entrypoints'
+ * counts here (docs/metrics.md); a push changes memory only, and one journal row per
+ * METRICS_BUFFER_MS makes what arrived durable, whatever the number of pushes (metrics-shard.ts).
+ * A source's batches are stored once each (its highest push id is kept), so a doubled or retried
+ * push changes nothing. The journal is folded into minute rollups, one row per method and
+ * outcome, which an alarm compacts into hours and days (a late minute re-derives its hour) and
+ * prunes by METRICS_RETENTION with path statistics' own compaction (rollup-compaction.ts). Not
+ * metered itself: its pushes would be counted by the very pushes they cause.
  */
 export class MetricsDO extends TollgateObject {
   static readonly #spec: ObjectSpec<MetricsDO> = {
     component: "metrics-rollup",
-    migrations: MIGRATIONS,
+    migrations: METRICS_DO_MIGRATIONS,
     metrics: false,
+    counting: "handle",
     tasks: (self) => ({ compact: (_payload, nowMs) => self.#compact(nowMs) }),
   };
 
-  /** The rollup tables as the shared compaction sees them (see storage/rollup-compaction). */
+  /** The rollup tables as the shared compaction sees them (see platform/rollup-compaction). */
   readonly #rollups: RollupStore = { sql: this.sql, transactionSync: (closure) => this.ctx.storage.transactionSync(closure) };
+  readonly #memory: MetricsShardMemory;
+  #journalTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
+  constructor(ctx: DurableObjectState, env: Env, hooks?: MetricsShardHooks) {
     super(ctx, env, MetricsDO.#spec, hooks);
+    this.#memory = new MetricsShardMemory(this.#rollups);
+    hooks?.attachShard?.({ writeJournal: () => this.#writeJournal() });
   }
 
-  async push(input: unknown): Promise<{ stored: number; duplicates: number; refusedRows: number }> {
-    const parsed = parseInput(metricsPushSchema, input, "metrics push");
-    const nowMs = this.now();
-    let stored = 0;
-    let duplicates = 0;
-    let refusedRows = 0;
-    let late = false;
-    this.ctx.storage.transactionSync(() => {
-      const hourWatermark = rollupWatermark(this.sql, "hour");
-      for (const batch of parsed.batches) {
-        const seen = maybeOne(this.sql, "SELECT 1 AS seen FROM receipts WHERE source = ? AND push_id = ?", parsed.source, batch.pushId);
-        if (seen !== undefined) {
-          duplicates += 1;
-          continue;
-        }
-        run(this.sql, "INSERT INTO receipts (source, push_id, at_ms) VALUES (?, ?, ?)", parsed.source, batch.pushId, nowMs);
-        stored += 1;
-        for (const row of batch.rows) {
-          const minute = floorTo(row.minuteMs, MINUTE_MS);
-          if (minute < nowMs - METRICS_ACCEPT_WINDOW_MS || minute > nowMs + 2 * MINUTE_MS) {
-            refusedRows += 1;
-            continue;
-          }
-          this.sql.exec(
-            `INSERT INTO rollups (granularity, bucket_ms, surface, kind, method, code, latency_bucket, calls, rows_read, rows_written)
-             VALUES ('minute', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (granularity, bucket_ms, surface, kind, method, code, latency_bucket) DO UPDATE SET
-               calls = calls + excluded.calls, rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written`,
-            minute,
-            parsed.surface,
-            row.kind,
-            row.method,
-            row.code,
-            row.bucket,
-            row.calls,
-            row.rowsRead,
-            row.rowsWritten,
-          );
-          // A late minute of an hour already compacted: that hour is rebuilt from its minutes.
-          if (minute < hourWatermark) {
-            markRollupDirty(this.sql, "hour", floorTo(minute, HOUR_MS));
-            late = true;
-          }
-        }
+  push(input: unknown): Promise<{ stored: number; duplicates: number; refusedRows: number }> {
+    return this.handle("push", metricsPushSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { stored, duplicates, refusedRows, late } = this.#memory.receive(parsed, nowMs, rollupWatermark(this.sql, "hour"));
+      if (this.#memory.holdsUnjournaled) this.#armJournal();
+      // What was taken is folded at the latest by the next compaction; a late minute makes its hour
+      // stale until rebuilt: soon. (The scheduler writes nothing when the task is already due earlier.)
+      if (stored > 0 || (parsed.sizes?.length ?? 0) > 0) {
+        const due = late ? nowMs + LATE_COMPACT_DELAY_MS : floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS;
+        await this.scheduler.schedule("compact", due, null, "compact", "earliest");
       }
-      if (parsed.storedBytes !== undefined) {
-        run(
-          this.sql,
-          "INSERT INTO sizes (source, kind, bytes, at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, bytes = excluded.bytes, at_ms = excluded.at_ms",
-          parsed.source,
-          parsed.storedBytes.kind,
-          parsed.storedBytes.bytes,
-          nowMs,
-        );
-      }
+      return { stored, duplicates, refusedRows };
     });
-    // A late minute makes its hour stale until rebuilt: soon. Otherwise at the next hour's close.
-    const due = late ? nowMs + LATE_COMPACT_DELAY_MS : floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS;
-    if (stored > 0) await this.scheduler.schedule("compact", due, null, "compact", "earliest");
-    return { stored, duplicates, refusedRows };
   }
 
   /** Every count in `range` (whole minutes), summed per kind, method, outcome and latency bucket. */
-  async query(input: unknown): Promise<ShardAnswer> {
-    const parsed = parseInput(shardQuerySchema, input, "metrics query");
-    const nowMs = this.now();
-    const { retention } = loadMetricsConfig(this.env);
-    const plan = planRange(parsed.range, rollupCoverage(this.sql, retention, nowMs));
-    const sums = new Map<string, MetricRow>();
-    for (const granularity of ["minute", "hour", "day"] as const) {
-      for (const segment of plan.segments[granularity]) {
-        const rows = all<SumRow>(
-          this.sql,
-          `SELECT surface, kind, method, code, latency_bucket, SUM(calls) AS calls, SUM(rows_read) AS rows_read, SUM(rows_written) AS rows_written
-           FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
-           GROUP BY surface, kind, method, code, latency_bucket`,
-          granularity,
-          segment.from,
-          segment.to,
-        );
-        for (const row of rows) {
-          const key = [row.surface, row.kind, row.method, row.code, row.latency_bucket].join("\u0000");
-          const sum = sums.get(key);
-          if (sum === undefined) {
-            sums.set(key, {
-              surface: row.surface,
-              kind: row.kind,
-              method: row.method,
-              code: row.code,
-              bucket: row.latency_bucket,
-              calls: row.calls,
-              rowsRead: row.rows_read,
-              rowsWritten: row.rows_written,
-            });
-          } else {
-            sum.calls += row.calls;
-            sum.rowsRead += row.rows_read;
-            sum.rowsWritten += row.rows_written;
+  query(input: unknown): Promise<ShardAnswer> {
+    return this.handle("query", shardQuerySchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { retention } = loadMetricsConfig(this.env);
+      const plan = planRange(parsed.range, rollupCoverage(this.sql, retention, nowMs));
+      const sums = new Map<string, RollupGroup>();
+      for (const granularity of ["minute", "hour", "day"] as const) {
+        for (const segment of plan.segments[granularity]) {
+          for (const row of all<StoredRollupRow>(
+            this.sql,
+            `SELECT ${STORED_ROLLUP_COLUMNS} FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?`,
+            granularity,
+            segment.from,
+            segment.to,
+          )) {
+            addGroup(sums, fromStoredRow(row, 0));
           }
         }
       }
-    }
-    const storedBytes = all<{ kind: string; bytes: number; sources: number }>(
+      // Received and not folded yet: in memory, whatever granularity answers its minute.
+      for (const group of this.#memory.unfolded()) {
+        if (group.bucketMs >= plan.range.from && group.bucketMs < plan.range.to) addGroup(sums, { ...group, bucketMs: 0 });
+      }
+      return { range: plan.range, rows: [...sums.values()].flatMap(toMetricRows), storedBytes: this.#storedBytes() };
+    });
+  }
+
+  /** Each kind's stored bytes: the sizes table, with the sizes received since the last fold in place of theirs. */
+  #storedBytes(): ShardAnswer["storedBytes"] {
+    const byKind = new Map<string, { kind: string; bytes: number; sources: number }>();
+    for (const row of all<{ kind: string; bytes: number; sources: number }>(
       this.sql,
-      "SELECT kind, SUM(bytes) AS bytes, COUNT(*) AS sources FROM sizes GROUP BY kind ORDER BY kind",
-    );
-    return { range: plan.range, rows: [...sums.values()], storedBytes };
+      "SELECT kind, SUM(bytes) AS bytes, COUNT(*) AS sources FROM sizes GROUP BY kind",
+    )) {
+      byKind.set(row.kind, { ...row });
+    }
+    const entry = (kind: string) => byKind.get(kind) ?? byKind.set(kind, { kind, bytes: 0, sources: 0 }).get(kind)!;
+    for (const [object, size] of this.#memory.unfoldedSizes()) {
+      const stored = maybeOne<{ kind: string; bytes: number }>(this.sql, "SELECT kind, bytes FROM sizes WHERE source = ?", object);
+      if (stored !== undefined) {
+        entry(stored.kind).bytes -= stored.bytes;
+        entry(stored.kind).sources -= 1;
+      }
+      entry(size.kind).bytes += size.bytes;
+      entry(size.kind).sources += 1;
+    }
+    return [...byKind.values()].filter((kind) => kind.sources > 0).sort((a, b) => (a.kind < b.kind ? -1 : 1));
+  }
+
+  #armJournal(): void {
+    if (this.#journalTimer !== null) return;
+    const { bufferMs } = loadMetricsConfig(this.env);
+    this.#journalTimer = setTimeout(() => {
+      this.#journalTimer = null;
+      this.#writeJournal();
+      // Durable before the timer's turn ends: an eviction waits for the timer, not for the write.
+      this.ctx.storage.sync().catch((error: unknown) => console.error("metrics: could not sync the journal", error));
+    }, bufferMs);
+  }
+
+  /** One journal row for what arrived since the last; a journal long enough is folded. */
+  #writeJournal(): void {
+    this.#memory.writeJournal(this.now());
+    if (this.#memory.foldDue) this.#memory.fold(rollupWatermark(this.sql, "hour"));
   }
 
   /**
-   * Closes finished hours and days, rebuilds every dirty hour from its minutes and day from its
-   * hours (each rebuild replaces its bucket, so running twice changes nothing), then applies
-   * retention. Recurring: the next run is when the next hour closes.
+   * Folds what was received, closes finished hours and days, rebuilds every dirty hour from its
+   * minutes and day from its hours (each rebuild replaces its bucket, so running twice changes
+   * nothing), then applies retention. Recurring: the next run is when the next hour closes.
    */
   async #compact(nowMs: number): Promise<void> {
     const { retention } = loadMetricsConfig(this.env);
+    this.#memory.fold(rollupWatermark(this.sql, "hour"));
     for (const granularity of ["hour", "day"] as const) {
       closeFinishedBuckets(this.#rollups, granularity, nowMs, METRICS_CLOSE_GRACE_MS);
       rebuildDirtyBuckets(this.#rollups, granularity, (bucket) => this.#rebuild(granularity, bucket));
@@ -227,23 +166,24 @@ export class MetricsDO extends TollgateObject {
       // An object silent for the whole day retention is taken as gone (its size no longer counted).
       run(this.sql, "DELETE FROM sizes WHERE at_ms < ?", nowMs - retention.days);
     });
+    this.#memory.forgetMarksBefore(nowMs - RECEIPT_TTL_MS);
     await this.scheduler.schedule("compact", floorTo(nowMs, HOUR_MS) + HOUR_MS + METRICS_CLOSE_GRACE_MS, null, "compact", "replace");
   }
 
   /** Replaces an hour (day) with the sums of its minutes (hours): counts add, unlike sketches. */
   #rebuild(granularity: "hour" | "day", bucket: number): void {
     const finer: Granularity = granularity === "hour" ? "minute" : "hour";
-    run(this.sql, "DELETE FROM rollups WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
-    this.sql.exec(
-      `INSERT INTO rollups (granularity, bucket_ms, surface, kind, method, code, latency_bucket, calls, rows_read, rows_written)
-       SELECT ?, ?, surface, kind, method, code, latency_bucket, SUM(calls), SUM(rows_read), SUM(rows_written)
-       FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?
-       GROUP BY surface, kind, method, code, latency_bucket`,
-      granularity,
-      bucket,
+    const groups = new Map<string, RollupGroup>();
+    for (const row of all<StoredRollupRow>(
+      this.sql,
+      `SELECT ${STORED_ROLLUP_COLUMNS} FROM rollups WHERE granularity = ? AND bucket_ms >= ? AND bucket_ms < ?`,
       finer,
       bucket,
       bucket + GRANULARITY_MS[granularity],
-    );
+    )) {
+      addGroup(groups, fromStoredRow(row, bucket));
+    }
+    run(this.sql, "DELETE FROM rollups WHERE granularity = ? AND bucket_ms = ?", granularity, bucket);
+    for (const group of groups.values()) writeRollup(this.sql, granularity, group);
   }
 }

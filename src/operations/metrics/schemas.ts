@@ -10,39 +10,58 @@ export const METRICS_BOUNDS = {
   maxRows: 5_000,
   /** A latency bucket index (DDSketch, γ = 1.01/0.99): 1 µs..1 h is about -345..760. */
   maxBucket: 10_000,
+  /** Objects whose stored bytes one push reports. */
+  maxSizes: 5_000,
 } as const;
 
 const count = integer(0, Number.MAX_SAFE_INTEGER);
 
-export const metricRowSchema = v.strictObject({
-  minuteMs: integer(0, Number.MAX_SAFE_INTEGER),
-  kind: text(1, 64),
-  method: text(1, 128),
-  code: v.pipe(v.string(), v.regex(/^(ok|[A-Z_]{1,32})$/, 'must be "ok" or an error code')),
-  bucket: integer(-1_000_000, METRICS_BOUNDS.maxBucket),
-  calls: integer(1, Number.MAX_SAFE_INTEGER),
-  rowsRead: count,
-  rowsWritten: count,
-});
+const surfaceSchema = v.picklist(["object", "entrypoint"]);
+
+export const metricRowSchema = v.pipe(
+  v.strictObject({
+    minuteMs: integer(0, Number.MAX_SAFE_INTEGER),
+    /** The push's own surface when left out (an isolate's one push carries both). */
+    surface: v.optional(surfaceSchema),
+    kind: text(1, 64),
+    method: text(1, 128),
+    code: v.pipe(v.string(), v.regex(/^(ok|[A-Z_]{1,32})$/, 'must be "ok" or an error code')),
+    bucket: integer(-1_000_000, METRICS_BOUNDS.maxBucket),
+    /** 0 for rows written by work a call left running, after the call's count was pushed. */
+    calls: count,
+    rowsRead: count,
+    rowsWritten: count,
+  }),
+  v.check((row) => row.calls > 0 || row.rowsRead > 0 || row.rowsWritten > 0, "must count a call or a row"),
+);
 
 /**
- * One push to a metrics rollup object. Each batch is stored once per (source, pushId): a
- * doubled or retried push of the same batch changes nothing. An object's batch is one closed
- * minute (pushId = the minute); an isolate's is one flush (pushId = its sequence number).
+ * One push to a metrics rollup object, from an isolate's buffer (its entrypoints' counts, or
+ * its objects'). A source numbers its batches 1, 2, … and every push carries all its batches
+ * not yet acknowledged, in order: the shard stores a batch only above the highest push id it
+ * holds for the source, so a doubled or retried push changes nothing.
  */
 export const metricsPushSchema = v.strictObject({
   source: text(1, 128),
-  surface: v.picklist(["object", "entrypoint"]),
-  /** The pushing object's SQLite size now (`databaseSize`), for the storage estimate. */
-  storedBytes: v.optional(v.strictObject({ kind: text(1, 64), bytes: count })),
+  surface: surfaceSchema,
+  /** Objects' SQLite sizes (`databaseSize`) as they last reported them, for the storage estimate. */
+  sizes: v.optional(
+    v.pipe(
+      v.array(v.strictObject({ object: text(1, 128), kind: text(1, 64), bytes: count })),
+      v.maxLength(METRICS_BOUNDS.maxSizes, `must have at most ${METRICS_BOUNDS.maxSizes} sizes`),
+    ),
+  ),
   batches: v.pipe(
     v.array(
       v.strictObject({
-        pushId: integer(0, Number.MAX_SAFE_INTEGER),
+        // From 1: the shard takes a batch only above the highest id it holds for the source (0 when none).
+        pushId: integer(1, Number.MAX_SAFE_INTEGER),
         rows: v.pipe(v.array(metricRowSchema), v.maxLength(METRICS_BOUNDS.maxRows, `must have at most ${METRICS_BOUNDS.maxRows} rows`)),
       }),
     ),
     v.maxLength(METRICS_BOUNDS.maxBatches, `must have at most ${METRICS_BOUNDS.maxBatches} batches`),
+    // The shard keeps a source's highest push id: a batch out of order would be taken for a duplicate.
+    v.check((batches) => batches.every((batch, i) => i === 0 || batch.pushId > batches[i - 1]!.pushId), "push ids must ascend"),
   ),
 });
 

@@ -5,7 +5,6 @@ import type { Env } from "../../platform/env";
 import { invalidArgument, ServiceError } from "../../platform/errors";
 import { DAY_MS, resolveRange } from "../../platform/buckets";
 import { mergePolicy } from "./policy";
-import { parseInput } from "../../platform/schemas";
 import {
   allowInputSchema,
   cidrInputSchema,
@@ -78,6 +77,7 @@ export class ProtectionDO extends TollgateObject {
   static readonly #spec: ObjectSpec<ProtectionDO> = {
     component: "protection",
     migrations: MIGRATIONS,
+    counting: "handle",
     tasks: (self) => ({
       "expire-denials": (_payload, nowMs) => self.#expireDenials(nowMs),
       "prune-flags": (_payload, nowMs) => self.#pruneFlags(nowMs),
@@ -90,152 +90,174 @@ export class ProtectionDO extends TollgateObject {
 
   /** Everything a cache needs, in one call. */
   snapshot(): ProtectionSnapshot {
-    const nowMs = this.now();
-    return {
-      policy: this.#policyInfo().effective,
-      allow: all<{ cidr: string }>(this.sql, "SELECT cidr FROM allow_list ORDER BY cidr").map((row) => row.cidr),
-      deny: all<{ cidr: string; until_ms: number | null }>(
-        this.sql,
-        "SELECT cidr, until_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr",
-        nowMs,
-      ).map((row) => (row.until_ms === null ? { cidr: row.cidr } : { cidr: row.cidr, until: row.until_ms })),
-    };
+    return this.handle("snapshot", () => {
+      const nowMs = this.now();
+      return {
+        policy: this.#policyInfo().effective,
+        allow: all<{ cidr: string }>(this.sql, "SELECT cidr FROM allow_list ORDER BY cidr").map((row) => row.cidr),
+        deny: all<{ cidr: string; until_ms: number | null }>(
+          this.sql,
+          "SELECT cidr, until_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr",
+          nowMs,
+        ).map((row) => (row.until_ms === null ? { cidr: row.cidr } : { cidr: row.cidr, until: row.until_ms })),
+      };
+    });
   }
 
   allowList(): { entries: AllowEntry[] } {
-    const rows = all<{ cidr: string; note: string | null; added_at_ms: number }>(
-      this.sql,
-      "SELECT cidr, note, added_at_ms FROM allow_list ORDER BY cidr",
-    );
-    return { entries: rows.map((row) => ({ cidr: row.cidr, ...(row.note === null ? {} : { note: row.note }), addedAt: row.added_at_ms })) };
+    return this.handle("allowList", () => {
+      const rows = all<{ cidr: string; note: string | null; added_at_ms: number }>(
+        this.sql,
+        "SELECT cidr, note, added_at_ms FROM allow_list ORDER BY cidr",
+      );
+      return {
+        entries: rows.map((row) => ({ cidr: row.cidr, ...(row.note === null ? {} : { note: row.note }), addedAt: row.added_at_ms })),
+      };
+    });
   }
 
   allow(input: unknown): AllowEntry {
-    const parsed = parseInput(allowInputSchema, input, "allow input");
-    this.#assertRoom("allow_list", parsed.cidr);
-    const addedAt = this.now();
-    run(
-      this.sql,
-      "INSERT INTO allow_list (cidr, note, added_at_ms) VALUES (?, ?, ?) ON CONFLICT (cidr) DO UPDATE SET note = excluded.note",
-      parsed.cidr,
-      parsed.note ?? null,
-      addedAt,
-    );
-    return this.allowList().entries.find((entry) => entry.cidr === parsed.cidr)!;
+    return this.handle("allow", allowInputSchema, input, (parsed) => {
+      this.#assertRoom("allow_list", parsed.cidr);
+      const addedAt = this.now();
+      run(
+        this.sql,
+        "INSERT INTO allow_list (cidr, note, added_at_ms) VALUES (?, ?, ?) ON CONFLICT (cidr) DO UPDATE SET note = excluded.note",
+        parsed.cidr,
+        parsed.note ?? null,
+        addedAt,
+      );
+      return this.allowList().entries.find((entry) => entry.cidr === parsed.cidr)!;
+    });
   }
 
   unallow(input: unknown): { removed: boolean } {
-    const parsed = parseInput(cidrInputSchema, input, "unallow input");
-    return { removed: run(this.sql, "DELETE FROM allow_list WHERE cidr = ?", parsed.cidr) > 0 };
+    return this.handle("unallow", cidrInputSchema, input, (parsed) => {
+      return { removed: run(this.sql, "DELETE FROM allow_list WHERE cidr = ?", parsed.cidr) > 0 };
+    });
   }
 
   denyList(): { entries: DenyEntry[] } {
-    const rows = all<{ cidr: string; until_ms: number | null; reason: string; added_at_ms: number }>(
-      this.sql,
-      "SELECT cidr, until_ms, reason, added_at_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr",
-      this.now(),
-    );
-    return {
-      entries: rows.map((row) => ({
-        cidr: row.cidr,
-        ...(row.until_ms === null ? {} : { until: row.until_ms }),
-        reason: row.reason,
-        addedAt: row.added_at_ms,
-      })),
-    };
+    return this.handle("denyList", () => {
+      const rows = all<{ cidr: string; until_ms: number | null; reason: string; added_at_ms: number }>(
+        this.sql,
+        "SELECT cidr, until_ms, reason, added_at_ms FROM deny_list WHERE until_ms IS NULL OR until_ms > ? ORDER BY cidr",
+        this.now(),
+      );
+      return {
+        entries: rows.map((row) => ({
+          cidr: row.cidr,
+          ...(row.until_ms === null ? {} : { until: row.until_ms }),
+          reason: row.reason,
+          addedAt: row.added_at_ms,
+        })),
+      };
+    });
   }
 
-  async deny(input: unknown): Promise<DenyEntry> {
-    const parsed = parseInput(denyInputSchema, input, "deny input");
-    const nowMs = this.now();
-    if (parsed.untilMs !== undefined) {
-      if (parsed.untilMs <= nowMs)
-        throw invalidArgument("untilMs must be in the future", [{ path: "untilMs", message: "must be in the future" }]);
-      if (parsed.untilMs > nowMs + PROTECTION_BOUNDS.maxPeriodMs)
-        throw invalidArgument("untilMs must be at most 366 days ahead", [{ path: "untilMs", message: "too far ahead" }]);
-    }
-    this.#assertRoom("deny_list", parsed.cidr);
-    run(
-      this.sql,
-      `INSERT INTO deny_list (cidr, until_ms, reason, added_at_ms) VALUES (?, ?, ?, ?)
-       ON CONFLICT (cidr) DO UPDATE SET until_ms = excluded.until_ms, reason = excluded.reason, added_at_ms = excluded.added_at_ms`,
-      parsed.cidr,
-      parsed.untilMs ?? null,
-      parsed.reason,
-      nowMs,
-    );
-    if (parsed.untilMs !== undefined) await this.scheduler.schedule("expire-denials", parsed.untilMs, null, "expire-denials", "earliest");
-    return { cidr: parsed.cidr, ...(parsed.untilMs === undefined ? {} : { until: parsed.untilMs }), reason: parsed.reason, addedAt: nowMs };
+  deny(input: unknown): Promise<DenyEntry> {
+    return this.handle("deny", denyInputSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      if (parsed.untilMs !== undefined) {
+        if (parsed.untilMs <= nowMs)
+          throw invalidArgument("untilMs must be in the future", [{ path: "untilMs", message: "must be in the future" }]);
+        if (parsed.untilMs > nowMs + PROTECTION_BOUNDS.maxPeriodMs)
+          throw invalidArgument("untilMs must be at most 366 days ahead", [{ path: "untilMs", message: "too far ahead" }]);
+      }
+      this.#assertRoom("deny_list", parsed.cidr);
+      run(
+        this.sql,
+        `INSERT INTO deny_list (cidr, until_ms, reason, added_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (cidr) DO UPDATE SET until_ms = excluded.until_ms, reason = excluded.reason, added_at_ms = excluded.added_at_ms`,
+        parsed.cidr,
+        parsed.untilMs ?? null,
+        parsed.reason,
+        nowMs,
+      );
+      if (parsed.untilMs !== undefined) await this.scheduler.schedule("expire-denials", parsed.untilMs, null, "expire-denials", "earliest");
+      return {
+        cidr: parsed.cidr,
+        ...(parsed.untilMs === undefined ? {} : { until: parsed.untilMs }),
+        reason: parsed.reason,
+        addedAt: nowMs,
+      };
+    });
   }
 
   undeny(input: unknown): { removed: boolean } {
-    const parsed = parseInput(cidrInputSchema, input, "undeny input");
-    return { removed: run(this.sql, "DELETE FROM deny_list WHERE cidr = ?", parsed.cidr) > 0 };
+    return this.handle("undeny", cidrInputSchema, input, (parsed) => {
+      return { removed: run(this.sql, "DELETE FROM deny_list WHERE cidr = ?", parsed.cidr) > 0 };
+    });
   }
 
   policy(): PolicyInfo {
-    return this.#policyInfo();
+    return this.handle("policy", () => {
+      return this.#policyInfo();
+    });
   }
 
   /** Replaces the run-time override; `{ policy: {} }` clears it (ANOMALY_POLICY and the defaults apply). */
   setPolicy(input: unknown): PolicyInfo {
-    const parsed = parseInput(setPolicyInputSchema, input, "setPolicy input");
-    const override = Object.fromEntries(Object.entries(parsed.policy).filter(([, value]) => value !== undefined));
-    if (Object.keys(override).length === 0) run(this.sql, "DELETE FROM policy_override");
-    else {
-      run(
-        this.sql,
-        "INSERT INTO policy_override (id, policy, updated_at_ms) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
-        JSON.stringify(override),
-        this.now(),
-      );
-    }
-    return this.#policyInfo();
+    return this.handle("setPolicy", setPolicyInputSchema, input, (parsed) => {
+      const override = Object.fromEntries(Object.entries(parsed.policy).filter(([, value]) => value !== undefined));
+      if (Object.keys(override).length === 0) run(this.sql, "DELETE FROM policy_override");
+      else {
+        run(
+          this.sql,
+          "INSERT INTO policy_override (id, policy, updated_at_ms) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
+          JSON.stringify(override),
+          this.now(),
+        );
+      }
+      return this.#policyInfo();
+    });
   }
 
   /** Records a flag a collector raised (rare: one per client and episode). */
-  async reportFlag(input: unknown): Promise<{ flagId: number }> {
-    const parsed = parseInput(reportFlagSchema, input, "flag report");
-    run(
-      this.sql,
-      "INSERT INTO flags (at_ms, client, rule, blocked, allow_listed, blocked_until_ms, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      parsed.at,
-      parsed.client,
-      parsed.rule,
-      parsed.blocked ? 1 : 0,
-      parsed.allowListed ? 1 : 0,
-      parsed.blockedUntil ?? null,
-      JSON.stringify(parsed.evidence),
-    );
-    const flagId = maybeOne<{ id: number }>(this.sql, "SELECT last_insert_rowid() AS id")!.id;
-    await this.scheduler.schedule("prune-flags", this.now() + DAY_MS, null, "prune-flags", "earliest");
-    return { flagId };
+  reportFlag(input: unknown): Promise<{ flagId: number }> {
+    return this.handle("reportFlag", reportFlagSchema, input, async (parsed) => {
+      run(
+        this.sql,
+        "INSERT INTO flags (at_ms, client, rule, blocked, allow_listed, blocked_until_ms, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        parsed.at,
+        parsed.client,
+        parsed.rule,
+        parsed.blocked ? 1 : 0,
+        parsed.allowListed ? 1 : 0,
+        parsed.blockedUntil ?? null,
+        JSON.stringify(parsed.evidence),
+      );
+      const flagId = maybeOne<{ id: number }>(this.sql, "SELECT last_insert_rowid() AS id")!.id;
+      await this.scheduler.schedule("prune-flags", this.now() + DAY_MS, null, "prune-flags", "earliest");
+      return { flagId };
+    });
   }
 
   /** Flags, newest first, optionally of one client and within a range. */
   flagged(input?: unknown): { flags: Flag[] } {
-    const parsed = parseInput(flaggedInputSchema, input, "flagged input");
-    const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, this.now());
-    const rows = all<FlagRow>(
-      this.sql,
-      `SELECT * FROM flags WHERE at_ms >= ? AND at_ms < ? ${parsed.client === undefined ? "" : "AND client = ?"} ORDER BY at_ms DESC, id DESC LIMIT ?`,
-      range.from,
-      range.to,
-      ...(parsed.client === undefined ? [] : [parsed.client]),
-      parsed.limit ?? 100,
-    );
-    return {
-      flags: rows.map((row) => ({
-        flagId: row.id,
-        at: row.at_ms,
-        client: row.client,
-        rule: row.rule as Flag["rule"],
-        blocked: row.blocked === 1,
-        allowListed: row.allow_listed === 1,
-        ...(row.blocked_until_ms === null ? {} : { blockedUntil: row.blocked_until_ms }),
-        evidence: JSON.parse(row.evidence) as Flag["evidence"],
-      })),
-    };
+    return this.handle("flagged", flaggedInputSchema, input, (parsed) => {
+      const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, this.now());
+      const rows = all<FlagRow>(
+        this.sql,
+        `SELECT * FROM flags WHERE at_ms >= ? AND at_ms < ? ${parsed.client === undefined ? "" : "AND client = ?"} ORDER BY at_ms DESC, id DESC LIMIT ?`,
+        range.from,
+        range.to,
+        ...(parsed.client === undefined ? [] : [parsed.client]),
+        parsed.limit ?? 100,
+      );
+      return {
+        flags: rows.map((row) => ({
+          flagId: row.id,
+          at: row.at_ms,
+          client: row.client,
+          rule: row.rule as Flag["rule"],
+          blocked: row.blocked === 1,
+          allowListed: row.allow_listed === 1,
+          ...(row.blocked_until_ms === null ? {} : { blockedUntil: row.blocked_until_ms }),
+          evidence: JSON.parse(row.evidence) as Flag["evidence"],
+        })),
+      };
+    });
   }
 
   /** Removes denials whose time has come, then waits for the next one. Idempotent. */

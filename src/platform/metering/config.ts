@@ -1,16 +1,15 @@
 import * as v from "valibot";
 import type { CostItemName } from "../../../rpc/metrics";
 import { ServiceError } from "../errors";
-import { DAY_MS, HOUR_MS, MINUTE_MS } from "../buckets";
+import { DAY_MS } from "../buckets";
 import { parseJsonVar } from "../json-var";
-import { parseDuration, parseNamedDurations } from "../durations";
+import { parseNamedDurations } from "../durations";
 import { DEFAULT_ROLLUP_RETENTION, MIN_ROLLUP_RETENTION } from "../rollup-compaction";
 
 /** The variables metrics and the cost report read (wrangler.toml `[vars]`). */
 export interface MetricsVars {
   METRICS_SHARDS?: string;
   METRICS_RETENTION?: string;
-  METRICS_PUSH_EVERY?: string;
   METRICS_FLUSH_MS?: string;
   METRICS_BUFFER_MS?: string;
   COST_PRICES?: string;
@@ -27,11 +26,13 @@ export interface MetricsConfig {
   /** Rollup objects `metrics:0..shards-1`; an object pushes to the one its id hashes to. */
   shards: number;
   retention: MetricsRetention;
-  /** An object pushes its closed minutes once per window of this length (a multiple of a minute). */
-  pushEveryMs: number;
   /** An isolate flushes its entrypoint counts at most this often (0: after every call). */
   flushMs: number;
-  /** An object writes its call counts at most this long after a call (0: with the call itself). */
+  /**
+   * How long call counts wait in memory, at most, before they move on: an isolate's object counts
+   * are pushed to their rollup shard this long after the window's first count, and a shard
+   * writes what it received this long after the first push since its last write (0: at once).
+   */
   bufferMs: number;
 }
 
@@ -39,33 +40,21 @@ export const MAX_METRICS_SHARDS = 64;
 const DEFAULTS: MetricsConfig = {
   shards: 4,
   retention: { ...DEFAULT_ROLLUP_RETENTION },
-  pushEveryMs: 5 * MINUTE_MS,
   flushMs: 5_000,
-  bufferMs: 2_000,
+  bufferMs: 5_000,
 };
 
 const cache = new Map<string, MetricsConfig>();
 
 /** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
 export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
-  const key = JSON.stringify([
-    vars.METRICS_SHARDS,
-    vars.METRICS_RETENTION,
-    vars.METRICS_PUSH_EVERY,
-    vars.METRICS_FLUSH_MS,
-    vars.METRICS_BUFFER_MS,
-  ]);
+  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_FLUSH_MS, vars.METRICS_BUFFER_MS]);
   const cached = cache.get(key);
   if (cached) return cached;
   try {
-    const pushEveryMs = blank(vars.METRICS_PUSH_EVERY) ? DEFAULTS.pushEveryMs : parseDuration(vars.METRICS_PUSH_EVERY!);
-    if (pushEveryMs < MINUTE_MS || pushEveryMs > HOUR_MS || HOUR_MS % pushEveryMs !== 0) {
-      throw new Error("METRICS_PUSH_EVERY must be a whole number of minutes that divides an hour (1m..60m)");
-    }
     const config: MetricsConfig = {
       shards: intVar("METRICS_SHARDS", vars.METRICS_SHARDS, DEFAULTS.shards, 1, MAX_METRICS_SHARDS),
       retention: retention(vars.METRICS_RETENTION),
-      pushEveryMs,
       flushMs: intVar("METRICS_FLUSH_MS", vars.METRICS_FLUSH_MS, DEFAULTS.flushMs, 0, 60_000),
       // At most 5 s: the window a crashed object can lose (docs/metrics.md).
       bufferMs: intVar("METRICS_BUFFER_MS", vars.METRICS_BUFFER_MS, DEFAULTS.bufferMs, 0, 5_000),

@@ -1,46 +1,31 @@
 import { loadMetricsConfig } from "./config";
 import type { Env } from "../env";
-import { MINUTE_MS, floorTo } from "../buckets";
-import type { CallOutcome } from "./instrument";
-import { latencyBucket, type MetricRow } from "./model";
-import { metricsShardName } from "../names";
+import type { CallOutcome } from "./call-outcome";
+import { ISOLATE_COUNTS } from "./metrics-buffer";
 
 /**
  * Entrypoint counts live in the isolate's memory until flushed: entrypoints are stateless, and
- * a write per call would cost a Durable Object request per call. A flush freezes the buffer
- * under the next push id of this isolate and sends it (through `waitUntil`) to the isolate's
- * shard, which stores each (isolate, push id) once; a failed flush is retried with the same id.
+ * a write per call would cost a Durable Object request per call. A flush sends the isolate's
+ * buffer (its objects' counts too, if it runs any) through `waitUntil` to its shard as one push
+ * (`isolate:<uuid>`, push id n), which the shard stores once; a failed flush is retried with the
+ * same id by the next one.
  *
  * What can be lost: the calls counted since the isolate's last flush, when the isolate dies
  * before serving another call (at most METRICS_FLUSH_MS of its calls, default 5 s), and a
- * frozen push whose every retry fails before the isolate dies.
+ * batch whose every retry fails for 15 minutes (GIVE_UP_MS).
  */
 
-type BufferedRow = Omit<MetricRow, "surface"> & { minuteMs: number };
-
-const buffer = new Map<string, BufferedRow>();
-/** Frozen pushes not yet acknowledged, by push id. */
-const pending = new Map<number, BufferedRow[]>();
-let isolateId: string | null = null;
-let nextPushId = 1;
+const buffer = ISOLATE_COUNTS;
 let lastFlushMs = 0;
 
 /** Adds one finished entrypoint call to this isolate's buffer. */
 export function recordEntrypointCall(kind: string, outcome: CallOutcome): void {
-  const minuteMs = floorTo(outcome.endMs, MINUTE_MS);
-  const bucket = latencyBucket(outcome.latencyMs);
-  const key = `${minuteMs}\u0000${kind}\u0000${outcome.method}\u0000${outcome.code}\u0000${bucket}`;
-  const row = buffer.get(key);
-  if (row === undefined) {
-    buffer.set(key, { minuteMs, kind, method: outcome.method, code: outcome.code, bucket, calls: 1, rowsRead: 0, rowsWritten: 0 });
-  } else {
-    row.calls += 1;
-  }
+  buffer.add("entrypoint", kind, { ...outcome, rowsRead: 0, rowsWritten: 0 });
 }
 
 /** Flushes through `waitUntil` when the last flush is at least METRICS_FLUSH_MS old. */
 export function maybeFlush(env: Env, waitUntil: (promise: Promise<unknown>) => void): void {
-  if (buffer.size === 0 && pending.size === 0) return;
+  if (!buffer.holdsAny) return;
   const nowMs = Date.now();
   let flushMs: number;
   try {
@@ -56,24 +41,9 @@ export function maybeFlush(env: Env, waitUntil: (promise: Promise<unknown>) => v
 /**
  * Sends this isolate's counts now (Admin.metrics calls it first, so its own isolate's calls are
  * in the answer). Flushes never wait for each other: a promise of one request cannot be awaited
- * by another in Workers, and two flushes sending the same frozen push are harmless, since the
- * shard stores each (isolate, push id) once.
+ * by another in Workers, and two flushes sending the same batch are harmless, since the shard
+ * stores each (isolate, push id) once. Never throws: a failed batch waits for the next flush.
  */
 export async function flushEntrypointMetrics(env: Env): Promise<void> {
-  if (buffer.size > 0) {
-    pending.set(nextPushId, [...buffer.values()]);
-    nextPushId += 1;
-    buffer.clear();
-  }
-  if (pending.size === 0) return;
-  isolateId ??= `isolate:${crypto.randomUUID()}`;
-  const source = isolateId;
-  const batches = [...pending].map(([pushId, rows]) => ({ pushId, rows }));
-  try {
-    const { shards } = loadMetricsConfig(env);
-    await env.METRICS.getByName(metricsShardName(source, shards)).push({ source, surface: "entrypoint", batches });
-    for (const batch of batches) pending.delete(batch.pushId);
-  } catch (error) {
-    console.error("metrics: entrypoint flush failed; it is retried with the next flush", error);
-  }
+  await buffer.push(env);
 }

@@ -2,7 +2,8 @@
  * Metrics as plain rows, and the report built from them. Pure: no `cloudflare:*` imports.
  *
  * A metric row is one (minute, kind, method, code, latency bucket) with the calls that fell in
- * it and the SQLite rows they read and wrote. Rows add, so minutes roll up into hours and days
+ * it and the SQLite rows they read and wrote (a row may carry rows and no call: what work a call
+ * left running wrote after its count was pushed). Rows add, so minutes roll up into hours and days
  * by summing, and quantiles are answered from the per-bucket counts with DDSketch's mapping
  * (1% relative error).
  */
@@ -25,9 +26,13 @@ export interface MetricRow {
   rowsWritten: number;
 }
 
-/** One row of a push to a metrics rollup object: a minute's counts for one method, code and latency bucket. */
+/**
+ * One row of a push to a metrics rollup object: a minute's counts for one method, code and
+ * latency bucket. `surface` defaults to the push's (an isolate's one push carries both).
+ */
 export interface PushedMetricRow extends Omit<MetricRow, "surface"> {
   minuteMs: number;
+  surface?: MetricsSurface;
 }
 
 /** The latency bucket of `latencyMs` (negative or non-finite values count as zero). */
@@ -66,9 +71,11 @@ class Accumulator {
   buckets = new Map<number, number>();
 
   add(row: MetricRow): void {
-    this.calls += row.calls;
     this.rowsRead += row.rowsRead;
     this.rowsWritten += row.rowsWritten;
+    // Rows written by work a call left running (a group commit's flush) come without a call.
+    if (row.calls === 0) return;
+    this.calls += row.calls;
     this.outcomes[row.code] = (this.outcomes[row.code] ?? 0) + row.calls;
     this.buckets.set(row.bucket, (this.buckets.get(row.bucket) ?? 0) + row.calls);
   }

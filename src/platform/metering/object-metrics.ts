@@ -1,24 +1,154 @@
 import type { Env } from "../env";
+import { applyMigrations, currentVersion, type Migration } from "../migrations";
+import { all } from "../sql";
+import { loadMetricsConfig } from "./config";
 import { MINUTE_MS, floorTo } from "../buckets";
-import type { Migration } from "../migrations";
-import { all, maybeOne } from "../sql";
-import type { CallOutcome } from "./instrument";
-import { latencyBucket, type PushedMetricRow } from "./model";
-import { metricsShardName } from "../names";
+import { ISOLATE_COUNTS } from "./metrics-buffer";
+import type { ObjectCall } from "./object-calls";
 
-/** The task that pushes an object's closed minutes to its metrics shard. */
-export const METRICS_PUSH_TASK = "metrics-push";
-/** A window's minutes are pushed this long after it ends, so the last calls of its last minute are in. */
-export const PUSH_DELAY_MS = 2_000;
-/** Batches sent in one push call (the rollup's bound). */
-const BATCHES_PER_CALL = 100;
+/** While another object's push is unanswered, a waiting object looks again this often. */
+const IN_FLIGHT_POLL_MS = 50;
+/** A failed push is retried after this long, doubling per failure up to RETRY_CAP_MS. */
+const RETRY_BASE_MS = 1_000;
+const RETRY_CAP_MS = 60_000;
+/** An object reads its stored bytes at most this often, and reports them when they changed and the last report is this old… */
+const SIZE_CHECK_MS = 60_000;
+const SIZE_CHANGED_REPORT_MS = 10 * 60_000;
+/** …or this old whatever they are (the rollup forgets an object silent for the day retention). */
+const SIZE_REFRESH_MS = 60 * 60_000;
 
 /**
- * Every metered object's own counters: one row per (minute, method, outcome, latency bucket),
- * bumped by one upsert per call; and the outbox of closed minutes, frozen under a push id that
- * the rollup object stores once, so a retried push never counts twice.
+ * One object's part in the isolate's counts (one buffer for every object and entrypoint of the
+ * isolate, so one push carries all of them; nothing is written in the object itself): it adds
+ * its calls, and keeps a timer while any of them is unpushed. A pending timer keeps the object from being evicted, so a graceful eviction
+ * pushes first; the timer fires when the buffer window (METRICS_BUFFER_MS from the window's first
+ * count) ends, and pushes everything in the buffer unless another object's timer already has.
+ * A crash loses at most that window (the isolate's counts not yet pushed).
  */
-export const METRICS_MIGRATIONS: readonly Migration[] = [
+export class ObjectMeter {
+  readonly #ctx: DurableObjectState;
+  readonly #env: Env;
+  readonly #kind: string;
+  /** The generation of this object's newest count; 0 before its first. */
+  #last = 0;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #failures = 0;
+  #bufferMs: number | undefined;
+  #sizeCheckedAtMs = Number.NEGATIVE_INFINITY;
+  #sizeReportedAtMs = Number.NEGATIVE_INFINITY;
+  #sizeReported: number | null = null;
+
+  /** Built when the object is constructed (woken): it reports its stored bytes then. */
+  constructor(ctx: DurableObjectState, env: Env, kind: string) {
+    this.#ctx = ctx;
+    this.#env = env;
+    this.#kind = kind;
+    this.#checkSize();
+    this.#arm(this.#delayToWindowEnd());
+  }
+
+  /**
+   * Counts a finished call in memory (no row, no request); its rows read and written are read
+   * from its cursors when the push takes them (`MetricsBuffer.trackRows`).
+   */
+  record(method: string, code: string, startMs: number, call: ObjectCall): void {
+    const endMs = Date.now();
+    this.#last = ISOLATE_COUNTS.add("object", this.#kind, { method, code, latencyMs: endMs - startMs, rowsRead: 0, rowsWritten: 0, endMs });
+    const source = { minuteMs: floorTo(endMs, MINUTE_MS), kind: this.#kind, method, code, call };
+    ISOLATE_COUNTS.trackRows(source);
+    // Work the call left running (a group commit's next flush) writes in its scope later: counted too.
+    call.onLateCursor = () => {
+      ISOLATE_COUNTS.trackRows(source);
+      this.#last = ISOLATE_COUNTS.generation;
+      this.#arm(this.#delayToWindowEnd());
+    };
+    this.#checkSize();
+    this.#arm(this.#delayToWindowEnd());
+  }
+
+  /** Adds counts the object found in its old tables (the upgrade from stored counts). */
+  adopt(rows: readonly LegacyRow[]): void {
+    for (const row of rows) {
+      this.#last = ISOLATE_COUNTS.addRow({
+        minuteMs: row.minute_ms,
+        surface: "object",
+        kind: this.#kind,
+        method: row.method,
+        code: row.code,
+        bucket: row.bucket,
+        calls: row.calls,
+        rowsRead: row.rows_read,
+        rowsWritten: row.rows_written,
+      });
+    }
+    if (rows.length > 0) this.#arm(this.#delayToWindowEnd());
+  }
+
+  /** Pushes the isolate's counts now (a test's control). Resolves whether the shard took them. */
+  flush(): Promise<boolean> {
+    return ISOLATE_COUNTS.push(this.#env);
+  }
+
+  get #windowMs(): number {
+    return (this.#bufferMs ??= loadMetricsConfig(this.#env).bufferMs);
+  }
+
+  #delayToWindowEnd(): number {
+    const opened = ISOLATE_COUNTS.openedAtMs;
+    return opened === null ? 0 : Math.max(0, opened + this.#windowMs - performance.now());
+  }
+
+  #arm(delayMs: number): void {
+    if (this.#timer !== null) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#tick().catch((error: unknown) => console.error("metrics: an object's push timer failed", error));
+    }, delayMs);
+  }
+
+  async #tick(): Promise<void> {
+    if (ISOLATE_COUNTS.isPushed(this.#last)) return;
+    if (this.#last === ISOLATE_COUNTS.generation) {
+      const wait = this.#delayToWindowEnd();
+      if (wait > 0) return this.#arm(wait);
+    } else if (ISOLATE_COUNTS.inFlight(this.#last)) {
+      return this.#arm(IN_FLIGHT_POLL_MS);
+    }
+    const pushed = await ISOLATE_COUNTS.push(this.#env);
+    this.#failures = pushed ? 0 : this.#failures + 1;
+    if (ISOLATE_COUNTS.isPushed(this.#last)) return;
+    this.#arm(pushed ? this.#delayToWindowEnd() : Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (this.#failures - 1)));
+  }
+
+  /** Reports the object's stored bytes when it wakes, then when they changed (at most every 10 minutes), and hourly. */
+  #checkSize(): void {
+    const now = performance.now();
+    if (now - this.#sizeCheckedAtMs < SIZE_CHECK_MS) return;
+    this.#sizeCheckedAtMs = now;
+    const bytes = this.#ctx.storage.sql.databaseSize;
+    const age = now - this.#sizeReportedAtMs;
+    if (this.#sizeReported === null || (bytes !== this.#sizeReported && age >= SIZE_CHANGED_REPORT_MS) || age >= SIZE_REFRESH_MS) {
+      ISOLATE_COUNTS.reportSize(this.#ctx.id.toString(), this.#kind, bytes);
+      // The object waits for the push that carries it, as for its counts.
+      this.#last = Math.max(this.#last, ISOLATE_COUNTS.generation);
+      this.#sizeReported = bytes;
+      this.#sizeReportedAtMs = now;
+    }
+  }
+}
+
+/** The task kind of the stored push that metrics used before they moved to memory; kept out of dumps. */
+export const METRICS_PUSH_TASK = "metrics-push";
+
+/**
+ * The tables of those stored counts. Only an object created before the move has them: the
+ * upgrade (`upgradeStoredMetrics`) hands their rows to the buffer and drops them. A new object
+ * never creates them. Backups leave them out (counts are not state).
+ */
+export const METRICS_TABLES = ["_metrics", "_metrics_outbox", "_metrics_seq"] as const;
+
+/** Step 1 is as released (append-only); only objects that applied it are upgraded by step 2. */
+const METRICS_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: "call counters, outbox, push sequence",
@@ -47,84 +177,18 @@ export const METRICS_MIGRATIONS: readonly Migration[] = [
       sql.exec("CREATE TABLE _metrics_seq (id INTEGER PRIMARY KEY CHECK (id = 1), next_push_id INTEGER NOT NULL)");
     },
   },
+  {
+    version: 2,
+    name: "counts kept in memory: drop the stored counters and the push task",
+    up(sql) {
+      for (const table of METRICS_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      sql.exec("DELETE FROM _tasks WHERE kind = ?", METRICS_PUSH_TASK);
+    },
+  },
 ];
 
-/** The metrics tables, which backups leave out (counts are not state, and a restore must not re-count). */
-export const METRICS_TABLES = ["_metrics", "_metrics_outbox", "_metrics_seq"] as const;
-
-interface PendingRow {
-  minute: number;
-  method: string;
-  code: string;
-  bucket: number;
-  calls: number;
-  rowsRead: number;
-  rowsWritten: number;
-}
-
-/**
- * An object's call counts, accumulated in memory and written at most `METRICS_BUFFER_MS`
- * later as one upsert per (minute, method, code, latency bucket): the rows a call writes no
- * longer include one for its own count. The object keeps a timer while counts wait; a pending
- * timer keeps the object from being evicted (compatibility date 2026-10-01 and later), so a
- * graceful eviction writes them first, and a crash loses at most that window.
- */
-export class CallCounts {
-  readonly #pending = new Map<string, PendingRow>();
-  /** Adds one finished call. */
-  add(outcome: CallOutcome): void {
-    const minute = floorTo(outcome.endMs, MINUTE_MS);
-    const bucket = latencyBucket(outcome.latencyMs);
-    const key = `${minute}\u0000${outcome.method}\u0000${outcome.code}\u0000${bucket}`;
-    const row = this.#pending.get(key);
-    if (row === undefined) {
-      this.#pending.set(key, {
-        minute,
-        method: outcome.method,
-        code: outcome.code,
-        bucket,
-        calls: 1,
-        rowsRead: outcome.rowsRead,
-        rowsWritten: outcome.rowsWritten,
-      });
-    } else {
-      row.calls += 1;
-      row.rowsRead += outcome.rowsRead;
-      row.rowsWritten += outcome.rowsWritten;
-    }
-  }
-
-  /** Writes what is pending into `_metrics` in one transaction and forgets it. */
-  write(storage: DurableObjectStorage): void {
-    if (this.#pending.size === 0) return;
-    const rows = [...this.#pending.values()];
-    storage.transactionSync(() => {
-      for (const row of rows) {
-        storage.sql.exec(
-          `INSERT INTO _metrics (minute_ms, method, code, bucket, calls, rows_read, rows_written) VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (minute_ms, method, code, bucket) DO UPDATE SET calls = calls + excluded.calls,
-             rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written`,
-          row.minute,
-          row.method,
-          row.code,
-          row.bucket,
-          row.calls,
-          row.rowsRead,
-          row.rowsWritten,
-        );
-      }
-    });
-    this.#pending.clear();
-  }
-}
-
-/** When the push of `minuteMs`'s window is due. */
-export function pushDueMs(minuteMs: number, pushEveryMs: number): number {
-  return floorTo(minuteMs, pushEveryMs) + pushEveryMs + PUSH_DELAY_MS;
-}
-
-type OutboxRow = {
-  push_id: number;
+/** A row of the old counters or outbox. */
+export interface LegacyRow {
   minute_ms: number;
   method: string;
   code: string;
@@ -132,69 +196,23 @@ type OutboxRow = {
   calls: number;
   rows_read: number;
   rows_written: number;
-};
+  [column: string]: SqlStorageValue;
+}
 
 /**
- * Freezes every minute before `nowMs`'s into the outbox under a new push id, sends the whole
- * outbox to the object's shard, and empties it once the shard has answered. Returns the
- * earliest minute still counting (to schedule the next push), or `null`.
- *
- * A crash after the send and before the delete re-sends the same push ids, which the shard
- * has already stored: nothing counts twice.
+ * Upgrades an object that stored its counts (metrics step 1): returns the counts still waiting
+ * there (counting and frozen alike) and drops the tables and the push task. The caller pushes
+ * them from memory. A frozen batch the shard had stored just before a crash (its delete never
+ * ran) is counted once more: only a crash in that instant, before the upgrade, can do that.
  */
-export async function pushClosedMinutes(
-  storage: DurableObjectStorage,
-  env: Env,
-  source: { id: string; kind: string; shards: number },
-  nowMs: number,
-): Promise<number | null> {
+export function upgradeStoredMetrics(storage: DurableObjectStorage): LegacyRow[] {
   const sql = storage.sql;
-  const closed = floorTo(nowMs, MINUTE_MS);
-  storage.transactionSync(() => {
-    if (maybeOne(sql, "SELECT 1 AS found FROM _metrics WHERE minute_ms < ? LIMIT 1", closed) === undefined) return;
-    const pushId = maybeOne<{ next: number }>(sql, "SELECT next_push_id AS next FROM _metrics_seq WHERE id = 1")?.next ?? 1;
-    sql.exec(
-      `INSERT INTO _metrics_outbox (push_id, minute_ms, method, code, bucket, calls, rows_read, rows_written)
-       SELECT ?, minute_ms, method, code, bucket, calls, rows_read, rows_written FROM _metrics WHERE minute_ms < ?`,
-      pushId,
-      closed,
-    );
-    sql.exec("DELETE FROM _metrics WHERE minute_ms < ?", closed);
-    sql.exec(
-      "INSERT INTO _metrics_seq (id, next_push_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET next_push_id = excluded.next_push_id",
-      pushId + 1,
-    );
-  });
-  const rows = all<OutboxRow>(sql, "SELECT * FROM _metrics_outbox ORDER BY push_id, minute_ms, method, code, bucket");
-  const byBatch = new Map<number, PushedMetricRow[]>();
-  for (const row of rows) {
-    let list = byBatch.get(row.push_id);
-    if (list === undefined) byBatch.set(row.push_id, (list = []));
-    list.push({
-      minuteMs: row.minute_ms,
-      kind: source.kind,
-      method: row.method,
-      code: row.code,
-      bucket: row.bucket,
-      calls: row.calls,
-      rowsRead: row.rows_read,
-      rowsWritten: row.rows_written,
-    });
-  }
-  const ids = [...byBatch.keys()];
-  if (ids.length > 0) {
-    const shard = env.METRICS.getByName(metricsShardName(source.id, source.shards));
-    for (let i = 0; i < ids.length; i += BATCHES_PER_CALL) {
-      const chunk = ids.slice(i, i + BATCHES_PER_CALL);
-      await shard.push({
-        source: source.id,
-        surface: "object",
-        storedBytes: { kind: source.kind, bytes: sql.databaseSize },
-        batches: chunk.map((pushId) => ({ pushId, rows: byBatch.get(pushId)! })),
-      });
-      // Pushed, or refused as too old for the rollup: either way it is done with.
-      sql.exec("DELETE FROM _metrics_outbox WHERE push_id >= ? AND push_id <= ?", chunk[0]!, chunk.at(-1)!);
-    }
-  }
-  return maybeOne<{ first: number | null }>(sql, "SELECT MIN(minute_ms) AS first FROM _metrics")?.first ?? null;
+  if (currentVersion(sql, "metrics") !== 1) return [];
+  const columns = "minute_ms, method, code, bucket, calls, rows_read, rows_written";
+  const rows = [
+    ...all<LegacyRow>(sql, `SELECT ${columns} FROM _metrics`),
+    ...all<LegacyRow>(sql, `SELECT ${columns} FROM _metrics_outbox`),
+  ];
+  applyMigrations(storage, "metrics", METRICS_MIGRATIONS);
+  return rows;
 }

@@ -11,8 +11,11 @@ import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../../../src/platform/bucke
 import { TEST_ADMIN_TOKEN } from "../../fixtures/constants";
 import { thrown } from "../../fixtures/errors";
 
-/** Far enough ahead that every minute counted so far is closed, and the push task is due. */
-const pushTime = () => Date.now() + 10 * MINUTE_MS;
+/**
+ * Pushes every object count this isolate holds now (they would go within METRICS_BUFFER_MS): a
+ * control of the probe, and it pushes the whole isolate's object counts, other objects' too.
+ */
+const pushObjectCounts = async () => expect(await env.METRICS_PROBE.getByName("pusher").pushMetrics()).toBe(true);
 
 function kindOf(report: MetricsReport, surface: "objects" | "entrypoints", kind: string): SurfaceMetrics | undefined {
   return report[surface].find((entry) => entry.kind === kind);
@@ -58,12 +61,10 @@ describe("metrics", () => {
     expect((await thrown(probe.crash())).code).toBeUndefined();
     expect((await thrown(Promise.resolve().then(() => probe.echo({ n: "x" })))).code).toBe("INVALID_ARGUMENT");
     expect((await thrown(Promise.resolve().then(() => probe.echo({ n: 1, extra: true })))).code).toBe("INVALID_ARGUMENT");
-    // Every call is in the object's own table, across the evictions, before any push.
-    expect(await probe.unpushed()).toEqual({ counting: 10, outbox: 0 });
+    // Counted in memory and pushed (each eviction waited for its push): the object keeps no table for them.
+    expect((await probe.tables()).filter((table) => table.startsWith("_metrics"))).toEqual([]);
 
-    const report = await probe.runAlarmAt(pushTime());
-    expect(report.metricsPushes).toBe(1);
-    expect(await probe.unpushed()).toEqual({ counting: 1, outbox: 0 }); // the alarm itself, counted for the next push
+    await probe.pushMetrics();
     expect(delta(await outcomes("objects", "MetricsProbeDO"), before)).toEqual({
       "ok ok": 3,
       "refuse CONFLICT": 2,
@@ -77,7 +78,7 @@ describe("metrics", () => {
     const probe = env.METRICS_PROBE.getByName("shape");
     await probe.ok();
     await thrown(probe.refuse());
-    await probe.runAlarmAt(pushTime());
+    await probe.pushMetrics();
     const report = await env.ADMIN.metrics({ range: "1h" });
     const kind = kindOf(report, "objects", "MetricsProbeDO")!;
     const refuse = kind.methods.find((method) => method.method === "refuse")!;
@@ -89,14 +90,13 @@ describe("metrics", () => {
     expect(report.range.to - report.range.from).toBe(HOUR_MS);
   });
 
-  it("never counts a doubled alarm or a doubled push twice", async () => {
+  it("never counts a doubled push twice, nor a retried or stale batch", async () => {
     const probe = env.METRICS_PROBE.getByName("doubled");
     const before = await outcomes("objects", "MetricsProbeDO");
     await probe.ok();
-    const at = pushTime();
-    expect((await probe.runAlarmAt(at)).metricsPushes).toBe(1);
-    // Run again at the same time: nothing left to push, nothing counted again.
-    expect((await probe.runAlarmAt(at)).metricsPushes ?? 0).toBe(0);
+    // Two pushes at once (a timer's and a test's) send the same batch: it is stored once.
+    await Promise.all([probe.pushMetrics(), probe.pushMetrics()]);
+    await probe.pushMetrics();
     expect(delta(await outcomes("objects", "MetricsProbeDO"), before)).toEqual({ "ok ok": 1 });
 
     // The same batch pushed twice (a retry after a lost answer) is stored once.
@@ -116,6 +116,16 @@ describe("metrics", () => {
     const snapshot = await shard.snapshot();
     expect(await shard.push(push)).toEqual({ stored: 0, duplicates: 1, refusedRows: 0 });
     expect(await shard.snapshot()).toBe(snapshot);
+    // A source's earlier batch (answered already, so never resent, but a stale retry) is a duplicate too.
+    expect(await shard.push({ ...push, batches: [{ ...push.batches[0]!, pushId: 6 }] })).toEqual({
+      stored: 0,
+      duplicates: 1,
+      refusedRows: 0,
+    });
+    // The shard remembers the source's highest batch across its own restart.
+    await evictDurableObject(shard);
+    expect(await shard.push(push)).toEqual({ stored: 0, duplicates: 1, refusedRows: 0 });
+    expect(await shard.snapshot()).toBe(snapshot);
     const kind = kindOf(await env.ADMIN.metrics({ range: "1h" }), "objects", "DoubledDO")!;
     expect([kind.calls, kind.rowsRead, kind.rowsWritten]).toEqual([5, 3, 2]);
   });
@@ -131,7 +141,7 @@ describe("metrics", () => {
     const limiter = env.TEST_RATE_LIMITER.getByName(subject);
     for (let i = 0; i < 4; i++) await limiter.check({ subject, rules });
     expect((await thrown(limiter.check({ subject, rules, cost: -1 }))).code).toBe("INVALID_ARGUMENT");
-    await limiter.runAlarmAt(pushTime());
+    await pushObjectCounts();
 
     expect(delta(await outcomes("entrypoints", "RateLimits"), entryBefore)).toEqual({ "peek ok": 3, "peek INVALID_ARGUMENT": 2 });
     const objects = delta(await outcomes("objects", "RateLimiterDO"), objectBefore);
@@ -220,7 +230,8 @@ describe("metrics", () => {
   it("leaves metrics out of backups, so a restore neither re-counts nor needs the metrics schema", async () => {
     const probe = env.METRICS_PROBE.getByName("backup");
     await probe.ok();
-    expect((await probe.tasks()).map((task) => task.kind)).toContain("metrics-push");
+    // Nothing of metrics is stored in the object: no table, no push task.
+    expect(await probe.tasks()).toEqual([]);
     const dump = await probe.exportTables();
     expect(Object.keys(dump.versions)).toEqual(["metrics-probe", "scheduler"]);
     expect(dump.tables.map((table) => table.name)).not.toContain("_metrics");
@@ -275,7 +286,7 @@ describe("metrics", () => {
     const second = await probe.runStatements({ items: 25 });
     expect(first.rowsWritten).toBeGreaterThan(40);
     expect(first.rowsRead).toBeGreaterThan(0);
-    await probe.runAlarmAt(pushTime());
+    await probe.pushMetrics();
 
     const report = await env.ADMIN.costReport({ range: "1h" });
     const after = methodRows(report, "MetricsProbeDO", "runStatements");
