@@ -27,7 +27,6 @@ import { IdempotencyStore, type Transaction } from "../platform/idempotency";
 import { DEFAULT_DATA_RETENTION, loadDataRetention } from "../platform/retention";
 import type { Env } from "../platform/env";
 import { conflict, invalidArgument } from "../platform/errors";
-import { parseInput } from "../platform/schemas";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
 import { evaluateRules } from "../rate-limits/algorithms/evaluate-rules";
 import { LedgerAudit } from "./audit";
@@ -101,6 +100,7 @@ export interface CreditLedgerHooks extends ObjectHooks {
 export class CreditLedgerDO extends TollgateObject {
   static readonly #spec: ObjectSpec<CreditLedgerDO> = {
     component: "credit-ledger",
+    counting: "handle",
     migrations: CREDIT_LEDGER_MIGRATIONS,
     tasks: (self) => self.#upkeep.tasks(),
     afterImport: (self) => self.#journal.afterImport(),
@@ -150,188 +150,207 @@ export class CreditLedgerDO extends TollgateObject {
   // ---------------------------------------------------------------- accounts
 
   /** Creates the account; calling again with the same name and limit returns it unchanged. */
-  async createAccount(input: unknown): Promise<Account> {
-    const parsed = parseInput(createAccountSchema, input, "createAccount input");
-    if (parsed.accountId === undefined) throw invalidArgument("accountId is required by the object (the service generates one)");
-    this.#account.assertName(parsed.accountId);
-    const overdraftLimit = parsed.overdraftLimit ?? 0;
-    const existing = this.#account.row();
-    if (existing) {
-      if (existing.name !== parsed.name || existing.overdraft_limit !== overdraftLimit) {
-        throw conflict(`account "${parsed.accountId}" already exists with a different name or overdraft limit`);
+  createAccount(input: unknown): Promise<Account> {
+    return this.handle("createAccount", createAccountSchema, input, async (parsed) => {
+      if (parsed.accountId === undefined) throw invalidArgument("accountId is required by the object (the service generates one)");
+      this.#account.assertName(parsed.accountId);
+      const overdraftLimit = parsed.overdraftLimit ?? 0;
+      const existing = this.#account.row();
+      if (existing) {
+        if (existing.name !== parsed.name || existing.overdraft_limit !== overdraftLimit) {
+          throw conflict(`account "${parsed.accountId}" already exists with a different name or overdraft limit`);
+        }
+        return toAccount(existing);
       }
-      return toAccount(existing);
-    }
-    const nowMs = this.now();
-    this.#account.insert(parsed.accountId, parsed.name, overdraftLimit, nowMs);
-    await this.#upkeep.scheduleFirstAudit(nowMs);
-    return toAccount(this.#account.row()!);
+      const nowMs = this.now();
+      this.#account.insert(parsed.accountId, parsed.name, overdraftLimit, nowMs);
+      await this.#upkeep.scheduleFirstAudit(nowMs);
+      return toAccount(this.#account.row()!);
+    });
   }
 
-  async account(input: unknown): Promise<Account> {
-    const parsed = parseInput(accountRefSchema, input, "account input");
-    return toAccount(this.#account.require(parsed.accountId));
+  account(input: unknown): Promise<Account> {
+    return this.handle("account", accountRefSchema, input, async (parsed) => {
+      return toAccount(this.#account.require(parsed.accountId));
+    });
   }
 
   /** The balance now, or as it stood at `at` (after every entry at or before it). */
-  async balance(input: unknown): Promise<Balance> {
-    const parsed = parseInput(balanceSchema, input, "balance input");
-    const account = this.#account.require(parsed.accountId);
-    if (parsed.at === undefined) return toBalance(account);
-    return this.#journal.balanceAt(account, parsed.at);
+  balance(input: unknown): Promise<Balance> {
+    return this.handle("balance", balanceSchema, input, async (parsed) => {
+      const account = this.#account.require(parsed.accountId);
+      if (parsed.at === undefined) return toBalance(account);
+      return this.#journal.balanceAt(account, parsed.at);
+    });
   }
 
   // ---------------------------------------------------------------- grants and debits
 
-  async grant(input: unknown): Promise<Entry> {
-    const parsed = parseInput(grantSchema, input, "grant input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    const entry = this.#idempotency.run(idempotencyKey, ["grant", params], nowMs, () => {
-      this.#spending.assertGrantable(this.#account.require(parsed.accountId), parsed, nowMs);
-      this.#holds.settleDue(nowMs);
-      return this.#spending.grant(parsed, idempotencyKey, nowMs);
+  grant(input: unknown): Promise<Entry> {
+    return this.handle("grant", grantSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      const entry = this.#idempotency.run(idempotencyKey, ["grant", params], nowMs, () => {
+        this.#spending.assertGrantable(this.#account.require(parsed.accountId), parsed, nowMs);
+        this.#holds.settleDue(nowMs);
+        return this.#spending.grant(parsed, idempotencyKey, nowMs);
+      });
+      await this.#afterWrite();
+      return entry;
     });
-    await this.#afterWrite();
-    return entry;
   }
 
   /** Takes `amount` now, from grants in burn-down order, then from the overdraft. Exact under concurrency. */
-  async debit(input: unknown): Promise<DebitResult> {
-    const parsed = parseInput(debitSchema, input, "debit input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "debit", params, parsed.accountId, nowMs, () =>
-      this.#spending.consume(nowMs, {
-        amount: parsed.amount,
-        reason: parsed.reason,
-        idempotencyKey,
-        keyId: parsed.keyId,
-        meta: parsed.meta,
-      }),
-    );
+  debit(input: unknown): Promise<DebitResult> {
+    return this.handle("debit", debitSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "debit", params, parsed.accountId, nowMs, () =>
+        this.#spending.consume(nowMs, {
+          amount: parsed.amount,
+          reason: parsed.reason,
+          idempotencyKey,
+          keyId: parsed.keyId,
+          meta: parsed.meta,
+        }),
+      );
+    });
   }
 
   // ---------------------------------------------------------------- holds
 
   /** Reserves `amount` until committed, voided, or released by alarm after `ttlMs`. */
-  async reserve(input: unknown): Promise<ReserveResult> {
-    const parsed = parseInput(reserveSchema, input, "reserve input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "reserve", params, parsed.accountId, nowMs, () => this.#holds.place(parsed, idempotencyKey, nowMs));
+  reserve(input: unknown): Promise<ReserveResult> {
+    return this.handle("reserve", reserveSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "reserve", params, parsed.accountId, nowMs, () =>
+        this.#holds.place(parsed, idempotencyKey, nowMs),
+      );
+    });
   }
 
   /**
    * Captures `amount` of an open hold and releases the rest. Capturing more than was held
    * draws the excess from grants and, within the overdraft limit, beyond.
    */
-  async commit(input: unknown): Promise<CommitResult> {
-    const parsed = parseInput(commitSchema, input, "commit input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, () =>
-      parsed.usage === undefined
-        ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs)
-        : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs),
-    );
+  commit(input: unknown): Promise<CommitResult> {
+    return this.handle("commit", commitSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, () =>
+        parsed.usage === undefined
+          ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs)
+          : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs),
+      );
+    });
   }
 
   /** Releases an open hold in full. Voiding a hold that is no longer open is answered, not thrown. */
-  async void(input: unknown): Promise<VoidResult> {
-    const parsed = parseInput(voidSchema, input, "void input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "void", params, parsed.accountId, nowMs, () =>
-      this.#holds.void(parsed.holdId, parsed.reason ?? "void", idempotencyKey ?? null, nowMs),
-    );
+  void(input: unknown): Promise<VoidResult> {
+    return this.handle("void", voidSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "void", params, parsed.accountId, nowMs, () =>
+        this.#holds.void(parsed.holdId, parsed.reason ?? "void", idempotencyKey ?? null, nowMs),
+      );
+    });
   }
 
-  async hold(input: unknown): Promise<Hold> {
-    const parsed = parseInput(holdRefSchema, input, "hold input");
-    this.#account.require(parsed.accountId);
-    return this.#holds.view(parsed.holdId);
+  hold(input: unknown): Promise<Hold> {
+    return this.handle("hold", holdRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#holds.view(parsed.holdId);
+    });
   }
 
   // ---------------------------------------------------------------- refunds and entries
 
   /** Gives back all or part of a debit or commit, to the grants it came from; never more than was taken. */
-  async refund(input: unknown): Promise<CreditRefundResult> {
-    const parsed = parseInput(refundSchema, input, "refund input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "refund", params, parsed.accountId, nowMs, () =>
-      this.#spending.refund(parsed, idempotencyKey, nowMs),
-    );
+  refund(input: unknown): Promise<CreditRefundResult> {
+    return this.handle("refund", refundSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "refund", params, parsed.accountId, nowMs, () =>
+        this.#spending.refund(parsed, idempotencyKey, nowMs),
+      );
+    });
   }
 
   /** Entries in chain order, `limit` at a time, optionally within `[since, until)`. */
-  async entries(input: unknown): Promise<EntriesPage> {
-    const parsed = parseInput(entriesSchema, input, "entries input");
-    this.#account.require(parsed.accountId);
-    return this.#journal.page(parsed);
+  entries(input: unknown): Promise<EntriesPage> {
+    return this.handle("entries", entriesSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#journal.page(parsed);
+    });
   }
 
   // ---------------------------------------------------------------- API keys
 
   /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
-  async createKey(input: unknown): Promise<CreatedKey> {
-    const parsed = parseInput(createKeySchema, input, "createKey input");
-    const nowMs = this.now();
-    this.#account.require(parsed.accountId);
-    if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
-    // A rule whose algorithm the limiter does not offer is refused now, not at the first spend.
-    if (parsed.rules !== undefined) evaluateRules(parsed.rules, new Map(), nowMs, 1, false);
-    return this.#keys.insert(
-      parsed.accountId,
-      {
-        name: parsed.name,
-        scopes: parsed.scopes,
-        rules: parsed.rules ?? [],
-        spendCap: parsed.spendCap,
-        expiresAt: parsed.expiresAt,
-      },
-      nowMs,
-    );
+  createKey(input: unknown): Promise<CreatedKey> {
+    return this.handle("createKey", createKeySchema, input, async (parsed) => {
+      const nowMs = this.now();
+      this.#account.require(parsed.accountId);
+      if (parsed.expiresAt !== undefined && parsed.expiresAt <= nowMs) throw invalidArgument("expiresAt must be in the future");
+      // A rule whose algorithm the limiter does not offer is refused now, not at the first spend.
+      if (parsed.rules !== undefined) evaluateRules(parsed.rules, new Map(), nowMs, 1, false);
+      return this.#keys.insert(
+        parsed.accountId,
+        {
+          name: parsed.name,
+          scopes: parsed.scopes,
+          rules: parsed.rules ?? [],
+          spendCap: parsed.spendCap,
+          expiresAt: parsed.expiresAt,
+        },
+        nowMs,
+      );
+    });
   }
 
   /** Checks a key: secret (in constant time), revocation, expiry, and a scope. Never throws for a bad key. */
-  async verifyKey(input: unknown): Promise<VerifyKeyResult> {
-    const parsed = parseInput(verifyKeySchema, input, "verifyKey input");
-    const key = parseKey(parsed.key);
-    if (key === undefined) return { valid: false, code: "MALFORMED" };
-    return this.#admission.verify(key, parsed.scope, this.now());
+  verifyKey(input: unknown): Promise<VerifyKeyResult> {
+    return this.handle("verifyKey", verifyKeySchema, input, async (parsed): Promise<VerifyKeyResult> => {
+      const key = parseKey(parsed.key);
+      if (key === undefined) return { valid: false, code: "MALFORMED" };
+      return this.#admission.verify(key, parsed.scope, this.now());
+    });
   }
 
   /** Revokes a key; the very next verification (and spend) with it fails. Idempotent. */
-  async revokeKey(input: unknown): Promise<KeyInfo> {
-    const parsed = parseInput(keyRefSchema, input, "revokeKey input");
-    this.#account.require(parsed.accountId);
-    return this.#keys.revoke(parsed.keyId, this.now());
+  revokeKey(input: unknown): Promise<KeyInfo> {
+    return this.handle("revokeKey", keyRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#keys.revoke(parsed.keyId, this.now());
+    });
   }
 
   /**
    * Replaces a key with a new one of the same name, scopes, rules and caps (which keep
    * counting: the two share spend and rate state). The old key works for `graceMs` more.
    */
-  async rollKey(input: unknown): Promise<RolledKey> {
-    const parsed = parseInput(rollKeySchema, input, "rollKey input");
-    const nowMs = this.now();
-    this.#account.require(parsed.accountId);
-    return this.#transaction(() => this.#keys.roll(parsed.accountId, parsed.keyId, parsed.graceMs, nowMs));
+  rollKey(input: unknown): Promise<RolledKey> {
+    return this.handle("rollKey", rollKeySchema, input, async (parsed) => {
+      const nowMs = this.now();
+      this.#account.require(parsed.accountId);
+      return this.#transaction(() => this.#keys.roll(parsed.accountId, parsed.keyId, parsed.graceMs, nowMs));
+    });
   }
 
-  async listKeys(input: unknown): Promise<{ keys: KeyInfo[] }> {
-    const parsed = parseInput(accountRefSchema, input, "listKeys input");
-    this.#account.require(parsed.accountId);
-    return { keys: this.#keys.list() };
+  listKeys(input: unknown): Promise<{ keys: KeyInfo[] }> {
+    return this.handle("listKeys", accountRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return { keys: this.#keys.list() };
+    });
   }
 
   /** What a key has spent in its caps' current day and month (read by `key_spend_share` alert rules). */
-  async keySpend(input: unknown): Promise<KeySpend> {
-    const parsed = parseInput(keyRefSchema, input, "keySpend input");
-    this.#account.require(parsed.accountId);
-    return this.#keys.spendOf(this.#keys.require(parsed.keyId), this.now());
+  keySpend(input: unknown): Promise<KeySpend> {
+    return this.handle("keySpend", keyRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#keys.spendOf(this.#keys.require(parsed.keyId), this.now());
+    });
   }
 
   // ---------------------------------------------------------------- the gateway's calls
@@ -342,30 +361,31 @@ export class CreditLedgerDO extends TollgateObject {
    * reading, deciding and writing in one transaction, so a single round trip does what
    * `verifyKey` + `reserve` would do in two. Every refusal is a value.
    */
-  async admitRequest(input: unknown): Promise<AdmitRequestResult> {
-    const parsed = parseInput(admitRequestSchema, input, "admitRequest input");
-    const key = parseKey(parsed.key);
-    if (key === undefined) return { ok: false, code: "MALFORMED" };
-    const nowMs = this.now();
-    const verdict = this.#admission.verify(key, parsed.scope, nowMs);
-    if (!verdict.valid) {
-      // Only a key that exists (right secret) learns whose it is.
-      return verdict.code === "NOT_FOUND"
-        ? { ok: false, code: verdict.code }
-        : { ok: false, code: verdict.code, accountId: key.accountId, keyId: key.keyId };
-    }
-    const { idempotencyKey, key: _secret, ...params } = parsed;
-    // A priced request holds the worst case of its usage, at this account's prices and the key's carry.
-    const amount =
-      parsed.usage === undefined ? parsed.amount! : this.#pricing.quote({ usage: parsed.usage, keyId: verdict.keyId }).worstCase;
-    const admit = () => this.#admission.admit({ ...parsed, amount }, verdict, nowMs);
-    // Only a keyed request that writes an entry needs a replay record; a bare verification does not.
-    const result =
-      amount === 0 || idempotencyKey === undefined
-        ? this.#transaction(admit)
-        : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
-    if (amount > 0) await this.#afterWrite();
-    return result;
+  admitRequest(input: unknown): Promise<AdmitRequestResult> {
+    return this.handle("admitRequest", admitRequestSchema, input, async (parsed): Promise<AdmitRequestResult> => {
+      const key = parseKey(parsed.key);
+      if (key === undefined) return { ok: false, code: "MALFORMED" };
+      const nowMs = this.now();
+      const verdict = this.#admission.verify(key, parsed.scope, nowMs);
+      if (!verdict.valid) {
+        // Only a key that exists (right secret) learns whose it is.
+        return verdict.code === "NOT_FOUND"
+          ? { ok: false, code: verdict.code }
+          : { ok: false, code: verdict.code, accountId: key.accountId, keyId: key.keyId };
+      }
+      const { idempotencyKey, key: _secret, ...params } = parsed;
+      // A priced request holds the worst case of its usage, at this account's prices and the key's carry.
+      const amount =
+        parsed.usage === undefined ? parsed.amount! : this.#pricing.quote({ usage: parsed.usage, keyId: verdict.keyId }).worstCase;
+      const admit = () => this.#admission.admit({ ...parsed, amount }, verdict, nowMs);
+      // Only a keyed request that writes an entry needs a replay record; a bare verification does not.
+      const result =
+        amount === 0 || idempotencyKey === undefined
+          ? this.#transaction(admit)
+          : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
+      if (amount > 0) await this.#afterWrite();
+      return result;
+    });
   }
 
   /**
@@ -373,76 +393,85 @@ export class CreditLedgerDO extends TollgateObject {
    * request back to the key's rate rules, voids its hold or refunds its debit, and takes the
    * amount off the key's spend counters, so the account is as if the request never came.
    */
-  async releaseAdmission(input: unknown): Promise<ReleaseAdmissionResult> {
-    const parsed = parseInput(releaseAdmissionSchema, input, "releaseAdmission input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "releaseAdmission", params, parsed.accountId, nowMs, () => this.#admission.release(parsed, nowMs));
+  releaseAdmission(input: unknown): Promise<ReleaseAdmissionResult> {
+    return this.handle("releaseAdmission", releaseAdmissionSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "releaseAdmission", params, parsed.accountId, nowMs, () => this.#admission.release(parsed, nowMs));
+    });
   }
 
   // ---------------------------------------------------------------- pricing and usage
 
   /** Replaces the account's price book; an empty list returns the account to the default. */
-  async setPrices(input: unknown): Promise<PriceBook> {
-    const parsed = parseInput(setPricesSchema, input, "setPrices input");
-    if (parsed.accountId === undefined) throw invalidArgument("accountId is required: the default price book comes from CREDIT_PRICES");
-    this.#account.require(parsed.accountId);
-    this.#pricing.replace(parsed.prices);
-    return this.#pricing.book();
+  setPrices(input: unknown): Promise<PriceBook> {
+    return this.handle("setPrices", setPricesSchema, input, async (parsed) => {
+      if (parsed.accountId === undefined) throw invalidArgument("accountId is required: the default price book comes from CREDIT_PRICES");
+      this.#account.require(parsed.accountId);
+      this.#pricing.replace(parsed.prices);
+      return this.#pricing.book();
+    });
   }
 
-  async prices(input: unknown): Promise<PriceBook> {
-    const parsed = parseInput(accountRefSchema, input, "prices input");
-    this.#account.require(parsed.accountId);
-    return this.#pricing.book();
+  prices(input: unknown): Promise<PriceBook> {
+    return this.handle("prices", accountRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#pricing.book();
+    });
   }
 
   /** What `charge` would take now, and the worst case to size a hold with. Changes nothing. */
-  async quote(input: unknown): Promise<Quote> {
-    const parsed = parseInput(quoteSchema, input, "quote input");
-    this.#account.require(parsed.accountId);
-    return this.#pricing.quote(parsed);
+  quote(input: unknown): Promise<Quote> {
+    return this.handle("quote", quoteSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#pricing.quote(parsed);
+    });
   }
 
   /** Prices `usage` and debits the whole credits, carrying the fraction to the next call of the same key and model. */
-  async charge(input: unknown): Promise<ChargeResult> {
-    const parsed = parseInput(chargeSchema, input, "charge input");
-    const nowMs = this.now();
-    const { idempotencyKey, ...params } = parsed;
-    return this.#write(idempotencyKey, "charge", params, parsed.accountId, nowMs, () =>
-      this.#pricing.charge(parsed, idempotencyKey, nowMs),
-    );
+  charge(input: unknown): Promise<ChargeResult> {
+    return this.handle("charge", chargeSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const { idempotencyKey, ...params } = parsed;
+      return this.#write(idempotencyKey, "charge", params, parsed.accountId, nowMs, () =>
+        this.#pricing.charge(parsed, idempotencyKey, nowMs),
+      );
+    });
   }
 
   /** Spend by day, key, model or operation over whole UTC days, from the daily rollups. */
-  async usage(input: unknown): Promise<UsageReport> {
-    const parsed = parseInput(usageQuerySchema, input, "usage input");
-    this.#account.require(parsed.accountId);
-    // Exact: the entries not rolled up yet are, first.
-    if (this.#usage.behind()) this.#transaction(() => this.#usage.catchUp());
-    return this.#usage.report(parsed.range, parsed.groupBy, this.now());
+  usage(input: unknown): Promise<UsageReport> {
+    return this.handle("usage", usageQuerySchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      // Exact: the entries not rolled up yet are, first.
+      if (this.#usage.behind()) this.#transaction(() => this.#usage.catchUp());
+      return this.#usage.report(parsed.range, parsed.groupBy, this.now());
+    });
   }
 
   // ---------------------------------------------------------------- audit (Admin)
 
   /** Re-hashes every entry in order; reports the first that does not verify. */
-  async verifyChain(input: unknown): Promise<ChainReport> {
-    const parsed = parseInput(accountRefSchema, input, "verifyChain input");
-    this.#account.require(parsed.accountId);
-    return this.#audit.verifyChain();
+  verifyChain(input: unknown): Promise<ChainReport> {
+    return this.handle("verifyChain", accountRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#audit.verifyChain();
+    });
   }
 
   /** Runs the self-audit now, stores and returns its report. */
-  async audit(input: unknown): Promise<AuditReport> {
-    const parsed = parseInput(accountRefSchema, input, "audit input");
-    this.#account.require(parsed.accountId);
-    return this.#audit.run(this.now(), "full")!;
+  audit(input: unknown): Promise<AuditReport> {
+    return this.handle("audit", accountRefSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return this.#audit.run(this.now(), "full")!;
+    });
   }
 
-  async auditReports(input: unknown): Promise<{ reports: AuditReport[] }> {
-    const parsed = parseInput(auditReportsSchema, input, "auditReports input");
-    this.#account.require(parsed.accountId);
-    return { reports: this.#audit.reports(parsed.limit ?? 20, parsed.divergent) };
+  auditReports(input: unknown): Promise<{ reports: AuditReport[] }> {
+    return this.handle("auditReports", auditReportsSchema, input, async (parsed) => {
+      this.#account.require(parsed.accountId);
+      return { reports: this.#audit.reports(parsed.limit ?? 20, parsed.divergent) };
+    });
   }
 
   // ---------------------------------------------------------------- internals

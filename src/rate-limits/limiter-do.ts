@@ -18,7 +18,6 @@ import { adjustmentsCache } from "../operations/adaptive/adjustments-cache";
 import { loadPolicies, resolveRules } from "./policies";
 import { CHECK_COUNT_RETENTION_MS, DEFAULT_DATA_RETENTION, loadDataRetention, SHADOW_COUNT_TTL_MS } from "../platform/retention";
 import { evaluateRules, refundRules } from "./algorithms/evaluate-rules";
-import { parseInput } from "../platform/schemas";
 import {
   acquireInputSchema,
   blockInputSchema,
@@ -72,6 +71,7 @@ const keyReusedMessage = (key: string) => `idempotency key "${key}" was used for
 export class RateLimiterDO extends TollgateObject {
   static readonly #spec: ObjectSpec<RateLimiterDO> = {
     component: "rate-limiter",
+    counting: "handle",
     migrations: RATE_LIMITER_MIGRATIONS,
     tasks: (self) => ({
       // Scheduled by objects before the state row (migration 4); nothing schedules it now.
@@ -114,174 +114,186 @@ export class RateLimiterDO extends TollgateObject {
   }
 
   /** Decides one call and, when every enforced rule admits it, charges `cost` to all of them. */
-  async check(input: unknown): Promise<Decision> {
-    const parsed = parseInput(checkInputSchema, input, "check input");
-    this.#assertSubject(parsed.subject);
-    const named = this.#namedRules(parsed);
-    const rules = await this.#enforcedRules(parsed, named);
-    const cost = parsed.cost ?? 1;
-    const nowMs = this.now();
-    if (cost === 0) return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
+  check(input: unknown): Promise<Decision> {
+    return this.handle("check", checkInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const named = this.#namedRules(parsed);
+      const rules = await this.#enforcedRules(parsed, named);
+      const cost = parsed.cost ?? 1;
+      const nowMs = this.now();
+      if (cost === 0) return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
 
-    // The fingerprint is of what the caller asked, so a retry stays a replay even if an
-    // override was set or cleared in between.
-    const key = parsed.idempotencyKey;
-    const request = { rules: named, cost };
-    if (key !== undefined) {
-      const replay = this.#findReplay<Decision>(key, request, nowMs);
-      if (replay !== undefined) return this.#commit.read(() => replay);
-    }
+      // The fingerprint is of what the caller asked, so a retry stays a replay even if an
+      // override was set or cleared in between.
+      const key = parsed.idempotencyKey;
+      const request = { rules: named, cost };
+      if (key !== undefined) {
+        const replay = this.#findReplay<Decision>(key, request, nowMs);
+        if (replay !== undefined) return this.#commit.read(() => replay);
+      }
 
-    const decision = await this.#commit.change(() => {
-      const evaluation = this.#decide(rules, cost, true, nowMs);
-      this.#subject().applyCheck(evaluation, nowMs);
-      if (key !== undefined) this.#pendingReplays.set(key, { request, result: evaluation.decision, nowMs });
-      return evaluation.decision;
+      const decision = await this.#commit.change(() => {
+        const evaluation = this.#decide(rules, cost, true, nowMs);
+        this.#subject().applyCheck(evaluation, nowMs);
+        if (key !== undefined) this.#pendingReplays.set(key, { request, result: evaluation.decision, nowMs });
+        return evaluation.decision;
+      });
+      if (key !== undefined) await this.#scheduleReplayPruning(nowMs);
+      return decision;
     });
-    if (key !== undefined) await this.#scheduleReplayPruning(nowMs);
-    return decision;
   }
 
   /** Charged checks since `sinceMs` (whole minutes: the minute holding `sinceMs` counts), allowed and denied. */
-  async checkCounts(input: unknown): Promise<CheckCounts> {
-    const parsed = parseInput(checkCountsInputSchema, input, "checkCounts input");
-    this.#assertSubject(parsed.subject);
-    const since = parsed.sinceMs - (parsed.sinceMs % 60_000);
-    const nowMs = this.now();
-    return this.#commit.read(() => {
-      // The last hour's minutes are in the state row (memory), older ones in check_counts.
-      const recent = this.#subject().countsSince(since, nowMs);
-      const older = this.#store.storedCountsSince(since, nowMs);
-      return { allowed: recent.allowed + older.allowed, denied: recent.denied + older.denied, sinceMs: since };
+  checkCounts(input: unknown): Promise<CheckCounts> {
+    return this.handle("checkCounts", checkCountsInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const since = parsed.sinceMs - (parsed.sinceMs % 60_000);
+      const nowMs = this.now();
+      return this.#commit.read(() => {
+        // The last hour's minutes are in the state row (memory), older ones in check_counts.
+        const recent = this.#subject().countsSince(since, nowMs);
+        const older = this.#store.storedCountsSince(since, nowMs);
+        return { allowed: recent.allowed + older.allowed, denied: recent.denied + older.denied, sinceMs: since };
+      });
     });
   }
 
   /** Whether a call of cost 1 would be admitted now, and what remains; never consumes. */
-  async peek(input: unknown): Promise<Decision> {
-    const parsed = parseInput(peekInputSchema, input, "peek input");
-    this.#assertSubject(parsed.subject);
-    const rules = await this.#enforcedRules(parsed, this.#namedRules(parsed));
-    const nowMs = this.now();
-    return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
+  peek(input: unknown): Promise<Decision> {
+    return this.handle("peek", peekInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const rules = await this.#enforcedRules(parsed, this.#namedRules(parsed));
+      const nowMs = this.now();
+      return this.#commit.read(() => this.#decide(rules, 1, false, nowMs).decision);
+    });
   }
 
   /** Clears one rule's state (and its shadow count), or every rule's. */
-  async reset(input: unknown): Promise<{ cleared: number }> {
-    const parsed = parseInput(resetInputSchema, input, "reset input");
-    this.#assertSubject(parsed.subject);
-    return this.#commit.change(() => ({ cleared: this.#subject().clearRules(parsed.rule) }));
+  reset(input: unknown): Promise<{ cleared: number }> {
+    return this.handle("reset", resetInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      return this.#commit.change(() => ({ cleared: this.#subject().clearRules(parsed.rule) }));
+    });
   }
 
   /**
    * Gives `cost` units back to every rule, each never beyond empty (what was taken). A retried
    * refund with the same key gives back once.
    */
-  async refund(input: unknown): Promise<RefundResult> {
-    const parsed = parseInput(refundInputSchema, input, "refund input");
-    this.#assertSubject(parsed.subject);
-    const named = this.#namedRules(parsed);
-    const rules = await this.#enforcedRules(parsed, named);
-    const nowMs = this.now();
-    const key = parsed.idempotencyKey;
-    const request = { refund: { rules: named, cost: parsed.cost } };
-    const replay = this.#findReplay<RefundResult>(key, request, nowMs);
-    if (replay !== undefined) return this.#commit.read(() => replay);
+  refund(input: unknown): Promise<RefundResult> {
+    return this.handle("refund", refundInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const named = this.#namedRules(parsed);
+      const rules = await this.#enforcedRules(parsed, named);
+      const nowMs = this.now();
+      const key = parsed.idempotencyKey;
+      const request = { refund: { rules: named, cost: parsed.cost } };
+      const replay = this.#findReplay<RefundResult>(key, request, nowMs);
+      if (replay !== undefined) return this.#commit.read(() => replay);
 
-    const result = await this.#commit.change(() => {
-      const state = this.#subject();
-      const refunded = refundRules(rules, state.ruleStates(rules.map((rule) => rule.name)), nowMs, parsed.cost);
-      state.applyWrites(refunded.writes);
-      const answer: RefundResult = { rules: refunded.rules };
-      this.#pendingReplays.set(key, { request, result: answer, nowMs });
-      return answer;
+      const result = await this.#commit.change(() => {
+        const state = this.#subject();
+        const refunded = refundRules(rules, state.ruleStates(rules.map((rule) => rule.name)), nowMs, parsed.cost);
+        state.applyWrites(refunded.writes);
+        const answer: RefundResult = { rules: refunded.rules };
+        this.#pendingReplays.set(key, { request, result: answer, nowMs });
+        return answer;
+      });
+      await this.#scheduleReplayPruning(nowMs);
+      return result;
     });
-    await this.#scheduleReplayPruning(nowMs);
-    return result;
   }
 
   /** Blocks the subject until `untilMs`, replacing any block it had. */
-  async block(input: unknown): Promise<BlockResult> {
-    const parsed = parseInput(blockInputSchema, input, "block input");
-    this.#assertSubject(parsed.subject);
-    const nowMs = this.now();
-    if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future");
-    if (parsed.untilMs > nowMs + RULE_BOUNDS.maxPeriodMs) throw invalidArgument("untilMs must be at most 366 days ahead");
-    const block = { untilMs: parsed.untilMs, reason: parsed.reason };
-    await this.#commit.change(() => {
-      this.#subject().block = block;
+  block(input: unknown): Promise<BlockResult> {
+    return this.handle("block", blockInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const nowMs = this.now();
+      if (parsed.untilMs <= nowMs) throw invalidArgument("untilMs must be in the future");
+      if (parsed.untilMs > nowMs + RULE_BOUNDS.maxPeriodMs) throw invalidArgument("untilMs must be at most 366 days ahead");
+      const block = { untilMs: parsed.untilMs, reason: parsed.reason };
+      await this.#commit.change(() => {
+        this.#subject().block = block;
+      });
+      return { blocked: { ...block } };
     });
-    return { blocked: { ...block } };
   }
 
   /** Lifts the subject's block, whether set by hand or by a rule's `blockMs`. */
-  async unblock(input: unknown): Promise<UnblockResult> {
-    const parsed = parseInput(subjectInputSchema, input, "unblock input");
-    this.#assertSubject(parsed.subject);
-    const nowMs = this.now();
-    return this.#commit.change(() => {
-      const state = this.#subject();
-      const active = state.activeBlock(nowMs) !== undefined;
-      state.block = null;
-      return { unblocked: active };
+  unblock(input: unknown): Promise<UnblockResult> {
+    return this.handle("unblock", subjectInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const nowMs = this.now();
+      return this.#commit.change(() => {
+        const state = this.#subject();
+        const active = state.activeBlock(nowMs) !== undefined;
+        state.block = null;
+        return { unblocked: active };
+      });
     });
   }
 
   /** Replaces the rules of every later call on this subject, whatever rules or policy it names. */
-  async setOverride(input: unknown): Promise<OverrideResult> {
-    const parsed = parseInput(setOverrideInputSchema, input, "setOverride input");
-    this.#assertSubject(parsed.subject);
-    const setAt = this.now();
-    this.#override.set(parsed.rules, setAt);
-    return { subject: parsed.subject, rules: parsed.rules, setAt };
+  setOverride(input: unknown): Promise<OverrideResult> {
+    return this.handle("setOverride", setOverrideInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const setAt = this.now();
+      this.#override.set(parsed.rules, setAt);
+      return { subject: parsed.subject, rules: parsed.rules, setAt };
+    });
   }
 
   /** Goes back to the rules or policy each call names. */
-  async clearOverride(input: unknown): Promise<ClearOverrideResult> {
-    const parsed = parseInput(subjectInputSchema, input, "clearOverride input");
-    this.#assertSubject(parsed.subject);
-    return { cleared: this.#override.clear() };
+  clearOverride(input: unknown): Promise<ClearOverrideResult> {
+    return this.handle("clearOverride", subjectInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      return { cleared: this.#override.clear() };
+    });
   }
 
   /**
    * Takes one of at most `limit` concurrent leases. Only live leases count, so the answer is
    * exact even before the expiry alarm has deleted an expired one.
    */
-  async acquire(input: unknown): Promise<AcquireResult> {
-    const parsed = parseInput(acquireInputSchema, input, "acquire input");
-    this.#assertSubject(parsed.subject);
-    const nowMs = this.now();
-    const key = parsed.idempotencyKey;
-    if (key !== undefined) {
-      const held = this.#leases.heldBy(key, nowMs);
-      if (held !== undefined) return { granted: true, ...held, active: this.#leases.active(nowMs), retryAfterMs: 0 };
-    }
-    const active = this.#leases.active(nowMs);
-    if (active >= parsed.limit) return { granted: false, active, retryAfterMs: this.#leases.earliestExpiry(nowMs) - nowMs };
-    const leaseId = crypto.randomUUID();
-    const expiresAt = nowMs + parsed.ttlMs;
-    this.ctx.storage.transactionSync(() => this.#leases.grant(leaseId, expiresAt, nowMs, key ?? null));
-    await this.scheduler.schedule("expire-leases", expiresAt, null, "expire-leases", "earliest");
-    return { granted: true, leaseId, expiresAt, active: active + 1, retryAfterMs: 0 };
+  acquire(input: unknown): Promise<AcquireResult> {
+    return this.handle("acquire", acquireInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const nowMs = this.now();
+      const key = parsed.idempotencyKey;
+      if (key !== undefined) {
+        const held = this.#leases.heldBy(key, nowMs);
+        if (held !== undefined) return { granted: true, ...held, active: this.#leases.active(nowMs), retryAfterMs: 0 };
+      }
+      const active = this.#leases.active(nowMs);
+      if (active >= parsed.limit) return { granted: false, active, retryAfterMs: this.#leases.earliestExpiry(nowMs) - nowMs };
+      const leaseId = crypto.randomUUID();
+      const expiresAt = nowMs + parsed.ttlMs;
+      this.ctx.storage.transactionSync(() => this.#leases.grant(leaseId, expiresAt, nowMs, key ?? null));
+      await this.scheduler.schedule("expire-leases", expiresAt, null, "expire-leases", "earliest");
+      return { granted: true, leaseId, expiresAt, active: active + 1, retryAfterMs: 0 };
+    });
   }
 
   /** Frees a lease's slot at once. */
-  async release(input: unknown): Promise<ReleaseResult> {
-    const parsed = parseInput(releaseInputSchema, input, "release input");
-    this.#assertSubject(parsed.subject);
-    const nowMs = this.now();
-    const released = this.#leases.release(parsed.leaseId, nowMs);
-    return { released, active: this.#leases.active(nowMs) };
+  release(input: unknown): Promise<ReleaseResult> {
+    return this.handle("release", releaseInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const nowMs = this.now();
+      const released = this.#leases.release(parsed.leaseId, nowMs);
+      return { released, active: this.#leases.active(nowMs) };
+    });
   }
 
   /** Extends a held lease to `ttlMs` from now; an expired or released lease stays gone. */
-  async heartbeat(input: unknown): Promise<HeartbeatResult> {
-    const parsed = parseInput(heartbeatInputSchema, input, "heartbeat input");
-    this.#assertSubject(parsed.subject);
-    const nowMs = this.now();
-    const expiresAt = nowMs + parsed.ttlMs;
-    const renewed = this.#leases.renew(parsed.leaseId, expiresAt, nowMs);
-    // The pending expiry task fires at the old time, finds this lease live, and re-arms.
-    return renewed ? { renewed, expiresAt } : { renewed };
+  heartbeat(input: unknown): Promise<HeartbeatResult> {
+    return this.handle("heartbeat", heartbeatInputSchema, input, async (parsed) => {
+      this.#assertSubject(parsed.subject);
+      const nowMs = this.now();
+      const expiresAt = nowMs + parsed.ttlMs;
+      const renewed = this.#leases.renew(parsed.leaseId, expiresAt, nowMs);
+      // The pending expiry task fires at the old time, finds this lease live, and re-arms.
+      return renewed ? { renewed, expiresAt } : { renewed };
+    });
   }
 
   #decide(rules: readonly Rule[], cost: number, charge: boolean, nowMs: number) {
