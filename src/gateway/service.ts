@@ -9,7 +9,7 @@ import { errorCodeOf, ServiceError } from "../platform/errors";
 import { parseKey } from "../credits/keys";
 import { parseInput } from "../platform/schemas";
 import { authorizeSchema, settleSchema } from "./schemas";
-import { PathStatsService } from "../path-stats/service";
+import { enqueueHit } from "../path-stats/hit-batcher";
 import { isDenied } from "../operations/protection/deny-list";
 
 /** How long a hold placed for `estimate` stays open if the gateway never settles it (unless `holdTtlMs` says otherwise). */
@@ -37,7 +37,7 @@ const KEY_CODES: Record<Exclude<AdmitRequestResult, { ok: true }>["code"], { sta
  * one is refused without touching any object), then calls the key's account and the client
  * IP's limiter in parallel, so its latency is one object round trip. When one admits and
  * the other denies, what the admitting one took is given back before the answer. The path
- * hit is recorded after the answer (`waitUntil`).
+ * hit is recorded after the answer (`waitUntil`), batched with the isolate's other hits.
  */
 export class GatewayService extends RpcTarget implements GatewayApi {
   readonly #env: Env;
@@ -206,13 +206,17 @@ export class GatewayService extends RpcTarget implements GatewayApi {
     }
   }
 
-  /** Records the hit after the answer; statistics never delay or fail a request. */
+  /**
+   * Records the hit after the answer; statistics never delay or fail a request. The hit joins
+   * the isolate's batch (one `ingest` per collector shard within a second, hit-batcher.ts);
+   * `waitUntil` holds this request until its batch is sent.
+   */
   #record(parsed: { ip: string; method: string; path: string }, status: number): void {
     const hit = { ip: parsed.ip, method: parsed.method, path: parsed.path, status };
     this.#waitUntil(
-      new PathStatsService(this.#env)
-        .record(hit)
-        .catch((error: unknown) => console.error("authorize: recording the hit failed", errorCodeOf(error) ?? error)),
+      enqueueHit(this.#env, hit).catch((error: unknown) =>
+        console.error("authorize: recording the hit failed", errorCodeOf(error) ?? error),
+      ),
     );
   }
 }

@@ -1,16 +1,32 @@
 import type { PathConfig } from "./config";
-import { DAY_MS, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS } from "../platform/buckets";
+import { DAY_MS, floorTo, GRANULARITY_MS, type Granularity, HOUR_MS, MINUTE_MS } from "../platform/buckets";
 import { OTHER_TEMPLATE } from "./normalize";
 import { type Aggregate, Partial, pathKey, splitPathKey } from "./partial";
-import { asBytes } from "../sketches/bytes";
-import { closeFinishedBuckets, pruneExpiredRollups, rebuildDirtyBuckets, type RollupStore } from "../platform/rollup-compaction";
-import { all, run } from "../platform/sql";
+import {
+  closeFinishedBuckets,
+  markRollupDirty,
+  pruneExpiredRollups,
+  rebuildDirtyBuckets,
+  type RollupStore,
+  rollupWatermark,
+} from "../platform/rollup-compaction";
+import { all, maybeOne, run } from "../platform/sql";
 import { Bundle, encodeAggregate, GRANULARITIES, type RollupRow } from "./aggregator-rollups";
+import type { PushStore } from "./aggregator-pushes";
 
 /** Pushes for minutes older than this are refused (their hour may already be final). */
 export const ACCEPT_WINDOW_MS = 24 * HOUR_MS;
 /** An hour (day) is compacted this long after it ends, when its last pushes are in. */
 export const CLOSE_GRACE_MS = 5 * MINUTE_MS;
+/**
+ * A minute is compacted this long after it ends: its hits reach the aggregator within the
+ * gateway's batch (1 s), a collector's flush interval (3 s) and the aggregator's push group
+ * (0.5 s) after they happen. A push that comes later marks the minute for compacting again.
+ */
+export const MINUTE_CLOSE_GRACE_MS = 5_000;
+
+/** When a minute's pushes are all in, so compacting it once is enough. */
+export const minuteClosesAt = (bucket: number) => bucket + MINUTE_MS + MINUTE_CLOSE_GRACE_MS;
 
 const FINER: Record<Granularity, Granularity | null> = { minute: null, hour: "minute", day: "hour" };
 
@@ -21,31 +37,83 @@ const FINER: Record<Granularity, Granularity | null> = { minute: null, hour: "mi
  */
 export class RollupCompaction {
   readonly #store: RollupStore;
+  readonly #pushes: PushStore;
+  /**
+   * The admitted templates: every (method, path) some rollup holds, `(other)` aside. Derived
+   * from the rollups rather than kept in a table of their own, so admitting one writes no row
+   * beyond the rollup itself; read once, then kept in memory (null: read at next need).
+   */
+  #known: Set<string> | null = null;
+  /** The oldest day kept when `#known` was read: pruning a day past it may free templates. */
+  #knownDayFloor = 0;
 
-  constructor(store: RollupStore) {
+  constructor(store: RollupStore, pushes: PushStore) {
     this.#store = store;
+    this.#pushes = pushes;
   }
 
   /**
-   * Rebuilds every dirty minute from its shard partials, closes finished hours and days,
-   * rebuilds dirty hours (from minutes) and days (from hours), then applies retention.
-   * Every rebuild replaces its bucket, so running this twice changes nothing.
+   * Rebuilds every dirty minute that has closed (see MINUTE_CLOSE_GRACE_MS) from its shard
+   * partials, closes finished hours and days, rebuilds dirty hours (from minutes) and days
+   * (from hours), then applies retention. Every rebuild replaces its bucket, so running this
+   * twice changes nothing. Returns when the earliest minute left dirty closes, or null.
    */
-  compact(config: PathConfig, nowMs: number): void {
+  compact(config: PathConfig, nowMs: number): number | null {
+    try {
+      return this.#compact(config, nowMs);
+    } catch (error) {
+      // A rebuild rolled back may have admitted templates in memory only: read them again.
+      this.#known = null;
+      throw error;
+    }
+  }
+
+  /** Forgets the admitted templates held in memory (after a restore wrote the tables). */
+  forgetTemplates(): void {
+    this.#known = null;
+  }
+
+  #compact(config: PathConfig, nowMs: number): number | null {
     for (const granularity of GRANULARITIES) {
-      if (granularity !== "minute") closeFinishedBuckets(this.#store, granularity, nowMs, CLOSE_GRACE_MS);
+      if (granularity === "minute") {
+        this.#rebuildClosedMinutes(config, nowMs);
+        continue;
+      }
+      closeFinishedBuckets(this.#store, granularity, nowMs, CLOSE_GRACE_MS);
       rebuildDirtyBuckets(this.#store, granularity, (bucket) => this.#rebuild(granularity, bucket, config, nowMs));
     }
     this.#applyRetention(config, nowMs);
+    const open = maybeOne<{ b: number | null }>(this.#store.sql, "SELECT MIN(bucket_ms) AS b FROM dirty WHERE granularity = 'minute'")?.b;
+    return open == null ? null : minuteClosesAt(open);
+  }
+
+  /**
+   * As rebuildDirtyBuckets for minutes, but a minute still open stays dirty: pushes arrive all
+   * through it, and building it before they are in would build it again at every later push.
+   */
+  #rebuildClosedMinutes(config: PathConfig, nowMs: number): void {
+    const { sql } = this.#store;
+    const dirty = all<{ bucket_ms: number }>(
+      sql,
+      "SELECT bucket_ms FROM dirty WHERE granularity = 'minute' AND bucket_ms <= ? ORDER BY bucket_ms",
+      nowMs - MINUTE_MS - MINUTE_CLOSE_GRACE_MS,
+    );
+    for (const { bucket_ms: bucket } of dirty) {
+      this.#store.transactionSync(() => {
+        this.#rebuild("minute", bucket, config, nowMs);
+        run(sql, "DELETE FROM dirty WHERE granularity = 'minute' AND bucket_ms = ?", bucket);
+        // A late minute of an hour already compacted: that hour is built again.
+        if (bucket < rollupWatermark(sql, "hour")) markRollupDirty(sql, "hour", floorTo(bucket, HOUR_MS));
+      });
+    }
   }
 
   #rebuild(granularity: Granularity, bucket: number, config: PathConfig, nowMs: number): void {
     const sql = this.#store.sql;
     const bundle = new Bundle();
     if (granularity === "minute") {
-      const partials = all<{ partial: ArrayBuffer }>(sql, "SELECT partial FROM shard_partials WHERE bucket_ms = ?", bucket);
       const merged = new Partial();
-      for (const row of partials) merged.merge(Partial.deserialize(asBytes(row.partial)));
+      for (const partial of this.#pushes.partialsOf(bucket)) merged.merge(Partial.deserialize(partial));
       bundle.total = merged.total;
       bundle.top = merged.top;
       bundle.paths = this.#capTemplates(merged.paths, config, nowMs);
@@ -81,21 +149,16 @@ export class RollupCompaction {
         path,
         encodeAggregate(aggregate),
       );
-      if (granularity === "day") {
-        run(sql, "UPDATE templates SET last_seen_ms = MAX(last_seen_ms, ?) WHERE method = ? AND path = ?", bucket + DAY_MS, method, path);
-      }
     }
   }
 
   /**
    * Keeps known templates, admits new ones while under `PATH_MAX_TEMPLATES` (busiest first),
-   * and folds the rest into `(other)`. Admitted templates stay admitted, so a rebuild maps
-   * paths exactly as the first build did.
+   * and folds the rest into `(other)`. Admitted templates stay admitted (their rollups keep
+   * them), so a rebuild maps paths exactly as the first build did.
    */
   #capTemplates(paths: Map<string, Aggregate>, config: PathConfig, nowMs: number): Map<string, Aggregate> {
-    const sql = this.#store.sql;
-    const rows = all<{ method: string; path: string }>(sql, "SELECT method, path FROM templates");
-    const known = new Set(rows.map((r) => pathKey(r.method, r.path)));
+    const known = this.#admitted(config, nowMs);
     const out = new Map<string, Aggregate>();
     const entries = [...paths].sort(([ka, a], [kb, b]) => b.requests - a.requests || (ka < kb ? -1 : 1));
     for (const [key, aggregate] of entries) {
@@ -103,7 +166,6 @@ export class RollupCompaction {
       let target = key;
       if (path !== OTHER_TEMPLATE && !known.has(key)) {
         if (known.size < config.maxTemplates) {
-          run(sql, "INSERT INTO templates (method, path, last_seen_ms) VALUES (?, ?, ?)", method, path, nowMs);
           known.add(key);
         } else {
           target = pathKey(method, OTHER_TEMPLATE);
@@ -116,14 +178,33 @@ export class RollupCompaction {
     return out;
   }
 
+  /**
+   * The admitted templates. A template holds its place while any rollup has it: the day rollups
+   * keep it for the whole day retention after it was last seen (finer rollups are pruned only
+   * once the coarser ones hold them), so only a day pruned since the last read can free one.
+   */
+  #admitted(config: PathConfig, nowMs: number): Set<string> {
+    const dayFloor = floorTo(nowMs - config.retention.days, DAY_MS);
+    if (this.#known === null || dayFloor > this.#knownDayFloor) {
+      const rows = all<{ method: string; path: string }>(
+        this.#store.sql,
+        "SELECT DISTINCT method, path FROM rollups WHERE method <> '' AND path <> ?",
+        OTHER_TEMPLATE,
+      );
+      this.#known = new Set(rows.map((row) => pathKey(row.method, row.path)));
+      this.#knownDayFloor = dayFloor;
+    }
+    return this.#known;
+  }
+
   #applyRetention(config: PathConfig, nowMs: number): void {
     const { retention } = config;
     const sql = this.#store.sql;
     this.#store.transactionSync(() => {
       const { minuteFloor } = pruneExpiredRollups(sql, retention, nowMs);
       // A minute's partials go once both its rollup has and a push for it would be refused.
-      run(sql, "DELETE FROM shard_partials WHERE bucket_ms < ?", Math.min(minuteFloor, nowMs - ACCEPT_WINDOW_MS - HOUR_MS));
-      // A template unseen for the whole day retention no longer holds a place under the cap.
+      this.#pushes.pruneBefore(Math.min(minuteFloor, nowMs - ACCEPT_WINDOW_MS - HOUR_MS));
+      // Admitted templates are read from the rollups now; what an older version kept ages out.
       run(sql, "DELETE FROM templates WHERE last_seen_ms < ?", nowMs - retention.days);
     });
   }

@@ -11,7 +11,7 @@ import type {
 import { loadPathConfig } from "./config";
 import type { Env } from "../platform/env";
 import { invalidArgument } from "../platform/errors";
-import { HOUR_MS, MINUTE_MS, floorTo } from "../platform/buckets";
+import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../platform/buckets";
 import { normalizeMethod, normalizePath, OTHER_TEMPLATE } from "./normalize";
 import { Partial } from "./partial";
 import { parseInput } from "../platform/schemas";
@@ -26,16 +26,23 @@ import {
   topPathsSchema,
 } from "./schemas";
 import type { Migration } from "../platform/migrations";
-import { markRollupDirty } from "../platform/rollup-compaction";
-import { run } from "../platform/sql";
+import { rollupWatermark } from "../platform/rollup-compaction";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
-import { ACCEPT_WINDOW_MS, CLOSE_GRACE_MS, RollupCompaction } from "./aggregator-compaction";
+import { ACCEPT_WINDOW_MS, CLOSE_GRACE_MS, minuteClosesAt, RollupCompaction } from "./aggregator-compaction";
 import { RollupQueries } from "./aggregator-queries";
+import { sweepCollectors } from "./collector-sweep";
+import { GroupCommit, PUSH_GROUP_MS, type PushItem, PUSHES_MIGRATION, PushStore } from "./aggregator-pushes";
 
-export { ACCEPT_WINDOW_MS, CLOSE_GRACE_MS } from "./aggregator-compaction";
+export { ACCEPT_WINDOW_MS, CLOSE_GRACE_MS, MINUTE_CLOSE_GRACE_MS } from "./aggregator-compaction";
+export { PUSH_GROUP_MS } from "./aggregator-pushes";
 export { TIME_SERIES_MAX_POINTS } from "./aggregator-queries";
-/** Pushed minutes are compacted this long after they arrive, batching a minute's pushes. */
+/**
+ * A pushed minute is compacted once it has closed (MINUTE_CLOSE_GRACE_MS after its end), and
+ * never sooner than this after the push, batching the pushes that arrive together.
+ */
 export const COMPACT_DELAY_MS = 2_000;
+/** The collectors' daily retention sweep runs this long after midnight UTC, after the day's close. */
+export const SWEEP_AFTER_MIDNIGHT_MS = 10 * MINUTE_MS;
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -74,13 +81,21 @@ const MIGRATIONS: readonly Migration[] = [
       sql.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
     },
   },
+  PUSHES_MIGRATION,
 ];
+
+/** An aggregator's test hooks: the base's, and how long pushes are gathered before a commit. */
+export interface AggregatorHooks extends ObjectHooks {
+  /** Default PUSH_GROUP_MS; 0 commits each turn's pushes at once. Read when a group starts. */
+  pushGroupMs?: () => number;
+}
 
 type Refused = { bucketMs: number; flushId: number; reason: string };
 
 /**
  * The one aggregator of a deployment (named "global"). It stores what collectors push,
- * keyed by (shard, minute, flush id) so a retried push replaces, and compacts by alarm:
+ * keyed by (shard, minute, flush id) so a retried push replaces, the pushes of each
+ * PUSH_GROUP_MS written together (aggregator-pushes.ts), and compacts by alarm:
  * shard partials → minute rollups → hour rollups → day rollups, merging sketches (never
  * summing unique counts; aggregator-compaction.ts). Every query reads rollups only, choosing
  * days, hours and minutes to cover its range with the fewest buckets: its cost grows with the
@@ -91,27 +106,37 @@ export class AggregatorDO extends TollgateObject {
   static readonly #spec: ObjectSpec<AggregatorDO> = {
     component: "aggregator",
     migrations: MIGRATIONS,
-    tasks: (self) => ({ compact: (_payload, nowMs) => self.#compact(nowMs) }),
+    tasks: (self) => ({
+      compact: (_payload, nowMs) => self.#compact(nowMs),
+      "sweep-collectors": (_payload, nowMs) => self.#sweepCollectors(nowMs),
+    }),
+    afterImport: (self) => self.#compaction.forgetTemplates(),
   };
 
   readonly #compaction: RollupCompaction;
   readonly #queries: RollupQueries;
+  readonly #pushes: PushStore;
+  readonly #group: GroupCommit<PushItem>;
 
-  constructor(ctx: DurableObjectState, env: Env, hooks?: ObjectHooks) {
+  constructor(ctx: DurableObjectState, env: Env, hooks: AggregatorHooks = {}) {
     super(ctx, env, AggregatorDO.#spec, hooks);
+    this.#pushes = new PushStore(this.sql);
     // The rollup tables as the shared compaction sees them (see platform/rollup-compaction).
-    this.#compaction = new RollupCompaction({ sql: this.sql, transactionSync: (closure) => ctx.storage.transactionSync(closure) });
+    this.#compaction = new RollupCompaction(
+      { sql: this.sql, transactionSync: (closure) => ctx.storage.transactionSync(closure) },
+      this.#pushes,
+    );
     this.#queries = new RollupQueries(this.sql, env);
+    this.#group = new GroupCommit((items) => this.#commit(items), hooks.pushGroupMs ?? (() => PUSH_GROUP_MS));
   }
 
-  /** Takes one shard's closed minute. Replaces an earlier push of the same (shard, minute, flush). */
+  /** Takes one shard's minute. Replaces an earlier push of the same (shard, minute, flush). */
   async push(input: unknown): Promise<{ stored: boolean }> {
     const parsed = parseInput(pushSchema, input, "push input");
     const nowMs = this.now();
     const refusal = this.#refusal(parsed.bucketMs, parsed.partial, nowMs);
     if (refusal !== null) throw invalidArgument(refusal);
-    this.ctx.storage.transactionSync(() => this.#store(parsed.shard, parsed, nowMs));
-    await this.scheduler.schedule("compact", nowMs + COMPACT_DELAY_MS, null, "compact", "earliest");
+    await this.#group.add([parsed]);
     return { stored: true };
   }
 
@@ -131,10 +156,7 @@ export class AggregatorDO extends TollgateObject {
       refused.push({ bucketMs: item.bucketMs, flushId: item.flushId, reason });
       return false;
     });
-    this.ctx.storage.transactionSync(() => {
-      for (const item of accepted) this.#store(parsed.shard, item, nowMs);
-    });
-    if (accepted.length > 0) await this.scheduler.schedule("compact", nowMs + COMPACT_DELAY_MS, null, "compact", "earliest");
+    if (accepted.length > 0) await this.#group.add(accepted.map((item) => ({ shard: parsed.shard, ...item })));
     return { stored: accepted.length, refused };
   }
 
@@ -188,24 +210,45 @@ export class AggregatorDO extends TollgateObject {
     return null;
   }
 
-  #store(shard: number, item: { bucketMs: number; flushId: number; partial: Uint8Array }, nowMs: number): void {
-    run(
-      this.sql,
-      "INSERT OR REPLACE INTO shard_partials (shard, bucket_ms, flush_id, partial, received_at_ms) VALUES (?, ?, ?, ?, ?)",
-      shard,
-      item.bucketMs,
-      item.flushId,
-      item.partial,
-      nowMs,
-    );
-    markRollupDirty(this.sql, "minute", item.bucketMs);
+  /**
+   * Writes a group of pushes in one transaction, then asks for compaction when the earliest
+   * pushed minute closes (the scheduler writes the task only when that is earlier than what
+   * it holds). Every push of the group is answered after this, so after the write.
+   */
+  async #commit(items: PushItem[]): Promise<void> {
+    const nowMs = this.now();
+    this.ctx.storage.transactionSync(() => this.#pushes.write(items, nowMs));
+    const due = Math.max(nowMs + COMPACT_DELAY_MS, minuteClosesAt(Math.min(...items.map((item) => item.bucketMs))));
+    await this.scheduler.schedule("compact", due, null, "compact", "earliest");
   }
 
-  /** The compaction task: idempotent (every rebuild replaces its bucket), then rescheduled. */
+  /**
+   * The compaction task: idempotent (every rebuild replaces its bucket), then rescheduled. A
+   * run that closes a day also makes sure the collectors' daily sweep is scheduled (it is
+   * recurring: written once, when the first day closes, since no counter expires sooner).
+   */
   async #compact(nowMs: number): Promise<void> {
-    this.#compaction.compact(loadPathConfig(this.env), nowMs);
-    // Recurring: the next hour closes then. "replace" because this run's own row is due in
-    // the past and would be deleted on completion if the reschedule did not bump it.
-    await this.scheduler.schedule("compact", floorTo(nowMs, HOUR_MS) + HOUR_MS + CLOSE_GRACE_MS, null, "compact", "replace");
+    const closedDays = rollupWatermark(this.sql, "day");
+    const openMinuteCloses = this.#compaction.compact(loadPathConfig(this.env), nowMs);
+    // Recurring: the next hour closes then, or a minute left open closes sooner. "replace"
+    // because this run's own row is due in the past and would be deleted on completion if the
+    // reschedule did not bump it.
+    const nextHour = floorTo(nowMs, HOUR_MS) + HOUR_MS + CLOSE_GRACE_MS;
+    await this.scheduler.schedule("compact", Math.min(nextHour, openMinuteCloses ?? nextHour), null, "compact", "replace");
+    if (rollupWatermark(this.sql, "day") > closedDays) {
+      await this.scheduler.schedule("sweep-collectors", nextSweepMs(nowMs), null, "sweep-collectors", "earliest");
+    }
   }
+
+  /** Once a day, every collector shard forgets what is past its retention (`PathCollectorDO.prune`). */
+  async #sweepCollectors(nowMs: number): Promise<void> {
+    await sweepCollectors(this.env, loadPathConfig(this.env).shards);
+    await this.scheduler.schedule("sweep-collectors", nextSweepMs(nowMs), null, "sweep-collectors", "replace");
+  }
+}
+
+/** The next sweep: the first SWEEP_AFTER_MIDNIGHT_MS after a midnight UTC still to come. */
+function nextSweepMs(nowMs: number): number {
+  const today = floorTo(nowMs, DAY_MS) + SWEEP_AFTER_MIDNIGHT_MS;
+  return today > nowMs ? today : today + DAY_MS;
 }

@@ -4,55 +4,19 @@ import type { Env } from "../platform/env";
 import { errorCodeOf } from "../platform/errors";
 import type { NormalizedHit } from "./partial";
 import { CidrSet } from "../operations/protection/cidr";
-import { BASELINE_IDLE_RESET_MS, type ClientBaseline, type Detection, newBaseline, observe } from "../operations/protection/detector";
+import { type ClientBaseline, type Detection, newBaseline, observe } from "../operations/protection/detector";
 import { mergePolicy } from "../operations/protection/policy";
 import { protectionCacheMs, TtlCache } from "../operations/protection/ttl-cache";
-import type { Migration } from "../platform/migrations";
-import { all, run } from "../platform/sql";
 import type { ProtectionSnapshot } from "../operations/protection/protection-do";
 import { PROTECTION_NAME } from "../platform/names";
+import type { BaselineCache } from "./collector-baselines";
 
 /**
  * Anomaly detection inside a path collector (docs/protection.md): each client's baseline lives
  * in the shard that already sees all of its hits, keyed by the stored client id (never a raw
- * address). The collector calls `observeHits` inside its ingest transaction and `actOn` after it.
+ * address). The collector calls `observeHits` as it takes hits in and `actOn` after it; the
+ * baselines live in memory between flushes (collector-baselines.ts).
  */
-export const BASELINES_MIGRATION: Migration = {
-  version: 2,
-  name: "client baselines for anomaly detection",
-  up(sql) {
-    sql.exec(`CREATE TABLE client_baselines (
-      client TEXT PRIMARY KEY,
-      minute_ms INTEGER NOT NULL,
-      requests INTEGER NOT NULL,
-      client_errors INTEGER NOT NULL,
-      not_found INTEGER NOT NULL,
-      server_errors INTEGER NOT NULL,
-      minutes INTEGER NOT NULL,
-      rate_mean REAL NOT NULL,
-      rate_var REAL NOT NULL,
-      scan_mean REAL NOT NULL,
-      scan_var REAL NOT NULL,
-      flagged_until_ms INTEGER NOT NULL,
-      flagged_minute_ms INTEGER NOT NULL
-    ) WITHOUT ROWID`);
-  },
-};
-
-type BaselineRow = {
-  minute_ms: number;
-  requests: number;
-  client_errors: number;
-  not_found: number;
-  server_errors: number;
-  minutes: number;
-  rate_mean: number;
-  rate_var: number;
-  scan_mean: number;
-  scan_var: number;
-  flagged_until_ms: number;
-  flagged_minute_ms: number;
-};
 
 /** A detection, and which hit of the ingest call raised it (to find its address, which is never stored). */
 export interface Found extends Detection {
@@ -61,11 +25,10 @@ export interface Found extends Detection {
 }
 
 /**
- * Counts each hit into its client's baseline and returns the detections, one per client at
- * most. Synchronous SQL only: meant to run inside the ingest transaction. One read and one
- * write per distinct client of the call.
+ * Counts each hit into its client's baseline (in memory, see BaselineCache) and returns the
+ * detections, one per client at most.
  */
-export function observeHits(sql: SqlStorage, hits: readonly NormalizedHit[], policy: AnomalyPolicy): Found[] {
+export function observeHits(baselines: BaselineCache, hits: readonly NormalizedHit[], policy: AnomalyPolicy): Found[] {
   if (!policy.enabled) return [];
   const byClient = new Map<string, number[]>();
   hits.forEach((hit, index) => {
@@ -76,38 +39,16 @@ export function observeHits(sql: SqlStorage, hits: readonly NormalizedHit[], pol
   const found: Found[] = [];
   for (const [client, indexes] of byClient) {
     indexes.sort((a, b) => hits[a]!.at - hits[b]!.at || a - b);
-    const row = all<BaselineRow>(sql, "SELECT * FROM client_baselines WHERE client = ?", client)[0];
     const first = hits[indexes[0]!]!.at;
-    let state: ClientBaseline = row === undefined ? newBaseline(policy, first - (first % 60_000)) : fromRow(row);
+    let state: ClientBaseline = baselines.get(client) ?? newBaseline(policy, first - (first % 60_000));
     for (const index of indexes) {
       const result = observe(state, hits[index]!, policy);
       state = result.state;
       if (result.detection !== undefined) found.push({ ...result.detection, client, hitIndex: index });
     }
-    sql.exec(
-      `INSERT OR REPLACE INTO client_baselines (client, minute_ms, requests, client_errors, not_found, server_errors, minutes,
-         rate_mean, rate_var, scan_mean, scan_var, flagged_until_ms, flagged_minute_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      client,
-      state.minuteMs,
-      state.requests,
-      state.clientErrors,
-      state.notFound,
-      state.serverErrors,
-      state.minutes,
-      state.rateMean,
-      state.rateVar,
-      state.scanMean,
-      state.scanVar,
-      state.flaggedUntilMs,
-      state.flaggedMinuteMs,
-    );
+    baselines.set(client, state);
   }
   return found;
-}
-
-/** Forgets baselines of clients idle past the point where they would start from the priors anyway. */
-export function pruneBaselines(sql: SqlStorage, nowMs: number): number {
-  return run(sql, "DELETE FROM client_baselines WHERE minute_ms < ? AND flagged_until_ms < ?", nowMs - BASELINE_IDLE_RESET_MS, nowMs);
 }
 
 /**
@@ -181,21 +122,4 @@ export class ProtectionView {
       }
     }
   }
-}
-
-function fromRow(row: BaselineRow): ClientBaseline {
-  return {
-    minuteMs: row.minute_ms,
-    requests: row.requests,
-    clientErrors: row.client_errors,
-    notFound: row.not_found,
-    serverErrors: row.server_errors,
-    minutes: row.minutes,
-    rateMean: row.rate_mean,
-    rateVar: row.rate_var,
-    scanMean: row.scan_mean,
-    scanVar: row.scan_var,
-    flaggedUntilMs: row.flagged_until_ms,
-    flaggedMinuteMs: row.flagged_minute_ms,
-  };
 }

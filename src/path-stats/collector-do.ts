@@ -1,23 +1,22 @@
 import type { ClientStats } from "../../rpc/path-stats";
 import { loadPathConfig } from "./config";
 import type { Env } from "../platform/env";
-import { invalidArgument } from "../platform/errors";
-import { DAY_MS, MINUTE_MS, floorTo, resolveRange } from "../platform/buckets";
+import { errorCodeOf, invalidArgument } from "../platform/errors";
+import { DAY_MS, floorTo, resolveRange } from "../platform/buckets";
 import { OTHER_TEMPLATE } from "./normalize";
-import { Partial, pathKey } from "./partial";
+import { pathKey } from "./partial";
 import { shardOf } from "./shard";
-import { asBytes } from "../sketches/bytes";
 import { parseInput } from "../platform/schemas";
-import { clientQuerySchema, ingestHitsSchema, MAX_PUSH_BATCH, PATH_BOUNDS } from "./schemas";
+import { clientQuerySchema, ingestHitsSchema, PATH_BOUNDS, pruneSchema } from "./schemas";
 import type { Migration } from "../platform/migrations";
-import { all, maybeOne, run } from "../platform/sql";
+import { maybeOne, run } from "../platform/sql";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
-import { BASELINES_MIGRATION, type Found, observeHits, ProtectionView, pruneBaselines } from "./collector-anomalies";
-import { AGGREGATOR_NAME, shardFromName } from "../platform/names";
+import { observeHits, ProtectionView } from "./collector-anomalies";
+import { BASELINE_COLUMNS_MIGRATION, BaselineCache, BASELINES_MIGRATION, pruneBaselines } from "./collector-baselines";
+import { shardFromName } from "../platform/names";
 import { ClientPaths } from "./collector-clients";
-
-/** A closed minute is flushed this long after it ends, so hits still in flight make it. */
-export const FLUSH_DELAY_MS = 2_000;
+import { COLLECTOR_FLUSH_MS, CollectorBuffer } from "./collector-buffer";
+import { PartialPusher } from "./collector-outbox";
 
 /** The `meta` key of the collector's shard number. */
 const SHARD_META_KEY = "shard";
@@ -68,49 +67,91 @@ const MIGRATIONS: readonly Migration[] = [
     },
   },
   BASELINES_MIGRATION,
+  BASELINE_COLUMNS_MIGRATION,
 ];
 
-/** A collector's test hooks: the base's, and the name the runtime gave the instance. */
+/** What a test may do with a collector's memory (never reachable over RPC). */
+export interface CollectorControls {
+  /** Writes and pushes what the collector holds in memory now, as its timer would. */
+  flush(): Promise<void>;
+  /** How many hits the collector holds in memory. */
+  buffered(): number;
+  /** Forgets what the collector holds in memory, as a crash would. */
+  drop(): void;
+}
+
+/** A collector's test hooks: the base's, the name the runtime gave the instance, and its memory. */
 export interface PathCollectorHooks extends ObjectHooks {
   /** Default: `ctx.id.name` (an alarm may wake the instance without one). */
   runtimeName?: () => string | undefined;
+  /** How long hits wait in memory before a flush (default COLLECTOR_FLUSH_MS), read at each first hit. */
+  flushDelayMs?: () => number;
+  /** Receives the collector's memory controls, synchronously, during construction. */
+  attachBuffer?: (controls: CollectorControls) => void;
 }
 
 /**
  * One collector shard: every client whose id hashes to it (`hash(id) mod PATH_SHARDS`).
  *
- * `ingest` folds a call's hits into one partial per minute and stages it (one row per call
- * and minute, so nothing lives only in memory), and updates the per-client path counters
- * that `clientStats` reads. The alarm merges the staged partials of each closed minute into
- * one, gives it a flush id, and pushes it to the aggregator, which keys it by
- * (shard, minute, flush id): a retried push replaces, a later flush of late hits adds.
+ * `ingest` folds hits into memory: one partial per minute, one counter delta per (client,
+ * method, path, day), and each client's anomaly baseline. Within COLLECTOR_FLUSH_MS of the
+ * first hit held, a timer flushes: the counters are written in one transaction, each client's
+ * baseline in one of its counters' rows (one row per counter per interval, not per call), and the partials are pushed straight to the
+ * aggregator under a fresh flush id (no row at the collector), which keys them by (shard,
+ * minute, flush id): a retried push replaces, a later flush adds. A pending timer keeps the
+ * object resident, so an idle collector flushes before it can be evicted; a crash loses at
+ * most that window (docs/path-stats.md). `clientStats` answers from the stored counters plus
+ * those held in memory. Retention: `prune`, which the aggregator calls on every shard daily.
  */
 export class PathCollectorDO extends TollgateObject {
   static readonly #spec: ObjectSpec<PathCollectorDO> = {
     component: "path-collector",
     migrations: MIGRATIONS,
     tasks: (self) => ({
-      flush: (_payload, nowMs) => self.#flush(nowMs),
-      "prune-clients": (_payload, nowMs) => self.#pruneClients(nowMs),
+      flush: (_payload, nowMs) => self.#pusher.flushOutbox(nowMs),
+      // Scheduled by older versions; the aggregator's daily sweep calls `prune` now.
+      "prune-clients": (_payload, nowMs) => self.#prune(nowMs).then(() => undefined),
     }),
+    afterImport: (self) => {
+      self.#templates = null;
+    },
   };
 
+  /** The (method, path) pairs holding a place under the template cap; null until first needed. */
   #templates: Set<string> | null = null;
-  /** The shard, once known; and whether `meta` holds it (written with the first accepted hits). */
+  /** The shard, once known. */
   #shardIndex: number | undefined;
-  #shardStored = false;
+  #buffer = new CollectorBuffer();
+  readonly #baselines: BaselineCache;
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The flush under way, if any: flushes run one at a time. */
+  #flushing: Promise<void> | null = null;
   readonly #protection: ProtectionView;
   readonly #clients: ClientPaths;
+  readonly #pusher: PartialPusher;
   readonly #runtimeName: () => string | undefined;
+  readonly #flushDelayMs: () => number;
 
   constructor(ctx: DurableObjectState, env: Env, hooks: PathCollectorHooks = {}) {
     super(ctx, env, PathCollectorDO.#spec, hooks);
     this.#protection = new ProtectionView(env);
     this.#clients = new ClientPaths(this.sql);
+    this.#baselines = new BaselineCache(this.sql);
+    this.#pusher = new PartialPusher({ sql: this.sql, storage: ctx.storage, env, scheduler: this.scheduler, shard: () => this.#shard() });
     this.#runtimeName = hooks.runtimeName ?? (() => ctx.id.name);
+    this.#flushDelayMs = hooks.flushDelayMs ?? (() => COLLECTOR_FLUSH_MS);
+    hooks.attachBuffer?.({
+      flush: () => this.#flush(),
+      buffered: () => this.#buffer.hits,
+      drop: () => {
+        this.#buffer = new CollectorBuffer();
+        this.#baselines.forget();
+        this.#templates = null;
+      },
+    });
   }
 
-  /** Records normalized hits (the `PathStats` service normalizes and routes them here). */
+  /** Takes normalized hits in (the `PathStats` service normalizes and routes them here); they are held in memory. */
   async ingest(input: unknown): Promise<{ accepted: number }> {
     const { hits, ips } = parseInput(ingestHitsSchema, input, "ingest input");
     const config = loadPathConfig(this.env);
@@ -124,165 +165,122 @@ export class PathCollectorDO extends TollgateObject {
     });
     if (ips !== undefined && ips.length !== hits.length) throw invalidArgument("ips must hold one address per hit");
     if (hits.length === 0) return { accepted: 0 };
-    // The only await before the writes: everything from here to the transaction is synchronous.
+    // The only await before the hits are taken in: everything from here to the buffer is synchronous.
     const protection = await this.#protection.get(nowMs);
 
     const templates = this.#loadTemplates();
-    const partials = new Map<number, Partial>();
-    const added = new Map<string, number>();
     const capped = hits.map((hit) => {
       const key = pathKey(hit.method, hit.path);
-      if (templates.has(key) || added.has(key)) return hit;
-      if (templates.size + added.size < config.maxTemplates) {
-        added.set(key, floorTo(hit.at, DAY_MS));
+      if (templates.has(key)) return hit;
+      if (templates.size < config.maxTemplates) {
+        templates.add(key);
         return hit;
       }
       return { ...hit, path: OTHER_TEMPLATE };
     });
-    for (const hit of capped) {
-      const bucket = floorTo(hit.at, MINUTE_MS);
-      let partial = partials.get(bucket);
-      if (partial === undefined) partials.set(bucket, (partial = new Partial()));
-      partial.add(hit);
-    }
-    let found: Found[] = [];
-    this.ctx.storage.transactionSync(() => {
-      this.#rememberShard(shard);
-      for (const [bucket, partial] of partials) {
-        this.sql.exec("INSERT INTO staged (bucket_ms, partial) VALUES (?, ?)", bucket, partial.serialize());
-      }
-      this.#clients.count(capped);
-      found = observeHits(this.sql, capped, protection.policy);
-      for (const [key, day] of added) {
-        const space = key.indexOf(" ");
-        run(
-          this.sql,
-          "INSERT OR IGNORE INTO templates (method, path, last_day_ms) VALUES (?, ?, ?)",
-          key.slice(0, space),
-          key.slice(space + 1),
-          day,
-        );
-      }
-    });
-    this.#shardStored = true;
-    for (const key of added.keys()) templates.add(key);
-    const earliest = Math.min(...partials.keys());
-    await this.scheduler.schedule("flush", earliest + MINUTE_MS + FLUSH_DELAY_MS, null, "flush", "earliest");
-    await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "earliest");
+    this.#buffer.add(capped);
+    const found = observeHits(this.#baselines, capped, protection.policy);
+    if (this.#buffer.full) this.#flushSoon(0);
+    else this.#flushSoon(this.#flushDelayMs());
     if (found.length > 0) await this.#protection.actOn(found, ips, protection, nowMs);
     return { accepted: hits.length };
   }
 
-  /** One client's paths, from this shard's counters (resolved to whole UTC days). */
+  /** One client's paths, from this shard's counters and those it holds in memory (resolved to whole UTC days). */
   async clientStats(input: unknown): Promise<ClientStats> {
     const parsed = parseInput(clientQuerySchema, input, "clientStats input");
     const config = loadPathConfig(this.env);
     if (shardOf(parsed.client, config.shards) !== this.#shard()) throw invalidArgument("client belongs to another shard");
     const nowMs = this.now();
     const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, nowMs);
-    return this.#clients.stats(parsed.client, range);
+    return this.#clients.stats(parsed.client, range, this.#buffer.clients.values());
   }
 
   /**
-   * Seals every closed minute into the outbox (one flush id per run), then pushes the
-   * outbox in batches. Idempotent: a second run finds nothing staged, and re-pushing an
-   * outbox row replaces it at the aggregator.
+   * Forgets per-client counters older than the client retention, and idle baselines. The
+   * aggregator calls it on every shard once a day (so an idle shard needs no alarm of its own);
+   * safe to call at any time, any number of times.
    */
-  async #flush(nowMs: number): Promise<void> {
-    this.#seal(nowMs);
-    const shard = this.#shard();
-    const aggregator = this.env.AGGREGATOR.getByName(AGGREGATOR_NAME);
-    const pending = all<{ flush_id: number; bucket_ms: number; partial: ArrayBuffer }>(
-      this.sql,
-      "SELECT flush_id, bucket_ms, partial FROM outbox ORDER BY flush_id, bucket_ms",
-    );
-    for (let i = 0; i < pending.length; i += MAX_PUSH_BATCH) {
-      const batch = pending.slice(i, i + MAX_PUSH_BATCH);
-      // A failure here (aggregator unreachable) leaves the batch in the outbox and fails the
-      // task, so the scheduler retries it with backoff.
-      const result = await aggregator.pushMany({
-        shard,
-        items: batch.map((row) => ({ bucketMs: row.bucket_ms, flushId: row.flush_id, partial: asBytes(row.partial) })),
-      });
-      this.ctx.storage.transactionSync(() => {
-        for (const row of batch) run(this.sql, "DELETE FROM outbox WHERE flush_id = ? AND bucket_ms = ?", row.flush_id, row.bucket_ms);
-        if (result.refused.length > 0) this.#bumpMeta("dropped_partials", result.refused.length);
-      });
-      for (const refusal of result.refused) {
-        // The aggregator will never take it (too old): count what was lost, and say so.
-        console.error(`shard ${shard}: aggregator refused minute ${refusal.bucketMs}: ${refusal.reason}`);
-      }
-    }
-    // "replace", not "earliest": this run's own task row is due in the past and is deleted
-    // when the run completes unless this reschedule bumps its revision.
-    const next = maybeOne<{ bucket: number | null }>(this.sql, "SELECT MIN(bucket_ms) AS bucket FROM staged")?.bucket;
-    if (next != null) await this.scheduler.schedule("flush", next + MINUTE_MS + FLUSH_DELAY_MS, null, "flush", "replace");
+  async prune(input: unknown = {}): Promise<{ clientPaths: number; baselines: number }> {
+    parseInput(pruneSchema, input, "prune input");
+    return this.#prune(this.now());
   }
 
-  /** Forgets per-client counters (and templates) older than the client retention. */
-  async #pruneClients(nowMs: number): Promise<void> {
+  async #prune(nowMs: number): Promise<{ clientPaths: number; baselines: number }> {
+    // What memory holds is written first, so nothing pruned is written back after.
+    await this.#flush();
     const { retention } = loadPathConfig(this.env);
     const cutoff = floorTo(nowMs - retention.clients, DAY_MS);
-    run(this.sql, "DELETE FROM client_paths WHERE day_ms < ?", cutoff);
-    pruneBaselines(this.sql, nowMs);
-    // A template holds a place under the cap while any client counter still uses it.
-    const freed = run(
+    const clientPaths = run(this.sql, "DELETE FROM client_paths WHERE day_ms < ?", cutoff);
+    const baselines = pruneBaselines(this.sql, nowMs);
+    // Kept by older versions: a template held a place while any counter used it.
+    run(
       this.sql,
-      `DELETE FROM templates WHERE NOT EXISTS
-         (SELECT 1 FROM client_paths AS c WHERE c.method = templates.method AND c.path = templates.path)`,
+      "DELETE FROM templates WHERE NOT EXISTS (SELECT 1 FROM client_paths AS c WHERE c.method = templates.method AND c.path = templates.path)",
     );
-    if (freed > 0) this.#templates = null;
-    const any = maybeOne<{ n: number }>(
-      this.sql,
-      "SELECT (SELECT COUNT(*) FROM client_paths) + (SELECT COUNT(*) FROM client_baselines) AS n",
-    )!.n;
-    if (any > 0) await this.scheduler.schedule("prune-clients", nowMs + DAY_MS, null, "prune-clients", "replace");
+    if (clientPaths > 0) this.#templates = null;
+    return { clientPaths, baselines };
   }
 
-  #seal(nowMs: number): void {
-    this.ctx.storage.transactionSync(() => {
-      const rows = all<{ id: number; bucket_ms: number; partial: ArrayBuffer }>(
-        this.sql,
-        "SELECT id, bucket_ms, partial FROM staged WHERE bucket_ms + ? <= ? ORDER BY id",
-        MINUTE_MS,
-        nowMs,
-      );
-      if (rows.length === 0) return;
-      const merged = new Map<number, Partial>();
-      for (const row of rows) {
-        const partial = Partial.deserialize(asBytes(row.partial));
-        const existing = merged.get(row.bucket_ms);
-        if (existing === undefined) merged.set(row.bucket_ms, partial);
-        else existing.merge(partial);
-      }
-      const flushId = this.#bumpMeta("flush_id", 1);
-      for (const [bucket, partial] of merged) {
-        run(this.sql, "INSERT INTO outbox (flush_id, bucket_ms, partial) VALUES (?, ?, ?)", flushId, bucket, partial.serialize());
-      }
-      for (const row of rows) run(this.sql, "DELETE FROM staged WHERE id = ?", row.id);
+  /** Starts the flush timer unless one is pending (or flushes at once, `delayMs` 0). */
+  #flushSoon(delayMs: number): void {
+    if (delayMs <= 0) {
+      if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
+      this.#flushFromTimer();
+      return;
+    }
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = null;
+      this.#flushFromTimer();
+    }, delayMs);
+  }
+
+  #flushFromTimer(): void {
+    this.#flush()
+      // Durable before the object may be evicted: an eviction waits for the timer, not for the write.
+      .then(() => this.ctx.storage.sync())
+      .catch((error: unknown) => console.error("collector: flush failed", errorCodeOf(error) ?? error));
+  }
+
+  /** Flushes what memory holds now; a flush under way finishes first (flushes never overlap). */
+  #flush(): Promise<void> {
+    const previous = this.#flushing ?? Promise.resolve();
+    const next = previous.then(() => this.#flushOnce());
+    this.#flushing = next;
+    return next.finally(() => {
+      if (this.#flushing === next) this.#flushing = null;
     });
+  }
+
+  /**
+   * Takes the whole buffer, writes its counter deltas and the changed baselines in one
+   * transaction, then pushes its partials (what cannot be pushed goes to the outbox).
+   */
+  async #flushOnce(): Promise<void> {
+    const taken = this.#buffer;
+    if (taken.hits === 0 && this.#baselines.dirty === 0) return;
+    this.#buffer = new CollectorBuffer();
+    this.ctx.storage.transactionSync(() => {
+      this.#clients.write(taken.clients.values(), this.#baselines.take());
+    });
+    await this.#pusher.pushFromMemory(taken.partials, this.now());
   }
 
   #loadTemplates(): Set<string> {
     if (this.#templates === null) {
-      this.#templates = new Set(
-        all<{ method: string; path: string }>(this.sql, "SELECT method, path FROM templates").map((row) => pathKey(row.method, row.path)),
-      );
+      // The counters in memory hold places too; `(other)` holds none.
+      const keys = [...this.#clients.templateKeys(), ...this.#buffer.clients.templateKeys()];
+      this.#templates = new Set(keys.filter((key) => !key.endsWith(` ${OTHER_TEMPLATE}`)));
     }
     return this.#templates;
-  }
-
-  /** Adds `by` to a counter in `meta` and returns the new value. */
-  #bumpMeta(key: string, by: number): number {
-    run(this.sql, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value", key, by);
-    return maybeOne<{ value: number }>(this.sql, "SELECT value FROM meta WHERE key = ?", key)!.value;
   }
 
   /**
    * The shard this collector serves: from its name, or, when the runtime woke it without one
    * (an alarm after an eviction or restart: `ctx.id.name` is not always set there), from `meta`,
-   * where its first accepted hits wrote it, or else from any client it counts (collectors
-   * written before `meta` held the shard).
+   * where a failed push (the only thing an alarm then has to send) wrote it, or else from any
+   * client it counts.
    */
   #shard(): number {
     if (this.#shardIndex !== undefined) return this.#shardIndex;
@@ -297,10 +295,5 @@ export class PathCollectorDO extends TollgateObject {
     if (stored !== undefined) return stored.value;
     const counted = maybeOne<{ client: string }>(this.sql, "SELECT client FROM client_paths LIMIT 1");
     return counted === undefined ? null : shardOf(counted.client, loadPathConfig(this.env).shards);
-  }
-
-  /** Writes the shard into `meta` once, with the first accepted hits, for alarms that wake it nameless. */
-  #rememberShard(shard: number): void {
-    if (!this.#shardStored) this.sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", SHARD_META_KEY, shard);
   }
 }

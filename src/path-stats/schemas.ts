@@ -112,6 +112,9 @@ export const ingestHitsSchema = v.strictObject({
 
 export const clientQuerySchema = v.strictObject({ client: text(1, 128), range: v.optional(rangeSchema) });
 
+/** A collector's `prune` takes no options: its retention and clock are its own. */
+export const pruneSchema = v.strictObject({});
+
 /** A collector's push: one closed minute of one shard, from one flush. */
 export const pushSchema = v.strictObject({
   shard: integer(0, 1_023),

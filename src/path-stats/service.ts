@@ -13,19 +13,15 @@ import type {
   TopPaths,
   TopPathsInput,
 } from "../../rpc/path-stats";
-import { loadPathConfig, type PathConfig } from "./config";
+import { loadPathConfig } from "./config";
 import type { Env } from "../platform/env";
-import { invalidArgument, ServiceError } from "../platform/errors";
 import { csvHeader, csvRow, jsonRow } from "./export-format";
-import { normalizeMethod, normalizePath } from "./normalize";
-import type { NormalizedHit } from "./partial";
-import { clientIdOf } from "./privacy";
 import { shardOf } from "./shard";
 import { parseInput } from "../platform/schemas";
-import { clientStatsSchema, exportSchema, hitSchema, PATH_BOUNDS, recordManySchema } from "./schemas";
+import { clientStatsSchema, exportSchema, hitSchema, recordManySchema } from "./schemas";
 import { resolveRange } from "../platform/buckets";
-import type * as v from "valibot";
 import { AGGREGATOR_NAME, shardName } from "../platform/names";
+import { clientIdFor, type HitInput, routeHits } from "./hit-routing";
 
 /** Rows per export page: one aggregator call each. */
 const EXPORT_PAGE = 500;
@@ -59,7 +55,7 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
   async clientStats(input: { ip: string; range?: StatsRange }): Promise<ClientStats> {
     const parsed = parseInput(clientStatsSchema, input, "clientStats input");
     const config = loadPathConfig(this.#env);
-    const client = (await this.#clientId(parsed.ip, config))!;
+    const client = (await clientIdFor(parsed.ip, config))!;
     const query = parsed.range === undefined ? { client } : { client, range: parsed.range };
     return this.#env.PATH_COLLECTOR.getByName(shardName(shardOf(client, config.shards))).clientStats(query);
   }
@@ -132,51 +128,12 @@ export class PathStatsService extends RpcTarget implements PathStatsApi {
    * Validates every hit (the clock window included) before anything is written, so bad
    * input changes nothing; then sends each shard its hits, all shards in parallel.
    */
-  async #ingest(hits: v.InferOutput<typeof hitSchema>[], prefix: string): Promise<number> {
-    const config = loadPathConfig(this.#env);
-    const nowMs = Date.now();
-    const byShard = new Map<number, NormalizedHit[]>();
-    // Each hit's address travels beside it (never stored) so the collector can block a flagged client.
-    const ipsByShard = new Map<number, string[]>();
-    for (let i = 0; i < hits.length; i += 1) {
-      const hit = hits[i]!;
-      const where = prefix === "" ? "" : `${prefix}${i}.`;
-      const at = hit.at ?? nowMs;
-      if (at < nowMs - PATH_BOUNDS.maxAgeMs || at > nowMs + PATH_BOUNDS.maxSkewMs) {
-        throw invalidArgument(`${where}at must be within 1 hour before and 1 minute after now`, [
-          { path: `${where}at`, message: "outside the accepted window" },
-        ]);
-      }
-      const path = normalizePath(hit.path, config.routes);
-      if (path === null) throw invalidArgument(`${where}path is not a path`);
-      const client = (await this.#clientId(hit.ip, config))!;
-      const normalized: NormalizedHit = { client, method: normalizeMethod(hit.method)!, path, status: hit.status ?? 0, at };
-      if (hit.latencyMs !== undefined) normalized.latencyMs = hit.latencyMs;
-      if (hit.country !== undefined) normalized.country = hit.country.toUpperCase();
-      if (hit.userAgent !== undefined) normalized.userAgent = hit.userAgent;
-      const shard = shardOf(client, config.shards);
-      let list = byShard.get(shard);
-      if (list === undefined) byShard.set(shard, (list = []));
-      list.push(normalized);
-      let ips = ipsByShard.get(shard);
-      if (ips === undefined) ipsByShard.set(shard, (ips = []));
-      ips.push(hit.ip);
-    }
+  async #ingest(hits: HitInput[], prefix: string): Promise<number> {
+    const byShard = await routeHits(this.#env, hits, prefix);
     const results = await Promise.all(
-      [...byShard].map(([shard, shardHits]) =>
-        this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest({ hits: shardHits, ips: ipsByShard.get(shard)! }),
-      ),
+      [...byShard].map(([shard, batch]) => this.#env.PATH_COLLECTOR.getByName(shardName(shard)).ingest(batch)),
     );
     return results.reduce((sum, result) => sum + result.accepted, 0);
-  }
-
-  async #clientId(ip: string, config: PathConfig): Promise<string | null> {
-    try {
-      return await clientIdOf(ip, config.ipMode, config.hashKey);
-    } catch (error) {
-      console.error(`path statistics: ${(error as Error).message}`);
-      throw new ServiceError("INTERNAL", "path statistics are misconfigured");
-    }
   }
 
   #aggregator() {

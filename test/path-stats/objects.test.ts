@@ -11,6 +11,7 @@ import type { Env } from "../../src/platform/env";
 import { PathStatsService } from "../../src/path-stats/service";
 import { codeOf } from "../fixtures/errors";
 import { shardName } from "../../src/platform/names";
+import { COLLECTOR_FLUSH_MS } from "../../src/path-stats/collector-buffer";
 
 const SHARDS = 16; // PATH_SHARDS in vitest.config.ts
 
@@ -188,44 +189,77 @@ describe("PathCollectorDO", () => {
     expect(await named.counts()).toMatchObject({ staged: 0, outbox: 0 });
   });
 
-  it("makes a hit visible to global queries within 65 seconds: flush 2 s after its minute, compaction 2 s after the push", async () => {
+  it("makes a hit visible to global queries within 65 seconds: pushed by the collector's own timer, compacted 5 s after its minute", async () => {
     const ip = "192.0.2.211";
     const client = (await clientIdOf(ip, "truncate"))!;
     const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
+    await collector.holdFlushes(300);
+    const before = (await env.PATHS.clientStats({ ip })).totalRequests;
     const at = Date.now();
     await env.PATHS.record({ ip, method: "GET", path: "/fresh", status: 200, at });
-    const minuteEnd = floorTo(at, MINUTE_MS) + MINUTE_MS;
-    const flush = (await collector.tasks()).find((task) => task.kind === "flush")!;
-    expect(flush.dueMs).toBeLessThanOrEqual(minuteEnd + 2_000);
-    await collector.runAlarmAt(minuteEnd + 2_000);
+    // Held in memory, and already counted for clientStats.
+    expect(await collector.bufferedHits()).toBe(1);
+    expect((await env.PATHS.clientStats({ ip })).totalRequests).toBe(before + 1);
+    // The collector's timer flushes on its own (no alarm, no call), well within COLLECTOR_FLUSH_MS.
+    for (let attempt = 0; attempt < 100 && (await collector.bufferedHits()) > 0; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await collector.bufferedHits()).toBe(0);
+    expect(COLLECTOR_FLUSH_MS).toBeLessThanOrEqual(5_000);
+    await collector.holdFlushes(null);
+    const minute = floorTo(at, MINUTE_MS);
     const aggregator = env.AGGREGATOR.getByName("global");
     const compact = (await aggregator.tasks()).find((task) => task.kind === "compact")!;
-    expect(compact.dueMs).toBeLessThanOrEqual(Date.now() + 2_000);
-    await aggregator.runAlarmAt(Math.max(compact.dueMs, minuteEnd + 4_000));
+    expect(compact.dueMs).toBeLessThanOrEqual(minute + MINUTE_MS + 5_000);
+    await aggregator.runAlarmAt(Math.max(compact.dueMs, minute + MINUTE_MS + 5_000));
     const detail = await env.PATHS.pathDetail({ range: "1h", path: "/fresh" });
     expect(detail.methods).toEqual([expect.objectContaining({ method: "GET", requests: 1 })]);
   });
 
-  it("forgets per-client counters past the client retention, by an alarm that is safe to run twice", async () => {
+  it("forgets per-client counters past the client retention when pruned, which is safe to do twice", async () => {
     const client = "h:retention-probe";
     const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
     const at = FUTURE + 5 * MINUTE_MS;
     await collector.pinClock(at);
     await collector.ingest({ hits: [{ client, method: "GET", path: "/kept", status: 200, at }] });
     expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1, firstSeen: at });
-    expect(
-      (await collector.tasks())
-        .map((task) => task.kind)
-        .filter((kind) => kind !== "metrics-push")
-        .sort(),
-    ).toEqual(["flush", "prune-clients"]);
+    // No task of its own: the aggregator's daily sweep prunes every shard (below).
+    expect((await collector.tasks()).map((task) => task.kind).filter((kind) => kind !== "metrics-push")).toEqual([]);
     // 29 days later the counter is still inside the 30-day retention; 31 days later it is gone.
-    await collector.runAlarmAt(at + 29 * DAY_MS);
+    await collector.pinClock(at + 29 * DAY_MS);
+    await collector.prune();
     expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1 });
+    await collector.pinClock(at + 31 * DAY_MS);
     for (let i = 0; i < 2; i += 1) {
-      await collector.runAlarmAt(at + 31 * DAY_MS);
+      await collector.prune();
       expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 0, paths: [] });
     }
+    await collector.pinClock(null);
+  });
+
+  it("is pruned by the aggregator's daily sweep, scheduled once the first day closes and recurring", async () => {
+    const client = "h:sweep-probe";
+    const collector = env.PATH_COLLECTOR.getByName(shardName(shardOf(client, SHARDS)));
+    const at = FUTURE + 7 * MINUTE_MS;
+    await collector.pinClock(at);
+    await collector.ingest({ hits: [{ client, method: "GET", path: "/swept", status: 200, at }] });
+    await collector.flushBuffer();
+    const aggregator = env.AGGREGATOR.getByName("sweep");
+    await aggregator.pinClock(at);
+    await aggregator.push({ shard: 0, bucketMs: floorTo(at, MINUTE_MS), flushId: 1, partial: partialOf([{ at }]) });
+    // No counter expires within a day: nothing is scheduled for it until the aggregator closes its first day.
+    expect((await aggregator.tasks()).map((task) => task.kind)).not.toContain("sweep-collectors");
+    await aggregator.runAlarmAt(FUTURE + DAY_MS + 6 * MINUTE_MS);
+    const sweep = (await aggregator.tasks()).find((task) => task.kind === "sweep-collectors")!;
+    // 10 minutes after midnight UTC, after the day's close.
+    expect(sweep.dueMs).toBe(FUTURE + DAY_MS + 10 * MINUTE_MS);
+    // The collector reads its own clock: 31 days on, its counter is past the retention.
+    await collector.pinClock(at + 31 * DAY_MS);
+    expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 1 });
+    await aggregator.runAlarmAt(sweep.dueMs);
+    expect(await collector.clientStats({ client })).toMatchObject({ totalRequests: 0 });
+    // Recurring: the next sweep is a day later.
+    expect((await aggregator.tasks()).find((task) => task.kind === "sweep-collectors")!.dueMs).toBe(sweep.dueMs + DAY_MS);
     await collector.pinClock(null);
   });
 
