@@ -100,7 +100,6 @@ export interface CreditLedgerHooks extends ObjectHooks {
 export class CreditLedgerDO extends TollgateObject {
   static readonly #spec: ObjectSpec<CreditLedgerDO> = {
     component: "credit-ledger",
-    counting: "handle",
     migrations: CREDIT_LEDGER_MIGRATIONS,
     tasks: (self) => self.#upkeep.tasks(),
     afterImport: (self) => self.#journal.afterImport(),

@@ -14,7 +14,6 @@ import { invalidArgument } from "../platform/errors";
 import { DAY_MS, HOUR_MS, MINUTE_MS, floorTo } from "../platform/buckets";
 import { normalizeMethod, normalizePath, OTHER_TEMPLATE } from "./normalize";
 import { Partial } from "./partial";
-import { parseInput } from "../platform/schemas";
 import {
   exportPageSchema,
   globalStatsSchema,
@@ -131,13 +130,14 @@ export class AggregatorDO extends TollgateObject {
   }
 
   /** Takes one shard's minute. Replaces an earlier push of the same (shard, minute, flush). */
-  async push(input: unknown): Promise<{ stored: boolean }> {
-    const parsed = parseInput(pushSchema, input, "push input");
-    const nowMs = this.now();
-    const refusal = this.#refusal(parsed.bucketMs, parsed.partial, nowMs);
-    if (refusal !== null) throw invalidArgument(refusal);
-    await this.#group.add([parsed]);
-    return { stored: true };
+  push(input: unknown): Promise<{ stored: boolean }> {
+    return this.handle("push", pushSchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const refusal = this.#refusal(parsed.bucketMs, parsed.partial, nowMs);
+      if (refusal !== null) throw invalidArgument(refusal);
+      await this.#group.add([parsed]);
+      return { stored: true };
+    });
   }
 
   /**
@@ -145,55 +145,62 @@ export class AggregatorDO extends TollgateObject {
    * outside the acceptance window is refused as a value, so the collector can drop it while
    * the rest are stored; a corrupt partial is a caller bug and fails the whole call.
    */
-  async pushMany(input: unknown): Promise<{ stored: number; refused: Refused[] }> {
-    const parsed = parseInput(pushManySchema, input, "pushMany input");
-    const nowMs = this.now();
-    const refused: Refused[] = [];
-    const accepted = parsed.items.filter((item) => {
-      const reason = this.#refusal(item.bucketMs, item.partial, nowMs);
-      if (reason === null) return true;
-      if (reason.startsWith("partial")) throw invalidArgument(reason);
-      refused.push({ bucketMs: item.bucketMs, flushId: item.flushId, reason });
-      return false;
+  pushMany(input: unknown): Promise<{ stored: number; refused: Refused[] }> {
+    return this.handle("pushMany", pushManySchema, input, async (parsed) => {
+      const nowMs = this.now();
+      const refused: Refused[] = [];
+      const accepted = parsed.items.filter((item) => {
+        const reason = this.#refusal(item.bucketMs, item.partial, nowMs);
+        if (reason === null) return true;
+        if (reason.startsWith("partial")) throw invalidArgument(reason);
+        refused.push({ bucketMs: item.bucketMs, flushId: item.flushId, reason });
+        return false;
+      });
+      if (accepted.length > 0) await this.#group.add(accepted.map((item) => ({ shard: parsed.shard, ...item })));
+      return { stored: accepted.length, refused };
     });
-    if (accepted.length > 0) await this.#group.add(accepted.map((item) => ({ shard: parsed.shard, ...item })));
-    return { stored: accepted.length, refused };
   }
 
-  async globalStats(input: unknown): Promise<GlobalStats> {
-    const parsed = parseInput(globalStatsSchema, input, "globalStats input");
-    return this.#queries.globalStats(parsed.range, this.now());
+  globalStats(input: unknown): Promise<GlobalStats> {
+    return this.handle("globalStats", globalStatsSchema, input, async (parsed) => {
+      return this.#queries.globalStats(parsed.range, this.now());
+    });
   }
 
   /** The global totals per step; its points sum to `globalStats`' `totalRequests` over the same range. */
-  async timeSeries(input: unknown): Promise<TimeSeries> {
-    const parsed = parseInput(timeSeriesSchema, input, "timeSeries input");
-    return this.#queries.timeSeries(parsed.range, this.now());
+  timeSeries(input: unknown): Promise<TimeSeries> {
+    return this.handle("timeSeries", timeSeriesSchema, input, async (parsed) => {
+      return this.#queries.timeSeries(parsed.range, this.now());
+    });
   }
 
-  async topPaths(input: unknown): Promise<TopPaths> {
-    const parsed = parseInput(topPathsSchema, input, "topPaths input") as TopPathsInput;
-    return this.#queries.topPaths(parsed, this.now());
+  topPaths(input: unknown): Promise<TopPaths> {
+    return this.handle("topPaths", topPathsSchema, input, async (parsed) => {
+      return this.#queries.topPaths(parsed as TopPathsInput, this.now());
+    });
   }
 
-  async topClients(input: unknown): Promise<TopClients> {
-    const parsed = parseInput(topClientsSchema, input, "topClients input");
-    return this.#queries.topClients(parsed.range, parsed.limit, this.now());
+  topClients(input: unknown): Promise<TopClients> {
+    return this.handle("topClients", topClientsSchema, input, async (parsed) => {
+      return this.#queries.topClients(parsed.range, parsed.limit, this.now());
+    });
   }
 
-  async pathDetail(input: unknown): Promise<PathDetail> {
-    const parsed = parseInput(pathDetailSchema, input, "pathDetail input");
-    const config = loadPathConfig(this.env);
-    const path = parsed.path === OTHER_TEMPLATE ? OTHER_TEMPLATE : normalizePath(parsed.path, config.routes);
-    if (path === null) throw invalidArgument('path must start with "/"');
-    const method = parsed.method === undefined ? undefined : normalizeMethod(parsed.method)!;
-    return this.#queries.pathDetail(path, method, parsed.range, this.now());
+  pathDetail(input: unknown): Promise<PathDetail> {
+    return this.handle("pathDetail", pathDetailSchema, input, async (parsed) => {
+      const config = loadPathConfig(this.env);
+      const path = parsed.path === OTHER_TEMPLATE ? OTHER_TEMPLATE : normalizePath(parsed.path, config.routes);
+      if (path === null) throw invalidArgument('path must start with "/"');
+      const method = parsed.method === undefined ? undefined : normalizeMethod(parsed.method)!;
+      return this.#queries.pathDetail(path, method, parsed.range, this.now());
+    });
   }
 
   /** One page of an export, after `cursor` (the `PathStats` service strings pages into a stream). */
-  async exportPage(input: unknown): Promise<{ rows: ExportRow[]; cursor?: string; range: AnsweredRange }> {
-    const parsed = parseInput(exportPageSchema, input, "exportPage input");
-    return this.#queries.exportPage(parsed, this.now());
+  exportPage(input: unknown): Promise<{ rows: ExportRow[]; cursor?: string; range: AnsweredRange }> {
+    return this.handle("exportPage", exportPageSchema, input, async (parsed) => {
+      return this.#queries.exportPage(parsed, this.now());
+    });
   }
 
   /** Why a pushed minute cannot be taken, or `null` when it can. */

@@ -6,7 +6,6 @@ import { DAY_MS, floorTo, resolveRange } from "../platform/buckets";
 import { OTHER_TEMPLATE } from "./normalize";
 import { pathKey } from "./partial";
 import { shardOf } from "./shard";
-import { parseInput } from "../platform/schemas";
 import { clientQuerySchema, ingestHitsSchema, PATH_BOUNDS, pruneSchema } from "./schemas";
 import type { Migration } from "../platform/migrations";
 import { maybeOne, run } from "../platform/sql";
@@ -152,48 +151,50 @@ export class PathCollectorDO extends TollgateObject {
   }
 
   /** Takes normalized hits in (the `PathStats` service normalizes and routes them here); they are held in memory. */
-  async ingest(input: unknown): Promise<{ accepted: number }> {
-    const { hits, ips } = parseInput(ingestHitsSchema, input, "ingest input");
-    const config = loadPathConfig(this.env);
-    const shard = this.#shard();
-    const nowMs = this.now();
-    hits.forEach((hit, i) => {
-      if (shardOf(hit.client, config.shards) !== shard) throw invalidArgument(`hits.${i}.client belongs to another shard`);
-      if (hit.at < nowMs - PATH_BOUNDS.maxAgeMs || hit.at > nowMs + PATH_BOUNDS.maxSkewMs) {
-        throw invalidArgument(`hits.${i}.at is outside the accepted window (1 h back, 1 min ahead)`);
-      }
-    });
-    if (ips !== undefined && ips.length !== hits.length) throw invalidArgument("ips must hold one address per hit");
-    if (hits.length === 0) return { accepted: 0 };
-    // The only await before the hits are taken in: everything from here to the buffer is synchronous.
-    const protection = await this.#protection.get(nowMs);
+  ingest(input: unknown): Promise<{ accepted: number }> {
+    return this.handle("ingest", ingestHitsSchema, input, async ({ hits, ips }) => {
+      const config = loadPathConfig(this.env);
+      const shard = this.#shard();
+      const nowMs = this.now();
+      hits.forEach((hit, i) => {
+        if (shardOf(hit.client, config.shards) !== shard) throw invalidArgument(`hits.${i}.client belongs to another shard`);
+        if (hit.at < nowMs - PATH_BOUNDS.maxAgeMs || hit.at > nowMs + PATH_BOUNDS.maxSkewMs) {
+          throw invalidArgument(`hits.${i}.at is outside the accepted window (1 h back, 1 min ahead)`);
+        }
+      });
+      if (ips !== undefined && ips.length !== hits.length) throw invalidArgument("ips must hold one address per hit");
+      if (hits.length === 0) return { accepted: 0 };
+      // The only await before the hits are taken in: everything from here to the buffer is synchronous.
+      const protection = await this.#protection.get(nowMs);
 
-    const templates = this.#loadTemplates();
-    const capped = hits.map((hit) => {
-      const key = pathKey(hit.method, hit.path);
-      if (templates.has(key)) return hit;
-      if (templates.size < config.maxTemplates) {
-        templates.add(key);
-        return hit;
-      }
-      return { ...hit, path: OTHER_TEMPLATE };
+      const templates = this.#loadTemplates();
+      const capped = hits.map((hit) => {
+        const key = pathKey(hit.method, hit.path);
+        if (templates.has(key)) return hit;
+        if (templates.size < config.maxTemplates) {
+          templates.add(key);
+          return hit;
+        }
+        return { ...hit, path: OTHER_TEMPLATE };
+      });
+      this.#buffer.add(capped);
+      const found = observeHits(this.#baselines, capped, protection.policy);
+      if (this.#buffer.full) this.#flushSoon(0);
+      else this.#flushSoon(this.#flushDelayMs());
+      if (found.length > 0) await this.#protection.actOn(found, ips, protection, nowMs);
+      return { accepted: hits.length };
     });
-    this.#buffer.add(capped);
-    const found = observeHits(this.#baselines, capped, protection.policy);
-    if (this.#buffer.full) this.#flushSoon(0);
-    else this.#flushSoon(this.#flushDelayMs());
-    if (found.length > 0) await this.#protection.actOn(found, ips, protection, nowMs);
-    return { accepted: hits.length };
   }
 
   /** One client's paths, from this shard's counters and those it holds in memory (resolved to whole UTC days). */
-  async clientStats(input: unknown): Promise<ClientStats> {
-    const parsed = parseInput(clientQuerySchema, input, "clientStats input");
-    const config = loadPathConfig(this.env);
-    if (shardOf(parsed.client, config.shards) !== this.#shard()) throw invalidArgument("client belongs to another shard");
-    const nowMs = this.now();
-    const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, nowMs);
-    return this.#clients.stats(parsed.client, range, this.#buffer.clients.values());
+  clientStats(input: unknown): Promise<ClientStats> {
+    return this.handle("clientStats", clientQuerySchema, input, async (parsed) => {
+      const config = loadPathConfig(this.env);
+      if (shardOf(parsed.client, config.shards) !== this.#shard()) throw invalidArgument("client belongs to another shard");
+      const nowMs = this.now();
+      const range = parsed.range === undefined ? { from: 0, to: Number.MAX_SAFE_INTEGER } : resolveRange(parsed.range, nowMs);
+      return this.#clients.stats(parsed.client, range, this.#buffer.clients.values());
+    });
   }
 
   /**
@@ -201,9 +202,10 @@ export class PathCollectorDO extends TollgateObject {
    * aggregator calls it on every shard once a day (so an idle shard needs no alarm of its own);
    * safe to call at any time, any number of times.
    */
-  async prune(input: unknown = {}): Promise<{ clientPaths: number; baselines: number }> {
-    parseInput(pruneSchema, input, "prune input");
-    return this.#prune(this.now());
+  prune(input: unknown = {}): Promise<{ clientPaths: number; baselines: number }> {
+    return this.handle("prune", pruneSchema, input, async () => {
+      return this.#prune(this.now());
+    });
   }
 
   async #prune(nowMs: number): Promise<{ clientPaths: number; baselines: number }> {

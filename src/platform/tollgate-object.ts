@@ -1,7 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type * as v from "valibot";
 import type { Env } from "./env";
-import { instrumentObjectPrototype } from "./metering/instrument";
 import { countedCall, countingSql } from "./metering/object-calls";
 import { ObjectMeter, upgradeStoredMetrics } from "./metering/object-metrics";
 import { type AlarmReport, SCHEDULER_MIGRATIONS, TaskScheduler, type TaskHandlers } from "./task-scheduler";
@@ -24,11 +23,6 @@ export interface ObjectSpec<Self extends TollgateObject = TollgateObject> {
    * count its own pushes forever, and test probes). Default: counted.
    */
   metrics?: false;
-  /**
-   * `"handle"`: every contract method counts itself through `this.handle` (docs/metrics.md).
-   * Default, until each class is converted: its prototype methods are wrapped to count them.
-   */
-  counting?: "handle";
   /** The handlers for this object's task kinds. Each must be safe to run twice. */
   tasks(self: Self): TaskHandlers;
   /**
@@ -84,9 +78,9 @@ export interface Handle {
  * the constructor (so no call ever sees an old schema), and the single alarm is driven by
  * the `_tasks` table. Subclasses name their task handlers in their spec's `tasks`.
  *
- * Every contract method of every object class is counted (docs/metrics.md): a converted class
- * (spec `counting: "handle"`) runs each one through `this.handle`; the base's own methods count
- * themselves; any other class has its prototype methods wrapped once. `this.sql` attributes
+ * Every contract method of every object class is counted (docs/metrics.md): each one runs its
+ * body through `this.handle`, the one call site per method; the base's own methods count
+ * themselves. `this.sql` attributes
  * each cursor to the call that opened it, so a call's rows are its cursors' counters.
  */
 export abstract class TollgateObject extends DurableObject<Env> {
@@ -135,11 +129,6 @@ export abstract class TollgateObject extends DurableObject<Env> {
     const objectClass = objectClassOf(new.target.prototype);
     this.#meter = new ObjectMeter(ctx, env, objectClass.constructor.name);
     this.#meter.adopt(storedCounts);
-    if (spec.counting !== "handle") {
-      instrumentObjectPrototype(objectClass, (self, method) => (code, startMs, call) => {
-        (self as TollgateObject).#meter?.record(method, code, startMs, call);
-      });
-    }
   }
 
   /** Runs `body` as the call `method` of this object, counted unless the object is left out of metrics. */

@@ -71,7 +71,6 @@ const keyReusedMessage = (key: string) => `idempotency key "${key}" was used for
 export class RateLimiterDO extends TollgateObject {
   static readonly #spec: ObjectSpec<RateLimiterDO> = {
     component: "rate-limiter",
-    counting: "handle",
     migrations: RATE_LIMITER_MIGRATIONS,
     tasks: (self) => ({
       // Scheduled by objects before the state row (migration 4); nothing schedules it now.

@@ -109,7 +109,6 @@ export class AdaptiveLimitsDO extends TollgateObject {
   static readonly #spec: ObjectSpec<AdaptiveLimitsDO> = {
     component: "adaptive-limits",
     migrations: MIGRATIONS,
-    counting: "handle",
     tasks: (self) => ({
       evaluate: (payload, nowMs) => self.#evaluate((payload as { name: string }).name, nowMs),
     }),

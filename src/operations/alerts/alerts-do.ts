@@ -68,7 +68,6 @@ export class AlertsDO extends TollgateObject {
   static readonly #spec: ObjectSpec<AlertsDO> = {
     component: "alerts",
     migrations: ALERTS_MIGRATIONS,
-    counting: "handle",
     tasks: (self) => ({
       evaluate: (payload, nowMs) => self.#evaluate((payload as { ruleId: string }).ruleId, nowMs),
       deliver: (_payload, nowMs) => self.#deliver(nowMs),

@@ -53,7 +53,6 @@ export class MaintenanceDO extends TollgateObject {
   static readonly #spec: ObjectSpec<MaintenanceDO> = {
     component: "maintenance",
     migrations: MIGRATIONS,
-    counting: "handle",
     tasks: (self) => ({ "scheduled-backup": (payload, nowMs) => self.#scheduledBackup(payload, nowMs) }),
   };
 

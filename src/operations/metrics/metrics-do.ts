@@ -51,7 +51,6 @@ export class MetricsDO extends TollgateObject {
     component: "metrics-rollup",
     migrations: METRICS_DO_MIGRATIONS,
     metrics: false,
-    counting: "handle",
     tasks: (self) => ({ compact: (_payload, nowMs) => self.#compact(nowMs) }),
   };
 

@@ -77,7 +77,6 @@ export class ProtectionDO extends TollgateObject {
   static readonly #spec: ObjectSpec<ProtectionDO> = {
     component: "protection",
     migrations: MIGRATIONS,
-    counting: "handle",
     tasks: (self) => ({
       "expire-denials": (_payload, nowMs) => self.#expireDenials(nowMs),
       "prune-flags": (_payload, nowMs) => self.#pruneFlags(nowMs),

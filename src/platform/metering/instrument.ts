@@ -1,11 +1,10 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type CallOutcome, metered } from "./call-outcome";
-import { type CallFinish, countedCall } from "./object-calls";
 
 /**
- * Counting by wrapping, for what has no explicit call site: the entrypoint classes, and object
- * classes not converted to `TollgateObject`'s `handle` yet. The class's prototype methods are
- * replaced, once per class, by wrappers (Workers RPC dispatches to prototype methods, so the
+ * Counting by wrapping, for what has no explicit call site: the entrypoint classes and capnweb
+ * RPC targets (objects count through `TollgateObject`'s `handle`). The class's prototype methods
+ * are replaced, once per class, by wrappers (Workers RPC dispatches to prototype methods, so the
  * wrapper is what a caller reaches).
  *
  * TypeScript's `private`/`protected` do not exist at run time, so helpers are prototype
@@ -36,25 +35,6 @@ function replace(prototype: object, name: string, wrapper: AnyMethod): void {
   wrapped.add(wrapper);
   const descriptor = Object.getOwnPropertyDescriptor(prototype, name)!;
   Object.defineProperty(prototype, name, { ...descriptor, value: wrapper });
-}
-
-/** Receives a finished call of `method` on `self`, an instance of a wrapped object class. */
-export type ObjectRecorder = (self: object, method: string) => CallFinish;
-
-/**
- * Wraps the contract methods of an object class not converted to explicit counting, once:
- * each is counted as a call (`countedCall`), as `handle` counts a converted class's.
- */
-export function instrumentObjectPrototype(prototype: object, record: ObjectRecorder): void {
-  if (instrumented.has(prototype)) return;
-  instrumented.add(prototype);
-  for (const name of ownMethods(prototype)) {
-    const original = (prototype as Record<string, AnyMethod>)[name]!;
-    const wrapper = function (this: object, ...args: unknown[]): unknown {
-      return countedCall(this, () => original.apply(this, args), record(this, name));
-    };
-    replace(prototype, name, wrapper);
-  }
 }
 
 /** Receives a finished entrypoint call; `self` is the entrypoint or RPC target instance. */
