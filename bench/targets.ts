@@ -39,7 +39,32 @@ function flatAcrossWindows(prefix: string, min: number) {
   };
 }
 
+/** The row's throughput against its ceiling (here the one-write ceiling) is at least `min`; p50 and p99 beside it. */
+function againstWriteCeiling(id: string, min: number) {
+  return (rows: readonly Row[]) => {
+    const row = byId(rows, id);
+    if (row?.measured?.ratioToCeiling === undefined) return undefined;
+    const m = row.measured;
+    const ratio = m.ratioToCeiling!;
+    const ceilingP50 = Number(row.extra?.ceilingP50Ms ?? 0);
+    return {
+      pass: ratio >= min,
+      detail: `${fmt(ratio)} × the one-write ceiling (${Math.round(m.opsPerSec)} vs ${row.extra?.ceilingOpsPerSec} ops/s); p50 ${fmt(m.p50Ms)} ms, p99 ${fmt(m.p99Ms)} ms (ceiling p50 ${fmt(ceilingP50)} ms)`,
+    };
+  };
+}
+
 export const TARGETS: readonly Target[] = [
+  {
+    id: "lean-check",
+    description: "check, 1 rule, one subject, 16 callers ≥ 1.0 × the one-write ceiling",
+    judge: againstWriteCeiling("lean.check.one-subject", 1.0),
+  },
+  {
+    id: "lean-authorize-cost",
+    description: "authorize(cost) with a key, 16 callers ≥ 0.25 × the one-write ceiling",
+    judge: againstWriteCeiling("lean.authorize.cost", 0.25),
+  },
   {
     id: "check-1-rule",
     description: "one-rule check ≥ 0.9 × ceiling throughput",

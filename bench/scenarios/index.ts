@@ -10,6 +10,7 @@ import { credits } from "./credits";
 import { fanOut } from "./fan-out";
 import { gateway } from "./gateway";
 import { kvCounter } from "./kv-counter";
+import { lean } from "./lean";
 import { leases } from "./leases";
 import { pathStats } from "./path-stats";
 import { rollups } from "./rollups";
@@ -19,6 +20,7 @@ import { seedLimiter } from "./seed-limiter";
 export const SCENARIOS: readonly Scenario[] = [
   ceiling,
   rateLimitCheck,
+  lean,
   leases,
   credits,
   pathStats,
