@@ -76,12 +76,13 @@ describe("bench harness", () => {
       expect(row.extra?.usdPerMillion).toBeGreaterThan(0);
       expect(["PASS", "FAIL"]).toContain(results.targets.find((target) => target.id === budget.id)!.status);
     }
-    // Every gateway request reaches the limiter, the ledger (twice) and a collector at least.
-    expect(results.rows.find((row) => row.id === "cost.authorize-settle")!.extra?.requests).toBeGreaterThanOrEqual(4);
+    // Every gateway request reaches the limiter and the ledger (twice); its hit reaches a collector in a batch.
+    expect(results.rows.find((row) => row.id === "cost.authorize-settle")!.extra?.requests).toBeGreaterThan(3);
     expect(results.rows.find((row) => row.id === "cost.baseline.kv")!.extra?.usdPerMillion).toBe(5.5);
     expect(JSON.parse(JSON.stringify(results))).toEqual(results);
     expect(renderText(results)).toContain("where the rows go");
     expect(renderMarkdown(results)).toContain("A month of gateway requests");
-    // Its alarms run on a clock moved forward, and each window waits for the objects' pending timers.
-  }, 180_000);
+    // Its alarms run on a clock moved forward, and each window waits for the objects' pending timers
+    // (observations flushed from memory within seconds: a few seconds per window, some minutes in all).
+  }, 420_000);
 });
