@@ -162,7 +162,7 @@ export class Holds {
   /** Gives an open hold's allocations back and books the `void` or `release` entry. */
   release(hold: HoldRow, kind: "void" | "release", reason: string, idempotencyKey: string | null, nowMs: number): Entry {
     const allocations = this.allocationsOf(hold);
-    const expired = this.spending.returnToGrants(allocations, nowMs, "held");
+    const expired = this.spending.captureHeld([], allocations, nowMs);
     this.close(hold, kind === "void" ? "voided" : "expired", nowMs, 0);
     const entry = this.journal.append(nowMs, {
       kind,

@@ -147,11 +147,7 @@ export class LedgerKeys {
    */
   addSpend(familyId: string, amount: number, day: string, month: string): void {
     if (amount === 0) return;
-    const row = maybeOne<SpendRow>(
-      this.sql,
-      "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?",
-      familyId,
-    );
+    const row = this.#spendRow(familyId);
     const next = (period: string, current: string | undefined, spent: number): [string, number] | undefined =>
       current === undefined || period > current ? [period, amount] : period === current ? [period, spent + amount] : undefined;
     const newDay = next(day, row?.day, row?.day_amount ?? 0) ?? [row!.day, row!.day_amount];
@@ -176,13 +172,14 @@ export class LedgerKeys {
     );
   }
 
+  #spendRow(familyId: string): SpendRow | undefined {
+    const query = "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?";
+    return maybeOne<SpendRow>(this.sql, query, familyId);
+  }
+
   /** What a family has spent in the day and month of `nowMs`. */
   #spent(familyId: string, nowMs: number): { day: number; month: number } {
-    const row = maybeOne<SpendRow>(
-      this.sql,
-      "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?",
-      familyId,
-    );
+    const row = this.#spendRow(familyId);
     return {
       day: row !== undefined && row.day === dayOf(nowMs) ? row.day_amount : 0,
       month: row !== undefined && row.month === monthOf(nowMs) ? row.month_amount : 0,

@@ -167,7 +167,7 @@ export class Spending {
       left -= give;
       if (left === 0) break;
     }
-    const expired = this.returnToGrants(back, nowMs, "consumed");
+    const expired = this.returnRefunded(back, nowMs);
     const entry = this.journal.append(nowMs, {
       kind: "refund",
       amount,
@@ -219,23 +219,21 @@ export class Spending {
   }
 
   /**
-   * Gives `parts` back to their grants (from `held` allocations or `consumed` credit). What
-   * goes back to an expired grant is booked as expired at once; what goes back to the
-   * overdraft reduces the debt. Returns the amount booked as expired.
+   * Gives refunded `parts` of consumed credit back to their grants, one write per part (what
+   * goes back to an expired grant is booked as expired at once), and to the overdraft, which
+   * cancels debt. Held parts go back through `captureHeld`. Returns the amount booked as expired.
    */
-  returnToGrants(parts: readonly Draw[], nowMs: number, from: "held" | "consumed"): number {
+  returnRefunded(parts: readonly Draw[], nowMs: number): number {
     let expired = 0;
     for (const part of parts) {
       if (part.grantId === null) {
-        if (from === "held") this.account.addDebt(-part.amount, 0);
-        else expired += this.refundDebt(part.amount, nowMs);
+        expired += this.refundDebt(part.amount, nowMs);
         continue;
       }
-      // A held part was never counted in the grant's `consumed`; a refunded part was.
-      if (from === "consumed") run(this.sql, "UPDATE grants SET consumed = consumed - ? WHERE grant_id = ?", part.amount, part.grantId);
       const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
       const target = isExpired(grant, nowMs) ? "expired" : "remaining";
-      run(this.sql, `UPDATE grants SET ${target} = ${target} + ? WHERE grant_id = ?`, part.amount, part.grantId);
+      const update = `UPDATE grants SET consumed = consumed - ?, ${target} = ${target} + ? WHERE grant_id = ?`;
+      run(this.sql, update, part.amount, part.amount, part.grantId);
       if (target === "expired") expired += part.amount;
     }
     return expired;
