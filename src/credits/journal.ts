@@ -58,7 +58,7 @@ export class Journal {
     const account = this.account.row()!;
     // Entry times never go backwards (a clock that did is read as standing still), so a time
     // finds its place in the chain by bisecting `seq`, with no index over time to write.
-    const at = Math.max(nowMs, this.#lastAt(account.last_seq));
+    const at = Math.max(nowMs, account.last_at_ms);
     const totals = {
       granted: account.granted + change.granted,
       held: account.held + change.held,

@@ -35,7 +35,8 @@ export class LedgerAccount {
       this.sql,
       `SELECT a.id, a.account_id, a.name, a.overdraft_limit, a.created_at_ms, a.held_debt, a.consumed_debt,
          COALESCE(e.granted_after, 0) AS granted, COALESCE(e.held_after, 0) AS held, COALESCE(e.consumed_after, 0) AS consumed,
-         COALESCE(e.expired_after, 0) AS expired, COALESCE(e.seq, 0) AS last_seq, COALESCE(e.hash, ?) AS head_hash
+         COALESCE(e.expired_after, 0) AS expired, COALESCE(e.seq, 0) AS last_seq, COALESCE(e.hash, ?) AS head_hash,
+         COALESCE(e.at_ms, 0) AS last_at_ms
        FROM account a LEFT JOIN (SELECT * FROM entries ORDER BY seq DESC LIMIT 1) e ON 1 = 1 WHERE a.id = 1`,
       GENESIS_HASH,
     );

@@ -20,6 +20,8 @@ export type AccountRow = {
   consumed_debt: number;
   last_seq: number;
   head_hash: string;
+  /** The last entry's time (0 before the first): read with the totals, not stored on `account`. */
+  last_at_ms: number;
 };
 
 export type GrantRow = {
