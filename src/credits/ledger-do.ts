@@ -24,6 +24,9 @@ import type {
   VoidResult,
 } from "../../rpc/credits";
 import { IdempotencyStore, type Transaction } from "../platform/idempotency";
+import { currentCallScope } from "../platform/metering/object-calls";
+import { TransactionBatches } from "../platform/transaction-batches";
+import { WriteBackTransactions } from "../platform/write-back";
 import { DEFAULT_DATA_RETENTION, loadDataRetention } from "../platform/retention";
 import type { Env } from "../platform/env";
 import { conflict, invalidArgument } from "../platform/errors";
@@ -31,6 +34,7 @@ import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/t
 import { evaluateRules } from "../rate-limits/algorithms/evaluate-rules";
 import { LedgerAudit } from "./audit";
 import { GatewayAdmission } from "./gateway-admission";
+import { Grants } from "./grants";
 import { Holds } from "./holds";
 import { Journal } from "./journal";
 import { parseKey } from "./keys";
@@ -106,6 +110,8 @@ export class CreditLedgerDO extends TollgateObject {
   };
 
   readonly #transaction: Transaction;
+  /** Group commit: the calls that write entries, run in batches sharing one transaction (see #write). */
+  readonly #batches: TransactionBatches;
   readonly #account: LedgerAccount;
   readonly #journal: Journal;
   readonly #keys: LedgerKeys;
@@ -122,12 +128,19 @@ export class CreditLedgerDO extends TollgateObject {
   constructor(ctx: DurableObjectState, env: Env, hooks?: CreditLedgerHooks) {
     super(ctx, env, CreditLedgerDO.#spec, hooks);
     const sql = this.sql;
-    this.#transaction = (body) => ctx.storage.transactionSync(body);
+    const grants = new Grants(sql);
+    this.#keys = new LedgerKeys(sql);
+    // The hot rows (grants, key spend and rule states) are written once per transaction, at its commit.
+    const transactions = new WriteBackTransactions(
+      (body) => ctx.storage.transactionSync(body),
+      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache],
+    );
+    this.#transaction = (body) => transactions.run(body);
+    this.#batches = new TransactionBatches({ transaction: this.#transaction, durable: () => ctx.storage.sync(), scope: currentCallScope });
     this.#account = new LedgerAccount(sql, ctx.id.name);
     this.#journal = new Journal(sql, this.#account);
-    this.#keys = new LedgerKeys(sql);
     this.#usage = new UsageRollups(sql, this.#journal);
-    this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys);
+    this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys, grants);
     this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending);
     // `this.env` is read at each call, not now: a test may swap the variables of a live object.
     this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, this.#holds, () => this.env.CREDIT_PRICES);
@@ -189,11 +202,13 @@ export class CreditLedgerDO extends TollgateObject {
     return this.handle("grant", grantSchema, input, async (parsed) => {
       const nowMs = this.now();
       const { idempotencyKey, ...params } = parsed;
-      const entry = this.#idempotency.run(idempotencyKey, ["grant", params], nowMs, () => {
-        this.#spending.assertGrantable(this.#account.require(parsed.accountId), parsed, nowMs);
-        this.#holds.settleDue(nowMs);
-        return this.#spending.grant(parsed, idempotencyKey, nowMs);
-      });
+      const entry = await this.#batches.run(() =>
+        this.#idempotency.run(idempotencyKey, ["grant", params], nowMs, () => {
+          this.#spending.assertGrantable(this.#account.require(parsed.accountId), parsed, nowMs);
+          this.#holds.settleDue(nowMs);
+          return this.#spending.grant(parsed, idempotencyKey, nowMs);
+        }),
+      );
       await this.#afterWrite();
       return entry;
     });
@@ -378,10 +393,11 @@ export class CreditLedgerDO extends TollgateObject {
         parsed.usage === undefined ? parsed.amount! : this.#pricing.quote({ usage: parsed.usage, keyId: verdict.keyId }).worstCase;
       const admit = () => this.#admission.admit({ ...parsed, amount }, verdict, nowMs);
       // Only a keyed request that writes an entry needs a replay record; a bare verification does not.
-      const result =
+      const result = await this.#batches.run(() =>
         amount === 0 || idempotencyKey === undefined
           ? this.#transaction(admit)
-          : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit);
+          : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit),
+      );
       if (amount > 0) await this.#afterWrite();
       return result;
     });
@@ -478,6 +494,11 @@ export class CreditLedgerDO extends TollgateObject {
   /**
    * A write that settles what is due first: once per idempotency key (or, without a key, in a
    * plain transaction), then arms the alarm for whatever the write made due.
+   *
+   * Writes go through group commit (platform/transaction-batches.ts): with no commit in flight the
+   * body runs at once; while one becomes durable, later calls queue and then run together in one
+   * transaction, each in its own savepoint, so the grants and key counters they share are written
+   * once per batch (platform/write-back.ts). Each answer still leaves only after its entry is durable.
    */
   async #write<T extends object>(
     idempotencyKey: string | undefined,
@@ -492,8 +513,9 @@ export class CreditLedgerDO extends TollgateObject {
       this.#holds.settleDue(nowMs);
       return body();
     };
-    const result =
-      idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled);
+    const result = await this.#batches.run(() =>
+      idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled),
+    );
     await this.#afterWrite();
     return result;
   }

@@ -7,6 +7,7 @@ import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-r
 import type { LimiterState, StateChange } from "../rate-limits/algorithms/rule-state";
 import { decodeRuleState, encodeRuleState } from "../rate-limits/algorithms/rule-state-codec";
 import { all, maybeOne, run } from "../platform/sql";
+import { WriteBackRows } from "../platform/write-back";
 import { type KeyRow, toKeyInfo } from "./ledger-rows";
 
 /** A spend the key's rules and caps admit: the key, and the rule states to store with the spend. */
@@ -37,7 +38,51 @@ type SpendRow = {
  * their counters.
  */
 export class LedgerKeys {
-  constructor(private readonly sql: SqlStorage) {}
+  /** Each family's spend row, written once per transaction however many spends it counts (platform/write-back.ts). */
+  readonly spendCache: WriteBackRows<SpendRow>;
+  /** Each family's rule states, by family and rule name, written back the same way. */
+  readonly ruleStateCache: WriteBackRows<{ familyId: string; ruleName: string; state: string; expiresAtMs: number }>;
+
+  constructor(private readonly sql: SqlStorage) {
+    this.spendCache = new WriteBackRows<SpendRow>({
+      load: (familyId) =>
+        maybeOne<SpendRow>(sql, "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?", familyId),
+      store: (familyId, row) =>
+        run(
+          sql,
+          `INSERT INTO key_spend_now (family_id, day, day_amount, month, month_amount) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (family_id) DO UPDATE SET day = excluded.day, day_amount = excluded.day_amount,
+             month = excluded.month, month_amount = excluded.month_amount`,
+          familyId,
+          row.day,
+          row.day_amount,
+          row.month,
+          row.month_amount,
+        ),
+    });
+    this.ruleStateCache = new WriteBackRows({
+      load: (key) => {
+        const [familyId, ruleName] = JSON.parse(key) as [string, string];
+        const row = maybeOne<{ state: string; expires_at_ms: number }>(
+          sql,
+          "SELECT state, expires_at_ms FROM key_rule_states WHERE family_id = ? AND rule_name = ?",
+          familyId,
+          ruleName,
+        );
+        return row === undefined ? undefined : { familyId, ruleName, state: row.state, expiresAtMs: row.expires_at_ms };
+      },
+      store: (_key, row) =>
+        run(
+          sql,
+          `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)
+           ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
+          row.familyId,
+          row.ruleName,
+          row.state,
+          row.expiresAtMs,
+        ),
+    });
+  }
 
   row(keyId: string): KeyRow | undefined {
     return maybeOne<KeyRow>(this.sql, "SELECT * FROM api_keys WHERE key_id = ?", keyId);
@@ -126,16 +171,9 @@ export class LedgerKeys {
   }
 
   private saveRuleStates(familyId: string, writes: ReadonlyMap<string, StateChange>): void {
-    for (const [name, { state, expiresAtMs }] of writes) {
-      run(
-        this.sql,
-        `INSERT INTO key_rule_states (family_id, rule_name, state, expires_at_ms) VALUES (?, ?, ?, ?)
-         ON CONFLICT (family_id, rule_name) DO UPDATE SET state = excluded.state, expires_at_ms = excluded.expires_at_ms`,
-        familyId,
-        name,
-        encodeRuleState(state),
-        expiresAtMs,
-      );
+    for (const [ruleName, { state, expiresAtMs }] of writes) {
+      const row = { familyId, ruleName, state: encodeRuleState(state), expiresAtMs };
+      this.ruleStateCache.set(JSON.stringify([familyId, ruleName]), row);
     }
   }
 
@@ -161,20 +199,11 @@ export class LedgerKeys {
     ) {
       return;
     }
-    run(
-      this.sql,
-      `INSERT INTO key_spend_now (family_id, day, day_amount, month, month_amount) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (family_id) DO UPDATE SET day = excluded.day, day_amount = excluded.day_amount,
-         month = excluded.month, month_amount = excluded.month_amount`,
-      familyId,
-      ...newDay,
-      ...newMonth,
-    );
+    this.spendCache.set(familyId, { day: newDay[0], day_amount: newDay[1], month: newMonth[0], month_amount: newMonth[1] });
   }
 
   #spendRow(familyId: string): SpendRow | undefined {
-    const query = "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?";
-    return maybeOne<SpendRow>(this.sql, query, familyId);
+    return this.spendCache.get(familyId);
   }
 
   /** What a family has spent in the day and month of `nowMs`. */
@@ -259,11 +288,16 @@ export class LedgerKeys {
   }
 
   private ruleStates(familyId: string): Map<string, LimiterState> {
-    const rows = all<{ rule_name: string; state: string }>(
+    const stored = all<{ rule_name: string; state: string; expires_at_ms: number }>(
       this.sql,
-      "SELECT rule_name, state FROM key_rule_states WHERE family_id = ?",
+      "SELECT rule_name, state, expires_at_ms FROM key_rule_states WHERE family_id = ?",
       familyId,
+    ).map((r) => ({ familyId, ruleName: r.rule_name, state: r.state, expiresAtMs: r.expires_at_ms }));
+    const rows = this.ruleStateCache.overlay(
+      stored,
+      (r) => JSON.stringify([r.familyId, r.ruleName]),
+      (r) => r.familyId === familyId,
     );
-    return new Map(rows.map((r) => [r.rule_name, decodeRuleState(r.state)]));
+    return new Map(rows.map((r) => [r.ruleName, decodeRuleState(r.state)]));
   }
 }

@@ -1,13 +1,14 @@
 import type * as v from "valibot";
 import type { CreditRefundResult, DebitResult, Denied, Draw, Entry, EntryPrice, Usage } from "../../rpc/credits";
 import { invalidArgument, notFound, ServiceError } from "../platform/errors";
-import { all, one, run } from "../platform/sql";
+import { all, run } from "../platform/sql";
 import { drawFromGrants, mergeDraws } from "./burn-down";
+import type { Grants } from "./grants";
 import { dayOf, monthOf } from "./invariants";
 import { type Journal, noChange } from "./journal";
 import type { LedgerAccount } from "./ledger-account";
 import type { KeyAdmission, LedgerKeys } from "./ledger-keys";
-import { type AccountRow, type GrantRow, isExpired, newId, toBucket } from "./ledger-rows";
+import { type AccountRow, isExpired, newId, toBucket } from "./ledger-rows";
 import { type grantSchema, LEDGER_BOUNDS } from "./schemas";
 
 type GrantInput = v.InferOutput<typeof grantSchema>;
@@ -40,6 +41,7 @@ export class Spending {
     private readonly account: LedgerAccount,
     private readonly journal: Journal,
     private readonly keys: LedgerKeys,
+    private readonly grants: Grants,
   ) {}
 
   /** A grant the account may take: it expires in the future and keeps the total granted within bounds. */
@@ -54,16 +56,7 @@ export class Spending {
   grant(grant: GrantInput, idempotencyKey: string, nowMs: number): Entry {
     const grantId = newId("g");
     const seq = this.account.row()!.last_seq + 1;
-    run(
-      this.sql,
-      "INSERT INTO grants (grant_id, seq, amount, remaining, priority, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-      grantId,
-      seq,
-      grant.amount,
-      grant.amount,
-      grant.priority ?? 0,
-      grant.expiresAt ?? null,
-    );
+    this.grants.insert(grantId, seq, grant.amount, grant.priority ?? 0, grant.expiresAt ?? null);
     const written = this.journal.append(nowMs, {
       kind: "grant",
       amount: grant.amount,
@@ -82,13 +75,8 @@ export class Spending {
 
   /** Books the remainder of every grant whose expiry is due as expired, each exactly once. */
   expireGrants(nowMs: number): void {
-    const grants = all<GrantRow>(
-      this.sql,
-      "SELECT * FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ? ORDER BY expires_at_ms, seq",
-      nowMs,
-    );
-    for (const grant of grants) {
-      run(this.sql, "UPDATE grants SET expiry_booked = 1, expired = expired + remaining, remaining = 0 WHERE grant_id = ?", grant.grant_id);
+    for (const grant of this.grants.dueToExpire(nowMs)) {
+      this.grants.change(grant.grant_id, { expiryBooked: true, expired: grant.remaining, remaining: -grant.remaining });
       if (grant.remaining > 0) {
         this.journal.append(nowMs, {
           kind: "expire",
@@ -202,19 +190,16 @@ export class Spending {
    */
   plan(amount: number, nowMs: number): SpendPlan | undefined {
     const account = this.account.row()!;
-    const grants = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE remaining > 0");
-    const plan = drawFromGrants(grants.map(toBucket), amount, nowMs);
+    const plan = drawFromGrants(this.grants.withRemaining().map(toBucket), amount, nowMs);
     const debt = account.held_debt + account.consumed_debt;
     if (debt + plan.shortfall > account.overdraft_limit) return undefined;
     return plan;
   }
 
-  /** Takes a plan's draws off their grants' remainders: held, or consumed at once (one write per grant either way). */
+  /** Takes a plan's draws off their grants' remainders: held, or consumed at once. */
   take(draws: readonly Draw[], as: "held" | "consumed"): void {
-    const consumed = as === "consumed" ? 1 : 0;
     for (const draw of draws) {
-      const update = "UPDATE grants SET remaining = remaining - ?, consumed = consumed + ? * ? WHERE grant_id = ?";
-      run(this.sql, update, draw.amount, draw.amount, consumed, draw.grantId);
+      this.grants.change(draw.grantId!, { remaining: -draw.amount, consumed: as === "consumed" ? draw.amount : 0 });
     }
   }
 
@@ -230,10 +215,8 @@ export class Spending {
         expired += this.refundDebt(part.amount, nowMs);
         continue;
       }
-      const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
-      const target = isExpired(grant, nowMs) ? "expired" : "remaining";
-      const update = `UPDATE grants SET consumed = consumed - ?, ${target} = ${target} + ? WHERE grant_id = ?`;
-      run(this.sql, update, part.amount, part.amount, part.grantId);
+      const target = isExpired(this.grants.get(part.grantId), nowMs) ? "expired" : "remaining";
+      this.grants.change(part.grantId, { consumed: -part.amount, [target]: part.amount });
       if (target === "expired") expired += part.amount;
     }
     return expired;
@@ -265,16 +248,12 @@ export class Spending {
         heldDebt -= part.amount;
         continue;
       }
-      const grant = one<GrantRow>(this.sql, "SELECT * FROM grants WHERE grant_id = ?", part.grantId);
-      if (isExpired(grant, nowMs)) {
+      if (isExpired(this.grants.get(part.grantId), nowMs)) {
         changeOf(part.grantId).expired += part.amount;
         expired += part.amount;
       } else changeOf(part.grantId).remaining += part.amount;
     }
-    for (const [grantId, change] of changes) {
-      const update = "UPDATE grants SET consumed = consumed + ?, remaining = remaining + ?, expired = expired + ? WHERE grant_id = ?";
-      run(this.sql, update, change.consumed, change.remaining, change.expired, grantId);
-    }
+    for (const [grantId, change] of changes) this.grants.change(grantId, change);
     this.account.addDebt(heldDebt, consumedDebt);
     return expired;
   }
@@ -283,18 +262,10 @@ export class Spending {
   repayDebt(nowMs: number): void {
     const debt = this.account.row()!.consumed_debt;
     if (debt === 0) return;
-    const grants = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE remaining > 0");
-    const { draws } = drawFromGrants(grants.map(toBucket), debt, nowMs);
+    const { draws } = drawFromGrants(this.grants.withRemaining().map(toBucket), debt, nowMs);
     let repaid = 0;
     for (const draw of draws) {
-      run(
-        this.sql,
-        "UPDATE grants SET remaining = remaining - ?, consumed = consumed + ?, repaid = repaid + ? WHERE grant_id = ?",
-        draw.amount,
-        draw.amount,
-        draw.amount,
-        draw.grantId,
-      );
+      this.grants.change(draw.grantId!, { remaining: -draw.amount, consumed: draw.amount, repaid: draw.amount });
       repaid += draw.amount;
     }
     this.account.addDebt(0, -repaid);
@@ -310,19 +281,11 @@ export class Spending {
     this.account.addDebt(0, -cancel);
     let left = amount - cancel;
     let expired = 0;
-    const repaying = all<GrantRow>(this.sql, "SELECT * FROM grants WHERE repaid > 0 ORDER BY seq DESC");
-    for (const grant of repaying) {
+    for (const grant of this.grants.repaying()) {
       if (left === 0) break;
       const give = Math.min(left, grant.repaid);
       const target = isExpired(grant, nowMs) ? "expired" : "remaining";
-      run(
-        this.sql,
-        `UPDATE grants SET repaid = repaid - ?, consumed = consumed - ?, ${target} = ${target} + ? WHERE grant_id = ?`,
-        give,
-        give,
-        give,
-        grant.grant_id,
-      );
+      this.grants.change(grant.grant_id, { repaid: -give, consumed: -give, [target]: give });
       if (target === "expired") expired += give;
       left -= give;
     }

@@ -75,3 +75,12 @@ export function takeRows(call: ObjectCall): { rowsRead: number; rowsWritten: num
   call.cursors.length = 0;
   return { rowsRead, rowsWritten };
 }
+
+/**
+ * The scope of the counted call running now, to run work done later on its behalf in it (a
+ * body a group commit runs in a batch): that work's cursors are then the call's own.
+ */
+export function currentCallScope(): <R>(body: () => R) => R {
+  const call = objectScope.getStore();
+  return call === undefined ? (body) => body() : (body) => objectScope.run(call, body);
+}

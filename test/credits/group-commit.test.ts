@@ -1,0 +1,94 @@
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { CreditLedgerDO } from "../../src/credits/ledger-do";
+
+/** A fixed start far from any day boundary, so caps fall in one UTC day. */
+const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
+
+let counter = 0;
+
+/**
+ * Rows written per table while `body` runs, counted from every cursor's `rowsWritten` (what
+ * Cloudflare bills), by wrapping the object's SqlStorage prototype for the duration.
+ */
+async function rowsWrittenBy<T>(state: DurableObjectState, body: () => Promise<T>): Promise<{ result: T; rows: Map<string, number> }> {
+  const prototype = Object.getPrototypeOf(state.storage.sql) as {
+    exec: (query: string, ...bindings: unknown[]) => SqlStorageCursor<never>;
+  };
+  const exec = prototype.exec;
+  const cursors: { table: string; cursor: SqlStorageCursor<never> }[] = [];
+  prototype.exec = function (this: SqlStorage, query: string, ...bindings: unknown[]) {
+    const cursor = exec.call(this, query, ...bindings);
+    const table = /^\s*(?:INSERT(?: OR \w+)? INTO|UPDATE|DELETE FROM)\s+(\w+)/i.exec(query)?.[1];
+    if (table !== undefined) cursors.push({ table, cursor });
+    return cursor;
+  };
+  try {
+    const result = await body();
+    const rows = new Map<string, number>();
+    for (const { table, cursor } of cursors) rows.set(table, (rows.get(table) ?? 0) + cursor.rowsWritten);
+    return { result, rows };
+  } finally {
+    prototype.exec = exec;
+  }
+}
+
+describe("CreditLedgerDO group commit", () => {
+  it("runs 16 concurrent keyed debits in two commits: each is exact, the grant and the key's spend row are written once per commit", async () => {
+    const accountId = `gc-${++counter}`;
+    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await stub.setClock(T0);
+    await stub.createAccount({ accountId, name: "Group commit" });
+    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const { keyId } = await stub.createKey({ accountId, name: "k", scopes: ["*"], spendCap: { perDay: 20 } });
+    const { result, rows } = await runInDurableObject(stub, (instance: CreditLedgerDO, state: DurableObjectState) =>
+      rowsWrittenBy(state, () =>
+        // Issued together: the first runs at once; the other 15 wait for its commit and share the next.
+        Promise.allSettled(
+          Array.from({ length: 16 }, (_, i) => instance.debit({ accountId, amount: 2, reason: "call", keyId, idempotencyKey: `d${i}` })),
+        ),
+      ),
+    );
+    const answers = result.map((outcome) => (outcome.status === "fulfilled" ? (outcome.value.ok ? "ok" : outcome.value.code) : "threw"));
+    // The day cap of 20 admits exactly 10 debits of 2, in arrival order.
+    expect(answers).toEqual([...Array(10).fill("ok"), ...Array(6).fill("SPEND_CAP_EXCEEDED")]);
+    expect(rows.get("grants")).toBe(2);
+    expect(rows.get("key_spend_now")).toBe(2);
+    expect(rows.get("entries")).toBeLessThanOrEqual(2 * 10);
+    const balance = await stub.balance({ accountId });
+    expect(balance).toMatchObject({ available: 980, consumed: 20 });
+    expect((await stub.keySpend({ accountId, keyId })).day.spent).toBe(20);
+    expect((await stub.audit({ accountId })).ok).toBe(true);
+    // A replay of a debit that shared a batch returns its first answer and writes nothing.
+    const replay = await stub.debit({ accountId, amount: 2, reason: "call", keyId, idempotencyKey: "d3" });
+    expect(replay.ok && replay.balance.available).toBe(1_000 - 8);
+  });
+
+  it("fails a call that throws inside a batch alone: the calls before and after it are answered and booked exactly", async () => {
+    const accountId = `gc-${++counter}`;
+    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await stub.setClock(T0);
+    await stub.createAccount({ accountId, name: "Group commit" });
+    await stub.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const outcomes = await runInDurableObject(stub, (instance: CreditLedgerDO) =>
+      Promise.allSettled([
+        instance.debit({ accountId, amount: 1, reason: "first", idempotencyKey: "a" }),
+        instance.debit({ accountId, amount: 4, reason: "second", idempotencyKey: "b" }),
+        // A refund of an entry that does not exist throws NOT_FOUND inside the batch.
+        instance.refund({ accountId, entryId: "e_00000000000000000000", reason: "bad", idempotencyKey: "c" }),
+        instance.debit({ accountId, amount: 5, reason: "third", idempotencyKey: "d" }),
+        instance.debit({ accountId, amount: 1, reason: "fourth", idempotencyKey: "e" }),
+      ]),
+    );
+    expect(outcomes.map((o) => (o.status === "fulfilled" ? (o.value.ok ? "ok" : o.value.code) : "threw"))).toEqual([
+      "ok",
+      "ok",
+      "threw",
+      "ok",
+      "INSUFFICIENT_CREDITS",
+    ]);
+    expect(await stub.balance({ accountId })).toMatchObject({ available: 0, consumed: 10 });
+    expect((await stub.audit({ accountId })).ok).toBe(true);
+  });
+});
