@@ -109,7 +109,7 @@ export class GatewayAdmission {
       const refunded = this.spending.refund({ entryId: request.entryId, reason: "request overruled" }, request.idempotencyKey, nowMs);
       if (refunded.ok) {
         const taken = this.journal.get(request.entryId);
-        this.keys.addSpend(key.family_id, -refunded.entry.amount, dayOf(taken.at), monthOf(taken.at));
+        this.keys.addSpend(key, -refunded.entry.amount, dayOf(taken.at), monthOf(taken.at));
       }
     }
     return { balance: this.account.balance() };

@@ -205,7 +205,7 @@ export class Holds {
     if (changed !== 1) throw new ServiceError("INTERNAL", `hold ${hold.hold_id} was settled twice`);
     if (hold.key_id !== null) {
       const key = this.keys.row(hold.key_id);
-      if (key) this.keys.addSpend(key.family_id, captured - hold.amount, hold.spend_day, hold.spend_month);
+      if (key) this.keys.addSpend(key, captured - hold.amount, hold.spend_day, hold.spend_month);
     }
   }
 

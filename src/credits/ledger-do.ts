@@ -106,7 +106,11 @@ export class CreditLedgerDO extends TollgateObject {
     component: "credit-ledger",
     migrations: CREDIT_LEDGER_MIGRATIONS,
     tasks: (self) => self.#upkeep.tasks(),
-    afterImport: (self) => self.#journal.afterImport(),
+    afterImport: (self) => {
+      self.#journal.afterImport();
+      // Counters held in memory belonged to the storage the restore replaced.
+      self.#keys.uncappedSpend.reset();
+    },
   };
 
   readonly #transaction: Transaction;
@@ -133,9 +137,14 @@ export class CreditLedgerDO extends TollgateObject {
     // The hot rows (grants, key spend and rule states) are written once per transaction, at its commit.
     const transactions = new WriteBackTransactions(
       (body) => ctx.storage.transactionSync(body),
-      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache],
+      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend],
     );
-    this.#transaction = (body) => transactions.run(body);
+    this.#transaction = (body) => {
+      const result = transactions.run(body);
+      // Uncapped keys' spend counters wait in memory for the next roll-up (a pending timer also keeps the object awake).
+      if (this.#keys.uncappedSpend.pending()) this.#scheduleRollup();
+      return result;
+    };
     this.#batches = new TransactionBatches({ transaction: this.#transaction, durable: () => ctx.storage.sync(), scope: currentCallScope });
     this.#account = new LedgerAccount(sql, ctx.id.name);
     this.#journal = new Journal(sql, this.#account);
@@ -523,14 +532,24 @@ export class CreditLedgerDO extends TollgateObject {
   /** Arms the alarm for whatever a write made due, and the roll-up of its entries shortly after. */
   async #afterWrite(): Promise<void> {
     await this.#upkeep.afterWrite();
+    this.#scheduleRollup();
+  }
+
+  /**
+   * One roll-up for every entry of the next moments (each touched rollup row is written once),
+   * with the spend counters of keys without caps.
+   */
+  #scheduleRollup(): void {
     if (this.#rollupTimer !== undefined) return;
-    // One roll-up for every entry of the next moments: each touched rollup row is written once.
     this.#rollupTimer = setTimeout(() => {
       this.#rollupTimer = undefined;
       try {
-        this.#transaction(() => this.#usage.catchUp());
+        this.#transaction(() => {
+          this.#usage.catchUp();
+          this.#keys.flushUncappedSpend();
+        });
       } catch (error) {
-        // Nothing is lost: the next roll-up (a later write, a report) derives the same rows.
+        // The rollups are derived again from the entries; the counters stay pending for the next write's roll-up.
         console.error("credit ledger: rolling up usage failed", error);
       }
     }, USAGE_ROLLUP_DELAY_MS);

@@ -7,7 +7,7 @@ import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-r
 import type { LimiterState, StateChange } from "../rate-limits/algorithms/rule-state";
 import { decodeRuleState, encodeRuleState } from "../rate-limits/algorithms/rule-state-codec";
 import { all, maybeOne, run } from "../platform/sql";
-import { WriteBackRows } from "../platform/write-back";
+import { DeferredRows, type WriteBackRowsOptions, WriteBackRows } from "../platform/write-back";
 import { type KeyRow, toKeyInfo } from "./ledger-rows";
 
 /** A spend the key's rules and caps admit: the key, and the rule states to store with the spend. */
@@ -38,13 +38,22 @@ type SpendRow = {
  * their counters.
  */
 export class LedgerKeys {
-  /** Each family's spend row, written once per transaction however many spends it counts (platform/write-back.ts). */
+  /**
+   * Each capped family's spend row, written once per transaction however many spends it counts
+   * (platform/write-back.ts): caps are decisions, so their counters are durable with the spend.
+   */
   readonly spendCache: WriteBackRows<SpendRow>;
+  /**
+   * A family without caps: its counters only answer `keySpend` (no alert reads them: a share
+   * needs a cap), so they are kept in memory and written by `flushUncappedSpend`, a second after
+   * the spends. A crash loses at most that second of them (docs/credits.md).
+   */
+  readonly uncappedSpend: DeferredRows<SpendRow>;
   /** Each family's rule states, by family and rule name, written back the same way. */
   readonly ruleStateCache: WriteBackRows<{ familyId: string; ruleName: string; state: string; expiresAtMs: number }>;
 
   constructor(private readonly sql: SqlStorage) {
-    this.spendCache = new WriteBackRows<SpendRow>({
+    const spendRows: WriteBackRowsOptions<SpendRow> = {
       load: (familyId) =>
         maybeOne<SpendRow>(sql, "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?", familyId),
       store: (familyId, row) =>
@@ -59,7 +68,9 @@ export class LedgerKeys {
           row.month,
           row.month_amount,
         ),
-    });
+    };
+    this.spendCache = new WriteBackRows(spendRows);
+    this.uncappedSpend = new DeferredRows(spendRows);
     this.ruleStateCache = new WriteBackRows({
       load: (key) => {
         const [familyId, ruleName] = JSON.parse(key) as [string, string];
@@ -125,7 +136,7 @@ export class LedgerKeys {
       }
       ruleWrites = evaluation.writes;
     }
-    const spent = this.#spent(key.family_id, nowMs);
+    const spent = this.#spent(key, nowMs);
     const overDay = key.spend_cap_day !== null && spent.day + amount > key.spend_cap_day;
     const overMonth = key.spend_cap_month !== null && spent.month + amount > key.spend_cap_month;
     if (overDay || overMonth) return { ok: false, refusal: { code: "SPEND_CAP_EXCEEDED" } };
@@ -134,7 +145,7 @@ export class LedgerKeys {
 
   /** What the key's family has spent in the current UTC day and month, against its caps. */
   spendOf(key: KeyRow, nowMs: number): KeySpend {
-    const spent = this.#spent(key.family_id, nowMs);
+    const spent = this.#spent(key, nowMs);
     const period = (name: string, amount: number, cap: number | null) =>
       cap === null ? { period: name, spent: amount } : { period: name, spent: amount, cap };
     return {
@@ -148,7 +159,7 @@ export class LedgerKeys {
   record(admitted: KeyAdmission | undefined, amount: number, day: string, month: string): void {
     if (admitted === undefined) return;
     const familyId = admitted.key.family_id;
-    this.addSpend(familyId, amount, day, month);
+    this.addSpend(admitted.key, amount, day, month);
     this.saveRuleStates(familyId, admitted.ruleWrites);
   }
 
@@ -183,9 +194,10 @@ export class LedgerKeys {
    * starts from `amount`, and a change to a period already past (a hold placed before midnight,
    * settled after) changes nothing anyone reads, so it is not written.
    */
-  addSpend(familyId: string, amount: number, day: string, month: string): void {
+  addSpend(key: KeyRow, amount: number, day: string, month: string): void {
     if (amount === 0) return;
-    const row = this.#spendRow(familyId);
+    const familyId = key.family_id;
+    const row = this.#spendRows(key).get(familyId);
     const next = (period: string, current: string | undefined, spent: number): [string, number] | undefined =>
       current === undefined || period > current ? [period, amount] : period === current ? [period, spent + amount] : undefined;
     const newDay = next(day, row?.day, row?.day_amount ?? 0) ?? [row!.day, row!.day_amount];
@@ -199,16 +211,22 @@ export class LedgerKeys {
     ) {
       return;
     }
-    this.spendCache.set(familyId, { day: newDay[0], day_amount: newDay[1], month: newMonth[0], month_amount: newMonth[1] });
+    this.#spendRows(key).set(familyId, { day: newDay[0], day_amount: newDay[1], month: newMonth[0], month_amount: newMonth[1] });
   }
 
-  #spendRow(familyId: string): SpendRow | undefined {
-    return this.spendCache.get(familyId);
+  /** Writes what families without caps spent since the last flush. Runs inside a transaction. */
+  flushUncappedSpend(): void {
+    this.uncappedSpend.flush();
+  }
+
+  /** Where a family's counters live: a rolled key and its successor share caps, so a family is capped or not. */
+  #spendRows(key: KeyRow): WriteBackRows<SpendRow> | DeferredRows<SpendRow> {
+    return key.spend_cap_day === null && key.spend_cap_month === null ? this.uncappedSpend : this.spendCache;
   }
 
   /** What a family has spent in the day and month of `nowMs`. */
-  #spent(familyId: string, nowMs: number): { day: number; month: number } {
-    const row = this.#spendRow(familyId);
+  #spent(key: KeyRow, nowMs: number): { day: number; month: number } {
+    const row = this.#spendRows(key).get(key.family_id);
     return {
       day: row !== undefined && row.day === dayOf(nowMs) ? row.day_amount : 0,
       month: row !== undefined && row.month === monthOf(nowMs) ? row.month_amount : 0,

@@ -151,3 +151,70 @@ export class WriteBackTransactions {
     }
   }
 }
+
+/**
+ * Rows a transaction changes in memory only, written later by `flush` (for counters that are
+ * observations, not decisions: a crash loses what was not flushed yet). They still roll back
+ * with a failed transaction, like `WriteBackRows`; `writeBack` keeps them for the next flush.
+ */
+export class DeferredRows<Row> implements WriteBackCache {
+  readonly #options: WriteBackRowsOptions<Row>;
+  /** Every row read or changed since this object woke: memory is the newer copy of what storage holds. */
+  #current = new Map<string, Row | undefined>();
+  /** Rows changed and not flushed yet. */
+  #dirty = new Set<string>();
+  #open = false;
+
+  constructor(options: WriteBackRowsOptions<Row>) {
+    this.#options = options;
+  }
+
+  get(key: string): Row | undefined {
+    if (!this.#current.has(key)) this.#current.set(key, this.#options.load(key));
+    return this.#current.get(key);
+  }
+
+  set(key: string, row: Row): void {
+    if (!this.#open) throw new Error("a deferred row was changed outside a transaction");
+    this.get(key);
+    this.#current.set(key, row);
+    this.#dirty.add(key);
+  }
+
+  /** Forgets every row and pending change: storage was replaced under them (a restore). */
+  reset(): void {
+    this.#current = new Map();
+    this.#dirty = new Set();
+  }
+
+  /** Whether changes wait for a flush. */
+  pending(): boolean {
+    return this.#dirty.size > 0;
+  }
+
+  /** Writes the changed rows. Runs inside a transaction; if that fails, they stay pending. */
+  flush(): void {
+    for (const key of this.#dirty) this.#options.store(key, this.#current.get(key)!, undefined);
+    this.#dirty = new Set();
+  }
+
+  begin(): void {
+    this.#open = true;
+  }
+
+  end(): void {
+    this.#open = false;
+  }
+
+  mark(): unknown {
+    return { current: new Map(this.#current), dirty: new Set(this.#dirty) };
+  }
+
+  restore(mark: unknown): void {
+    const { current, dirty } = mark as { current: Map<string, Row | undefined>; dirty: Set<string> };
+    this.#current = current;
+    this.#dirty = dirty;
+  }
+
+  writeBack(): void {}
+}

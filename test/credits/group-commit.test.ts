@@ -91,4 +91,35 @@ describe("CreditLedgerDO group commit", () => {
     expect(await stub.balance({ accountId })).toMatchObject({ available: 0, consumed: 10 });
     expect((await stub.audit({ accountId })).ok).toBe(true);
   });
+
+  it("keeps a key's spend counters exact through a crash when it has caps; without caps, a crash loses at most the last second of them", async () => {
+    const accountId = `gc-${++counter}`;
+    let stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await stub.setClock(T0);
+    await stub.createAccount({ accountId, name: "Crash" });
+    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const capped = (await stub.createKey({ accountId, name: "capped", scopes: ["*"], spendCap: { perDay: 500 } })).keyId;
+    const uncapped = (await stub.createKey({ accountId, name: "uncapped", scopes: ["*"] })).keyId;
+    const crash = async () => {
+      await stub.abort().catch(() => {});
+      stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    };
+    const spent = async (keyId: string) => (await stub.keySpend({ accountId, keyId })).day.spent;
+
+    await stub.debit({ accountId, amount: 3, reason: "call", keyId: capped, idempotencyKey: "c1" });
+    await stub.debit({ accountId, amount: 4, reason: "call", keyId: uncapped, idempotencyKey: "u1" });
+    expect(await spent(uncapped)).toBe(4);
+    await crash();
+    // The entries are durable either way; the uncapped key's counter of the last second is gone.
+    expect(await stub.balance({ accountId })).toMatchObject({ consumed: 7 });
+    expect(await spent(capped)).toBe(3);
+    expect(await spent(uncapped)).toBe(0);
+
+    await stub.debit({ accountId, amount: 5, reason: "call", keyId: uncapped, idempotencyKey: "u2" });
+    // Past the roll-up's second, the counter is written.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await crash();
+    expect(await spent(uncapped)).toBe(5);
+    expect((await stub.audit({ accountId })).ok).toBe(true);
+  });
 });
