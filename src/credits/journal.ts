@@ -1,11 +1,17 @@
 import type { Balance, EntriesPage, Entry } from "../../rpc/credits";
+import { ServiceError } from "../platform/errors";
 import { all, maybeOne, one, run } from "../platform/sql";
 import { entryHash } from "./chain";
+import { LEGACY_ENTRY_ID, newEntryId, seqOfEntryId } from "./entry-ids";
 import { availableOf, type Totals } from "./invariants";
 import type { LedgerAccount } from "./ledger-account";
-import { type AccountRow, type EntryRow, newId, toEntry } from "./ledger-rows";
+import { type AccountRow, type EntryRow, toEntry } from "./ledger-rows";
 
-/** What an entry says before the ledger numbers, dates and hashes it. */
+/**
+ * What an entry says before the ledger numbers, dates and hashes it. `entryId` is made from
+ * the entry's `seq` unless given; a given id that does not carry the seq still works (the
+ * legacy index finds it and keeps it unique), at the cost of that index's row.
+ */
 export type EntryDraft = Omit<Entry, "entryId" | "seq" | "balanceAfter" | "at" | "prevHash" | "hash"> & { entryId?: string };
 
 export const noChange = (): Totals => ({ granted: 0, held: 0, consumed: 0, expired: 0 });
@@ -53,6 +59,10 @@ export class Journal {
    * to the previous entry's hash.
    */
   append(nowMs: number, draft: EntryDraft): Entry {
+    // A given id that carries its seq would skip the legacy index, so nothing else would stop it repeating one.
+    if (draft.entryId !== undefined && this.find(draft.entryId) !== undefined) {
+      throw new ServiceError("INTERNAL", `entry id "${draft.entryId}" is already taken`);
+    }
     const change = draft.change;
     // The account's totals are the last entry's: this entry carries the new ones (see LedgerAccount).
     const account = this.account.row()!;
@@ -66,9 +76,10 @@ export class Journal {
       expired: account.expired + change.expired,
     };
     // Key order is fixed here, so the body (and its hash) is canonical.
+    const seq = account.last_seq + 1;
     const body: Omit<Entry, "hash"> = {
-      entryId: draft.entryId ?? newId("e"),
-      seq: account.last_seq + 1,
+      entryId: draft.entryId ?? newEntryId(seq),
+      seq,
       kind: draft.kind,
       amount: draft.amount,
       balanceAfter: availableOf(totals),
@@ -173,14 +184,24 @@ export class Journal {
     return low;
   }
 
-  /** The entry's body (without its hash), or `undefined` when this account has no such entry. */
+  /**
+   * The entry's body (without its hash), or `undefined` when this account has no such entry.
+   * An id that carries its seq is found by primary key; any other by `entries_by_legacy_id`,
+   * whose predicate the query repeats so SQLite uses that partial index. Never a scan.
+   */
   find(entryId: string): Entry | undefined {
-    const row = maybeOne<{ body: string }>(this.sql, "SELECT body FROM entries WHERE entry_id = ?", entryId);
+    type Body = { body: string };
+    const seq = seqOfEntryId(entryId);
+    const bySeq =
+      seq === undefined ? undefined : maybeOne<Body>(this.sql, "SELECT body FROM entries WHERE seq = ? AND entry_id = ?", seq, entryId);
+    const row = bySeq ?? maybeOne<Body>(this.sql, `SELECT body FROM entries WHERE entry_id = ? AND ${LEGACY_ENTRY_ID}`, entryId);
     return row === undefined ? undefined : (JSON.parse(row.body) as Entry);
   }
 
   /** The body of an entry known to exist. */
   get(entryId: string): Entry {
-    return JSON.parse(one<{ body: string }>(this.sql, "SELECT body FROM entries WHERE entry_id = ?", entryId).body) as Entry;
+    const entry = this.find(entryId);
+    if (entry === undefined) throw new ServiceError("INTERNAL", `expected entry "${entryId}", found none`);
+    return entry;
   }
 }

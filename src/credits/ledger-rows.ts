@@ -108,8 +108,11 @@ export function toKeyInfo(row: KeyRow): KeyInfo {
   };
 }
 
-/** Ids of entries (`e_`), grants (`g_`) and holds (`h_`): random, so an id from another account never resolves here. */
-export function newId(prefix: "e" | "g" | "h"): string {
+/**
+ * Ids of grants (`g_`) and holds (`h_`): random, so an id from another account never resolves here.
+ * Entry ids carry their seq (entry-ids.ts).
+ */
+export function newId(prefix: "g" | "h"): string {
   return `${prefix}_${toHex(crypto.getRandomValues(new Uint8Array(10)))}`;
 }
 

@@ -4,6 +4,11 @@ import { timesGoBackwards } from "./journal";
 /**
  * Tables of one account's ledger. `entries` is append-only (no statement ever updates or
  * deletes it); every other table is a view the entries justify, re-checked by the audit.
+ *
+ * Entry ids are unique without an index row per entry (migration 8): a new id carries its
+ * `seq` (entry-ids.ts), so the primary key makes it unique and finds it; an id that does not
+ * (made before migration 8, or given by a caller) is kept unique and found by the partial
+ * UNIQUE index `entries_by_legacy_id`, which holds only those ids. An entry writes one row.
  */
 export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
   {
@@ -302,6 +307,40 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
       if (!timesGoBackwards(sql)) sql.exec("DROP INDEX entries_by_time");
     },
     // A dump holds rows, not indexes: after a restore, the ledger decides for itself (Journal.afterImport).
+    upgradeDump: (tables) => tables,
+  },
+  {
+    version: 8,
+    name: "entry ids carry their seq: no index row per new entry",
+    up(sql) {
+      // The UNIQUE on entry_id wrote an index row per entry. The table is rebuilt without it
+      // (SQLite cannot drop a column's constraint), with the same columns and rows; ids that do
+      // not carry their seq, and only those, get a partial UNIQUE index (see the comment above).
+      const timeIndexed = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_time'").toArray().length > 0;
+      sql.exec(`CREATE TABLE entries_rebuilt (
+        seq INTEGER PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL,
+        granted_after INTEGER NOT NULL,
+        held_after INTEGER NOT NULL,
+        consumed_after INTEGER NOT NULL,
+        expired_after INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      )`);
+      const columns =
+        "seq, entry_id, kind, at_ms, balance_after, granted_after, held_after, consumed_after, expired_after, body, prev_hash, hash";
+      sql.exec(`INSERT INTO entries_rebuilt (${columns}) SELECT ${columns} FROM entries ORDER BY seq`);
+      sql.exec("DROP TABLE entries");
+      sql.exec("ALTER TABLE entries_rebuilt RENAME TO entries");
+      if (timeIndexed) sql.exec("CREATE INDEX entries_by_time ON entries (at_ms, seq)");
+      // Journal.find repeats this predicate word for word (LEGACY_ENTRY_ID), so SQLite uses the index.
+      sql.exec("CREATE UNIQUE INDEX entries_by_legacy_id ON entries (entry_id) WHERE substr(entry_id, 3, 10) <> printf('%010x', seq)");
+    },
+    // A dump holds rows: an older dump's entries land in the new table, and the index takes their ids.
     upgradeDump: (tables) => tables,
   },
 ];

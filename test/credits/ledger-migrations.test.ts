@@ -1,11 +1,14 @@
 // The ledger's schema steps on data written before them: a backup taken at version 1 (with a
-// `consumptions` table, hold allocations as rows, a spend row per key and period, and rollups
-// without tokens) restores into today's schema, and what it says about refunds, holds and caps
-// still holds.
+// `consumptions` table, hold allocations as rows, a spend row per key and period, rollups
+// without tokens, and entry ids that do not carry their seq) restores into today's schema, and
+// what it says about refunds, holds and caps still holds.
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { DumpTable } from "../../src/platform/migrations";
+import { CREDIT_LEDGER_MIGRATIONS } from "../../src/credits/ledger-tables";
+import { applyMigrations, type DumpTable } from "../../src/platform/migrations";
+import type { TestCreditLedgerDO } from "../fixtures/test-credit-ledger-do";
+import { withLegacyEntryIds } from "../fixtures/legacy-entry-ids";
 
 const TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens"];
 
@@ -62,8 +65,8 @@ describe("CreditLedgerDO schema steps", () => {
     const granted = await ledger.grant({ accountId, amount: 100, reason: "g", idempotencyKey: "g" });
     const debited = await ledger.debit({ accountId, amount: 10, reason: "d", idempotencyKey: "d" });
     if (!debited.ok) throw new Error("debit failed");
-    const entryId = debited.entry.entryId;
-    expect(await ledger.refund({ accountId, entryId, amount: 4, reason: "r", idempotencyKey: "r1" })).toMatchObject({ ok: true });
+    const debitId = debited.entry.entryId;
+    expect(await ledger.refund({ accountId, entryId: debitId, amount: 4, reason: "r", idempotencyKey: "r1" })).toMatchObject({ ok: true });
     const open = await ledger.reserve({ accountId, amount: 20, ttlMs: 60_000, reason: "h", idempotencyKey: "h" });
     const settled = await ledger.reserve({ accountId, amount: 5, ttlMs: 60_000, reason: "h2", idempotencyKey: "h2" });
     if (!open.ok || !settled.ok) throw new Error("reserve failed");
@@ -75,12 +78,14 @@ describe("CreditLedgerDO schema steps", () => {
     await ledger.usage({ accountId, range: "24h", groupBy: "day" });
     const dump = await ledger.exportTables();
     expect(dump.versions["credit-ledger"]).toBeGreaterThanOrEqual(3);
-    expect(dump.tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[entryId, 0, 4]]);
-    // Version 1 kept every part of every debit, refunded or not, in `consumptions`.
+    expect(dump.tables.find((table) => table.name === "refunded_parts")!.rows).toEqual([[debitId, 0, 4]]);
+    // Version 1's entry ids were wholly random; it kept every part of every debit, refunded or not, in `consumptions`.
+    const legacy = withLegacyEntryIds(dump.tables);
+    const entryId = legacy.legacyId(debitId);
     const old = {
       ...dump,
       versions: { ...dump.versions, "credit-ledger": 1 },
-      tables: asVersionOne(dump.tables, [[entryId, 0, granted.grantId!, 10, 4]]),
+      tables: asVersionOne(legacy.tables, [[entryId, 0, granted.grantId!, 10, 4]]),
     };
 
     await runInDurableObject(ledger, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
@@ -107,6 +112,7 @@ describe("CreditLedgerDO schema steps", () => {
     expect(await ledger.commit({ accountId, holdId: open.holdId, amount: 15, idempotencyKey: "c" })).toMatchObject({ ok: true });
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 55, held: 0, consumed: 45 });
     expect((await ledger.audit({ accountId })).violations).toEqual([]);
+    expect(await ledger.verifyChain({ accountId })).toMatchObject({ ok: true });
     const usage = await ledger.usage({ accountId, range: "24h", groupBy: "operation" });
     const tokens = { inputTokens: 0, outputTokens: 0, cachedTokens: 0, cacheWriteTokens: 0 };
     expect(usage.items).toEqual([
@@ -173,5 +179,86 @@ describe("entry times", () => {
     await target.importTables(dump);
     expect(await indexes(target)).toContain("entries_by_time");
     expect((await target.entries({ accountId: "times-source", since: T0 + 400, until: T0 + 600 })).items.map((e) => e.seq)).toEqual([2]);
+  });
+});
+
+describe("entry ids from before migration 8", () => {
+  /** A ledger with a debit partly refunded, a committed hold and a grant; its dump with wholly random entry ids, at version 7. */
+  async function legacyDump(accountId: string) {
+    const source = env.CREDIT_LEDGER.getByName(accountId);
+    await source.createAccount({ accountId, name: "Legacy" });
+    await source.grant({ accountId, amount: 100, reason: "g", idempotencyKey: "g" });
+    const debited = await source.debit({ accountId, amount: 10, reason: "d", idempotencyKey: "d" });
+    const hold = await source.reserve({ accountId, amount: 20, ttlMs: 60_000, reason: "h", idempotencyKey: "h" });
+    if (!debited.ok || !hold.ok) throw new Error("setup failed");
+    await source.commit({ accountId, holdId: hold.holdId, amount: 15, idempotencyKey: "c" });
+    await source.refund({ accountId, entryId: debited.entry.entryId, amount: 4, reason: "r", idempotencyKey: "r1" });
+    const dump = await source.exportTables();
+    const legacy = withLegacyEntryIds(dump.tables);
+    const entries = legacy.tables.find((table) => table.name === "entries")!;
+    const ids = entries.rows.map((row) => String(row[entries.columns.indexOf("entry_id")]));
+    await runInDurableObject(source, (_instance: unknown, state: DurableObjectState) => state.storage.deleteAll());
+    await evictDurableObject(source);
+    const old = { ...dump, versions: { ...dump.versions, "credit-ledger": 7 }, tables: legacy.tables };
+    return { ledger: source, old, ids, debitId: legacy.legacyId(debited.entry.entryId) };
+  }
+
+  const entriesIndexes = (stub: DurableObjectStub) =>
+    runInDurableObject(stub, (_instance: unknown, state: DurableObjectState) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries' ORDER BY name")
+        .toArray()
+        .map((row) => row.name),
+    );
+
+  /** Every entry is still there, every id still resolves, and new entries carry their seq. */
+  async function expectIntact(ledger: DurableObjectStub<TestCreditLedgerDO>, accountId: string, ids: string[], debitId: string) {
+    const entries = (await ledger.entries({ accountId, limit: 100 })).items;
+    expect(entries.map((entry) => entry.entryId)).toEqual(ids);
+    expect(await ledger.verifyChain({ accountId })).toMatchObject({ ok: true, checked: ids.length });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+    expect(await ledger.refund({ accountId, entryId: debitId, reason: "the rest", idempotencyKey: "r2" })).toMatchObject({
+      ok: true,
+      entry: { amount: 6, refundOf: debitId },
+    });
+    const refundOfRefund = await ledger
+      .refund({ accountId, entryId: ids.at(-1)!, reason: "x", idempotencyKey: "r3" })
+      .catch((e: unknown) => e);
+    expect(refundOfRefund).toMatchObject({ message: expect.stringContaining("INVALID_ARGUMENT") });
+    const debited = await ledger.debit({ accountId, amount: 5, reason: "new", idempotencyKey: "d2" });
+    if (!debited.ok) throw new Error("debit failed");
+    expect(debited.entry.entryId.slice(2, 12)).toBe(debited.entry.seq.toString(16).padStart(10, "0"));
+    expect(await ledger.refund({ accountId, entryId: debited.entry.entryId, reason: "r", idempotencyKey: "r4" })).toMatchObject({
+      ok: true,
+    });
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 85, consumed: 15 });
+    expect((await ledger.audit({ accountId })).violations).toEqual([]);
+    expect(await ledger.verifyChain({ accountId })).toMatchObject({ ok: true, checked: ids.length + 3 });
+  }
+
+  it("restore from a version-7 backup: the partial index takes their ids", async () => {
+    const accountId = `legacy-dump-${crypto.randomUUID().slice(0, 8)}`;
+    const { ledger, old, ids, debitId } = await legacyDump(accountId);
+    const restored = await ledger.importTables(old);
+    expect(restored.rows).toMatchObject({ entries: ids.length });
+    expect(await entriesIndexes(ledger)).toEqual(["entries_by_legacy_id"]);
+    await expectIntact(ledger, accountId, ids, debitId);
+  });
+
+  it("stay in a stored ledger migration 8 rebuilds, with its index over time if it had one", async () => {
+    const accountId = `legacy-stored-${crypto.randomUUID().slice(0, 8)}`;
+    const { ledger, old, ids, debitId } = await legacyDump(accountId);
+    // The ledger as version 7 stored it: its schema by steps 1–7, its rows, an index over time kept by step 7.
+    await runInDurableObject(ledger, (_instance: unknown, state: DurableObjectState) => {
+      applyMigrations(state.storage, "credit-ledger", CREDIT_LEDGER_MIGRATIONS.slice(0, 7));
+      for (const table of old.tables.filter((t) => t.name !== "_tasks")) {
+        const insert = `INSERT INTO "${table.name}" (${table.columns.join(", ")}) VALUES (${table.columns.map(() => "?").join(", ")})`;
+        for (const row of table.rows) state.storage.sql.exec(insert, ...row);
+      }
+      state.storage.sql.exec("CREATE INDEX entries_by_time ON entries (at_ms, seq)");
+    });
+    await evictDurableObject(ledger);
+    expect(await entriesIndexes(ledger)).toEqual(["entries_by_legacy_id", "entries_by_time"]);
+    await expectIntact(ledger, accountId, ids, debitId);
   });
 });
