@@ -164,7 +164,16 @@ export class CreditLedgerDO extends TollgateObject {
       transaction: this.#transaction,
     });
     this.#audit = new LedgerAudit(sql, this.#account, this.#transaction);
-    this.#upkeep = new LedgerUpkeep(sql, this.scheduler, this.#transaction, this.#account, this.#holds, this.#audit, this.#idempotency);
+    this.#upkeep = new LedgerUpkeep(
+      sql,
+      this.scheduler,
+      this.#transaction,
+      this.#account,
+      this.#holds,
+      this.#audit,
+      this.#idempotency,
+      () => loadDataRetention(this.env).ledgerIdempotency,
+    );
     hooks?.attachLedger?.({ runAudit: (nowMs, mode, budget) => this.#audit.run(nowMs, mode, budget) });
   }
 
@@ -218,7 +227,7 @@ export class CreditLedgerDO extends TollgateObject {
           return this.#spending.grant(parsed, idempotencyKey, nowMs);
         }),
       );
-      await this.#afterWrite();
+      await this.#afterWrite(nowMs);
       return entry;
     });
   }
@@ -407,7 +416,7 @@ export class CreditLedgerDO extends TollgateObject {
           ? this.#transaction(admit)
           : this.#idempotency.run(idempotencyKey, ["admitRequest", { ...params, keyId: verdict.keyId }], nowMs, admit),
       );
-      if (amount > 0) await this.#afterWrite();
+      if (amount > 0) await this.#afterWrite(nowMs);
       return result;
     });
   }
@@ -525,13 +534,13 @@ export class CreditLedgerDO extends TollgateObject {
     const result = await this.#batches.run(() =>
       idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled),
     );
-    await this.#afterWrite();
+    await this.#afterWrite(nowMs);
     return result;
   }
 
   /** Arms the alarm for whatever a write made due, and the roll-up of its entries shortly after. */
-  async #afterWrite(): Promise<void> {
-    await this.#upkeep.afterWrite();
+  async #afterWrite(nowMs: number): Promise<void> {
+    await this.#upkeep.afterWrite(nowMs);
     this.#scheduleRollup();
   }
 

@@ -343,4 +343,46 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
     // A dump holds rows: an older dump's entries land in the new table, and the index takes their ids.
     upgradeDump: (tables) => tables,
   },
+  {
+    version: 9,
+    name: "idempotency records and holds without a rowid or an index they do not need",
+    up(sql) {
+      // A record was its row, the rowid table's automatic index over its key, and an index over
+      // expiry: 3 rows. Clustered on its key it is 1. Pruning reads the table in the alarm
+      // (rows read cost a thousandth of rows written), and the write path schedules the prune
+      // from the record's own expiry (LedgerUpkeep), so no index over expiry is needed.
+      sql.exec(`CREATE TABLE idempotency_rebuilt (
+        idempotency_key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID`);
+      sql.exec(`INSERT INTO idempotency_rebuilt (idempotency_key, fingerprint, result, created_at_ms, expires_at_ms)
+        SELECT idempotency_key, fingerprint, result, created_at_ms, expires_at_ms FROM idempotency`);
+      sql.exec("DROP TABLE idempotency");
+      sql.exec("ALTER TABLE idempotency_rebuilt RENAME TO idempotency");
+      // A hold likewise: clustered on its id, it writes its row and the open-holds index, not also an index over its id.
+      sql.exec(`CREATE TABLE holds_rebuilt (
+        hold_id TEXT PRIMARY KEY,
+        amount INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        key_id TEXT,
+        spend_day TEXT NOT NULL,
+        spend_month TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        settled_at_ms INTEGER,
+        allocations TEXT
+      ) WITHOUT ROWID`);
+      const holdColumns =
+        "hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms, settled_at_ms, allocations";
+      sql.exec(`INSERT INTO holds_rebuilt (${holdColumns}) SELECT ${holdColumns} FROM holds`);
+      sql.exec("DROP TABLE holds");
+      sql.exec("ALTER TABLE holds_rebuilt RENAME TO holds");
+      sql.exec("CREATE INDEX holds_open ON holds (expires_at_ms) WHERE status = 'open'");
+    },
+    // Same columns: a dump's rows go into the new tables as they are.
+    upgradeDump: (tables) => tables,
+  },
 ];

@@ -29,6 +29,7 @@ export class LedgerUpkeep {
     private readonly holds: Holds,
     private readonly audit: LedgerAudit,
     private readonly idempotency: IdempotencyStore,
+    private readonly idempotencyWindowMs: () => number,
   ) {}
 
   /** The object's task handlers (its spec's `tasks`). */
@@ -50,7 +51,7 @@ export class LedgerUpkeep {
             PRUNE_BATCH,
           );
         if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
-        else await this.schedulePrune("replace");
+        else await this.schedulePrune("replace", this.idempotency.earliestExpiry());
       },
       audit: async (_payload, nowMs) => {
         if (this.account.row() === undefined) return;
@@ -67,10 +68,14 @@ export class LedgerUpkeep {
     await this.scheduler.schedule("audit", nowMs + AUDIT_INTERVAL_MS, null, "audit", "earliest");
   }
 
-  /** Arms the alarm for whatever the last write made due. */
-  async afterWrite(): Promise<void> {
+  /**
+   * Arms the alarm for whatever the last write made due. An idempotency record written now
+   * expires a window from now, and every older one no later, whose prune is already due: so the
+   * write path needs no scan for the earliest expiry (the table has no index over it).
+   */
+  async afterWrite(nowMs: number): Promise<void> {
     await this.scheduleSettle("earliest");
-    await this.schedulePrune("earliest");
+    await this.schedulePrune("earliest", nowMs + this.idempotencyWindowMs());
   }
 
   private async scheduleSettle(keep: Keep): Promise<void> {
@@ -83,9 +88,8 @@ export class LedgerUpkeep {
     if (next != null) await this.ensureTask("settle-due", next, keep);
   }
 
-  private async schedulePrune(keep: Keep): Promise<void> {
+  private async schedulePrune(keep: Keep, idempotency: number | null): Promise<void> {
     const ruleStates = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM key_rule_states")?.next ?? null;
-    const idempotency = this.idempotency.earliestExpiry();
     const next = ruleStates === null ? idempotency : idempotency === null ? ruleStates : Math.min(ruleStates, idempotency);
     if (next !== null) await this.ensureTask("prune", next + PRUNE_SLACK_MS, keep);
   }

@@ -1,3 +1,4 @@
+import { codeOf } from "../fixtures/errors";
 // The ledger's schema steps on data written before them: a backup taken at version 1 (with a
 // `consumptions` table, hold allocations as rows, a spend row per key and period, rollups
 // without tokens, and entry ids that do not carry their seq) restores into today's schema, and
@@ -211,6 +212,15 @@ describe("entry ids from before migration 8", () => {
         .map((row) => row.name),
     );
 
+  const withoutRowid = (stub: DurableObjectStub) =>
+    runInDurableObject(stub, (_instance: unknown, state: DurableObjectState) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%WITHOUT ROWID' ORDER BY name")
+        .toArray()
+        .map((row) => row.name)
+        .filter((name) => name === "holds" || name === "idempotency"),
+    );
+
   /** Every entry is still there, every id still resolves, and new entries carry their seq. */
   async function expectIntact(ledger: DurableObjectStub<TestCreditLedgerDO>, accountId: string, ids: string[], debitId: string) {
     const entries = (await ledger.entries({ accountId, limit: 100 })).items;
@@ -225,6 +235,13 @@ describe("entry ids from before migration 8", () => {
       .refund({ accountId, entryId: ids.at(-1)!, reason: "x", idempotencyKey: "r3" })
       .catch((e: unknown) => e);
     expect(refundOfRefund).toMatchObject({ message: expect.stringContaining("INVALID_ARGUMENT") });
+    // Migration 9 moved the idempotency records and holds into tables clustered on their keys: keys still replay.
+    expect(await ledger.debit({ accountId, amount: 10, reason: "d", idempotencyKey: "d" })).toMatchObject({
+      ok: true,
+      entry: { entryId: debitId },
+    });
+    expect(await codeOf(ledger.debit({ accountId, amount: 11, reason: "d", idempotencyKey: "d" }))).toBe("CONFLICT");
+    expect(await withoutRowid(ledger)).toEqual(["holds", "idempotency"]);
     const debited = await ledger.debit({ accountId, amount: 5, reason: "new", idempotencyKey: "d2" });
     if (!debited.ok) throw new Error("debit failed");
     expect(debited.entry.entryId.slice(2, 12)).toBe(debited.entry.seq.toString(16).padStart(10, "0"));
