@@ -1,4 +1,4 @@
-import { all, maybeOne, one, run } from "../platform/sql";
+import { all, maybeOne, one, write } from "../platform/sql";
 import { WriteBackRows } from "../platform/write-back";
 import type { GrantRow } from "./ledger-rows";
 
@@ -31,13 +31,13 @@ export class Grants {
         const moved = COUNTERS.filter((column) => stored === undefined || row[column] !== stored[column]);
         if (moved.length === 0) return;
         const set = moved.map((column) => `${column} = ?`).join(", ");
-        run(sql, `UPDATE grants SET ${set} WHERE grant_id = ?`, ...moved.map((column) => row[column]), grantId);
+        write(sql, `UPDATE grants SET ${set} WHERE grant_id = ?`, ...moved.map((column) => row[column]), grantId);
       },
     });
   }
 
   insert(grantId: string, seq: number, amount: number, priority: number, expiresAtMs: number | null): void {
-    run(
+    write(
       this.sql,
       "INSERT INTO grants (grant_id, seq, amount, remaining, priority, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
       grantId,

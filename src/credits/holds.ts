@@ -1,6 +1,6 @@
 import type { CommitResult, Draw, Entry, EntryPrice, Hold, HoldStatus, ReserveResult, Usage, VoidResult } from "../../rpc/credits";
 import { notFound, ServiceError } from "../platform/errors";
-import { all, maybeOne, run } from "../platform/sql";
+import { all, maybeOne, run, write } from "../platform/sql";
 import { mergeDraws, splitDraws } from "./burn-down";
 import { dayOf, monthOf } from "./invariants";
 import { type Journal, noChange } from "./journal";
@@ -72,7 +72,7 @@ export class Holds {
     this.spending.take(plan.draws, "held");
     const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     this.account.addDebt(plan.shortfall, 0);
-    run(
+    write(
       this.sql,
       `INSERT INTO holds (hold_id, amount, status, expires_at_ms, key_id, spend_day, spend_month, created_at_ms, allocations)
        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)`,

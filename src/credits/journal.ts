@@ -1,6 +1,6 @@
 import type { Balance, EntriesPage, Entry } from "../../rpc/credits";
 import { ServiceError } from "../platform/errors";
-import { all, maybeOne, one, run } from "../platform/sql";
+import { all, maybeOne, one, write } from "../platform/sql";
 import { entryHash } from "./chain";
 import { LEGACY_ENTRY_ID, newEntryId, seqOfEntryId } from "./entry-ids";
 import { availableOf, type Totals } from "./invariants";
@@ -101,7 +101,8 @@ export class Journal {
     };
     const text = JSON.stringify(body);
     const hash = entryHash(account.head_hash, text);
-    run(
+    this.account.forget();
+    write(
       this.sql,
       `INSERT INTO entries (seq, entry_id, kind, at_ms, balance_after, granted_after, held_after, consumed_after, expired_after, body, prev_hash, hash)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

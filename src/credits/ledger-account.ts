@@ -1,6 +1,7 @@
 import type { Balance, Denied } from "../../rpc/credits";
 import { invalidArgument, notFound } from "../platform/errors";
 import { maybeOne, run } from "../platform/sql";
+import type { WriteBackCache } from "../platform/write-back";
 import { GENESIS_HASH } from "./chain";
 import { type AccountRow, toBalance } from "./ledger-rows";
 
@@ -13,7 +14,15 @@ import { type AccountRow, toBalance } from "./ledger-rows";
  * (`held_debt`, `consumed_debt`) stay on `account`: no entry carries them, and they change
  * only when a spend goes into the overdraft or repays it. Synchronous SQL only.
  */
-export class LedgerAccount {
+export class LedgerAccount implements WriteBackCache {
+  /**
+   * Inside a transaction, the row as last read (`undefined`: none yet), so the many reads of one
+   * call run one query; every write of the account or the entries forgets it. Outside a
+   * transaction nothing is kept: a read is always current.
+   */
+  #memo: { row: AccountRow | undefined } | null = null;
+  #open = false;
+
   /**
    * @param objectName the Durable Object's name, which must be the account id (`undefined`
    *   for an object addressed by id, which is then not checked).
@@ -31,6 +40,39 @@ export class LedgerAccount {
   }
 
   row(): AccountRow | undefined {
+    if (this.#memo !== null) return this.#memo.row;
+    const row = this.#read();
+    if (this.#open) this.#memo = { row };
+    return row;
+  }
+
+  /** The account or the entries changed: the next read queries again. */
+  forget(): void {
+    this.#memo = null;
+  }
+
+  begin(): void {
+    this.#open = true;
+    this.#memo = null;
+  }
+
+  end(): void {
+    this.#open = false;
+    this.#memo = null;
+  }
+
+  mark(): unknown {
+    return null;
+  }
+
+  /** A rolled-back level may have changed what was read: read again. */
+  restore(): void {
+    this.#memo = null;
+  }
+
+  writeBack(): void {}
+
+  #read(): AccountRow | undefined {
     return maybeOne<AccountRow>(
       this.sql,
       `SELECT a.id, a.account_id, a.name, a.overdraft_limit, a.created_at_ms, a.held_debt, a.consumed_debt,
@@ -45,6 +87,7 @@ export class LedgerAccount {
   /** Moves the overdraft's debts; writes nothing when neither changes. */
   addDebt(held: number, consumed: number): void {
     if (held === 0 && consumed === 0) return;
+    this.forget();
     run(this.sql, "UPDATE account SET held_debt = held_debt + ?, consumed_debt = consumed_debt + ?", held, consumed);
   }
 
@@ -56,6 +99,7 @@ export class LedgerAccount {
   }
 
   insert(accountId: string, name: string, overdraftLimit: number, nowMs: number): void {
+    this.forget();
     run(
       this.sql,
       "INSERT INTO account (id, account_id, name, overdraft_limit, created_at_ms, head_hash) VALUES (1, ?, ?, ?, ?, ?)",

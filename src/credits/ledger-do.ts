@@ -134,10 +134,11 @@ export class CreditLedgerDO extends TollgateObject {
     const sql = this.sql;
     const grants = new Grants(sql);
     this.#keys = new LedgerKeys(sql);
+    this.#account = new LedgerAccount(sql, ctx.id.name);
     // The hot rows (grants, key spend and rule states) are written once per transaction, at its commit.
     const transactions = new WriteBackTransactions(
       (body) => ctx.storage.transactionSync(body),
-      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend],
+      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend, this.#account, this.#keys.keyRowCache],
     );
     this.#transaction = (body) => {
       const result = transactions.run(body);
@@ -146,7 +147,6 @@ export class CreditLedgerDO extends TollgateObject {
       return result;
     };
     this.#batches = new TransactionBatches({ transaction: this.#transaction, durable: () => ctx.storage.sync(), scope: currentCallScope });
-    this.#account = new LedgerAccount(sql, ctx.id.name);
     this.#journal = new Journal(sql, this.#account);
     this.#usage = new UsageRollups(sql, this.#journal);
     this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys, grants);

@@ -1,5 +1,5 @@
 import { conflict } from "./errors";
-import { maybeOne, run } from "./sql";
+import { maybeOne, run, write } from "./sql";
 
 /** Most expired records one prune run deletes (retention in small batches, so a backlog never holds an object for long). */
 export const PRUNE_BATCH = 1_000;
@@ -69,7 +69,7 @@ export class IdempotencyStore {
 
   /** Records `result` as the answer to `request`; call it in the transaction that makes the change. */
   save(key: string, request: unknown, result: object, nowMs: number): void {
-    run(this.#sql, this.#save, key, JSON.stringify(request), JSON.stringify(result), nowMs, nowMs + this.#config.windowMs());
+    write(this.#sql, this.#save, key, JSON.stringify(request), JSON.stringify(result), nowMs, nowMs + this.#config.windowMs());
   }
 
   /**

@@ -29,3 +29,8 @@ export function run(sql: SqlStorage, query: string, ...bindings: unknown[]): num
   sql.exec(query, ...bindings);
   return sql.exec<{ changed: number }>("SELECT changes() AS changed").one().changed;
 }
+
+/** Runs one INSERT, UPDATE or DELETE whose changed-row count nobody reads (one statement, not two). */
+export function write(sql: SqlStorage, query: string, ...bindings: unknown[]): void {
+  sql.exec(query, ...bindings);
+}
