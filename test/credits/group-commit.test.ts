@@ -122,4 +122,32 @@ describe("CreditLedgerDO group commit", () => {
     expect(await spent(uncapped)).toBe(5);
     expect((await stub.audit({ accountId })).ok).toBe(true);
   });
+
+  it("counts the rows of a call that ran in a shared batch under its own method", async () => {
+    const accountId = `gc-${++counter}`;
+    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+    await stub.setClock(T0);
+    await stub.createAccount({ accountId, name: "Attribution" });
+    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const rowsOf = async (method: string) => {
+      expect(await env.METRICS_PROBE.getByName("pusher").pushMetrics()).toBe(true);
+      const report = await env.ADMIN.costReport({ range: "1h" });
+      const rows = report.byMethod.filter(
+        (row) => row.surface === "object" && row.kind.includes("CreditLedgerDO") && row.method === method,
+      );
+      return rows.reduce((total, row) => total + row.rowsWritten, 0);
+    };
+    const before = await rowsOf("grant");
+    await runInDurableObject(stub, (instance: CreditLedgerDO) =>
+      Promise.all([
+        // The first runs at once; the grant and the debits after it wait for its commit and share the next.
+        instance.debit({ accountId, amount: 1, reason: "first", idempotencyKey: "d0" }),
+        instance.grant({ accountId, amount: 50, reason: "second", idempotencyKey: "g2" }),
+        ...Array.from({ length: 4 }, (_, i) => instance.debit({ accountId, amount: 1, reason: "call", idempotencyKey: `d${i + 1}` })),
+      ]),
+    );
+    // The grant's own rows (its grant row and primary key, its entry, its idempotency record) are the grant's,
+    // not the first debit's, whose commit its batch waited for.
+    expect((await rowsOf("grant")) - before).toBeGreaterThanOrEqual(4);
+  });
 });
