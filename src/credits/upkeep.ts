@@ -70,12 +70,16 @@ export class LedgerUpkeep {
 
   /**
    * Arms the alarm for whatever the last write made due. An idempotency record written now
-   * expires a window from now, and every older one no later, whose prune is already due: so the
-   * write path needs no scan for the earliest expiry (the table has no index over it).
+   * expires a window from now; the older ones are covered by the prune task already scheduled
+   * (each write scheduled it, and each prune run reschedules it for the earliest left), so the
+   * write path reads no expiry (the table has no index over it). Only with no prune task at all
+   * (none scheduled yet, or records that came without one) is the table read for its earliest.
    */
   async afterWrite(nowMs: number): Promise<void> {
     await this.scheduleSettle("earliest");
-    await this.schedulePrune("earliest", nowMs + this.idempotencyWindowMs());
+    const written = nowMs + this.idempotencyWindowMs();
+    const stored = this.scheduler.get("prune") === undefined ? this.idempotency.earliestExpiry() : null;
+    await this.schedulePrune("earliest", stored === null ? written : Math.min(stored, written));
   }
 
   private async scheduleSettle(keep: Keep): Promise<void> {

@@ -97,18 +97,31 @@ export class GroupCommit {
     }
     batch.settle();
     this.#writing = true;
-    this.#options.durable().then(
-      () => {
-        this.#writing = false;
-        if (this.#open !== null) this.#flush();
-      },
-      (error: unknown) => {
-        this.#writing = false;
-        const open = this.#open;
-        this.#open = null;
-        this.#options.discard(error);
-        open?.settle(error ?? new Error("write failed"));
-      },
-    );
+    // One turn after the write is durable, so calls already delivered join the next batch (see nextTurn).
+    this.#options
+      .durable()
+      .then(nextTurn)
+      .then(
+        () => {
+          this.#writing = false;
+          if (this.#open !== null) this.#flush();
+        },
+        (error: unknown) => {
+          this.#writing = false;
+          const open = this.#open;
+          this.#open = null;
+          this.#options.discard(error);
+          open?.settle(error ?? new Error("write failed"));
+        },
+      );
   }
+}
+
+/**
+ * One turn of the event loop. A group commit waits for it after a write is durable, before the
+ * next batch closes: calls already delivered to the object, and not yet run, then join that
+ * batch. Without it a write that is durable at once (locally it is) lets each call in alone.
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }

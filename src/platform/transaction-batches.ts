@@ -1,3 +1,5 @@
+import { nextTurn } from "./group-commit";
+
 /**
  * Group commit for objects whose calls read and write storage directly (the ledger), where
  * `GroupCommit` is for state kept in memory (the limiter).
@@ -9,6 +11,12 @@
  * undoes only itself. Rows several bodies of a batch touch are written once at its commit (see
  * write-back.ts). So a sequential caller runs as before, and `c` concurrent callers share one
  * commit and its hot-row writes.
+ *
+ * Gathering: once the write is durable, the next batch waits one turn of the event loop
+ * (`setTimeout(0)`) before it closes, so calls already delivered to the object and not yet run
+ * join it. Without that turn, a commit that is durable at once (locally, on disk, it is) lets
+ * each call in alone; measured in the bench, that turn takes the grants written per gateway
+ * request from 0.94 to about 0.1 at 16 callers (docs/cost.md).
  *
  * Exactness: bodies run one at a time and each sees every change before it (single-threaded,
  * no `await` inside a body). Durability: a caller's promise settles once the transaction holding
@@ -81,17 +89,20 @@ export class TransactionBatches {
       else call.reject(outcome.error);
     });
     this.#writing = true;
-    this.#options.durable().then(
-      () => {
-        this.#writing = false;
-        this.#commit();
-      },
-      (error: unknown) => {
-        this.#writing = false;
-        const waiting = this.#queue;
-        this.#queue = [];
-        for (const call of waiting) call.reject(error ?? new Error("write failed"));
-      },
-    );
+    this.#options
+      .durable()
+      .then(nextTurn)
+      .then(
+        () => {
+          this.#writing = false;
+          this.#commit();
+        },
+        (error: unknown) => {
+          this.#writing = false;
+          const waiting = this.#queue;
+          this.#queue = [];
+          for (const call of waiting) call.reject(error ?? new Error("write failed"));
+        },
+      );
   }
 }
