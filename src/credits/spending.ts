@@ -31,9 +31,10 @@ export interface SpendPlan {
 }
 
 /**
- * Grants, debits, refunds and the overdraft: the `grants` and `refunded_parts` tables and the
- * account's debt columns. Every method runs inside the caller's transaction, after the
- * caller has booked what was due (`Holds.settleDue`).
+ * Grants, debits, refunds and the overdraft: the `grants` (through `Grants`, which writes each
+ * changed grant once per transaction) and `refunded_parts` tables and the account's debt
+ * columns. Every method runs inside the caller's transaction, after the caller has booked what
+ * was due (`Holds.settleDue`).
  */
 export class Spending {
   constructor(
@@ -204,8 +205,8 @@ export class Spending {
   }
 
   /**
-   * Gives refunded `parts` of consumed credit back to their grants, one write per part (what
-   * goes back to an expired grant is booked as expired at once), and to the overdraft, which
+   * Gives refunded `parts` of consumed credit back to their grants (what goes back to an
+   * expired grant is booked as expired at once), and to the overdraft, which
    * cancels debt. Held parts go back through `captureHeld`. Returns the amount booked as expired.
    */
   returnRefunded(parts: readonly Draw[], nowMs: number): number {
@@ -224,16 +225,10 @@ export class Spending {
 
   /**
    * Settles a hold's allocations: the `captured` parts move from held to consumed, the `returned`
-   * ones go back (to an expired grant: booked as expired), with one write per grant and at most
-   * one for the debt. Returns the amount booked as expired.
+   * ones go back (to an expired grant: booked as expired), and the debt moves with the overdraft's
+   * parts. Returns the amount booked as expired.
    */
   captureHeld(captured: readonly Draw[], returned: readonly Draw[], nowMs: number): number {
-    const changes = new Map<string, { consumed: number; remaining: number; expired: number }>();
-    const changeOf = (grantId: string) => {
-      const change = changes.get(grantId) ?? { consumed: 0, remaining: 0, expired: 0 };
-      changes.set(grantId, change);
-      return change;
-    };
     let heldDebt = 0;
     let consumedDebt = 0;
     let expired = 0;
@@ -241,19 +236,17 @@ export class Spending {
       if (part.grantId === null) {
         heldDebt -= part.amount;
         consumedDebt += part.amount;
-      } else changeOf(part.grantId).consumed += part.amount;
+      } else this.grants.change(part.grantId, { consumed: part.amount });
     }
     for (const part of returned) {
       if (part.grantId === null) {
         heldDebt -= part.amount;
         continue;
       }
-      if (isExpired(this.grants.get(part.grantId), nowMs)) {
-        changeOf(part.grantId).expired += part.amount;
-        expired += part.amount;
-      } else changeOf(part.grantId).remaining += part.amount;
+      const target = isExpired(this.grants.get(part.grantId), nowMs) ? "expired" : "remaining";
+      this.grants.change(part.grantId, { [target]: part.amount });
+      if (target === "expired") expired += part.amount;
     }
-    for (const [grantId, change] of changes) this.grants.change(grantId, change);
     this.account.addDebt(heldDebt, consumedDebt);
     return expired;
   }
