@@ -45,7 +45,7 @@ export class GroupCommit {
   /** Changes made and not yet written, and their callers; null when everything is written. */
   #open: Batch | null = null;
   /** A flush was issued and is not yet known durable: the next one waits for it. */
-  #writing = false;
+  readonly #inFlight = new WriteInFlight();
 
   constructor(options: GroupCommitOptions) {
     this.#options = options;
@@ -60,7 +60,7 @@ export class GroupCommit {
     const result = mutate();
     const batch = (this.#open ??= new Batch());
     const written = batch.written.then(() => result);
-    if (!this.#writing) this.#flush();
+    if (!this.#inFlight.writing) this.#flush();
     return written;
   }
 
@@ -96,24 +96,45 @@ export class GroupCommit {
       return;
     }
     batch.settle();
+    this.#inFlight.issued(
+      this.#options.durable(),
+      () => {
+        if (this.#open !== null) this.#flush();
+      },
+      (error) => {
+        const open = this.#open;
+        this.#open = null;
+        this.#options.discard(error);
+        open?.settle(error ?? new Error("write failed"));
+      },
+    );
+  }
+}
+
+/**
+ * The one write a group commit has in flight. `issued` marks it until it is durable and one
+ * turn of the event loop has passed (see nextTurn), then calls `next` to run the batch gathered
+ * meanwhile, or `failed` with the error if the write did not become durable.
+ */
+export class WriteInFlight {
+  #writing = false;
+
+  get writing(): boolean {
+    return this.#writing;
+  }
+
+  issued(durable: Promise<void>, next: () => void, failed: (error: unknown) => void): void {
     this.#writing = true;
-    // One turn after the write is durable, so calls already delivered join the next batch (see nextTurn).
-    this.#options
-      .durable()
-      .then(nextTurn)
-      .then(
-        () => {
-          this.#writing = false;
-          if (this.#open !== null) this.#flush();
-        },
-        (error: unknown) => {
-          this.#writing = false;
-          const open = this.#open;
-          this.#open = null;
-          this.#options.discard(error);
-          open?.settle(error ?? new Error("write failed"));
-        },
-      );
+    durable.then(nextTurn).then(
+      () => {
+        this.#writing = false;
+        next();
+      },
+      (error: unknown) => {
+        this.#writing = false;
+        failed(error);
+      },
+    );
   }
 }
 

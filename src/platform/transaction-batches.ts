@@ -1,4 +1,4 @@
-import { nextTurn } from "./group-commit";
+import { WriteInFlight } from "./group-commit";
 
 /**
  * Group commit for objects whose calls read and write storage directly (the ledger), where
@@ -50,7 +50,7 @@ export class TransactionBatches {
   readonly #options: TransactionBatchesOptions;
   #queue: Queued[] = [];
   /** A batch committed and is not yet known durable: calls queue for the next one. */
-  #writing = false;
+  readonly #inFlight = new WriteInFlight();
 
   constructor(options: TransactionBatchesOptions) {
     this.#options = options;
@@ -61,7 +61,7 @@ export class TransactionBatches {
     return new Promise<T>((resolve, reject) => {
       const inScope = this.#options.scope?.() ?? ((run) => run());
       this.#queue.push({ body, inScope, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.#writing) this.#commit();
+      if (!this.#inFlight.writing) this.#commit();
     });
   }
 
@@ -88,21 +88,14 @@ export class TransactionBatches {
       if (outcome.ok) call.resolve(outcome.value);
       else call.reject(outcome.error);
     });
-    this.#writing = true;
-    this.#options
-      .durable()
-      .then(nextTurn)
-      .then(
-        () => {
-          this.#writing = false;
-          this.#commit();
-        },
-        (error: unknown) => {
-          this.#writing = false;
-          const waiting = this.#queue;
-          this.#queue = [];
-          for (const call of waiting) call.reject(error ?? new Error("write failed"));
-        },
-      );
+    this.#inFlight.issued(
+      this.#options.durable(),
+      () => this.#commit(),
+      (error) => {
+        const waiting = this.#queue;
+        this.#queue = [];
+        for (const call of waiting) call.reject(error ?? new Error("write failed"));
+      },
+    );
   }
 }
