@@ -1,7 +1,7 @@
 import type { Balance, Denied } from "../../rpc/credits";
 import { invalidArgument, notFound } from "../platform/errors";
 import { maybeOne, run } from "../platform/sql";
-import type { WriteBackCache } from "../platform/write-back";
+import { TransactionMemo } from "../platform/write-back";
 import { GENESIS_HASH } from "./chain";
 import { type AccountRow, toBalance } from "./ledger-rows";
 
@@ -14,14 +14,12 @@ import { type AccountRow, toBalance } from "./ledger-rows";
  * (`held_debt`, `consumed_debt`) stay on `account`: no entry carries them, and they change
  * only when a spend goes into the overdraft or repays it. Synchronous SQL only.
  */
-export class LedgerAccount implements WriteBackCache {
+export class LedgerAccount {
   /**
-   * Inside a transaction, the row as last read (`undefined`: none yet), so the many reads of one
-   * call run one query; every write of the account or the entries forgets it. Outside a
-   * transaction nothing is kept: a read is always current.
+   * Inside a transaction, the row as last read, so the many reads of one call run one query;
+   * every write of the account or the entries forgets it (the object's transactions own it).
    */
-  #memo: { row: AccountRow | undefined } | null = null;
-  #open = false;
+  readonly memo = new TransactionMemo<AccountRow | undefined>();
 
   /**
    * @param objectName the Durable Object's name, which must be the account id (`undefined`
@@ -40,37 +38,13 @@ export class LedgerAccount implements WriteBackCache {
   }
 
   row(): AccountRow | undefined {
-    if (this.#memo !== null) return this.#memo.row;
-    const row = this.#read();
-    if (this.#open) this.#memo = { row };
-    return row;
+    return this.memo.get("account", () => this.#read());
   }
 
   /** The account or the entries changed: the next read queries again. */
   forget(): void {
-    this.#memo = null;
+    this.memo.forget();
   }
-
-  begin(): void {
-    this.#open = true;
-    this.#memo = null;
-  }
-
-  end(): void {
-    this.#open = false;
-    this.#memo = null;
-  }
-
-  mark(): unknown {
-    return null;
-  }
-
-  /** A rolled-back level may have changed what was read: read again. */
-  restore(): void {
-    this.#memo = null;
-  }
-
-  writeBack(): void {}
 
   #read(): AccountRow | undefined {
     return maybeOne<AccountRow>(

@@ -138,7 +138,7 @@ export class CreditLedgerDO extends TollgateObject {
     // The hot rows (grants, key spend and rule states) are written once per transaction, at its commit.
     const transactions = new WriteBackTransactions(
       (body) => ctx.storage.transactionSync(body),
-      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend, this.#account, this.#keys.keyRowCache],
+      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend, this.#account.memo, this.#keys.keyRows],
     );
     this.#transaction = (body) => {
       const result = transactions.run(body);
@@ -155,10 +155,11 @@ export class CreditLedgerDO extends TollgateObject {
     this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, this.#holds, () => this.env.CREDIT_PRICES);
     this.#admission = new GatewayAdmission(this.#account, this.#keys, this.#journal, this.#spending, this.#holds);
     // Each keyed write's first result. Keys are inserted once: an expired record still answers until pruned.
+    const idempotencyWindowMs = () => loadDataRetention(this.env).ledgerIdempotency;
     this.#idempotency = new IdempotencyStore(sql, {
       table: "idempotency",
       resultColumn: "result",
-      windowMs: () => loadDataRetention(this.env).ledgerIdempotency,
+      windowMs: idempotencyWindowMs,
       replaysExpired: true,
       conflictMessage: (key) => `idempotency key "${key}" was already used with different parameters`,
       transaction: this.#transaction,
@@ -172,7 +173,7 @@ export class CreditLedgerDO extends TollgateObject {
       this.#holds,
       this.#audit,
       this.#idempotency,
-      () => loadDataRetention(this.env).ledgerIdempotency,
+      idempotencyWindowMs,
     );
     hooks?.attachLedger?.({ runAudit: (nowMs, mode, budget) => this.#audit.run(nowMs, mode, budget) });
   }

@@ -7,7 +7,7 @@ import { evaluateRules, refundRules } from "../rate-limits/algorithms/evaluate-r
 import type { LimiterState, StateChange } from "../rate-limits/algorithms/rule-state";
 import { decodeRuleState, encodeRuleState } from "../rate-limits/algorithms/rule-state-codec";
 import { all, maybeOne, run } from "../platform/sql";
-import { DeferredRows, type WriteBackCache, type WriteBackRowsOptions, WriteBackRows } from "../platform/write-back";
+import { DeferredRows, TransactionMemo, type WriteBackRowsOptions, WriteBackRows } from "../platform/write-back";
 import { type KeyRow, toKeyInfo } from "./ledger-rows";
 
 /** A spend the key's rules and caps admit: the key, and the rule states to store with the spend. */
@@ -52,25 +52,10 @@ export class LedgerKeys {
   /** Each family's rule states, by family and rule name, written back the same way. */
   readonly ruleStateCache: WriteBackRows<{ familyId: string; ruleName: string; state: string; expiresAtMs: number }>;
 
-  /**
-   * Key rows read inside the open transaction, so the several reads of one call run one query
-   * each; a write to `api_keys` forgets them, and nothing is kept outside a transaction.
-   */
-  readonly keyRowCache: WriteBackCache;
-  #keyRows: Map<string, KeyRow | undefined> | null = null;
+  /** Key rows read inside the open transaction (one query per key and call); a write to `api_keys` forgets them. */
+  readonly keyRows = new TransactionMemo<KeyRow | undefined>();
 
   constructor(private readonly sql: SqlStorage) {
-    this.keyRowCache = {
-      begin: () => {
-        this.#keyRows = new Map();
-      },
-      end: () => {
-        this.#keyRows = null;
-      },
-      mark: () => null,
-      restore: () => this.#forgetKeyRows(),
-      writeBack: () => {},
-    };
     const spendRows: WriteBackRowsOptions<SpendRow> = {
       load: (familyId) =>
         maybeOne<SpendRow>(sql, "SELECT day, day_amount, month, month_amount FROM key_spend_now WHERE family_id = ?", familyId),
@@ -114,11 +99,7 @@ export class LedgerKeys {
   }
 
   row(keyId: string): KeyRow | undefined {
-    const memo = this.#keyRows;
-    if (memo?.has(keyId)) return memo.get(keyId);
-    const row = maybeOne<KeyRow>(this.sql, "SELECT * FROM api_keys WHERE key_id = ?", keyId);
-    memo?.set(keyId, row);
-    return row;
+    return this.keyRows.get(keyId, () => maybeOne<KeyRow>(this.sql, "SELECT * FROM api_keys WHERE key_id = ?", keyId));
   }
 
   require(keyId: string): KeyRow {
@@ -264,7 +245,7 @@ export class LedgerKeys {
     const keyId = newKeyId(crypto.getRandomValues(new Uint8Array(8)));
     const secret = newSecret(crypto.getRandomValues(new Uint8Array(24)));
     const key = formatKey(accountId, keyId, secret);
-    this.#forgetKeyRows();
+    this.keyRows.forget();
     run(
       this.sql,
       `INSERT INTO api_keys (key_id, family_id, name, start, secret_hash, scopes, rules, spend_cap_day, spend_cap_month, created_at_ms, expires_at_ms)
@@ -287,7 +268,7 @@ export class LedgerKeys {
   /** Revokes a key from `nowMs` on; a key already revoked keeps its time. */
   revoke(keyId: string, nowMs: number): KeyInfo {
     this.require(keyId);
-    this.#forgetKeyRows();
+    this.keyRows.forget();
     run(this.sql, "UPDATE api_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL", nowMs, keyId);
     return toKeyInfo(this.require(keyId));
   }
@@ -315,10 +296,10 @@ export class LedgerKeys {
     );
     const graceEnd = nowMs + graceMs;
     if (graceMs === 0) {
-      this.#forgetKeyRows();
+      this.keyRows.forget();
       run(this.sql, "UPDATE api_keys SET revoked_at_ms = ?, rolled_to = ? WHERE key_id = ?", nowMs, created.keyId, old.key_id);
     } else {
-      this.#forgetKeyRows();
+      this.keyRows.forget();
       run(
         this.sql,
         "UPDATE api_keys SET expires_at_ms = MIN(COALESCE(expires_at_ms, ?), ?), rolled_to = ? WHERE key_id = ?",
@@ -329,11 +310,6 @@ export class LedgerKeys {
       );
     }
     return { ...created, previous: toKeyInfo(this.require(old.key_id)) };
-  }
-
-  /** `api_keys` is about to change: rows read in this transaction are stale. */
-  #forgetKeyRows(): void {
-    if (this.#keyRows !== null) this.#keyRows = new Map();
   }
 
   private ruleStates(familyId: string): Map<string, LimiterState> {

@@ -218,3 +218,42 @@ export class DeferredRows<Row> implements WriteBackCache {
 
   writeBack(): void {}
 }
+
+/**
+ * Values read inside the open transaction, kept until it ends or a write of what they were read
+ * from forgets them: reads one call repeats run once. Nothing is kept outside a transaction, so a
+ * read there is always current; a rolled-back level forgets everything (it may have written).
+ */
+export class TransactionMemo<V> implements WriteBackCache {
+  #values: Map<string, V> | null = null;
+
+  get(key: string, load: () => V): V {
+    const values = this.#values;
+    if (values?.has(key)) return values.get(key) as V;
+    const value = load();
+    values?.set(key, value);
+    return value;
+  }
+
+  forget(): void {
+    if (this.#values !== null) this.#values = new Map();
+  }
+
+  begin(): void {
+    this.#values = new Map();
+  }
+
+  end(): void {
+    this.#values = null;
+  }
+
+  mark(): unknown {
+    return null;
+  }
+
+  restore(): void {
+    this.forget();
+  }
+
+  writeBack(): void {}
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { TransactionBatches } from "../../src/platform/transaction-batches";
-import { WriteBackRows, WriteBackTransactions } from "../../src/platform/write-back";
+import { TransactionMemo, WriteBackRows, WriteBackTransactions } from "../../src/platform/write-back";
 
 type Counter = { id: string; value: number };
 
@@ -186,5 +186,29 @@ describe("TransactionBatches", () => {
     // The next call runs again at once.
     await batches.run(() => add("a", 1));
     expect(store.table.get("a")).toBe(2);
+  });
+});
+
+describe("TransactionMemo", () => {
+  it("reads once per transaction until forgotten, never keeps a value outside one, and forgets on a rolled-back level", () => {
+    const memo = new TransactionMemo<number>();
+    const transactions = new WriteBackTransactions((body) => body(), [memo]);
+    let loads = 0;
+    const read = () => memo.get("k", () => ++loads);
+    expect(read()).toBe(1);
+    expect(read()).toBe(2);
+    transactions.run(() => {
+      expect(read()).toBe(3);
+      expect(read()).toBe(3);
+      memo.forget();
+      expect(read()).toBe(4);
+      expect(() =>
+        transactions.run(() => {
+          throw new Error("rolled back");
+        }),
+      ).toThrow("rolled back");
+      expect(read()).toBe(5);
+    });
+    expect(read()).toBe(6);
   });
 });
