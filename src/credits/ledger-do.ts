@@ -477,8 +477,8 @@ export class CreditLedgerDO extends TollgateObject {
   usage(input: unknown): Promise<UsageReport> {
     return this.handle("usage", usageQuerySchema, input, async (parsed) => {
       this.#account.require(parsed.accountId);
-      // Exact: the entries not rolled up yet are, first.
-      if (this.#usage.behind()) this.#transaction(() => this.#usage.catchUp());
+      // Exact: the entries not rolled up yet are, first (with the counters waiting for that roll-up).
+      if (this.#usage.behind() || this.#keys.uncappedSpend.pending()) this.#transaction(() => this.#rollUp());
       return this.#usage.report(parsed.range, parsed.groupBy, this.now());
     });
   }
@@ -545,6 +545,12 @@ export class CreditLedgerDO extends TollgateObject {
     this.#scheduleRollup();
   }
 
+  /** Brings the usage rollups up to the last entry and writes the spend counters of keys without caps. */
+  #rollUp(): void {
+    this.#usage.catchUp();
+    this.#keys.flushUncappedSpend();
+  }
+
   /**
    * One roll-up for every entry of the next moments (each touched rollup row is written once),
    * with the spend counters of keys without caps.
@@ -554,10 +560,7 @@ export class CreditLedgerDO extends TollgateObject {
     this.#rollupTimer = setTimeout(() => {
       this.#rollupTimer = undefined;
       try {
-        this.#transaction(() => {
-          this.#usage.catchUp();
-          this.#keys.flushUncappedSpend();
-        });
+        this.#transaction(() => this.#rollUp());
       } catch (error) {
         // The rollups are derived again from the entries; the counters stay pending for the next write's roll-up.
         console.error("credit ledger: rolling up usage failed", error);

@@ -97,7 +97,7 @@ describe("CreditLedgerDO group commit", () => {
     expect((await stub.audit({ accountId })).ok).toBe(true);
   });
 
-  it("keeps a key's spend counters exact through a crash when it has caps; without caps, a crash loses at most the last second of them", async () => {
+  it("keeps a key's spend counters exact through a crash when it has caps; without caps, a crash loses at most the last second of them (none after a usage report)", async () => {
     const accountId = `gc-${++counter}`;
     let stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
     await stub.setClock(T0);
@@ -125,6 +125,12 @@ describe("CreditLedgerDO group commit", () => {
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     await crash();
     expect(await spent(uncapped)).toBe(5);
+
+    // A usage report brings the counters up to date with the rollups, at once.
+    await stub.debit({ accountId, amount: 6, reason: "call", keyId: uncapped, idempotencyKey: "u3" });
+    await stub.usage({ accountId, range: "24h", groupBy: "key" });
+    await crash();
+    expect(await spent(uncapped)).toBe(11);
     expect((await stub.audit({ accountId })).ok).toBe(true);
   });
 
