@@ -548,7 +548,7 @@ export class CreditLedgerDO extends TollgateObject {
   /** Brings the usage rollups up to the last entry and writes the spend counters of keys without caps. */
   #rollUp(): void {
     this.#usage.catchUp();
-    this.#keys.flushUncappedSpend();
+    this.#keys.uncappedSpend.flush();
   }
 
   /**

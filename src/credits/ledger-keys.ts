@@ -45,7 +45,7 @@ export class LedgerKeys {
   readonly spendCache: WriteBackRows<SpendRow>;
   /**
    * A family without caps: its counters only answer `keySpend` (no alert reads them: a share
-   * needs a cap), so they are kept in memory and written by `flushUncappedSpend`, a second after
+   * needs a cap), so they are kept in memory and written (`uncappedSpend.flush`) a second after
    * the spends. A crash loses at most that second of them (docs/credits.md).
    */
   readonly uncappedSpend: DeferredRows<SpendRow>;
@@ -215,11 +215,6 @@ export class LedgerKeys {
       return;
     }
     this.#spendRows(key).set(familyId, { day: newDay[0], day_amount: newDay[1], month: newMonth[0], month_amount: newMonth[1] });
-  }
-
-  /** Writes what families without caps spent since the last flush. Runs inside a transaction. */
-  flushUncappedSpend(): void {
-    this.uncappedSpend.flush();
   }
 
   /** Where a family's counters live: a rolled key and its successor share caps, so a family is capped or not. */

@@ -11,6 +11,16 @@ let counter = 0;
 /** Lets the set-up's last commit settle, so the next call finds no write in flight and runs at once. */
 const commitsSettled = () => new Promise((resolve) => setTimeout(resolve, 50));
 
+/** A fresh account on the test object, its clock at T0, funded with `amount`. */
+async function fundedAccount(name: string, amount: number) {
+  const accountId = `gc-${++counter}`;
+  const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
+  await stub.setClock(T0);
+  await stub.createAccount({ accountId, name });
+  await stub.grant({ accountId, amount, reason: "top-up", idempotencyKey: "g1" });
+  return { accountId, stub };
+}
+
 /**
  * Rows written per table while `body` runs, counted from every cursor's `rowsWritten` (what
  * Cloudflare bills), by wrapping the object's SqlStorage prototype for the duration.
@@ -39,11 +49,7 @@ async function rowsWrittenBy<T>(state: DurableObjectState, body: () => Promise<T
 
 describe("CreditLedgerDO group commit", () => {
   it("runs 16 concurrent keyed debits in two commits: each is exact, the grant and the key's spend row are written once per commit", async () => {
-    const accountId = `gc-${++counter}`;
-    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
-    await stub.setClock(T0);
-    await stub.createAccount({ accountId, name: "Group commit" });
-    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const { accountId, stub } = await fundedAccount("Group commit", 1_000);
     const { keyId } = await stub.createKey({ accountId, name: "k", scopes: ["*"], spendCap: { perDay: 20 } });
     await commitsSettled();
     const { result, rows } = await runInDurableObject(stub, (instance: CreditLedgerDO, state: DurableObjectState) =>
@@ -71,11 +77,7 @@ describe("CreditLedgerDO group commit", () => {
   });
 
   it("fails a call that throws inside a batch alone: the calls before and after it are answered and booked exactly", async () => {
-    const accountId = `gc-${++counter}`;
-    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
-    await stub.setClock(T0);
-    await stub.createAccount({ accountId, name: "Group commit" });
-    await stub.grant({ accountId, amount: 10, reason: "top-up", idempotencyKey: "g1" });
+    const { accountId, stub } = await fundedAccount("Group commit", 10);
     const outcomes = await runInDurableObject(stub, (instance: CreditLedgerDO) =>
       Promise.allSettled([
         instance.debit({ accountId, amount: 1, reason: "first", idempotencyKey: "a" }),
@@ -98,11 +100,9 @@ describe("CreditLedgerDO group commit", () => {
   });
 
   it("keeps a key's spend counters exact through a crash when it has caps; without caps, a crash loses at most the last second of them (none after a usage report)", async () => {
-    const accountId = `gc-${++counter}`;
-    let stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
-    await stub.setClock(T0);
-    await stub.createAccount({ accountId, name: "Crash" });
-    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const funded = await fundedAccount("Crash", 1_000);
+    const accountId = funded.accountId;
+    let stub = funded.stub;
     const capped = (await stub.createKey({ accountId, name: "capped", scopes: ["*"], spendCap: { perDay: 500 } })).keyId;
     const uncapped = (await stub.createKey({ accountId, name: "uncapped", scopes: ["*"] })).keyId;
     const crash = async () => {
@@ -135,11 +135,7 @@ describe("CreditLedgerDO group commit", () => {
   });
 
   it("counts the rows of a call that ran in a shared batch under its own method", async () => {
-    const accountId = `gc-${++counter}`;
-    const stub = env.TEST_CREDIT_LEDGER.getByName(accountId);
-    await stub.setClock(T0);
-    await stub.createAccount({ accountId, name: "Attribution" });
-    await stub.grant({ accountId, amount: 1_000, reason: "top-up", idempotencyKey: "g1" });
+    const { accountId, stub } = await fundedAccount("Attribution", 1_000);
     const rowsOf = async (method: string) => {
       expect(await env.METRICS_PROBE.getByName("pusher").pushMetrics()).toBe(true);
       const report = await env.ADMIN.costReport({ range: "1h" });
