@@ -7,9 +7,14 @@ import { noChange } from "./journal";
 import type { LedgerAccount } from "./ledger-account";
 import { type EntryRow, type GrantRow, toBalance } from "./ledger-rows";
 
-/** Every allocation of every hold that keeps them (open ones), one row each: `grant_id` (null: the overdraft), `amount`. */
-const OPEN_ALLOCATIONS = `SELECT json_extract(part.value, '$.grantId') AS grant_id, json_extract(part.value, '$.amount') AS amount
-  FROM holds, json_each(holds.allocations) AS part WHERE holds.allocations IS NOT NULL`;
+/**
+ * Every allocation of every open hold (`openHolds`, a query of them), one row each: `grant_id`
+ * (null: the overdraft), `amount`.
+ */
+function openAllocations(openHolds: string): string {
+  return `SELECT json_extract(part.value, '$.grantId') AS grant_id, json_extract(part.value, '$.amount') AS amount
+    FROM (${openHolds}) AS hold, json_each(hold.allocations) AS part WHERE hold.allocations IS NOT NULL`;
+}
 
 /** Audit reports kept per account. */
 const AUDIT_REPORTS_KEPT = 100;
@@ -32,6 +37,8 @@ export class LedgerAudit {
     private readonly sql: SqlStorage,
     private readonly account: LedgerAccount,
     private readonly transaction: Transaction,
+    /** A query for the open holds (Holds.openHoldsQuery), asked at each audit. */
+    private readonly openHolds: () => string,
   ) {}
 
   /** Re-hashes every entry in order; reports the first that does not verify. */
@@ -55,15 +62,16 @@ export class LedgerAudit {
       this.saveCheckpoint(scan.end);
       return undefined;
     }
+    const openHolds = this.openHolds();
     const grants = all<GrantRow & { allocated: number }>(
       this.sql,
-      `WITH allocated AS (${OPEN_ALLOCATIONS})
+      `WITH allocated AS (${openAllocations(openHolds)})
        SELECT g.*, COALESCE((SELECT SUM(a.amount) FROM allocated a WHERE a.grant_id = g.grant_id), 0) AS allocated FROM grants g`,
     );
     const sums = one<{ open: number; allocations: number; unfunded: number }>(
       this.sql,
-      `WITH allocated AS (${OPEN_ALLOCATIONS})
-       SELECT (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE status = 'open') AS open,
+      `WITH allocated AS (${openAllocations(openHolds)})
+       SELECT (SELECT COALESCE(SUM(amount), 0) FROM (${openHolds})) AS open,
               (SELECT COALESCE(SUM(amount), 0) FROM allocated) AS allocations,
               (SELECT COALESCE(SUM(amount), 0) FROM allocated WHERE grant_id IS NULL) AS unfunded`,
     );

@@ -1,12 +1,14 @@
 import type { CommitResult, Draw, Entry, EntryPrice, Hold, HoldStatus, ReserveResult, Usage, VoidResult } from "../../rpc/credits";
 import { notFound, ServiceError } from "../platform/errors";
 import { all, maybeOne, run, write } from "../platform/sql";
+import type { WriteBackCache } from "../platform/write-back";
 import { mergeDraws, splitDraws } from "./burn-down";
+import { HOLD_ID_CEILING, holdIdFloor, LEGACY_HOLD_ID, newHoldId } from "./hold-ids";
 import { dayOf, monthOf } from "./invariants";
 import { type Journal, noChange } from "./journal";
 import type { LedgerAccount } from "./ledger-account";
 import type { LedgerKeys } from "./ledger-keys";
-import { type HoldRow, newId } from "./ledger-rows";
+import type { HoldRow } from "./ledger-rows";
 import type { Spending } from "./spending";
 
 /** A hold as `place` takes it (from `reserve` or the gateway's `admitRequest`). */
@@ -36,17 +38,86 @@ export interface Capture {
 }
 
 /**
- * Reservations: the `holds` table (an open hold keeps its allocations as JSON). A hold takes its credit from the
- * grants (and, within the overdraft limit, from debt) when placed; commit, void and expiry
- * settle it exactly once. Every method runs inside the caller's transaction.
+ * The open holds due by a time (binding 1): the legacy ones by their index, the others by the
+ * range of ids from bindings 2 to 3 (`holdIdFloor` of the first and of one past the last expiry).
+ */
+export const DUE_HOLDS = `SELECT * FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID} AND expires_at_ms <= ?
+  UNION ALL SELECT * FROM holds WHERE hold_id >= ? AND hold_id < ? AND status = 'open' AND NOT (${LEGACY_HOLD_ID})
+  ORDER BY expires_at_ms, hold_id`;
+
+/**
+ * How far before the last entry's time a new instance starts looking for open holds. Every
+ * transaction that writes an entry has first booked the holds due at its call's time, and an
+ * entry's time is that time or, when calls of a batch arrived out of order, a moment later.
+ */
+const RESTART_LOOKBACK_MS = 60_000;
+
+/**
+ * The time through which every hold (of the id format of migration 10) is settled: a lower bound
+ * on the expiry of every open one, so looking for due holds reads only the ids after it. Kept in
+ * memory and rolled back with a failed transaction, like the write-back caches; a new instance
+ * starts from the last entry's time, less `RESTART_LOOKBACK_MS`.
+ */
+export class SettledThrough implements WriteBackCache {
+  #ms: number | undefined;
+
+  constructor(private readonly lastEntryAtMs: () => number) {}
+
+  get(): number {
+    this.#ms ??= this.lastEntryAtMs() - RESTART_LOOKBACK_MS;
+    return this.#ms;
+  }
+
+  /** Every hold expiring by `nowMs` has just been settled. */
+  advance(nowMs: number): void {
+    this.#ms = Math.max(this.get(), nowMs);
+  }
+
+  /** A hold expiring at `expiresAtMs` was placed (by a call that waited while a later one looked): look from before it. */
+  cover(expiresAtMs: number): void {
+    if (expiresAtMs <= this.get()) this.#ms = expiresAtMs - 1;
+  }
+
+  /** Storage was replaced (a restore): start again from its entries. */
+  forget(): void {
+    this.#ms = undefined;
+  }
+
+  begin(): void {}
+  end(): void {}
+  mark(): unknown {
+    return this.#ms;
+  }
+  restore(mark: unknown): void {
+    this.#ms = mark as number | undefined;
+  }
+  writeBack(): void {}
+}
+
+/**
+ * Reservations: the `holds` table (an open hold keeps its allocations as JSON). A hold takes its
+ * credit from the grants (and, within the overdraft limit, from debt) when placed; commit, void
+ * and expiry settle it exactly once. Every method runs inside the caller's transaction.
+ *
+ * A hold's id carries its expiry and the table is clustered on the id, so the holds due by a
+ * time are a range of ids, read from `settledThrough` on: open holds need no index (which cost a
+ * row per hold). Holds made before migration 10 keep a partial index (`holds_open_legacy`).
  */
 export class Holds {
+  /** The earliest expiry of the holds placed since `takePlacedExpiry` last asked, for the alarm. */
+  #placedExpiry: number | undefined;
+
+  /**
+   * @param settledThrough rolled back with a failed transaction: the object registers it with its
+   *   write-back caches.
+   */
   constructor(
     private readonly sql: SqlStorage,
     private readonly account: LedgerAccount,
     private readonly journal: Journal,
     private readonly keys: LedgerKeys,
     private readonly spending: Spending,
+    private readonly settledThrough: SettledThrough,
   ) {}
 
   /**
@@ -56,9 +127,53 @@ export class Holds {
    */
   settleDue(nowMs: number): void {
     this.spending.expireGrants(nowMs);
-    const due = "SELECT * FROM holds WHERE status = 'open' AND expires_at_ms <= ? ORDER BY expires_at_ms, hold_id";
-    const holds = all<HoldRow>(this.sql, due, nowMs);
-    for (const hold of holds) this.release(hold, "release", "hold expired", null, nowMs);
+    const from = this.settledThrough.get();
+    if (from < nowMs) {
+      const holds = all<HoldRow>(this.sql, DUE_HOLDS, nowMs, holdIdFloor(from + 1), holdIdFloor(nowMs + 1));
+      for (const hold of holds) this.release(hold, "release", "hold expired", null, nowMs);
+      this.settledThrough.advance(nowMs);
+    }
+  }
+
+  /** A query for the holds still open: the legacy ones, and those expiring after `settledThrough`. */
+  openHoldsQuery(): string {
+    return `SELECT * FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID}
+      UNION ALL SELECT * FROM holds WHERE hold_id >= '${holdIdFloor(this.settledThrough.get() + 1)}' AND hold_id < '${HOLD_ID_CEILING}'
+        AND status = 'open' AND NOT (${LEGACY_HOLD_ID})`;
+  }
+
+  /**
+   * When the first open hold expires, or null when none is open. Reads the holds expiring after
+   * `settledThrough` up to the first open one, so the alarm asks once per run; the write path
+   * learns what it placed from `takePlacedExpiry`.
+   */
+  earliestOpenExpiry(): number | null {
+    const legacy = maybeOne<{ next: number | null }>(
+      this.sql,
+      `SELECT MIN(expires_at_ms) AS next FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID}`,
+    )?.next;
+    const first = maybeOne<{ next: number }>(
+      this.sql,
+      `SELECT expires_at_ms AS next FROM holds WHERE hold_id >= ? AND hold_id < ? AND status = 'open' AND NOT (${LEGACY_HOLD_ID})
+       ORDER BY hold_id LIMIT 1`,
+      holdIdFloor(this.settledThrough.get() + 1),
+      HOLD_ID_CEILING,
+    )?.next;
+    const found = [legacy, first].filter((ms): ms is number => typeof ms === "number");
+    return found.length === 0 ? null : Math.min(...found);
+  }
+
+  /** The earliest expiry of the holds placed since the last ask (undefined: none). */
+  takePlacedExpiry(): number | undefined {
+    const placed = this.#placedExpiry;
+    this.#placedExpiry = undefined;
+    return placed;
+  }
+
+  /** Storage was replaced by a restore. */
+  afterImport(): void {
+    this.settledThrough.forget();
+    this.#placedExpiry = undefined;
   }
 
   /** A hold of `amount`: key admission, then funds, then the allocations, the hold and its entry. */
@@ -67,8 +182,10 @@ export class Holds {
     if (!admission.ok) return admission.denied;
     const plan = this.spending.plan(request.amount, nowMs);
     if (plan === undefined) return this.account.denied("INSUFFICIENT_CREDITS");
-    const holdId = newId("h");
     const expiresAt = nowMs + request.ttlMs;
+    const holdId = newHoldId(expiresAt);
+    this.settledThrough.cover(expiresAt);
+    this.#placedExpiry = Math.min(this.#placedExpiry ?? expiresAt, expiresAt);
     this.spending.take(plan.draws, "held");
     const allocations = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     this.account.addDebt(plan.shortfall, 0);

@@ -35,7 +35,7 @@ import { evaluateRules } from "../rate-limits/algorithms/evaluate-rules";
 import { LedgerAudit } from "./audit";
 import { GatewayAdmission } from "./gateway-admission";
 import { Grants } from "./grants";
-import { Holds } from "./holds";
+import { Holds, SettledThrough } from "./holds";
 import { Journal } from "./journal";
 import { parseKey } from "./keys";
 import { LedgerAccount } from "./ledger-account";
@@ -108,6 +108,7 @@ export class CreditLedgerDO extends TollgateObject {
     tasks: (self) => self.#upkeep.tasks(),
     afterImport: (self) => {
       self.#journal.afterImport();
+      self.#holds.afterImport();
       // Counters held in memory belonged to the storage the restore replaced.
       self.#keys.uncappedSpend.reset();
     },
@@ -135,10 +136,19 @@ export class CreditLedgerDO extends TollgateObject {
     const grants = new Grants(sql);
     this.#keys = new LedgerKeys(sql);
     this.#account = new LedgerAccount(sql, ctx.id.name);
+    const settledThrough = new SettledThrough(() => this.#account.row()?.last_at_ms ?? 0);
     // The hot rows (grants, key spend and rule states) are written once per transaction, at its commit.
     const transactions = new WriteBackTransactions(
       (body) => ctx.storage.transactionSync(body),
-      [grants.cache, this.#keys.spendCache, this.#keys.ruleStateCache, this.#keys.uncappedSpend, this.#account.memo, this.#keys.keyRows],
+      [
+        grants.cache,
+        this.#keys.spendCache,
+        this.#keys.ruleStateCache,
+        this.#keys.uncappedSpend,
+        this.#account.memo,
+        this.#keys.keyRows,
+        settledThrough,
+      ],
     );
     this.#transaction = (body) => {
       const result = transactions.run(body);
@@ -150,7 +160,7 @@ export class CreditLedgerDO extends TollgateObject {
     this.#journal = new Journal(sql, this.#account);
     this.#usage = new UsageRollups(sql, this.#journal);
     this.#spending = new Spending(sql, this.#account, this.#journal, this.#keys, grants);
-    this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending);
+    this.#holds = new Holds(sql, this.#account, this.#journal, this.#keys, this.#spending, settledThrough);
     // `this.env` is read at each call, not now: a test may swap the variables of a live object.
     this.#pricing = new LedgerPricing(sql, this.#transaction, this.#spending, this.#holds, () => this.env.CREDIT_PRICES);
     this.#admission = new GatewayAdmission(this.#account, this.#keys, this.#journal, this.#spending, this.#holds);
@@ -164,7 +174,7 @@ export class CreditLedgerDO extends TollgateObject {
       conflictMessage: (key) => `idempotency key "${key}" was already used with different parameters`,
       transaction: this.#transaction,
     });
-    this.#audit = new LedgerAudit(sql, this.#account, this.#transaction);
+    this.#audit = new LedgerAudit(sql, this.#account, this.#transaction, () => this.#holds.openHoldsQuery());
     this.#upkeep = new LedgerUpkeep(
       sql,
       this.scheduler,

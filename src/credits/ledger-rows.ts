@@ -109,10 +109,10 @@ export function toKeyInfo(row: KeyRow): KeyInfo {
 }
 
 /**
- * Ids of grants (`g_`) and holds (`h_`): random, so an id from another account never resolves here.
- * Entry ids carry their seq (entry-ids.ts).
+ * A grant's id (`g_`): random, so an id from another account never resolves here. Entry ids carry
+ * their seq (entry-ids.ts), hold ids their expiry (hold-ids.ts).
  */
-export function newId(prefix: "g" | "h"): string {
+export function newId(prefix: "g"): string {
   return `${prefix}_${toHex(crypto.getRandomValues(new Uint8Array(10)))}`;
 }
 

@@ -9,6 +9,10 @@ import { timesGoBackwards } from "./journal";
  * `seq` (entry-ids.ts), so the primary key makes it unique and finds it; an id that does not
  * (made before migration 8, or given by a caller) is kept unique and found by the partial
  * UNIQUE index `entries_by_legacy_id`, which holds only those ids. An entry writes one row.
+ *
+ * Likewise open holds are found without an index row per hold (migration 10): a new hold id
+ * carries its expiry (hold-ids.ts) and the table is clustered on the id, so the holds due by a
+ * time are a range of ids; only holds made before migration 10 are in `holds_open_legacy`.
  */
 export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
   {
@@ -383,6 +387,21 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
       sql.exec("CREATE INDEX holds_open ON holds (expires_at_ms) WHERE status = 'open'");
     },
     // Same columns: a dump's rows go into the new tables as they are.
+    upgradeDump: (tables) => tables,
+  },
+  {
+    version: 10,
+    name: "open holds found by their ids, which carry their expiry, not by an index",
+    up(sql) {
+      // Holds placed from now on carry their expiry in their id (hold-ids.ts): the ids due by a
+      // time are a range of the primary key. The index keeps only the holds made before, and
+      // its condition repeats LEGACY_HOLD_ID word for word, so a query that does uses it.
+      sql.exec("DROP INDEX holds_open");
+      sql.exec(
+        "CREATE INDEX holds_open_legacy ON holds (expires_at_ms) WHERE status = 'open' AND substr(hold_id, 3, 11) <> printf('%011x', expires_at_ms)",
+      );
+    },
+    // Same columns: a dump's rows go into the table as they are, and the index takes the legacy ones.
     upgradeDump: (tables) => tables,
   },
 ];

@@ -37,7 +37,7 @@ export class LedgerUpkeep {
     return {
       "settle-due": async (_payload, nowMs) => {
         this.transaction(() => this.holds.settleDue(nowMs));
-        await this.scheduleSettle("replace");
+        await this.scheduleSettle("replace", this.holds.earliestOpenExpiry());
       },
       prune: async (_payload, nowMs) => {
         // In batches of PRUNE_BATCH of each kind, so a backlog never holds the object for long;
@@ -69,27 +69,33 @@ export class LedgerUpkeep {
   }
 
   /**
-   * Arms the alarm for whatever the last write made due. An idempotency record written now
-   * expires a window from now; the older ones are covered by the prune task already scheduled
-   * (each write scheduled it, and each prune run reschedules it for the earliest left), so the
-   * write path reads no expiry (the table has no index over it). Only with no prune task at all
-   * (none scheduled yet, or records that came without one) is the table read for its earliest.
+   * Arms the alarm for whatever the last write made due: the holds it placed (their expiries,
+   * from `Holds.takePlacedExpiry`, not a read of the table), grants that expire, and an
+   * idempotency record written now, which expires a window from now. The older records are
+   * covered by the prune task already scheduled (each write scheduled it, and each prune run
+   * reschedules it for the earliest left), so the write path reads no expiry (the table has no
+   * index over it). Only with no prune task at all (none scheduled yet, or records that came
+   * without one) is the table read for its earliest.
    */
   async afterWrite(nowMs: number): Promise<void> {
-    await this.scheduleSettle("earliest");
+    await this.scheduleSettle("earliest", this.holds.takePlacedExpiry() ?? null);
     const written = nowMs + this.idempotencyWindowMs();
     const stored = this.scheduler.get("prune") === undefined ? this.idempotency.earliestExpiry() : null;
     await this.schedulePrune("earliest", stored === null ? written : Math.min(stored, written));
   }
 
-  private async scheduleSettle(keep: Keep): Promise<void> {
-    const next = maybeOne<{ next: number | null }>(
+  /**
+   * Schedules `settle-due` for the first grant expiry or hold expiry. `holdsDue` is the first open
+   * hold's expiry when the caller knows it (the write path: what it placed; an open hold placed
+   * earlier is covered by the task as it was); the alarm reads it.
+   */
+  private async scheduleSettle(keep: Keep, holdsDue: number | null): Promise<void> {
+    const grantsDue = maybeOne<{ next: number | null }>(
       this.sql,
-      `SELECT MIN(t) AS next FROM (
-         SELECT MIN(expires_at_ms) AS t FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL
-         UNION ALL SELECT MIN(expires_at_ms) FROM holds WHERE status = 'open')`,
+      "SELECT MIN(expires_at_ms) AS next FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL",
     )?.next;
-    if (next != null) await this.ensureTask("settle-due", next, keep);
+    const due = [grantsDue, holdsDue].filter((ms): ms is number => typeof ms === "number");
+    if (due.length > 0) await this.ensureTask("settle-due", Math.min(...due), keep);
   }
 
   private async schedulePrune(keep: Keep, idempotency: number | null): Promise<void> {

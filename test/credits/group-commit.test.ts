@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { CreditLedgerDO } from "../../src/credits/ledger-do";
+import { rowsWrittenBy } from "../fixtures/rows-written";
 
 /** A fixed start far from any day boundary, so caps fall in one UTC day. */
 const T0 = Date.UTC(2030, 0, 15, 12, 0, 0);
@@ -19,32 +20,6 @@ async function fundedAccount(name: string, amount: number) {
   await stub.createAccount({ accountId, name });
   await stub.grant({ accountId, amount, reason: "top-up", idempotencyKey: "g1" });
   return { accountId, stub };
-}
-
-/**
- * Rows written per table while `body` runs, counted from every cursor's `rowsWritten` (what
- * Cloudflare bills), by wrapping the object's SqlStorage prototype for the duration.
- */
-async function rowsWrittenBy<T>(state: DurableObjectState, body: () => Promise<T>): Promise<{ result: T; rows: Map<string, number> }> {
-  const prototype = Object.getPrototypeOf(state.storage.sql) as {
-    exec: (query: string, ...bindings: unknown[]) => SqlStorageCursor<never>;
-  };
-  const exec = prototype.exec;
-  const cursors: { table: string; cursor: SqlStorageCursor<never> }[] = [];
-  prototype.exec = function (this: SqlStorage, query: string, ...bindings: unknown[]) {
-    const cursor = exec.call(this, query, ...bindings);
-    const table = /^\s*(?:INSERT(?: OR \w+)? INTO|UPDATE|DELETE FROM)\s+(\w+)/i.exec(query)?.[1];
-    if (table !== undefined) cursors.push({ table, cursor });
-    return cursor;
-  };
-  try {
-    const result = await body();
-    const rows = new Map<string, number>();
-    for (const { table, cursor } of cursors) rows.set(table, (rows.get(table) ?? 0) + cursor.rowsWritten);
-    return { result, rows };
-  } finally {
-    prototype.exec = exec;
-  }
 }
 
 describe("CreditLedgerDO group commit", () => {
