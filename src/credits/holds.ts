@@ -1,5 +1,6 @@
-import type { CommitResult, Draw, Entry, EntryPrice, Hold, HoldStatus, ReserveResult, Usage, VoidResult } from "../../rpc/credits";
+import type { CommitResult, Draw, EntryPrice, Hold, HoldStatus, ReserveResult, Usage, VoidResult } from "../../rpc/credits";
 import { notFound, ServiceError } from "../platform/errors";
+import type { PendingRecord, StoredRecord } from "../platform/idempotency";
 import { all, maybeOne, run, write } from "../platform/sql";
 import type { WriteBackCache } from "../platform/write-back";
 import { mergeDraws, splitDraws } from "./burn-down";
@@ -221,7 +222,7 @@ export class Holds {
    * Captures `amount` of an open hold and releases the rest. Capturing more than was held
    * draws the excess from grants and, within the overdraft limit, beyond.
    */
-  commit(request: Capture, idempotencyKey: string, nowMs: number): CommitResult {
+  commit(request: Capture, idempotencyKey: string, nowMs: number, record?: PendingRecord): CommitResult {
     const hold = this.require(request.holdId);
     if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
     const overrun = request.capAtHold === true ? Math.max(0, request.amount - hold.amount) : 0;
@@ -237,7 +238,6 @@ export class Holds {
       extra = plan.shortfall > 0 ? [...plan.draws, { grantId: null, amount: plan.shortfall }] : plan.draws;
     }
     const expired = this.spending.captureHeld(taken, left, nowMs);
-    this.close(hold, "committed", nowMs, capture.amount);
     const draws = mergeDraws([...taken, ...extra]);
     const entry = this.journal.append(nowMs, {
       kind: "commit",
@@ -252,35 +252,48 @@ export class Holds {
       meta: capture.meta,
     });
     this.spending.repayDebt(nowMs);
-    if (overrun === 0) return { ok: true, entry, balance: this.account.balance() };
-    // Recorded beside the commit, never charged: the request's cost above what was held for it.
-    const overrunEntry = this.journal.append(nowMs, {
-      kind: "overrun",
-      amount: overrun,
-      change: noChange(),
-      reason: "cost above the hold, not charged",
-      idempotencyKey: null,
-      draws: [],
-      keyId: hold.key_id ?? undefined,
-      holdId: hold.hold_id,
-      meta: capture.meta,
-    });
-    return { ok: true, entry, balance: this.account.balance(), overrun: overrunEntry };
+    let result: CommitResult = { ok: true, entry, balance: this.account.balance() };
+    if (overrun > 0) {
+      // Recorded beside the commit, never charged: the request's cost above what was held for it.
+      const overrunEntry = this.journal.append(nowMs, {
+        kind: "overrun",
+        amount: overrun,
+        change: noChange(),
+        reason: "cost above the hold, not charged",
+        idempotencyKey: null,
+        draws: [],
+        keyId: hold.key_id ?? undefined,
+        holdId: hold.hold_id,
+        meta: capture.meta,
+      });
+      result = { ...result, overrun: overrunEntry };
+    }
+    // Last, with the answer: the hold's row keeps the call's idempotency record.
+    this.close(hold, "committed", nowMs, capture.amount, record?.keep(result));
+    return result;
   }
 
   /** Releases an open hold in full. A hold that is no longer open is answered, not thrown. */
-  void(holdId: string, reason: string, idempotencyKey: string | null, nowMs: number): VoidResult {
+  void(holdId: string, reason: string, idempotencyKey: string | null, nowMs: number, record?: PendingRecord): VoidResult {
     const hold = this.require(holdId);
     if (hold.status !== "open") return { ok: false, code: "HOLD_NOT_OPEN", status: hold.status, balance: this.account.balance() };
-    const entry = this.release(hold, "void", reason, idempotencyKey, nowMs);
-    return { ok: true, entry, balance: this.account.balance() };
+    return this.release(hold, "void", reason, idempotencyKey, nowMs, record);
   }
 
-  /** Gives an open hold's allocations back and books the `void` or `release` entry. */
-  release(hold: HoldRow, kind: "void" | "release", reason: string, idempotencyKey: string | null, nowMs: number): Entry {
+  /**
+   * Gives an open hold's allocations back and books the `void` or `release` entry; the hold's
+   * row keeps `record`, the idempotency record of the call that voids it, if any.
+   */
+  release(
+    hold: HoldRow,
+    kind: "void" | "release",
+    reason: string,
+    idempotencyKey: string | null,
+    nowMs: number,
+    record?: PendingRecord,
+  ): Extract<VoidResult, { ok: true }> {
     const allocations = this.allocationsOf(hold);
     const expired = this.spending.captureHeld([], allocations, nowMs);
-    this.close(hold, kind === "void" ? "voided" : "expired", nowMs, 0);
     const entry = this.journal.append(nowMs, {
       kind,
       amount: hold.amount,
@@ -292,7 +305,18 @@ export class Holds {
       holdId: hold.hold_id,
     });
     this.spending.repayDebt(nowMs);
-    return entry;
+    const result = { ok: true as const, entry, balance: this.account.balance() };
+    this.close(hold, kind === "void" ? "voided" : "expired", nowMs, 0, record?.keep(result));
+    return result;
+  }
+
+  /** The idempotency record a settled hold's row keeps for `key` (see `close`), if any. */
+  recordOf(key: string): StoredRecord | undefined {
+    return maybeOne<StoredRecord>(
+      this.sql,
+      "SELECT settle_request AS fingerprint, settle_result AS result FROM holds WHERE settle_key = ?",
+      key,
+    );
   }
 
   require(holdId: string): HoldRow {
@@ -314,11 +338,24 @@ export class Holds {
     };
   }
 
-  /** Marks a hold settled (exactly once: callers check `status = 'open'` in the same transaction) and fixes its key's spend. */
-  private close(hold: HoldRow, status: Exclude<HoldStatus, "open">, nowMs: number, captured: number): void {
+  /**
+   * Marks a hold settled (exactly once: callers check `status = 'open'` in the same transaction)
+   * and fixes its key's spend. The one write of the row also keeps `kept`, the idempotency record
+   * of the call that settles it, for one more row (its entry in the unique index over
+   * `settle_key`) where a record in the idempotency table costs two (its row, and its deletion
+   * when pruned). It stays as long as the hold's row: a settle's key replays for good.
+   */
+  private close(
+    hold: HoldRow,
+    status: Exclude<HoldStatus, "open">,
+    nowMs: number,
+    captured: number,
+    kept: ({ key: string } & StoredRecord) | undefined,
+  ): void {
     // A settled hold's allocations have gone back or been captured: only an open hold keeps them.
-    const settle = "UPDATE holds SET status = ?, settled_at_ms = ?, allocations = NULL WHERE hold_id = ? AND status = 'open'";
-    const changed = run(this.sql, settle, status, nowMs, hold.hold_id);
+    const settle = `UPDATE holds SET status = ?, settled_at_ms = ?, allocations = NULL, settle_key = ?, settle_request = ?, settle_result = ?
+      WHERE hold_id = ? AND status = 'open'`;
+    const changed = run(this.sql, settle, status, nowMs, kept?.key ?? null, kept?.fingerprint ?? null, kept?.result ?? null, hold.hold_id);
     if (changed !== 1) throw new ServiceError("INTERNAL", `hold ${hold.hold_id} was settled twice`);
     if (hold.key_id !== null) {
       const key = this.keys.row(hold.key_id);

@@ -23,7 +23,7 @@ import type {
   VerifyKeyResult,
   VoidResult,
 } from "../../rpc/credits";
-import { IdempotencyStore, type Transaction } from "../platform/idempotency";
+import { IdempotencyStore, type PendingRecord, type Transaction } from "../platform/idempotency";
 import { currentCallScope } from "../platform/metering/object-calls";
 import { TransactionBatches } from "../platform/transaction-batches";
 import { WriteBackTransactions } from "../platform/write-back";
@@ -173,6 +173,8 @@ export class CreditLedgerDO extends TollgateObject {
       replaysExpired: true,
       conflictMessage: (key) => `idempotency key "${key}" was already used with different parameters`,
       transaction: this.#transaction,
+      // A commit or void keeps its record in the row of the hold it settles (Holds.close).
+      keptElsewhere: (key) => this.#holds.recordOf(key),
     });
     this.#audit = new LedgerAudit(sql, this.#account, this.#transaction, () => this.#holds.openHoldsQuery());
     this.#upkeep = new LedgerUpkeep(
@@ -281,10 +283,10 @@ export class CreditLedgerDO extends TollgateObject {
     return this.handle("commit", commitSchema, input, async (parsed) => {
       const nowMs = this.now();
       const { idempotencyKey, ...params } = parsed;
-      return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, () =>
+      return this.#write(idempotencyKey, "commit", params, parsed.accountId, nowMs, (record) =>
         parsed.usage === undefined
-          ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs)
-          : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs),
+          ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs, record)
+          : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs, record),
       );
     });
   }
@@ -294,8 +296,8 @@ export class CreditLedgerDO extends TollgateObject {
     return this.handle("void", voidSchema, input, async (parsed) => {
       const nowMs = this.now();
       const { idempotencyKey, ...params } = parsed;
-      return this.#write(idempotencyKey, "void", params, parsed.accountId, nowMs, () =>
-        this.#holds.void(parsed.holdId, parsed.reason ?? "void", idempotencyKey ?? null, nowMs),
+      return this.#write(idempotencyKey, "void", params, parsed.accountId, nowMs, (record) =>
+        this.#holds.void(parsed.holdId, parsed.reason ?? "void", idempotencyKey ?? null, nowMs, record),
       );
     });
   }
@@ -535,15 +537,17 @@ export class CreditLedgerDO extends TollgateObject {
     params: unknown,
     accountId: string,
     nowMs: number,
-    body: () => T,
+    body: (record?: PendingRecord) => T,
   ): Promise<T> {
-    const settled = (): T => {
+    const settled = (record?: PendingRecord): T => {
       this.#account.require(accountId);
       this.#holds.settleDue(nowMs);
-      return body();
+      return body(record);
     };
     const result = await this.#batches.run(() =>
-      idempotencyKey === undefined ? this.#transaction(settled) : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled),
+      idempotencyKey === undefined
+        ? this.#transaction(() => settled())
+        : this.#idempotency.run(idempotencyKey, [method, params], nowMs, settled),
     );
     await this.#afterWrite(nowMs);
     return result;

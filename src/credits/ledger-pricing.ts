@@ -2,7 +2,7 @@ import type * as v from "valibot";
 import type { ChargeResult, CommitResult, Price, PriceBook, Quote, Usage } from "../../rpc/credits";
 import { notFound } from "../platform/errors";
 import { all, maybeOne, run } from "../platform/sql";
-import type { Transaction } from "../platform/idempotency";
+import type { PendingRecord, Transaction } from "../platform/idempotency";
 import { toAmount } from "./ledger-rows";
 import { loadDefaultPrices } from "./price-config";
 import { ceilCost, DEFAULT_MODEL, exactCost, findPrice, withCarry } from "./pricing";
@@ -84,7 +84,12 @@ export class LedgerPricing {
    * credits are captured (at most the hold with `capAtHold`), the fraction carried to the key's
    * next call of the same operation and model.
    */
-  commit(capture: Omit<Capture, "amount" | "priced"> & { usage: Usage }, idempotencyKey: string, nowMs: number): CommitResult {
+  commit(
+    capture: Omit<Capture, "amount" | "priced"> & { usage: Usage },
+    idempotencyKey: string,
+    nowMs: number,
+    record?: PendingRecord,
+  ): CommitResult {
     const { usage } = capture;
     const model = usage.model ?? DEFAULT_MODEL;
     const price = this.require(usage.operation, model);
@@ -96,7 +101,7 @@ export class LedgerPricing {
       usage,
       price: { ...price, exactMillionths: exact.toString(), carryBefore, carryAfter: carry },
     };
-    const result = this.holds.commit({ ...capture, amount: toAmount(cost), priced }, idempotencyKey, nowMs);
+    const result = this.holds.commit({ ...capture, amount: toAmount(cost), priced }, idempotencyKey, nowMs, record);
     if (result.ok) this.#saveCarry(keyId, usage.operation, model, carry);
     return result;
   }

@@ -404,4 +404,19 @@ export const CREDIT_LEDGER_MIGRATIONS: readonly Migration[] = [
     // Same columns: a dump's rows go into the table as they are, and the index takes the legacy ones.
     upgradeDump: (tables) => tables,
   },
+  {
+    version: 11,
+    name: "a settled hold keeps the idempotency record of the call that settled it",
+    up(sql) {
+      // Written with the settle's one write of the row (Holds.close), where a record in the
+      // idempotency table was a row and, when pruned, a deletion. The unique index finds a key
+      // and keeps it one key across the account (the store searches both places).
+      sql.exec("ALTER TABLE holds ADD COLUMN settle_key TEXT");
+      sql.exec("ALTER TABLE holds ADD COLUMN settle_request TEXT");
+      sql.exec("ALTER TABLE holds ADD COLUMN settle_result TEXT");
+      sql.exec("CREATE UNIQUE INDEX holds_by_settle_key ON holds (settle_key) WHERE settle_key IS NOT NULL");
+    },
+    // New columns only: a dump from before has none, and its holds keep no record.
+    upgradeDump: (tables) => tables,
+  },
 ];

@@ -24,6 +24,41 @@ export interface IdempotencyConfig {
   /** The CONFLICT message for a key reused with a different request (each caller's own wording). */
   conflictMessage: (key: string) => string;
   transaction: Transaction;
+  /**
+   * Records some calls keep outside the table, in a row they write anyway (`PendingRecord.keep`):
+   * the one for `key`, if any. Searched after the table, so a key stays one key across both.
+   */
+  keptElsewhere?: (key: string) => StoredRecord | undefined;
+}
+
+/** A record as stored: the request's fingerprint (its JSON) and the first answer (JSON). */
+export type StoredRecord = {
+  fingerprint: string;
+  result: string;
+};
+
+/**
+ * The record of the keyed call whose body is running. A body that writes a row anyway may keep
+ * the record in it (`keep`, with the answer it is about to return); the store then writes no
+ * record of its own. That row must be found by `keptElsewhere`.
+ */
+export class PendingRecord {
+  #kept = false;
+
+  constructor(
+    readonly key: string,
+    readonly fingerprint: string,
+  ) {}
+
+  /** The body keeps the record with its own row: the columns to store, for the answer `result`. */
+  keep(result: object): { key: string } & StoredRecord {
+    this.#kept = true;
+    return { key: this.key, fingerprint: this.fingerprint, result: JSON.stringify(result) };
+  }
+
+  get kept(): boolean {
+    return this.#kept;
+  }
 }
 
 /**
@@ -61,7 +96,7 @@ export class IdempotencyStore {
     // Read before anything is written: a malformed window fails the call (INTERNAL) with no change.
     this.#config.windowMs();
     const bindings = this.#config.replaysExpired ? [key] : [key, nowMs];
-    const stored = maybeOne<{ fingerprint: string; result: string }>(this.#sql, this.#find, ...bindings);
+    const stored = maybeOne<StoredRecord>(this.#sql, this.#find, ...bindings) ?? this.#config.keptElsewhere?.(key);
     if (stored === undefined) return undefined;
     if (stored.fingerprint !== JSON.stringify(request)) throw conflict(this.#config.conflictMessage(key));
     return JSON.parse(stored.result) as T;
@@ -74,14 +109,16 @@ export class IdempotencyStore {
 
   /**
    * Runs `body` once per key: a retry returns the stored first result. The result and its record
-   * are written in one transaction with the change, so a crash cannot separate them.
+   * are written in one transaction with the change, so a crash cannot separate them: in the
+   * table, or in the body's own row when it keeps the record there (`PendingRecord.keep`).
    */
-  run<T extends object>(key: string, request: unknown, nowMs: number, body: () => T): T {
+  run<T extends object>(key: string, request: unknown, nowMs: number, body: (record: PendingRecord) => T): T {
     const replay = this.find<T>(key, request, nowMs);
     if (replay !== undefined) return replay;
     return this.#config.transaction(() => {
-      const result = body();
-      this.save(key, request, result, nowMs);
+      const record = new PendingRecord(key, JSON.stringify(request));
+      const result = body(record);
+      if (!record.kept) this.save(key, request, result, nowMs);
       return result;
     });
   }

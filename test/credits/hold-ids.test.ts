@@ -46,7 +46,7 @@ describe("hold ids", () => {
     expect(newHoldId(16 ** 11)).toMatch(/^h_[0-9a-f]{20}$/);
   });
 
-  it("a reserve writes the hold's row and no index row; its commit writes the row again", async () => {
+  it("a reserve writes the hold's row and no index row; its commit writes the row again, with its key's index entry", async () => {
     const { accountId, ledger } = await fundedAccount("one row");
     const placed = await runInDurableObject(ledger, (instance: CreditLedgerDO, state: DurableObjectState) =>
       rowsWrittenBy(state, () => instance.reserve({ accountId, amount: 10, ttlMs: 60_000, idempotencyKey: "h" })),
@@ -57,7 +57,8 @@ describe("hold ids", () => {
     const settled = await runInDurableObject(ledger, (instance: CreditLedgerDO, state: DurableObjectState) =>
       rowsWrittenBy(state, () => instance.commit({ accountId, holdId, amount: 4, idempotencyKey: "c" })),
     );
-    expect(settled.rows.get("holds")).toBe(1);
+    // The row keeps the commit's idempotency record (schema step 11): the unique index over its key is the second row.
+    expect(settled.rows.get("holds")).toBe(2);
     expect(await ledger.balance({ accountId })).toMatchObject({ available: 96, held: 0, consumed: 4 });
   });
 
