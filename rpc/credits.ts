@@ -4,6 +4,7 @@
  * times are epoch milliseconds. See docs/credits.md for the model and its invariants.
  */
 import type { Decision, Rule } from "./rate-limits";
+import type { ErrorValue } from "./errors";
 
 export interface CreateAccountInput {
   /** 1–64 of `[A-Za-z0-9-]`, starting with a letter or digit (it is embedded in API keys). Generated when absent. */
@@ -356,6 +357,24 @@ export interface ReleaseAdmissionInput {
 export interface ReleaseAdmissionResult {
   balance: Balance;
 }
+
+/**
+ * `CreditLedgerDO.commitMany`: several commits of one account in one object request (the
+ * gateway's settles that waited while an earlier one was in flight). Each runs as its own
+ * `commit` would, with its own idempotency key, and gets its own answer or error, in order.
+ */
+export interface CommitManyInput {
+  accountId: string;
+  /** 1 to 100 commits, each a `CommitInput` without `accountId`. */
+  commits: Omit<CommitInput, "accountId">[];
+}
+
+export interface CommitManyResult {
+  outcomes: CommitOutcome[];
+}
+
+/** One commit's answer, or the error it would have thrown (its `code`, and its message without the `[CODE]` prefix). */
+export type CommitOutcome = { answer: CommitResult } | { error: ErrorValue };
 
 /** One line of a price book: credits per 1,000,000 units of each dimension. */
 export interface Price {

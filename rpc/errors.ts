@@ -34,6 +34,13 @@ export interface ServiceErrorLike {
   details?: ErrorDetail[];
 }
 
+/** A tollgate error as a value, for one item of a batch that answers each item apart. `message` has no `[CODE]` prefix. */
+export interface ErrorValue {
+  code: ErrorCode;
+  message: string;
+  details?: ErrorDetail[];
+}
+
 const KNOWN = new Set<string>(ERROR_CODES);
 // An error passed on by one more RPC hop (such as the assets router in front of a Worker with
 // static assets, in local development) arrives as "ServiceError: [CODE] …".

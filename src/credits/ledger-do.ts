@@ -5,6 +5,8 @@ import type {
   Balance,
   ChainReport,
   ChargeResult,
+  CommitManyResult,
+  CommitOutcome,
   CommitResult,
   CreatedKey,
   CreditRefundResult,
@@ -29,7 +31,7 @@ import { TransactionBatches } from "../platform/transaction-batches";
 import { WriteBackTransactions } from "../platform/write-back";
 import { DEFAULT_DATA_RETENTION, loadDataRetention } from "../platform/retention";
 import type { Env } from "../platform/env";
-import { conflict, invalidArgument } from "../platform/errors";
+import { conflict, invalidArgument, toErrorValue } from "../platform/errors";
 import { type ObjectHooks, type ObjectSpec, TollgateObject } from "../platform/tollgate-object";
 import { evaluateRules } from "../rate-limits/algorithms/evaluate-rules";
 import { LedgerAudit } from "./audit";
@@ -49,6 +51,7 @@ import {
   auditReportsSchema,
   balanceSchema,
   chargeSchema,
+  commitManySchema,
   commitSchema,
   createAccountSchema,
   createKeySchema,
@@ -288,6 +291,27 @@ export class CreditLedgerDO extends TollgateObject {
           ? this.#holds.commit({ ...parsed, amount: parsed.amount! }, idempotencyKey, nowMs, record)
           : this.#pricing.commit({ ...parsed, usage: parsed.usage }, idempotencyKey, nowMs, record),
       );
+    });
+  }
+
+  /**
+   * Several commits of this account in one request: the gateway's settles that waited while an
+   * earlier one was in flight (gateway/settle-batches.ts). Each runs as `commit` runs it (its own
+   * idempotency key, its own savepoint in the ledger's group commit) and gets its own answer or
+   * error, in order; the input as a whole is validated first, so a malformed one runs none.
+   */
+  commitMany(input: unknown): Promise<CommitManyResult> {
+    return this.handle("commitMany", commitManySchema, input, async (parsed) => {
+      const { accountId } = parsed;
+      const outcomes = await Promise.all(
+        parsed.commits.map((commit) =>
+          this.commit({ accountId, ...commit }).then(
+            (answer): CommitOutcome => ({ answer }),
+            (error: unknown): CommitOutcome => ({ error: toErrorValue(error) }),
+          ),
+        ),
+      );
+      return { outcomes };
     });
   }
 

@@ -72,20 +72,41 @@ export const reserveSchema = v.strictObject({
   meta: v.optional(meta),
 });
 
+/** A commit's fields but the account (`commitMany` takes them per item). */
+const captureEntries = {
+  holdId: ledgerId,
+  amount: v.optional(integer(0, LEDGER_BOUNDS.maxAmount)),
+  // Declared below, with the price book's schemas; a function so the order of declarations does not matter.
+  usage: v.optional(v.lazy(() => usageSchema)),
+  capAtHold: v.optional(v.boolean()),
+  idempotencyKey,
+  reason: v.optional(reason),
+  meta: v.optional(meta),
+};
+const amountOrUsage = (c: { amount?: number; usage?: unknown }) => (c.amount === undefined) !== (c.usage === undefined);
+const AMOUNT_OR_USAGE = "give amount or usage, exactly one";
+
 export const commitSchema = v.pipe(
-  v.strictObject({
-    ...ref,
-    holdId: ledgerId,
-    amount: v.optional(integer(0, LEDGER_BOUNDS.maxAmount)),
-    // Declared below, with the price book's schemas; a function so the order of declarations does not matter.
-    usage: v.optional(v.lazy(() => usageSchema)),
-    capAtHold: v.optional(v.boolean()),
-    idempotencyKey,
-    reason: v.optional(reason),
-    meta: v.optional(meta),
-  }),
-  v.check((c) => (c.amount === undefined) !== (c.usage === undefined), "give amount or usage, exactly one"),
+  v.strictObject({ ...ref, ...captureEntries }),
+  v.check((c) => amountOrUsage(c), AMOUNT_OR_USAGE),
 );
+
+/** Most commits one `commitMany` carries. */
+export const COMMIT_BATCH_MAX = 100;
+
+export const commitManySchema = v.strictObject({
+  ...ref,
+  commits: v.pipe(
+    v.array(
+      v.pipe(
+        v.strictObject(captureEntries),
+        v.check((c) => amountOrUsage(c), AMOUNT_OR_USAGE),
+      ),
+    ),
+    v.minLength(1, "must hold at least one commit"),
+    v.maxLength(COMMIT_BATCH_MAX, `must hold at most ${COMMIT_BATCH_MAX} commits`),
+  ),
+});
 
 export const voidSchema = v.strictObject({
   ...ref,

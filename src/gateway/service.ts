@@ -10,6 +10,7 @@ import { parseKey } from "../credits/keys";
 import { parseInput } from "../platform/schemas";
 import { authorizeSchema, settleSchema } from "./schemas";
 import { enqueueHit } from "../path-stats/hit-batcher";
+import { settleBatchesFor } from "./settle-batches";
 import { isDenied } from "../operations/protection/deny-list";
 
 /** How long a hold placed for `estimate` stays open if the gateway never settles it (unless `holdTtlMs` says otherwise). */
@@ -74,7 +75,15 @@ export class GatewayService extends RpcTarget implements GatewayApi {
     }
     const cost = usage === undefined ? { amount: actualCost! } : { usage };
     const capAtHold = parsed.capAtHold === true;
-    const committed = await ledger.commit({ accountId, holdId, ...cost, capAtHold, idempotencyKey, reason: "settle", meta });
+    // Batched with this isolate's other settles of the account that wait while one is in flight (settle-batches.ts).
+    const committed = await settleBatchesFor(this.#env).commit(accountId, {
+      holdId,
+      ...cost,
+      capAtHold,
+      idempotencyKey,
+      reason: "settle",
+      meta,
+    });
     if (committed.ok) return settled(committed, "committed", capAtHold);
     if (committed.code === "INSUFFICIENT_CREDITS") {
       // The account cannot cover more than was held: take the hold in full, which it can; the rest is an overrun entry.

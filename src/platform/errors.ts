@@ -1,6 +1,6 @@
-import { type ErrorCode, type ErrorDetail, errorCodeOf } from "../../rpc/errors";
+import { type ErrorCode, type ErrorDetail, type ErrorValue, errorCodeOf } from "../../rpc/errors";
 
-export { type ErrorCode, type ErrorDetail, errorCodeOf, hasErrorCode } from "../../rpc/errors";
+export { type ErrorCode, type ErrorDetail, type ErrorValue, errorCodeOf, hasErrorCode } from "../../rpc/errors";
 
 /**
  * The one error type tollgate throws on purpose. `code` is an own property and the message
@@ -25,6 +25,9 @@ export const notFound = (message: string) => new ServiceError("NOT_FOUND", messa
 
 export const conflict = (message: string) => new ServiceError("CONFLICT", message);
 
+/** The `[CODE] ` a tollgate error's message starts with. */
+const CODE_PREFIX = /^\[[A-Z_]+\]\s*/;
+
 /**
  * The error an outside caller may see: tollgate errors keep their code, message and
  * details; anything else becomes a bare `[INTERNAL]` so no internal detail leaks.
@@ -36,8 +39,19 @@ export function toPublicError(error: unknown): ServiceError {
     return withoutStack(new ServiceError("INTERNAL", "internal error"));
   }
   const source = error as { message: string; details?: ErrorDetail[] };
-  const message = source.message.replace(/^\[[A-Z_]+\]\s*/, "");
+  const message = source.message.replace(CODE_PREFIX, "");
   return withoutStack(new ServiceError(code, message, source.details));
+}
+
+/** What an outside caller may see of `error` (as `toPublicError` keeps it), as a value: one item's error in a batch. */
+export function toErrorValue(error: unknown): ErrorValue {
+  const { code, message, details } = toPublicError(error);
+  return { code, message: message.replace(CODE_PREFIX, ""), ...(details === undefined ? {} : { details }) };
+}
+
+/** The error an `ErrorValue` stood for, to throw where the item's caller waits. */
+export function fromErrorValue(value: ErrorValue): ServiceError {
+  return new ServiceError(value.code, value.message, value.details);
 }
 
 function withoutStack(error: ServiceError): ServiceError {
