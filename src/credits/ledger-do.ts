@@ -297,17 +297,21 @@ export class CreditLedgerDO extends TollgateObject {
   /**
    * Several commits of this account in one request: the gateway's settles that waited while an
    * earlier one was in flight (gateway/settle-batches.ts). Each runs as `commit` runs it (its own
-   * idempotency key, its own savepoint in the ledger's group commit) and gets its own answer or
-   * error, in order; the input as a whole is validated first, so a malformed one runs none.
+   * idempotency key, its own savepoint), all in one transaction of the ledger's group commit, and
+   * gets its own answer or error, in order; the input as a whole is validated first, so a
+   * malformed one runs none.
    */
   commitMany(input: unknown): Promise<CommitManyResult> {
     return this.handle("commitMany", commitManySchema, input, async (parsed) => {
       const { accountId } = parsed;
+      // Handed over together, so they share one transaction of the group commit (none runs alone first).
       const outcomes = await Promise.all(
-        parsed.commits.map((commit) =>
-          this.commit({ accountId, ...commit }).then(
-            (answer): CommitOutcome => ({ answer }),
-            (error: unknown): CommitOutcome => ({ error: toErrorValue(error) }),
+        this.#batches.together(() =>
+          parsed.commits.map((commit) =>
+            this.commit({ accountId, ...commit }).then(
+              (answer): CommitOutcome => ({ answer }),
+              (error: unknown): CommitOutcome => ({ error: toErrorValue(error) }),
+            ),
           ),
         ),
       );

@@ -51,6 +51,8 @@ export class TransactionBatches {
   #queue: Queued[] = [];
   /** A batch committed and is not yet known durable: calls queue for the next one. */
   readonly #inFlight = new WriteInFlight();
+  /** Inside `together`: calls queue even with no write in flight, and commit as one batch when it ends. */
+  #gathering = 0;
 
   constructor(options: TransactionBatchesOptions) {
     this.#options = options;
@@ -61,8 +63,23 @@ export class TransactionBatches {
     return new Promise<T>((resolve, reject) => {
       const inScope = this.#options.scope?.() ?? ((run) => run());
       this.#queue.push({ body, inScope, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.#inFlight.writing) this.#commit();
+      if (!this.#inFlight.writing && this.#gathering === 0) this.#commit();
     });
+  }
+
+  /**
+   * Runs `issue`, which hands over several bodies at once (synchronously, through `run`), so that
+   * they share one batch: none runs alone first, as the first of them otherwise would. For a call
+   * that carries many (the ledger's `commitMany`).
+   */
+  together<T>(issue: () => T): T {
+    this.#gathering += 1;
+    try {
+      return issue();
+    } finally {
+      this.#gathering -= 1;
+      if (this.#gathering === 0 && !this.#inFlight.writing) this.#commit();
+    }
   }
 
   #commit(): void {

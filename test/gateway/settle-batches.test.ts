@@ -1,12 +1,15 @@
 // Gateway.settle batches one account's settles on the caller's side (src/gateway/settle-batches.ts):
 // a settle that finds a call in flight waits for it, then goes with the others as one commitMany.
 import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { CommitManyResult, CommitOutcome } from "../../rpc/credits";
+import type { CreditLedgerDO } from "../../src/credits/ledger-do";
 import { COMMIT_BATCH_MAX } from "../../src/credits/schemas";
 import { errorCodeOf } from "../../src/platform/errors";
 import { type BatchedCommit, SettleBatches } from "../../src/gateway/settle-batches";
 import { codeOf } from "../fixtures/errors";
+import { rowsWrittenBy } from "../fixtures/rows-written";
 
 /** A fake ledger: records each call's commits, answers each after `delayMs`, or as `answer` says. */
 function fakeLedger(delayMs = 20, answer?: (commit: BatchedCommit) => CommitOutcome) {
@@ -139,6 +142,20 @@ describe("CreditLedgerDO.commitMany", () => {
     expect(await ledger.commit({ accountId, holdId: holdIds[1]!, amount: 6, idempotencyKey: "c1" })).toEqual(
       (outcomes[2] as { answer: unknown }).answer,
     );
+  });
+
+  it("runs the batch's commits in one transaction: the grant they all draw from is written once", async () => {
+    const { accountId, ledger, holdIds } = await withHolds(5);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { result, rows } = await runInDurableObject(ledger, (instance: CreditLedgerDO, state: DurableObjectState) =>
+      rowsWrittenBy(state, () =>
+        instance.commitMany({ accountId, commits: holdIds.map((holdId, i) => ({ holdId, amount: 2, idempotencyKey: `c${i}` })) }),
+      ),
+    );
+    expect(result.outcomes.every((outcome) => "answer" in outcome && outcome.answer.ok)).toBe(true);
+    expect(rows.get("grants")).toBe(1);
+    expect(rows.get("entries")).toBe(5);
+    expect(await ledger.balance({ accountId })).toMatchObject({ available: 90, held: 0, consumed: 10 });
   });
 
   it("refuses a malformed batch whole, before any commit runs", async () => {

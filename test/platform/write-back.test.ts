@@ -143,6 +143,15 @@ describe("TransactionBatches", () => {
     expect(store.writes).toBe(2);
   });
 
+  it("runs the calls handed over together in one transaction, even with no commit in flight", async () => {
+    const { store, batches, add } = harness();
+    const calls = batches.together(() => Array.from({ length: 5 }, () => batches.run(() => add("a", 1))));
+    // Nothing ran while they were handed over; all five ran in one transaction when `together` ended.
+    expect(store.table.get("a")).toBe(5);
+    expect(store.writes).toBe(1);
+    await Promise.all(calls);
+  });
+
   it("answers each call of a batch with its own result, in arrival order, and rejects only the one that threw", async () => {
     const { store, batches, add, addAndRead, settleWrite } = harness();
     await batches.run(() => add("b", 1));
