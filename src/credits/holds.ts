@@ -38,12 +38,17 @@ export interface Capture {
   priced?: PricedCapture;
 }
 
+/** Open holds from before migration 10: the rows of the partial index `holds_open_legacy`, whose condition this is. */
+const OPEN_LEGACY = `status = 'open' AND ${LEGACY_HOLD_ID}`;
+/** Open holds whose id carries their expiry (found by a range of ids, with this as the filter). */
+const OPEN_BY_EXPIRY = `status = 'open' AND NOT (${LEGACY_HOLD_ID})`;
+
 /**
  * The open holds due by a time (binding 1): the legacy ones by their index, the others by the
  * range of ids from bindings 2 to 3 (`holdIdFloor` of the first and of one past the last expiry).
  */
-export const DUE_HOLDS = `SELECT * FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID} AND expires_at_ms <= ?
-  UNION ALL SELECT * FROM holds WHERE hold_id >= ? AND hold_id < ? AND status = 'open' AND NOT (${LEGACY_HOLD_ID})
+export const DUE_HOLDS = `SELECT * FROM holds WHERE ${OPEN_LEGACY} AND expires_at_ms <= ?
+  UNION ALL SELECT * FROM holds WHERE hold_id >= ? AND hold_id < ? AND ${OPEN_BY_EXPIRY}
   ORDER BY expires_at_ms, hold_id`;
 
 /**
@@ -138,9 +143,9 @@ export class Holds {
 
   /** A query for the holds still open: the legacy ones, and those expiring after `settledThrough`. */
   openHoldsQuery(): string {
-    return `SELECT * FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID}
-      UNION ALL SELECT * FROM holds WHERE hold_id >= '${holdIdFloor(this.settledThrough.get() + 1)}' AND hold_id < '${HOLD_ID_CEILING}'
-        AND status = 'open' AND NOT (${LEGACY_HOLD_ID})`;
+    const from = holdIdFloor(this.settledThrough.get() + 1);
+    return `SELECT * FROM holds WHERE ${OPEN_LEGACY}
+      UNION ALL SELECT * FROM holds WHERE hold_id >= '${from}' AND hold_id < '${HOLD_ID_CEILING}' AND ${OPEN_BY_EXPIRY}`;
   }
 
   /**
@@ -149,14 +154,10 @@ export class Holds {
    * learns what it placed from `takePlacedExpiry`.
    */
   earliestOpenExpiry(): number | null {
-    const legacy = maybeOne<{ next: number | null }>(
-      this.sql,
-      `SELECT MIN(expires_at_ms) AS next FROM holds WHERE status = 'open' AND ${LEGACY_HOLD_ID}`,
-    )?.next;
+    const legacy = maybeOne<{ next: number | null }>(this.sql, `SELECT MIN(expires_at_ms) AS next FROM holds WHERE ${OPEN_LEGACY}`)?.next;
     const first = maybeOne<{ next: number }>(
       this.sql,
-      `SELECT expires_at_ms AS next FROM holds WHERE hold_id >= ? AND hold_id < ? AND status = 'open' AND NOT (${LEGACY_HOLD_ID})
-       ORDER BY hold_id LIMIT 1`,
+      `SELECT expires_at_ms AS next FROM holds WHERE hold_id >= ? AND hold_id < ? AND ${OPEN_BY_EXPIRY} ORDER BY hold_id LIMIT 1`,
       holdIdFloor(this.settledThrough.get() + 1),
       HOLD_ID_CEILING,
     )?.next;
