@@ -175,6 +175,7 @@ const OBJECT_CONTRACTS: [Class, readonly string[]][] = [
       "debit",
       "reserve",
       "commit",
+      "commitMany",
       "void",
       "hold",
       "refund",
