@@ -2,6 +2,7 @@ import type { CommitInput, CommitManyResult, CommitOutcome, CommitResult } from 
 import { COMMIT_BATCH_MAX } from "../credits/schemas";
 import type { Env } from "../platform/env";
 import { fromErrorValue, ServiceError } from "../platform/errors";
+import { sleep } from "../platform/durations";
 
 /** A commit as a batch carries it: a `CommitInput` without the account, which the batch names once. */
 export type BatchedCommit = Omit<CommitInput, "accountId">;
@@ -17,10 +18,10 @@ export const SETTLE_POLL_MS = 2;
  */
 export const SETTLE_WAIT_LIMIT_MS = 30_000;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 interface Waiting {
   commit: BatchedCommit;
+  /** Taken into a call (which may still be in flight). */
+  sent?: boolean;
   /** Set once its call has answered: the ledger's answer or error for it, or the call's own failure. */
   outcome?: CommitOutcome | { failed: unknown };
 }
@@ -61,7 +62,7 @@ export class SettleBatches {
     while (mine.outcome === undefined) {
       if (queue.sentAtMs === null || Date.now() - queue.sentAtMs > this.#waitLimitMs) {
         // The sender waits for its call like the others, no longer than the limit.
-        if (queue.waiting.includes(mine)) await Promise.race([this.#sendWaiting(accountId, queue), sleep(this.#waitLimitMs + 1)]);
+        if (mine.sent !== true) await Promise.race([this.#sendWaiting(accountId, queue), sleep(this.#waitLimitMs + 1)]);
         else
           mine.outcome = {
             failed: new ServiceError("INTERNAL", "the ledger did not answer this settle in time; retry it with the same idempotency key"),
@@ -84,6 +85,7 @@ export class SettleBatches {
   /** Sends what waits for `accountId` (up to COMMIT_BATCH_MAX) as one call, and hands each settle its outcome. */
   async #sendWaiting(accountId: string, queue: AccountQueue): Promise<void> {
     const batch = queue.waiting.splice(0, COMMIT_BATCH_MAX);
+    for (const waiting of batch) waiting.sent = true;
     const sentAtMs = Date.now();
     queue.sentAtMs = sentAtMs;
     try {

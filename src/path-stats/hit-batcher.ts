@@ -6,6 +6,7 @@ import { parseInput } from "../platform/schemas";
 import { routeHits, type ShardHits } from "./hit-routing";
 import type { NormalizedHit } from "./partial";
 import { hitSchema, PATH_BOUNDS } from "./schemas";
+import { sleep } from "../platform/durations";
 
 /** Hits wait at most this long in an isolate before they are sent to their collectors. */
 export const HIT_BATCH_MS = 1_000;
@@ -18,8 +19,6 @@ type Send = (shard: number, batch: ShardHits) => Promise<unknown>;
 const SENT_POLL_MS = 10;
 /** A request stops waiting for its batch after this long (the send itself goes on). */
 const SENT_WAIT_LIMIT_MS = 30_000;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Hits handed over by `Gateway.authorize`, held in the isolate and sent as ONE `ingest` per

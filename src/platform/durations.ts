@@ -67,3 +67,8 @@ export function parseNamedDurations<K extends string>(raw: string | undefined, s
   }
   return out;
 }
+
+/** Resolves after `ms` (a timer of the caller's own request). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -34,19 +34,17 @@ const CODE_PREFIX = /^\[[A-Z_]+\]\s*/;
  * The result never carries a stack.
  */
 export function toPublicError(error: unknown): ServiceError {
-  const code = errorCodeOf(error);
-  if (code === undefined || code === "INTERNAL") {
-    return withoutStack(new ServiceError("INTERNAL", "internal error"));
-  }
-  const source = error as { message: string; details?: ErrorDetail[] };
-  const message = source.message.replace(CODE_PREFIX, "");
-  return withoutStack(new ServiceError(code, message, source.details));
+  const { code, message, details } = toErrorValue(error);
+  return withoutStack(new ServiceError(code, message, details));
 }
 
 /** What an outside caller may see of `error` (as `toPublicError` keeps it), as a value: one item's error in a batch. */
 export function toErrorValue(error: unknown): ErrorValue {
-  const { code, message, details } = toPublicError(error);
-  return { code, message: message.replace(CODE_PREFIX, ""), ...(details === undefined ? {} : { details }) };
+  const code = errorCodeOf(error);
+  if (code === undefined || code === "INTERNAL") return { code: "INTERNAL", message: "internal error" };
+  const source = error as { message: string; details?: ErrorDetail[] };
+  const message = source.message.replace(CODE_PREFIX, "");
+  return { code, message, ...(source.details === undefined ? {} : { details: source.details }) };
 }
 
 /** The error an `ErrorValue` stood for, to throw where the item's caller waits. */

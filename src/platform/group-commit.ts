@@ -1,3 +1,5 @@
+import { sleep } from "./durations";
+
 /**
  * Group commit for state an object keeps in memory and writes back to its SQLite storage.
  *
@@ -144,5 +146,5 @@ export class WriteInFlight {
  * batch. Without it a write that is durable at once (locally it is) lets each call in alone.
  */
 export function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  return sleep(0);
 }
