@@ -8,6 +8,7 @@ import { COST_BUDGETS } from "./harness/cost";
 import { renderMarkdown, renderText } from "./harness/report";
 import { runBench } from "./harness/runner";
 import { allOps, SCENARIOS } from "./scenarios/index";
+import { ANSWERING_REFERENCE, shapeOf } from "./scenarios/lean";
 import { TARGETS } from "./targets";
 
 describe("bench harness", () => {
@@ -62,6 +63,26 @@ describe("bench harness", () => {
       expect(markdown).toContain(row.label);
     }
     expect(text).toContain("n/a (capability not built yet)");
+  });
+
+  it("tells values apart by their shape, not their contents", () => {
+    expect(shapeOf({ b: [1, { c: "x" }], a: true })).toBe(shapeOf({ a: false, b: [2, { c: "y" }] }));
+    expect(shapeOf({ a: 1 })).not.toBe(shapeOf({ a: "1" }));
+    expect(shapeOf({ a: 1 })).not.toBe(shapeOf({ a: 1, b: undefined }));
+    expect(shapeOf({ rules: [{}] })).not.toBe(shapeOf({ rules: [{}, {}] }));
+  });
+
+  it("runs the lean scenario: check beside both write ceilings, the answering one answering check's shape", async () => {
+    const results = await runBench({ mode: "test", only: ["lean"] });
+
+    const check = results.rows.find((row) => row.id === "lean.check.one-subject")!;
+    expect(check.measured!.errors).toBe(0);
+    expect(check.measured!.ratioToCeiling).toBeGreaterThan(0);
+    expect(check.extra?.answerShapeMatches).toBe(true);
+    expect(check.extra?.[`× ${ANSWERING_REFERENCE}`]).toBeGreaterThan(0);
+    const target = results.targets.find((candidate) => candidate.id === "lean-check")!;
+    expect(target.detail).toContain("carrying check's input and a decision");
+    expect(target.detail).not.toContain("WARNING");
   });
 
   it("runs the cost scenario: every budget row counted by the bench Worker, judged and rendered", async () => {

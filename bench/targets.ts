@@ -4,6 +4,7 @@
  */
 import { budgetValue, COST_BUDGETS } from "./harness/cost";
 import type { Row, Target } from "./harness/types";
+import { ANSWERING_REFERENCE } from "./scenarios/lean";
 
 const measured = (rows: readonly Row[], prefix: string) => rows.filter((row) => row.id.startsWith(prefix) && row.measured !== undefined);
 
@@ -47,9 +48,14 @@ function againstWriteCeiling(id: string, min: number) {
     const m = row.measured;
     const ratio = m.ratioToCeiling!;
     const ceilingP50 = Number(row.extra?.ceilingP50Ms ?? 0);
+    const answering = row.extra?.[`× ${ANSWERING_REFERENCE}`];
+    const beside =
+      answering === undefined
+        ? ""
+        : `; ${fmt(Number(answering))} × the same write carrying check's input and a decision (${row.extra?.[`${ANSWERING_REFERENCE} ops/s`]} ops/s${row.extra?.answerShapeMatches === false ? ", WARNING: its answer's shape differs from check's" : ""})`;
     return {
       pass: ratio >= min,
-      detail: `${fmt(ratio)} × the one-write ceiling (${Math.round(m.opsPerSec)} vs ${row.extra?.ceilingOpsPerSec} ops/s); p50 ${fmt(m.p50Ms)} ms, p99 ${fmt(m.p99Ms)} ms (ceiling p50 ${fmt(ceilingP50)} ms)`,
+      detail: `${fmt(ratio)} × the one-write ceiling (${Math.round(m.opsPerSec)} vs ${row.extra?.ceilingOpsPerSec} ops/s); p50 ${fmt(m.p50Ms)} ms, p99 ${fmt(m.p99Ms)} ms (ceiling p50 ${fmt(ceilingP50)} ms)${beside}`,
     };
   };
 }

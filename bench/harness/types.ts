@@ -22,6 +22,8 @@ export interface BenchRateLimiterStub {
   noop(): Promise<null>;
   /** The ceiling of a call that persists: one storage write, nothing else. */
   noopWrite(): Promise<null>;
+  /** The same write, taking a check's input and answering a decision of check's shape. */
+  noopWriteAnswering(input: CheckInput): Promise<Decision>;
   /** `ctx.storage.sql.databaseSize` of this subject's object. */
   storedBytes(): Promise<number>;
 }
@@ -74,7 +76,11 @@ export interface DriverEnv {
   /** `{ service: "tollgate" }`: the default entrypoint, `Gateway` (authorize/settle). */
   GATEWAY: GatewayApi;
   /** `{ service: "tollgate", entrypoint: "BenchCeiling" }`: the same hop, to a no-op. */
-  CEILING: { noop(input: { subject: string }): Promise<null>; noopWrite(input: { subject: string }): Promise<null> };
+  CEILING: {
+    noop(input: { subject: string }): Promise<null>;
+    noopWrite(input: { subject: string }): Promise<null>;
+    noopWriteAnswering(input: CheckInput): Promise<Decision>;
+  };
   /** `RateLimiterDO` bound by `script_name = "tollgate"` (DO RPC, no entrypoint). */
   RATE_LIMITER: NamespaceLike<BenchRateLimiterStub>;
   SEED_LIMITER: NamespaceLike<SeedLimiterStub>;

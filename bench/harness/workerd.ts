@@ -90,6 +90,7 @@ export async function startRuntime(): Promise<BenchRuntime> {
     convertV4MiniflareOptions({
       host: "127.0.0.1",
       port: 0,
+      ...(process.env.BENCH_INSPECTOR_PORT ? { inspectorPort: Number(process.env.BENCH_INSPECTOR_PORT) } : {}),
       workers: [
         {
           // The first Worker receives dispatchFetch: the load driver, a sibling of tollgate.

@@ -3,6 +3,7 @@
  * tollgate row is divided by the ceiling on the same route at the same concurrency.
  */
 import { subjectAt } from "../harness/stats";
+import type { Rule } from "../../rpc/rate-limits";
 import type { AnyOp, Params, Route, Scenario } from "../harness/types";
 
 /** The ceiling op for each route, and the subjects it uses (shared with the scenarios it is paired with). */
@@ -16,6 +17,9 @@ export const WRITE_CEILING_OPS: Record<"entrypoint" | "do-rpc", string> = {
   entrypoint: "ceiling.write.entrypoint",
   "do-rpc": "ceiling.write.do-rpc",
 };
+
+/** The one-write ceiling that takes a check's input and answers a decision (a reference, not the ceiling). */
+export const ANSWERING_WRITE_CEILING_OP = "ceiling.write-answering.entrypoint";
 
 export const ROUTES = ["entrypoint", "do-rpc"] as const satisfies readonly Route[];
 
@@ -36,6 +40,11 @@ const ops: Record<string, AnyOp> = {
   },
   "ceiling.write.do-rpc": {
     call: (env, params: Params, _state, i) => env.RATE_LIMITER.getByName(subjectAt(params, i)).noopWrite(),
+  },
+  // The write ceiling carrying check's bytes: a check's input in, a decision of check's shape out.
+  "ceiling.write-answering.entrypoint": {
+    call: (env, params: Params, _state, i) =>
+      env.CEILING.noopWriteAnswering({ subject: subjectAt(params, i), rules: params.rules as unknown as Rule[] }),
   },
   "ceiling.stored-bytes": {
     call: (env, params: Params) => env.RATE_LIMITER.getByName(subjectAt(params, 0)).storedBytes(),

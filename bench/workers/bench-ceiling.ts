@@ -1,4 +1,5 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
+import type { CheckInput, Decision } from "../../rpc/rate-limits";
 import type { BenchEnv } from "./bench-env";
 
 /**
@@ -14,5 +15,10 @@ export class BenchCeiling extends WorkerEntrypoint<BenchEnv> {
   /** The same hop to a method that only writes one value (see BenchRateLimiterDO.noopWrite). */
   noopWrite(input: { subject: string }): Promise<null> {
     return this.env.RATE_LIMITER.getByName(input.subject).noopWrite();
+  }
+
+  /** The same hop carrying a check's input and a decision back (see BenchRateLimiterDO.noopWriteAnswering). */
+  noopWriteAnswering(input: CheckInput): Promise<Decision> {
+    return this.env.RATE_LIMITER.getByName(input.subject).noopWriteAnswering(input);
   }
 }

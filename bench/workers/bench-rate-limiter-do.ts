@@ -1,4 +1,6 @@
+import type { CheckInput, Decision, RuleState } from "../../rpc/rate-limits";
 import type { Env } from "../../src/platform/env";
+import { rateLimitHeaders } from "../../src/rate-limits/algorithms/headers";
 import { RateLimiterDO } from "../../src/rate-limits/limiter-do";
 import { costMeter, countRequestsOf } from "./cost-meter";
 
@@ -26,6 +28,42 @@ export class BenchRateLimiterDO extends RateLimiterDO {
   async noopWrite(): Promise<null> {
     this.ctx.storage.kv.put("bench:last-write", Date.now());
     return null;
+  }
+
+  /**
+   * The one-write ceiling of a call that carries `check`'s bytes: it takes a check's input and
+   * answers a decision of the same shape (every rule admitted, headers built by tollgate's own
+   * `rateLimitHeaders`) after one synchronous KV write. It validates, decides and meters
+   * nothing: between it and `check` lies tollgate's own work, and between it and `noopWrite`
+   * the cost of moving a decision across two RPC hops.
+   */
+  async noopWriteAnswering(input: CheckInput): Promise<Decision> {
+    const nowMs = Date.now();
+    this.ctx.storage.kv.put("bench:last-write", nowMs);
+    const rules: RuleState[] = (input.rules ?? []).map((rule) => ({
+      name: rule.name,
+      algorithm: rule.algorithm,
+      limit: rule.limit,
+      periodMs: rule.periodMs,
+      allowed: true,
+      remaining: rule.limit - 1,
+      resetAt: nowMs + rule.periodMs,
+      retryAfterMs: 0,
+      shadow: false,
+    }));
+    const tightest = rules.reduce((a, b) => (b.remaining < a.remaining ? b : a));
+    const decision: Decision = {
+      allowed: true,
+      remaining: tightest.remaining,
+      limit: tightest.limit,
+      resetAt: tightest.resetAt,
+      retryAfterMs: 0,
+      deniedBy: [],
+      rules,
+      headers: {},
+    };
+    decision.headers = rateLimitHeaders(decision, nowMs);
+    return decision;
   }
 
   /** Bytes this subject occupies on disk (SQLite pages, including tollgate's internal tables). */
