@@ -34,7 +34,7 @@ export class GatewayAdmission {
    */
   verify(key: ParsedKey, scope: string | undefined, nowMs: number): VerifyKeyResult {
     this.account.assertName(key.accountId);
-    if (this.account.row() === undefined) return { valid: false, code: "NOT_FOUND" };
+    if (!this.account.exists()) return { valid: false, code: "NOT_FOUND" };
     const row = this.keys.row(key.keyId);
     // An unknown id and a wrong secret answer alike and take the same work, so neither can be probed.
     const given = hashSecret(key.secret);

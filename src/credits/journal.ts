@@ -119,6 +119,7 @@ export class Journal {
       account.head_hash,
       hash,
     );
+    this.account.wrote({ ...account, ...totals, last_seq: seq, head_hash: hash, last_at_ms: at });
     return { ...(JSON.parse(text) as Omit<Entry, "hash">), hash };
   }
 

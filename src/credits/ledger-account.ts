@@ -41,9 +41,28 @@ export class LedgerAccount {
     return this.memo.get("account", () => this.#read());
   }
 
+  /** Set once the account is seen outside a transaction: an account is never deleted, and no rollback can undo what was already there. */
+  #seen = false;
+
+  /** Whether the account exists; after the first yes, without a query (key verification asks on every call). */
+  exists(): boolean {
+    if (this.#seen) return true;
+    const found = this.row() !== undefined;
+    if (found && !this.memo.inTransaction) this.#seen = true;
+    return found;
+  }
+
   /** The account or the entries changed: the next read queries again. */
   forget(): void {
     this.memo.forget();
+  }
+
+  /**
+   * The row as a write of this transaction just left it (an entry appended, the debts moved),
+   * computed by that write, so the reads after it need not query again.
+   */
+  wrote(row: AccountRow): void {
+    this.memo.set("account", row);
   }
 
   #read(): AccountRow | undefined {
@@ -61,8 +80,12 @@ export class LedgerAccount {
   /** Moves the overdraft's debts; writes nothing when neither changes. */
   addDebt(held: number, consumed: number): void {
     if (held === 0 && consumed === 0) return;
+    const before = this.row();
     this.forget();
     run(this.sql, "UPDATE account SET held_debt = held_debt + ?, consumed_debt = consumed_debt + ?", held, consumed);
+    if (before !== undefined) {
+      this.wrote({ ...before, held_debt: before.held_debt + held, consumed_debt: before.consumed_debt + consumed });
+    }
   }
 
   require(accountId: string): AccountRow {

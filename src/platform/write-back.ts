@@ -235,8 +235,21 @@ export class TransactionMemo<V> implements WriteBackCache {
     return value;
   }
 
+  /**
+   * What a write just made the value, so the next read inside the transaction need not query:
+   * the writer knows it exactly. Outside a transaction nothing is kept, as with `get`.
+   */
+  set(key: string, value: V): void {
+    this.#values?.set(key, value);
+  }
+
   forget(): void {
     if (this.#values !== null) this.#values = new Map();
+  }
+
+  /** Whether a transaction is open: what is read now could still be rolled back. */
+  get inTransaction(): boolean {
+    return this.#values !== null;
   }
 
   begin(): void {

@@ -220,4 +220,28 @@ describe("TransactionMemo", () => {
     });
     expect(read()).toBe(6);
   });
+
+  it("keeps what a write set only inside a transaction, and says when one is open", () => {
+    const memo = new TransactionMemo<number>();
+    const transactions = new WriteBackTransactions((body) => body(), [memo]);
+    let loads = 0;
+    const read = () => memo.get("k", () => ++loads);
+    memo.set("k", 100);
+    expect(memo.inTransaction).toBe(false);
+    expect(read()).toBe(1);
+    transactions.run(() => {
+      expect(memo.inTransaction).toBe(true);
+      memo.set("k", 100);
+      expect(read()).toBe(100);
+      expect(() =>
+        transactions.run(() => {
+          memo.set("k", 200);
+          throw new Error("rolled back");
+        }),
+      ).toThrow("rolled back");
+      expect(read()).toBe(2);
+    });
+    expect(memo.inTransaction).toBe(false);
+    expect(read()).toBe(3);
+  });
 });
