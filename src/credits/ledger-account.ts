@@ -16,10 +16,17 @@ import { type AccountRow, toBalance } from "./ledger-rows";
  */
 export class LedgerAccount {
   /**
-   * Inside a transaction, the row as last read, so the many reads of one call run one query;
-   * every write of the account or the entries forgets it (the object's transactions own it).
+   * Inside a transaction, the row as last read or written, so the many reads of one call run
+   * one query: a write of the account or the entries hands over the row it made (`wrote`), or
+   * forgets it (the object's transactions own the memo).
    */
   readonly memo = new TransactionMemo<AccountRow | undefined>();
+
+  /**
+   * Set once the account is seen outside a transaction: an account is never deleted, and no
+   * rollback can undo a row that was there before the transaction began.
+   */
+  #seen = false;
 
   /**
    * @param objectName the Durable Object's name, which must be the account id (`undefined`
@@ -40,9 +47,6 @@ export class LedgerAccount {
   row(): AccountRow | undefined {
     return this.memo.get("account", () => this.#read());
   }
-
-  /** Set once the account is seen outside a transaction: an account is never deleted, and no rollback can undo what was already there. */
-  #seen = false;
 
   /** Whether the account exists; after the first yes, without a query (key verification asks on every call). */
   exists(): boolean {
@@ -80,7 +84,8 @@ export class LedgerAccount {
   /** Moves the overdraft's debts; writes nothing when neither changes. */
   addDebt(held: number, consumed: number): void {
     if (held === 0 && consumed === 0) return;
-    const before = this.row();
+    // Inside a transaction the row after the update is known without a query; outside, nothing is kept.
+    const before = this.memo.inTransaction ? this.row() : undefined;
     this.forget();
     run(this.sql, "UPDATE account SET held_debt = held_debt + ?, consumed_debt = consumed_debt + ?", held, consumed);
     if (before !== undefined) {
