@@ -1,7 +1,8 @@
 import * as v from "valibot";
 import { ServiceError } from "./errors";
 
-const cache = new Map<string, unknown>();
+/** Parsed values by variable name, then by text: a lookup builds no key (hot paths read these per call). */
+const cache = new Map<string, Map<string, unknown>>();
 
 /**
  * Parses and validates a JSON configuration variable once per isolate (keyed by its name and
@@ -15,8 +16,8 @@ export function parseJsonVar<TSchema extends v.GenericSchema>(
   schema: TSchema,
 ): v.InferOutput<TSchema> {
   const source = raw ?? fallback;
-  const key = `${name}\u0000${source}`;
-  if (cache.has(key)) return cache.get(key) as v.InferOutput<TSchema>;
+  const parsedByText = cache.get(name) ?? cache.set(name, new Map()).get(name)!;
+  if (parsedByText.has(source)) return parsedByText.get(source) as v.InferOutput<TSchema>;
   let parsed: unknown;
   try {
     parsed = JSON.parse(source);
@@ -28,7 +29,7 @@ export function parseJsonVar<TSchema extends v.GenericSchema>(
     const issue = result.issues[0];
     throw misconfigured(name, `${v.getDotPath(issue) ?? "root"}: ${issue.message}`);
   }
-  cache.set(key, result.output);
+  parsedByText.set(source, result.output);
   return result.output;
 }
 

@@ -45,12 +45,26 @@ const DEFAULTS: MetricsConfig = {
 };
 
 const cache = new Map<string, MetricsConfig>();
+/** The last configuration read, and the variables it was read from: every counted call asks, with the same ones. */
+let last: { vars: MetricsVars; config: MetricsConfig } | undefined;
+
+const sameVars = (a: MetricsVars, b: MetricsVars) =>
+  a.METRICS_SHARDS === b.METRICS_SHARDS &&
+  a.METRICS_RETENTION === b.METRICS_RETENTION &&
+  a.METRICS_FLUSH_MS === b.METRICS_FLUSH_MS &&
+  a.METRICS_BUFFER_MS === b.METRICS_BUFFER_MS;
 
 /** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
 export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
-  const key = JSON.stringify([vars.METRICS_SHARDS, vars.METRICS_RETENTION, vars.METRICS_FLUSH_MS, vars.METRICS_BUFFER_MS]);
+  if (last !== undefined && sameVars(last.vars, vars)) return last.config;
+  const { METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS } = vars;
+  const read: MetricsVars = { METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS };
+  const key = JSON.stringify([METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS]);
   const cached = cache.get(key);
-  if (cached) return cached;
+  if (cached) {
+    last = { vars: read, config: cached };
+    return cached;
+  }
   try {
     const config: MetricsConfig = {
       shards: intVar("METRICS_SHARDS", vars.METRICS_SHARDS, DEFAULTS.shards, 1, MAX_METRICS_SHARDS),
@@ -60,6 +74,7 @@ export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
       bufferMs: intVar("METRICS_BUFFER_MS", vars.METRICS_BUFFER_MS, DEFAULTS.bufferMs, 0, 5_000),
     };
     cache.set(key, config);
+    last = { vars: read, config };
     return config;
   } catch (error) {
     console.error(`metrics misconfigured: ${(error as Error).message}`);
