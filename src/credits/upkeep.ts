@@ -80,7 +80,8 @@ export class LedgerUpkeep {
   async afterWrite(nowMs: number): Promise<void> {
     await this.scheduleSettle("earliest", this.holds.takePlacedExpiry() ?? null);
     const written = nowMs + this.idempotencyWindowMs();
-    const stored = this.scheduler.get("prune") === undefined ? this.idempotency.earliestExpiry() : null;
+    const pruneExists = this.scheduler.knownDue("prune") !== undefined || this.scheduler.get("prune") !== undefined;
+    const stored = pruneExists ? null : this.idempotency.earliestExpiry();
     await this.schedulePrune("earliest", stored === null ? written : Math.min(stored, written));
   }
 
@@ -109,6 +110,9 @@ export class LedgerUpkeep {
    * later is left alone, so a busy account does not rewrite its task row and alarm on every call.
    */
   private async ensureTask(kind: string, dueMs: number, keep: Keep): Promise<void> {
+    // Known due no later: nothing to change, and no query to learn it (the common case).
+    const known = this.scheduler.knownDue(kind);
+    if (keep === "earliest" && known !== undefined && known <= dueMs) return;
     const existing = this.scheduler.get(kind);
     if (keep === "earliest" && existing !== undefined && existing.parkedAtMs === null && existing.dueMs <= dueMs) return;
     await this.scheduler.schedule(kind, dueMs, null, kind, keep);

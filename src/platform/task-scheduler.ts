@@ -129,6 +129,14 @@ export class TaskScheduler {
     return run(this.storage.sql, "DELETE FROM _tasks WHERE id = ?", id) > 0;
   }
 
+  /**
+   * The due time of task `id` as this instance last wrote or read it, when it knows one: the
+   * task then exists and is not parked (a run, a failure or a cancel forgets it). No SQL.
+   */
+  knownDue(id: string): number | undefined {
+    return this.#knownDue.get(id);
+  }
+
   get(id: string): Task | undefined {
     const row = maybeOne<TaskRow>(this.storage.sql, "SELECT * FROM _tasks WHERE id = ?", id);
     return row && toTask(row);

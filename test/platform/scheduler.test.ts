@@ -131,6 +131,24 @@ describe("task scheduler", () => {
     expect(await stub.alarmTime()).toBeLessThanOrEqual(now + 20_000);
   });
 
+  it("knows a due time without a query only while the task is there and runnable", async () => {
+    const stub = probe("known-due");
+    const now = later();
+    await stub.setFailureBudget("flaky", 1);
+    await stub.schedule("flaky", now, { label: "flaky" }, "flaky");
+    await stub.schedule("mark", now + 5, { label: "done" }, "done");
+    await stub.schedule("mark", now + 10, { label: "gone" }, "gone");
+    expect([await stub.knownDue("flaky"), await stub.knownDue("done"), await stub.knownDue("gone")]).toEqual([now, now + 5, now + 10]);
+    // Cancelled: forgotten. Failed (and due again later): forgotten. Done: forgotten.
+    expect(await stub.cancel("gone")).toBe(true);
+    await stub.runAlarmAt(now + 5);
+    expect([await stub.knownDue("flaky"), await stub.knownDue("done"), await stub.knownDue("gone")]).toEqual([null, null, null]);
+    expect((await stub.tasks()).map((task) => task.id)).toEqual(["flaky"]);
+    // Scheduling again, it is known again.
+    await stub.schedule("mark", now + 20, { label: "again" }, "again");
+    expect(await stub.knownDue("again")).toBe(now + 20);
+  });
+
   it("keeps its tasks across eviction", async () => {
     const stub = probe("evicted");
     const now = later();
