@@ -44,7 +44,6 @@ const DEFAULTS: MetricsConfig = {
   bufferMs: 5_000,
 };
 
-const cache = new Map<string, MetricsConfig>();
 /** The last configuration read, and the variables it was read from: every counted call asks, with the same ones. */
 let last: { vars: MetricsVars; config: MetricsConfig } | undefined;
 
@@ -54,27 +53,19 @@ const sameVars = (a: MetricsVars, b: MetricsVars) =>
   a.METRICS_FLUSH_MS === b.METRICS_FLUSH_MS &&
   a.METRICS_BUFFER_MS === b.METRICS_BUFFER_MS;
 
-/** Reads and checks the metrics configuration once per isolate; a malformed value is `INTERNAL`. */
+/** Reads and checks the metrics configuration once per isolate (again only if the variables change); a malformed value is `INTERNAL`. */
 export function loadMetricsConfig(vars: MetricsVars): MetricsConfig {
   if (last !== undefined && sameVars(last.vars, vars)) return last.config;
   const { METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS } = vars;
-  const read: MetricsVars = { METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS };
-  const key = JSON.stringify([METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS]);
-  const cached = cache.get(key);
-  if (cached) {
-    last = { vars: read, config: cached };
-    return cached;
-  }
   try {
     const config: MetricsConfig = {
-      shards: intVar("METRICS_SHARDS", vars.METRICS_SHARDS, DEFAULTS.shards, 1, MAX_METRICS_SHARDS),
-      retention: retention(vars.METRICS_RETENTION),
-      flushMs: intVar("METRICS_FLUSH_MS", vars.METRICS_FLUSH_MS, DEFAULTS.flushMs, 0, 60_000),
+      shards: intVar("METRICS_SHARDS", METRICS_SHARDS, DEFAULTS.shards, 1, MAX_METRICS_SHARDS),
+      retention: retention(METRICS_RETENTION),
+      flushMs: intVar("METRICS_FLUSH_MS", METRICS_FLUSH_MS, DEFAULTS.flushMs, 0, 60_000),
       // At most 5 s: the window a crashed object can lose (docs/metrics.md).
-      bufferMs: intVar("METRICS_BUFFER_MS", vars.METRICS_BUFFER_MS, DEFAULTS.bufferMs, 0, 5_000),
+      bufferMs: intVar("METRICS_BUFFER_MS", METRICS_BUFFER_MS, DEFAULTS.bufferMs, 0, 5_000),
     };
-    cache.set(key, config);
-    last = { vars: read, config };
+    last = { vars: { METRICS_SHARDS, METRICS_RETENTION, METRICS_FLUSH_MS, METRICS_BUFFER_MS }, config };
     return config;
   } catch (error) {
     console.error(`metrics misconfigured: ${(error as Error).message}`);
