@@ -50,7 +50,7 @@ export class LedgerUpkeep {
             nowMs,
             PRUNE_BATCH,
           );
-        if (deleted >= PRUNE_BATCH) await this.ensureTask("prune", nowMs, "replace");
+        if (deleted >= PRUNE_BATCH) await this.scheduler.schedule("prune", nowMs, null, "prune", "replace");
         else await this.schedulePrune("replace", this.idempotency.earliestExpiry());
       },
       audit: async (_payload, nowMs) => {
@@ -75,7 +75,9 @@ export class LedgerUpkeep {
    * covered by the prune task already scheduled (each write scheduled it, and each prune run
    * reschedules it for the earliest left), so the write path reads no expiry (the table has no
    * index over it). Only with no prune task at all (none scheduled yet, or records that came
-   * without one) is the table read for its earliest.
+   * without one) is the table read for its earliest. A task already due no later is left alone
+   * (`earliest`), which the scheduler knows without a query once it has written or read the
+   * task, so a busy account rewrites neither its task rows nor its alarm.
    */
   async afterWrite(nowMs: number): Promise<void> {
     await this.scheduleSettle("earliest", this.holds.takePlacedExpiry() ?? null);
@@ -96,25 +98,12 @@ export class LedgerUpkeep {
       "SELECT MIN(expires_at_ms) AS next FROM grants WHERE expiry_booked = 0 AND expires_at_ms IS NOT NULL",
     )?.next;
     const due = [grantsDue, holdsDue].filter((ms): ms is number => typeof ms === "number");
-    if (due.length > 0) await this.ensureTask("settle-due", Math.min(...due), keep);
+    if (due.length > 0) await this.scheduler.schedule("settle-due", Math.min(...due), null, "settle-due", keep);
   }
 
   private async schedulePrune(keep: Keep, idempotency: number | null): Promise<void> {
     const ruleStates = maybeOne<{ next: number | null }>(this.sql, "SELECT MIN(expires_at_ms) AS next FROM key_rule_states")?.next ?? null;
     const next = ruleStates === null ? idempotency : idempotency === null ? ruleStates : Math.min(ruleStates, idempotency);
-    if (next !== null) await this.ensureTask("prune", next + PRUNE_SLACK_MS, keep);
-  }
-
-  /**
-   * Schedules task `kind` at `dueMs`. On the write path (`earliest`) a task already due no
-   * later is left alone, so a busy account does not rewrite its task row and alarm on every call.
-   */
-  private async ensureTask(kind: string, dueMs: number, keep: Keep): Promise<void> {
-    // Known due no later: nothing to change, and no query to learn it (the common case).
-    const known = this.scheduler.knownDue(kind);
-    if (keep === "earliest" && known !== undefined && known <= dueMs) return;
-    const existing = this.scheduler.get(kind);
-    if (keep === "earliest" && existing !== undefined && existing.parkedAtMs === null && existing.dueMs <= dueMs) return;
-    await this.scheduler.schedule(kind, dueMs, null, kind, keep);
+    if (next !== null) await this.scheduler.schedule("prune", next + PRUNE_SLACK_MS, null, "prune", keep);
   }
 }
