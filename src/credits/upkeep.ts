@@ -82,8 +82,7 @@ export class LedgerUpkeep {
   async afterWrite(nowMs: number): Promise<void> {
     await this.scheduleSettle("earliest", this.holds.takePlacedExpiry() ?? null);
     const written = nowMs + this.idempotencyWindowMs();
-    const pruneExists = this.scheduler.knownDue("prune") !== undefined || this.scheduler.get("prune") !== undefined;
-    const stored = pruneExists ? null : this.idempotency.earliestExpiry();
+    const stored = this.scheduler.exists("prune") ? null : this.idempotency.earliestExpiry();
     await this.schedulePrune("earliest", stored === null ? written : Math.min(stored, written));
   }
 

@@ -137,6 +137,11 @@ export class TaskScheduler {
     return this.#knownDue.get(id);
   }
 
+  /** Whether task `id` exists: without a query when this instance knows its due time. */
+  exists(id: string): boolean {
+    return this.#knownDue.has(id) || this.get(id) !== undefined;
+  }
+
   get(id: string): Task | undefined {
     const row = maybeOne<TaskRow>(this.storage.sql, "SELECT * FROM _tasks WHERE id = ?", id);
     return row && toTask(row);

@@ -144,6 +144,8 @@ describe("task scheduler", () => {
     await stub.runAlarmAt(now + 5);
     expect([await stub.knownDue("flaky"), await stub.knownDue("done"), await stub.knownDue("gone")]).toEqual([null, null, null]);
     expect((await stub.tasks()).map((task) => task.id)).toEqual(["flaky"]);
+    // Existence reads the table when the due time is not known: the failed task is there, the others are not.
+    expect([await stub.exists("flaky"), await stub.exists("done"), await stub.exists("gone")]).toEqual([true, false, false]);
     // Scheduling again, it is known again.
     await stub.schedule("mark", now + 20, { label: "again" }, "again");
     expect(await stub.knownDue("again")).toBe(now + 20);
